@@ -1,0 +1,1 @@
+"""Database access: engine, sessions, the embedded cluster, models and migrations."""

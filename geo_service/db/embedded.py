@@ -1,0 +1,268 @@
+"""The embedded PostGIS cluster: a private PostgreSQL in a data folder, managed by the service.
+
+Used when GEO_DATABASE_URL is not set. PostgreSQL refuses to run as root, so when we are
+root the server runs as the `postgres` system user; its data folder, socket folder and log
+must then be owned by that user, and every folder above them must be traversable by it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from geo_service.errors import Unavailable
+
+PG_VERSION = "15"
+PG_BIN = Path(f"/usr/lib/postgresql/{PG_VERSION}/bin")
+DEBIAN_PACKAGES = ("postgresql-15", "postgresql-15-postgis-3", "postgresql-15-pgrouting")
+# Files that prove each Debian package is installed (cheaper and more honest than dpkg -l).
+_PACKAGE_PROBES = {
+    "postgresql-15": PG_BIN / "postgres",
+    "postgresql-15-postgis-3": Path(f"/usr/share/postgresql/{PG_VERSION}/extension/postgis.control"),
+    "postgresql-15-pgrouting": Path(
+        f"/usr/share/postgresql/{PG_VERSION}/extension/pgrouting.control"
+    ),
+}
+DB_NAME = "geo"
+DB_USER = "geo"
+RUN_AS = "postgres"
+FALLBACK_ROOT = Path("/var/lib/geo-service")
+
+
+def missing_packages() -> list[str]:
+    """Debian packages the embedded cluster needs that are not installed."""
+    return [pkg for pkg, probe in _PACKAGE_PROBES.items() if not probe.exists()]
+
+
+def ensure_packages() -> None:
+    """Install the missing Debian packages when root; otherwise say exactly what to install."""
+    missing = missing_packages()
+    if not missing:
+        return
+    cmd = "apt-get install -y " + " ".join(missing)
+    if os.geteuid() != 0:
+        raise Unavailable(f"PostGIS is not installed; run as root: apt-get update && {cmd}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for args in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *missing]):
+        done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise Unavailable(f"`{' '.join(args)}` failed: {done.stderr.strip()[-500:]}")
+    still = missing_packages()
+    if still:
+        raise Unavailable(f"packages still missing after apt-get install: {', '.join(still)}")
+
+
+@dataclass
+class ClusterStatus:
+    """What `geo-service db status` shows."""
+
+    data_dir: Path
+    initialised: bool
+    running: bool
+    port: int
+    url: str | None
+
+
+class EmbeddedCluster:
+    """A PostgreSQL cluster living in `<data_dir>/pgdata`, listening on localhost only."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.requested_dir = Path(data_dir).absolute()
+        self.port = port
+
+    # -- paths ------------------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        """The folder that holds the cluster (see `_reachable_root` for why it may move)."""
+        return self._reachable_root()
+
+    @property
+    def pgdata(self) -> Path:
+        """PostgreSQL's data directory."""
+        return self.root / "pgdata"
+
+    @property
+    def socket_dir(self) -> Path:
+        """Unix socket folder (kept short: socket paths are limited to ~100 bytes)."""
+        digest = hashlib.sha1(str(self.requested_dir).encode()).hexdigest()[:10]
+        return Path("/tmp") / f"geo-service-{digest}"
+
+    @property
+    def log_file(self) -> Path:
+        """Server log, inside a folder the server user owns (a root-owned path fails silently)."""
+        return self.root / "log" / "postgres.log"
+
+    @property
+    def password_file(self) -> Path:
+        """The generated password of the `geo` role, readable by its owner only."""
+        return self.requested_dir / "password"
+
+    def _as_root(self) -> bool:
+        return os.geteuid() == 0
+
+    def _reachable_root(self) -> Path:
+        """Data folder the server user can reach.
+
+        As root, a clone under /root is not traversable by `postgres`; rather than loosen the
+        permissions of the user's home we keep the cluster under /var/lib/geo-service/<hash>,
+        and leave a pointer file in the requested folder.
+        """
+        if not self._as_root() or _traversable_by(self.requested_dir, RUN_AS):
+            return self.requested_dir
+        digest = hashlib.sha1(str(self.requested_dir).encode()).hexdigest()[:12]
+        return FALLBACK_ROOT / digest
+
+    # -- process helpers --------------------------------------------------------------------
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [str(PG_BIN / args[0]), *args[1:]]
+        if self._as_root():
+            cmd = ["runuser", "-u", RUN_AS, "--", *cmd]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if check and done.returncode != 0:
+            log_tail = _tail(self.log_file)
+            raise Unavailable(
+                f"`{' '.join(args[:2])}` failed ({done.returncode}): "
+                f"{(done.stderr or done.stdout).strip()[-800:]}"
+                + (f"\nserver log:\n{log_tail}" if log_tail else "")
+            )
+        return done
+
+    def _own(self, *paths: Path) -> None:
+        if self._as_root():
+            for path in paths:
+                shutil.chown(path, RUN_AS, RUN_AS)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def initialised(self) -> bool:
+        """True once initdb has run."""
+        return (self.pgdata / "PG_VERSION").exists()
+
+    def running(self) -> bool:
+        """True when the server answers on its port."""
+        if not self.initialised():
+            return False
+        done = subprocess.run(
+            [str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
+            check=False,
+        )
+        return done.returncode == 0
+
+    def password(self) -> str:
+        """The `geo` role's password, generated on first use."""
+        if not self.password_file.exists():
+            self.requested_dir.mkdir(parents=True, exist_ok=True)
+            self.password_file.write_text(secrets.token_urlsafe(24))
+            self.password_file.chmod(0o600)
+        return self.password_file.read_text().strip()
+
+    def url(self) -> str:
+        """SQLAlchemy URL of the embedded database."""
+        return (
+            f"postgresql+psycopg://{DB_USER}:{quote(self.password(), safe='')}"
+            f"@127.0.0.1:{self.port}/{DB_NAME}"
+        )
+
+    def init(self) -> None:
+        """Create the cluster (first time only) with a password-protected `geo` superuser."""
+        if self.initialised():
+            return
+        ensure_packages()
+        for folder in (self.root, self.pgdata, self.log_file.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.pgdata.chmod(0o700)
+        self._own(self.root, self.pgdata, self.log_file.parent)
+        pwfile = self.root / ".initpw"
+        pwfile.write_text(self.password())
+        self._own(pwfile)
+        try:
+            self._run(
+                "initdb", "-D", str(self.pgdata), "-U", DB_USER, "--pwfile", str(pwfile),
+                "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        with (self.pgdata / "postgresql.conf").open("a") as conf:
+            conf.write(
+                "\n# geo-service embedded cluster\n"
+                "listen_addresses = '127.0.0.1'\n"
+                f"port = {self.port}\n"
+                f"unix_socket_directories = '{self.socket_dir}'\n"
+                "max_connections = 200\n"
+                "shared_buffers = 512MB\n"
+                "work_mem = 64MB\n"
+                "maintenance_work_mem = 512MB\n"
+                "max_wal_size = 2GB\n"
+                "jit = off\n"
+            )
+        if self.requested_dir != self.root:
+            self.requested_dir.mkdir(parents=True, exist_ok=True)
+            (self.requested_dir / "CLUSTER_LOCATION").write_text(f"{self.root}\n")
+
+    def start(self) -> None:
+        """Initialise if needed, start the server, and create the database."""
+        ensure_packages()
+        self.init()
+        if not self.running():
+            self.socket_dir.mkdir(parents=True, exist_ok=True)
+            self._own(self.socket_dir)
+            self._run(
+                "pg_ctl", "-D", str(self.pgdata), "-l", str(self.log_file), "-w", "-t", "60",
+                "-o", f"-p {self.port}", "start",
+            )
+        self._create_database()
+
+    def stop(self) -> None:
+        """Stop the server if it runs (fast shutdown: sessions are rolled back)."""
+        if self.running():
+            self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop")
+
+    def status(self) -> ClusterStatus:
+        """Where the cluster is and whether it runs."""
+        running = self.running()
+        return ClusterStatus(
+            self.root, self.initialised(), running, self.port, self.url() if running else None
+        )
+
+    def _create_database(self) -> None:
+        env = {**os.environ, "PGPASSWORD": self.password()}
+        base = [str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", DB_USER]
+        query = f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"
+        for _ in range(50):
+            found = subprocess.run(
+                [*base, "-d", "postgres", "-tAc", query],
+                env=env, capture_output=True, text=True, check=False,
+            )
+            if found.returncode == 0:
+                break
+            time.sleep(0.1)  # the server may still be finishing recovery after pg_ctl -w
+        else:
+            raise Unavailable(f"embedded database does not answer: {found.stderr.strip()}")
+        if found.stdout.strip() != "1":
+            subprocess.run(
+                [*base, "-d", "postgres", "-c", f"CREATE DATABASE {DB_NAME}"],
+                env=env, capture_output=True, text=True, check=True,
+            )
+
+
+def _traversable_by(folder: Path, user: str) -> bool:
+    """True when `user` can reach `folder`, or its nearest existing ancestor (we create the rest
+    as root and hand it over)."""
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    done = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(probe)], check=False)
+    return done.returncode == 0
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

@@ -1,0 +1,81 @@
+"""Engine, extensions and migrations: how the service reaches its PostGIS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from geo_service.db.embedded import EmbeddedCluster
+from geo_service.errors import Unavailable
+from geo_service.settings import Settings
+
+EXTENSIONS = ("postgis", "pgrouting", "pg_trgm")
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def cluster(settings: Settings) -> EmbeddedCluster:
+    """The embedded cluster described by the settings."""
+    return EmbeddedCluster(settings.data_dir, settings.embedded_port)
+
+
+def database_url(settings: Settings, *, start: bool = True) -> str:
+    """URL in use: GEO_DATABASE_URL, or the embedded cluster's (started when `start`)."""
+    if settings.database_url:
+        url = make_url(settings.database_url)
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        return url.render_as_string(hide_password=False)
+    embedded = cluster(settings)
+    if start:
+        embedded.start()
+    return embedded.url()
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """A pooled engine; pre-ping so a restarted database is reconnected without a restart."""
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=5,
+        connect_args={"connect_timeout": 5, "application_name": "geo-service"},
+    )
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Create the extensions (when missing) and bring the schema to the latest migration."""
+    try:
+        with engine.begin() as conn:
+            present = set(
+                conn.execute(text("SELECT extname FROM pg_extension")).scalars().all()
+            )
+            for ext in EXTENSIONS:
+                if ext not in present:
+                    conn.execute(text(f"CREATE EXTENSION IF NOT EXISTS {ext} CASCADE"))
+    except OperationalError as exc:
+        raise Unavailable(f"cannot reach the database: {exc.orig}") from exc
+    except ProgrammingError as exc:
+        raise Unavailable(
+            f"cannot create the extensions {', '.join(EXTENSIONS)}: {exc.orig}. "
+            "Ask the server's administrator to run CREATE EXTENSION for each, or install "
+            "postgresql-15-postgis-3 and postgresql-15-pgrouting on the server."
+        ) from exc
+    with engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def connect(settings: Settings, *, migrate: bool = True) -> Engine:
+    """Everything a door needs before it can work: database up, schema current, an engine."""
+    engine = make_engine(database_url(settings), pool_size=settings.pool_size)
+    if migrate:
+        ensure_schema(engine)
+    return engine

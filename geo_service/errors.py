@@ -1,0 +1,46 @@
+"""One exception hierarchy for every domain; api/ and cli.py map it to statuses and exit codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GeoServiceError(Exception):
+    """Base of every error the service raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInput(GeoServiceError):
+    """The caller sent something we cannot use: the message names the bad value."""
+
+    code = "invalid_input"
+
+
+class NotFound(GeoServiceError):
+    """A code, id or file that does not exist."""
+
+    code = "not_found"
+
+
+class Conflict(GeoServiceError):
+    """The request clashes with the current state (duplicate, illegal transition, FK in use)."""
+
+    code = "conflict"
+
+
+class PayloadTooLarge(InvalidInput):
+    """A body or batch larger than the configured limit."""
+
+    code = "payload_too_large"
+
+
+class Unavailable(GeoServiceError):
+    """A dependency (the database, a system package) is not there."""
+
+    code = "unavailable"
