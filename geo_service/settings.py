@@ -31,7 +31,7 @@ class Settings(BaseSettings):
         None, description="Where rejected rows are written; default next to the input file"
     )
 
-    # Grid codes: regular expression the deployment's grid codes must match (DB11/T 2157: 15 digits).
+    # Shapes of codes the deployment accepts (DB11/T 2157: 15-digit grids, 12-digit communities).
     grid_code_pattern: str = r"^\d{15}$"
     community_code_pattern: str = r"^\d{12}$"
 

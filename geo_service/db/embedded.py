@@ -25,7 +25,9 @@ DEBIAN_PACKAGES = ("postgresql-15", "postgresql-15-postgis-3", "postgresql-15-pg
 # Files that prove each Debian package is installed (cheaper and more honest than dpkg -l).
 _PACKAGE_PROBES = {
     "postgresql-15": PG_BIN / "postgres",
-    "postgresql-15-postgis-3": Path(f"/usr/share/postgresql/{PG_VERSION}/extension/postgis.control"),
+    "postgresql-15-postgis-3": Path(
+        f"/usr/share/postgresql/{PG_VERSION}/extension/postgis.control"
+    ),
     "postgresql-15-pgrouting": Path(
         f"/usr/share/postgresql/{PG_VERSION}/extension/pgrouting.control"
     ),
@@ -183,8 +185,16 @@ class EmbeddedCluster:
         self._own(pwfile)
         try:
             self._run(
-                "initdb", "-D", str(self.pgdata), "-U", DB_USER, "--pwfile", str(pwfile),
-                "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
+                "initdb",
+                "-D",
+                str(self.pgdata),
+                "-U",
+                DB_USER,
+                "--pwfile",
+                str(pwfile),
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
             )
         finally:
             pwfile.unlink(missing_ok=True)
@@ -213,8 +223,17 @@ class EmbeddedCluster:
             self.socket_dir.mkdir(parents=True, exist_ok=True)
             self._own(self.socket_dir)
             self._run(
-                "pg_ctl", "-D", str(self.pgdata), "-l", str(self.log_file), "-w", "-t", "60",
-                "-o", f"-p {self.port}", "start",
+                "pg_ctl",
+                "-D",
+                str(self.pgdata),
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-p {self.port}",
+                "start",
             )
         self._create_database()
 
@@ -237,7 +256,10 @@ class EmbeddedCluster:
         for _ in range(50):
             found = subprocess.run(
                 [*base, "-d", "postgres", "-tAc", query],
-                env=env, capture_output=True, text=True, check=False,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if found.returncode == 0:
                 break
@@ -247,7 +269,10 @@ class EmbeddedCluster:
         if found.stdout.strip() != "1":
             subprocess.run(
                 [*base, "-d", "postgres", "-c", f"CREATE DATABASE {DB_NAME}"],
-                env=env, capture_output=True, text=True, check=True,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
             )
 
 

@@ -52,9 +52,7 @@ def ensure_schema(engine: Engine) -> None:
     """Create the extensions (when missing) and bring the schema to the latest migration."""
     try:
         with engine.begin() as conn:
-            present = set(
-                conn.execute(text("SELECT extname FROM pg_extension")).scalars().all()
-            )
+            present = set(conn.execute(text("SELECT extname FROM pg_extension")).scalars().all())
             for ext in EXTENSIONS:
                 if ext not in present:
                     conn.execute(text(f"CREATE EXTENSION IF NOT EXISTS {ext} CASCADE"))

@@ -1,0 +1,1 @@
+"""HTTP API: the app factory, one thin router per domain, one error map."""

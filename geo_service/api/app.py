@@ -1,0 +1,43 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+from sqlalchemy import Engine
+
+from geo_service import __version__
+from geo_service.api import errors, grids, health
+from geo_service.settings import Settings
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """Build the app; without an engine, connect (and migrate) at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = engine is None
+        if own:
+            from geo_service.db.engine import connect
+
+            app.state.engine = connect(settings)
+        yield
+        if own:
+            app.state.engine.dispose()
+
+    app = FastAPI(
+        title="geo-service",
+        version=__version__,
+        description="Grid management and 15-minute life-circle mapping on PostGIS.",
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(grids.router)
+    return app

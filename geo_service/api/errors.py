@@ -1,0 +1,71 @@
+"""Domain exceptions -> HTTP statuses, in one table."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import ORJSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from geo_service.errors import (
+    Conflict,
+    GeoServiceError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+)
+
+log = logging.getLogger("geo_service.api")
+
+STATUS: dict[type[GeoServiceError], int] = {
+    PayloadTooLarge: 413,
+    InvalidInput: 422,
+    NotFound: 404,
+    Conflict: 409,
+    Unavailable: 503,
+}
+
+
+def status_of(exc: GeoServiceError) -> int:
+    """The most specific status for a domain error (500 for an unexpected subclass)."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on `app`."""
+
+    @app.exception_handler(GeoServiceError)
+    async def _domain(request: Request, exc: GeoServiceError) -> ORJSONResponse:
+        status = status_of(exc)
+        if status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc.message)
+        body = {"error": exc.code, "message": exc.message}
+        if exc.details is not None:
+            body["details"] = exc.details
+        return ORJSONResponse(body, status_code=status)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_down(request: Request, exc: Exception) -> ORJSONResponse:
+        # A stopped database is an outage, not a bug: answer fast with 503 so clients retry.
+        log.error("%s %s: database unavailable: %s", request.method, request.url.path, exc)
+        return ORJSONResponse(
+            {"error": "unavailable", "message": "the database is unavailable; retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> ORJSONResponse:
+        if exc.connection_invalidated:
+            return await _database_down(request, exc)
+        log.exception("%s %s: database error", request.method, request.url.path)
+        return ORJSONResponse(
+            {"error": "internal", "message": "internal database error"}, status_code=500
+        )

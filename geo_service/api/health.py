@@ -1,0 +1,20 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import ORJSONResponse
+from sqlalchemy import text
+
+from geo_service import __version__
+from geo_service.api.deps import EngineDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz(engine: EngineDep) -> ORJSONResponse:
+    """200 when the database answers (with PostGIS version), 503 otherwise."""
+    with engine.connect() as conn:
+        postgis = conn.execute(text("SELECT postgis_lib_version()")).scalar_one()
+    return ORJSONResponse({"status": "ok", "version": __version__, "postgis": postgis})

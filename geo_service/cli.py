@@ -1,0 +1,357 @@
+"""The `geo-service` command: a thin door onto the domain functions.
+
+Each command parses its arguments, calls one domain function and renders the result. Errors
+map to exit codes in one place (`EXIT_CODES`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import Engine
+
+from geo_service.errors import Conflict, GeoServiceError, InvalidInput, NotFound, Unavailable
+from geo_service.settings import Settings, get_settings
+
+EXIT_CODES: dict[type[GeoServiceError], int] = {
+    InvalidInput: 3,
+    NotFound: 4,
+    Conflict: 5,
+    Unavailable: 6,
+}
+DEMO_DIR = Path(__file__).resolve().parent.parent / "shapefiles" / "demo"
+DEMO_ORDER = ("communities", "grids", "workers", "buildings", "centers", "roads")
+DEMO_FILES = {"workers": "workers.csv"}
+
+app = typer.Typer(
+    help="Grid management and 15-minute life-circle mapping on PostGIS.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(
+    help="The database: embedded cluster or GEO_DATABASE_URL.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+out = Console()
+err = Console(stderr=True)
+
+
+class _State:
+    """Settings built once per invocation; the engine made on first use."""
+
+    def __init__(self) -> None:
+        self.settings: Settings = get_settings()
+        self._engine: Engine | None = None
+
+    def engine(self) -> Engine:
+        from geo_service.db.engine import connect
+
+        if self._engine is None:
+            self._engine = connect(self.settings)
+        return self._engine
+
+
+state: _State
+
+
+@app.callback()
+def _main() -> None:
+    global state
+    state = _State()
+
+
+def run() -> None:
+    """Entry point: run the app, mapping domain errors to messages and exit codes."""
+    try:
+        app(standalone_mode=False)
+    except GeoServiceError as exc:
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        sys.exit(_exit_code(exc))
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click's usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+def _exit_code(exc: GeoServiceError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return 1
+
+
+def _print_json(data: Any) -> None:
+    out.print_json(json.dumps(data, ensure_ascii=False, default=str))
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
+    """A rich progress bar factory for long operations (silent when not on a terminal)."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as bar:
+
+        def factory(label: str, total: int) -> Callable[[int], None]:
+            task = bar.add_task(label, total=total)
+            return lambda n: bar.advance(task, n)
+
+        yield factory
+
+
+# -- db ---------------------------------------------------------------------------------------
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded cluster (creating it the first time) and migrate the schema."""
+    from geo_service.db.engine import database_url
+
+    state.engine()
+    out.print(f"database ready: {_safe_url(database_url(state.settings, start=False))}")
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded cluster."""
+    from geo_service.db.engine import cluster
+
+    if not state.settings.embedded:
+        raise InvalidInput("GEO_DATABASE_URL is set: that server is not ours to stop")
+    cluster(state.settings).stop()
+    out.print("embedded database stopped")
+
+
+@db_app.command("status")
+def db_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Say which database is in use and whether it runs."""
+    from geo_service.db.engine import cluster
+
+    if not state.settings.embedded:
+        info: dict[str, Any] = {"mode": "external", "url": _safe_url(state.settings.database_url)}
+    else:
+        status = cluster(state.settings).status()
+        info = {"mode": "embedded", **asdict(status)}
+        info["url"] = _safe_url(status.url) if status.url else None
+    if as_json:
+        _print_json(info)
+        return
+    for key, value in info.items():
+        out.print(f"{key:12} {value}")
+    if info.get("mode") == "embedded" and not info["running"]:
+        raise typer.Exit(1)
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the database URL in use (starting the embedded cluster if needed)."""
+    from geo_service.db.engine import database_url
+
+    print(database_url(state.settings))
+
+
+def _safe_url(url: str | None) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True) if url else ""
+
+
+# -- import -----------------------------------------------------------------------------------
+@app.command("import")
+def import_cmd(
+    kind: Annotated[str, typer.Argument(help="communities|grids|workers|buildings|centers|roads")],
+    path: Annotated[Path, typer.Argument(help="shapefile, GeoPackage, GeoJSON or CSV")],
+    crs: Annotated[
+        str | None,
+        typer.Option(
+            help="CRS of the file when it has none (or to override it): EPSG:n, wgs84, cgcs2000"
+        ),
+    ] = None,
+    encoding: Annotated[str | None, typer.Option(help="text encoding, e.g. gbk, utf-8")] = None,
+    map_: Annotated[list[str] | None, typer.Option("--map", help="field=SOURCE_FIELD")] = None,
+    replace: Annotated[
+        bool, typer.Option(help="delete rows whose code is not in the file")
+    ] = False,
+    keep_going: Annotated[
+        bool, typer.Option(help="import the good rows even if some are rejected")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="validate and count, change nothing")] = False,
+    rejects: Annotated[Path | None, typer.Option(help="where to write rejected rows")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Import a file of one kind: all rows or none, idempotent by code."""
+    from geo_service.ingest import ImportOptions, import_file
+
+    options = ImportOptions(
+        crs=crs,
+        encoding=encoding,
+        field_map=_parse_map(map_ or []),
+        replace=replace,
+        keep_going=keep_going,
+        dry_run=dry_run,
+        rejects_path=rejects,
+    )
+    with _progress() as progress:
+        report = import_file(state.engine(), state.settings, kind, path, options, progress)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        _render_import(report)
+
+
+def _parse_map(items: list[str]) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in items:
+        name, sep, source = item.partition("=")
+        if not sep or not name.strip() or not source.strip():
+            raise InvalidInput(f"--map {item!r} is not of the form field=SOURCE_FIELD")
+        mapping[name.strip()] = source.strip()
+    return mapping
+
+
+def _render_import(report: Any) -> None:
+    verb = "would import" if not report.applied else "imported"
+    out.print(
+        f"{verb} {report.kind} from {report.source} "
+        f"(CRS {report.source_crs or '-'}, encoding {report.encoding or 'auto'}): "
+        f"{report.read} read, [green]{report.inserted} inserted[/], "
+        f"[yellow]{report.updated} updated[/], {report.unchanged} unchanged, "
+        f"{report.deleted} deleted, {len(report.repaired)} repaired, "
+        f"[red]{len(report.rejected)} rejected[/]",
+        highlight=False,
+    )
+    for issue in report.repaired[:10]:
+        out.print(f"  repaired row {issue.row} ({issue.code}): {issue.reason}", highlight=False)
+    for issue in report.rejected[:10]:
+        out.print(f"  rejected row {issue.row} ({issue.code}): {issue.reason}", highlight=False)
+    if report.rejects_file:
+        out.print(f"  rejected rows written to {report.rejects_file}")
+
+
+# -- qa -----------------------------------------------------------------------------------------
+@app.command("qa")
+def qa_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Check the grids: overlaps, gaps, grids outside their community, buildings in no grid."""
+    from geo_service.grids.qa import grid_qa
+
+    report = grid_qa(state.engine(), state.settings)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    table = Table(
+        "community",
+        "grids",
+        "overlaps",
+        "overlap m²",
+        "gaps",
+        "gap m²",
+        "grids outside",
+        "buildings in no grid",
+        title="Grid QA",
+    )
+    for c in report.communities:
+        table.add_row(
+            f"{c.code} {c.name}",
+            str(c.grids),
+            str(len(c.overlaps)),
+            f"{sum(o.area_m2 for o in c.overlaps):,.0f}",
+            str(len(c.gaps)),
+            f"{sum(g.area_m2 for g in c.gaps):,.0f}",
+            str(len(c.outside)),
+            str(c.buildings_outside),
+        )
+    out.print(table)
+    for c in report.communities:
+        for o in c.overlaps:
+            out.print(f"  overlap {o.grid_a} × {o.grid_b}: {o.area_m2:,.1f} m²")
+        for g in c.gaps:
+            out.print(f"  gap in {c.code} near {g.lon:.6f},{g.lat:.6f}: {g.area_m2:,.1f} m²")
+        for o in c.outside:
+            out.print(f"  grid {o.grid} lies {o.area_m2:,.1f} m² outside {c.code}")
+    out.print(f"buildings in no grid: {report.buildings_outside}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# -- synthetic data, demo, serve --------------------------------------------------------------
+@app.command("synth")
+def synth_cmd(
+    folder: Annotated[Path, typer.Argument(help="where to write the shapefiles")],
+    scale: Annotated[str, typer.Option(help="small or city")] = "small",
+    seed: Annotated[int, typer.Option()] = 42,
+) -> None:
+    """Write a synthetic demo city (deterministic by seed) as shapefiles + workers.csv."""
+    from geo_service.synth import SCALES, generate_city, write_city
+
+    if scale not in SCALES:
+        raise InvalidInput(f"unknown scale {scale!r}; expected one of: {', '.join(SCALES)}")
+    paths = write_city(generate_city(scale, seed=seed), folder)
+    out.print(f"wrote {len(paths)} files to {folder}")
+
+
+def import_folder(folder: Path, *, replace: bool = False) -> None:
+    """Import a folder laid out like shapefiles/demo, kind by kind, in dependency order."""
+    from geo_service.ingest import ImportOptions, import_file
+
+    for kind in DEMO_ORDER:
+        path = folder / DEMO_FILES.get(kind, f"{kind}.shp")
+        if not path.exists():
+            continue
+        with _progress() as progress:
+            report = import_file(
+                state.engine(), state.settings, kind, path, ImportOptions(replace=replace), progress
+            )
+        _render_import(report)
+
+
+@app.command("demo")
+def demo_cmd(
+    folder: Annotated[Path, typer.Option(help="data to import")] = DEMO_DIR,
+    serve: Annotated[bool, typer.Option(help="serve the API and map afterwards")] = True,
+) -> None:
+    """Start the database, import the demo city, and serve."""
+    import_folder(folder)
+    if serve:
+        serve_cmd()
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Serve the HTTP API (and the map) with uvicorn."""
+    import uvicorn
+
+    from geo_service.api.app import create_app
+
+    settings = state.settings
+    application = create_app(settings, engine=state.engine())
+    host, port = host or settings.host, port or settings.port
+    out.print(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""Communities, grids and grid workers: point -> grid, grid QA."""

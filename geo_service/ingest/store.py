@@ -1,0 +1,270 @@
+"""All SQL of imports: stage rows with COPY, check references, upsert by code, record the run.
+
+Everything runs on the caller's connection inside its transaction, so an import is all rows
+or none. Table and column names come from the fixed `_TARGETS` table below, never from input;
+values travel only as bound parameters or COPY data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import shapely
+from psycopg import errors as pg_errors
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
+
+from geo_service.errors import Conflict
+from geo_service.ingest.kinds import KindSpec
+
+_GEOM = "ST_GeomFromWKB(s.{col}, 4326)"
+
+
+@dataclass(frozen=True)
+class _Target:
+    """How staged columns become table columns."""
+
+    table: str
+    stage: tuple[tuple[str, str], ...]  # (stage column, postgres type) after `row int4`
+    columns: tuple[tuple[str, str], ...]  # (table column, expression over stage alias s)
+    compared: tuple[str, ...]  # attribute columns whose change counts as an update
+    geometries: tuple[str, ...]  # geometry columns compared with geo_same()
+
+
+_TARGETS: dict[str, _Target] = {
+    "communities": _Target(
+        "communities",
+        (("code", "text"), ("name", "text"), ("geom", "bytea")),
+        (
+            ("code", "s.code"),
+            ("name", "s.name"),
+            ("area_m2", f"ST_Area({_GEOM.format(col='geom')}::geography)"),
+            ("geom", f"ST_Multi({_GEOM.format(col='geom')})"),
+        ),
+        ("name",),
+        ("geom",),
+    ),
+    "grids": _Target(
+        "grids",
+        (("code", "text"), ("name", "text"), ("community", "text"), ("geom", "bytea")),
+        (
+            ("code", "s.code"),
+            ("name", "s.name"),
+            ("community_code", "s.community"),
+            ("area_m2", f"ST_Area({_GEOM.format(col='geom')}::geography)"),
+            ("geom", f"ST_Multi({_GEOM.format(col='geom')})"),
+        ),
+        ("name", "community_code"),
+        ("geom",),
+    ),
+    "workers": _Target(
+        "workers",
+        (("code", "text"), ("name", "text"), ("phone", "text"), ("grid", "text")),
+        (("code", "s.code"), ("name", "s.name"), ("phone", "s.phone"), ("grid_code", "s.grid")),
+        ("name", "phone", "grid_code"),
+        (),
+    ),
+    "buildings": _Target(
+        "buildings",
+        (
+            ("code", "text"),
+            ("address", "text"),
+            ("name", "text"),
+            ("households", "int4"),
+            ("geom", "bytea"),
+            ("footprint", "bytea"),
+        ),
+        (
+            ("code", "s.code"),
+            ("address", "s.address"),
+            ("name", "s.name"),
+            ("households", "s.households"),
+            ("geom", _GEOM.format(col="geom")),
+            ("footprint", f"ST_Multi({_GEOM.format(col='footprint')})"),
+        ),
+        ("address", "name", "households"),
+        ("geom", "footprint"),
+    ),
+    "centers": _Target(
+        "centers",
+        (("code", "text"), ("name", "text"), ("kind", "text"), ("geom", "bytea")),
+        (
+            ("code", "s.code"),
+            ("name", "s.name"),
+            ("kind", "s.kind"),
+            ("geom", _GEOM.format(col="geom")),
+        ),
+        ("name", "kind"),
+        ("geom",),
+    ),
+    "roads": _Target(
+        "street_edges",
+        (("code", "text"), ("name", "text"), ("geom", "bytea")),
+        (
+            ("code", "s.code"),
+            ("name", "s.name"),
+            ("length_m", f"ST_Length({_GEOM.format(col='geom')}::geography)"),
+            ("geom", _GEOM.format(col="geom")),
+        ),
+        ("name",),
+        ("geom",),
+    ),
+}
+
+
+@dataclass
+class Counts:
+    """What an upsert did."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+
+def lock_kind(conn: Connection, kind: str) -> None:
+    """Serialise imports of one kind: two concurrent imports would race on the upsert."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('geo-import:' || :k))"), {"k": kind})
+
+
+def stage(
+    conn: Connection,
+    spec: KindSpec,
+    rows: pd.DataFrame,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """COPY the validated rows into a temporary table `stage` (dropped at commit)."""
+    target = _TARGETS[spec.name]
+    cols = ", ".join(f"{name} {typ}" for name, typ in target.stage)
+    conn.execute(text(f"CREATE TEMP TABLE stage (row int4, {cols}) ON COMMIT DROP"))
+    names = [name for name, _ in target.stage]
+    columns: list[list[object]] = [rows.index.astype(int).tolist()]
+    for name, typ in target.stage:
+        values = rows[name].to_numpy() if name in rows else np.full(len(rows), None)
+        if typ == "bytea":
+            present = ~shapely.is_missing(values)
+            wkb = np.full(len(values), None, dtype=object)
+            wkb[present] = shapely.to_wkb(values[present])
+            columns.append(wkb.tolist())
+        elif typ == "int4":
+            columns.append([None if pd.isna(v) else int(v) for v in values])
+        else:
+            columns.append([None if v is None or pd.isna(v) else str(v) for v in values])
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with (
+        raw.cursor() as cur,
+        cur.copy(f"COPY stage (row, {', '.join(names)}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.set_types(["int4", *(typ for _, typ in target.stage)])
+        for n, record in enumerate(zip(*columns, strict=True), 1):
+            copy.write_row(record)
+            if progress is not None and n % 10_000 == 0:
+                progress(10_000)
+    if progress is not None:
+        progress(len(rows) % 10_000)
+    conn.execute(text("CREATE INDEX ON stage (code)"))
+    conn.execute(text("ANALYZE stage"))
+
+
+def unknown_references(conn: Connection, spec: KindSpec) -> list[tuple[int, str, str]]:
+    """Staged rows naming a community/grid that does not exist: (row, code, reason)."""
+    found: list[tuple[int, str, str]] = []
+    for ref in spec.references:
+        rows = conn.execute(
+            text(
+                f"SELECT s.row, s.code, s.{ref.field} FROM stage s "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {ref.table} t WHERE t.code = s.{ref.field}) "
+                "ORDER BY s.row"
+            )
+        ).all()
+        found += [
+            (row, code, f"{ref.field} {value!r} is unknown (import {ref.kind} first)")
+            for row, code, value in rows
+        ]
+    return found
+
+
+def drop_staged(conn: Connection, rows: list[int]) -> None:
+    """Remove staged rows (rejected by a database check) before the upsert."""
+    if rows:
+        conn.execute(text("DELETE FROM stage WHERE row = ANY(:rows)"), {"rows": rows})
+
+
+def upsert(conn: Connection, spec: KindSpec, *, replace: bool, tolerance_deg: float) -> Counts:
+    """Insert new codes, update changed ones, leave equal ones alone; with `replace`, delete
+    the codes that are not in the file."""
+    target = _TARGETS[spec.name]
+    names = ", ".join(col for col, _ in target.columns)
+    exprs = ", ".join(f"{expr} AS {col}" for col, expr in target.columns)
+    sets = ", ".join(f"{col} = EXCLUDED.{col}" for col, _ in target.columns if col != "code")
+    changed = " OR ".join(
+        [f"t.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in target.compared]
+        + [f"NOT geo_same(t.{g}, EXCLUDED.{g}, :tol)" for g in target.geometries]
+    )
+    counts = Counts()
+    total = conn.execute(text("SELECT count(*) FROM stage")).scalar_one()
+    try:
+        if replace:
+            counts.deleted = conn.execute(
+                text(
+                    f"DELETE FROM {target.table} t "
+                    "WHERE NOT EXISTS (SELECT 1 FROM stage s WHERE s.code = t.code)"
+                )
+            ).rowcount
+        inserted, updated = conn.execute(
+            text(
+                f"WITH up AS (INSERT INTO {target.table} AS t ({names}) "
+                f"SELECT {exprs} FROM stage s ORDER BY s.row "
+                f"ON CONFLICT (code) DO UPDATE SET {sets}, updated_at = now() WHERE {changed} "
+                "RETURNING (xmax = 0) AS inserted) "
+                "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) "
+                "FROM up"
+            ),
+            {"tol": tolerance_deg},
+        ).one()
+    except IntegrityError as exc:
+        if isinstance(exc.orig, pg_errors.ForeignKeyViolation):
+            detail = exc.orig.diag.message_detail or str(exc.orig)
+            raise Conflict(
+                f"cannot remove {spec.name} missing from the file: other data still refers to "
+                f"them ({detail}); import or remove that data first"
+            ) from exc
+        raise
+    counts.inserted, counts.updated = inserted, updated
+    counts.unchanged = total - inserted - updated
+    return counts
+
+
+def record_run(
+    conn: Connection, spec: KindSpec, source: str, counts: Counts, repaired: int, rejected: int
+) -> None:
+    """Log the run and, when anything changed, bump the kind's data version."""
+    conn.execute(
+        text(
+            "INSERT INTO import_runs (kind, source, inserted, updated, unchanged, deleted, "
+            "repaired, rejected) VALUES (:kind, :source, :ins, :upd, :unc, :del, :rep, :rej)"
+        ),
+        {
+            "kind": spec.name,
+            "source": source,
+            "ins": counts.inserted,
+            "upd": counts.updated,
+            "unc": counts.unchanged,
+            "del": counts.deleted,
+            "rep": repaired,
+            "rej": rejected,
+        },
+    )
+    if counts.inserted or counts.updated or counts.deleted:
+        conn.execute(
+            text(
+                "INSERT INTO dataset_versions (kind, version) VALUES (:kind, 1) "
+                "ON CONFLICT (kind) DO UPDATE SET version = dataset_versions.version + 1, "
+                "updated_at = now()"
+            ),
+            {"kind": spec.name},
+        )

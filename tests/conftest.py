@@ -1,0 +1,70 @@
+"""A real PostGIS for the tests: a fresh `<db>_test` database on the embedded cluster (or on
+the GEO_DATABASE_URL server), migrated once per session, emptied before each test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from geo_service.db.engine import database_url, ensure_schema, make_engine
+from geo_service.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_TABLES = (
+    "workers",
+    "buildings",
+    "grids",
+    "communities",
+    "centers",
+    "street_edges",
+    "import_runs",
+    "dataset_versions",
+)
+
+
+def _test_url(settings: Settings) -> str:
+    explicit = os.environ.get("GEO_TEST_DATABASE_URL")
+    if explicit:
+        return explicit
+    url = make_url(database_url(settings))
+    test_url = url.set(database=f"{url.database}_test")
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{test_url.database}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{test_url.database}"'))
+    admin.dispose()
+    return test_url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    base = Settings()
+    if base.embedded:
+        base = Settings(data_dir=ROOT / ".geo-service")
+    return base
+
+
+@pytest.fixture(scope="session")
+def db_url(settings: Settings) -> str:
+    return _test_url(settings)
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    ensure_schema(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> Engine:
+    """The engine, on empty tables."""
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE"))
+    return engine
