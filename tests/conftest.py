@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from geo_service.db.engine import database_url, ensure_schema, make_engine
+from geo_service.db.engine import database_url, ensure_schema, fresh_database, make_engine
 from geo_service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,13 +32,7 @@ def _test_url(settings: Settings) -> str:
     if explicit:
         return explicit
     url = make_url(database_url(settings))
-    test_url = url.set(database=f"{url.database}_test")
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{test_url.database}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{test_url.database}"'))
-    admin.dispose()
-    return test_url.render_as_string(hide_password=False)
+    return fresh_database(database_url(settings), f"{url.database}_test")
 
 
 @pytest.fixture(scope="session")

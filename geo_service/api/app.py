@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 from sqlalchemy import Engine
 
 from geo_service import __version__
@@ -32,7 +31,6 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         title="geo-service",
         version=__version__,
         description="Grid management and 15-minute life-circle mapping on PostGIS.",
-        default_response_class=ORJSONResponse,
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -41,31 +41,31 @@ def install(app: FastAPI) -> None:
     """Register the handlers on `app`."""
 
     @app.exception_handler(GeoServiceError)
-    async def _domain(request: Request, exc: GeoServiceError) -> ORJSONResponse:
+    async def _domain(request: Request, exc: GeoServiceError) -> JSONResponse:
         status = status_of(exc)
         if status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc.message)
         body = {"error": exc.code, "message": exc.message}
         if exc.details is not None:
             body["details"] = exc.details
-        return ORJSONResponse(body, status_code=status)
+        return JSONResponse(body, status_code=status)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)
-    async def _database_down(request: Request, exc: Exception) -> ORJSONResponse:
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
         # A stopped database is an outage, not a bug: answer fast with 503 so clients retry.
         log.error("%s %s: database unavailable: %s", request.method, request.url.path, exc)
-        return ORJSONResponse(
+        return JSONResponse(
             {"error": "unavailable", "message": "the database is unavailable; retry shortly"},
             status_code=503,
             headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(DBAPIError)
-    async def _database_error(request: Request, exc: DBAPIError) -> ORJSONResponse:
+    async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
         if exc.connection_invalidated:
             return await _database_down(request, exc)
         log.exception("%s %s: database error", request.method, request.url.path)
-        return ORJSONResponse(
+        return JSONResponse(
             {"error": "internal", "message": "internal database error"}, status_code=500
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse
 from sqlalchemy import text
 
 from geo_service import __version__
@@ -13,8 +12,8 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz(engine: EngineDep) -> ORJSONResponse:
+def healthz(engine: EngineDep) -> dict[str, str]:
     """200 when the database answers (with PostGIS version), 503 otherwise."""
     with engine.connect() as conn:
         postgis = conn.execute(text("SELECT postgis_lib_version()")).scalar_one()
-    return ORJSONResponse({"status": "ok", "version": __version__, "postgis": postgis})
+    return {"status": "ok", "version": __version__, "postgis": postgis}

@@ -77,3 +77,19 @@ def connect(settings: Settings, *, migrate: bool = True) -> Engine:
     if migrate:
         ensure_schema(engine)
     return engine
+
+
+def fresh_database(url: str, name: str) -> str:
+    """Drop and create database `name` on the server of `url`; return its URL.
+
+    Used by the tests and benchmarks so they never touch the service's own data.
+    """
+    base = make_url(url)
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)

@@ -1,0 +1,46 @@
+# Every target sets up what it needs on a fresh Debian machine (as root: apt packages too).
+PY     ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test bench lint db-start db-stop clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PY) -m venv $(VENV) 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq python3-venv && $(PY) -m venv $(VENV); \
+	  else echo "python3 -m venv failed: run as root: apt-get install python3-venv"; exit 1; fi; }
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+## demo: start the database, import the demo city, serve API and map on :8000
+demo: setup
+	$(BIN)/geo-service demo
+
+## test: the whole suite against a real PostGIS (embedded cluster, or GEO_DATABASE_URL)
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## bench: benchmarks against their peers; figures go to docs/PERFORMANCE.md
+bench: setup
+	$(BIN)/python -m tests.benchmarks
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy geo_service
+
+db-start: setup
+	$(BIN)/geo-service db start
+
+db-stop: setup
+	$(BIN)/geo-service db stop
+
+clean:
+	-$(BIN)/geo-service db stop
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
