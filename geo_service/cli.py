@@ -42,8 +42,8 @@ db_app = typer.Typer(
     help="The database: embedded cluster or GEO_DATABASE_URL.", no_args_is_help=True
 )
 app.add_typer(db_app, name="db")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class _State:
