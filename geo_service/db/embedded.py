@@ -147,14 +147,28 @@ class EmbeddedCluster:
         return (self.pgdata / "PG_VERSION").exists()
 
     def running(self) -> bool:
-        """True when the server answers on its port."""
-        if not self.initialised():
+        """True when this cluster's postmaster is alive and answers on its port.
+
+        Checked through postmaster.pid rather than the port alone: another server (another
+        checkout's cluster) may hold the port, and its password is not ours.
+        """
+        pid = self._postmaster_pid()
+        if pid is None:
             return False
-        done = subprocess.run(
-            [str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
-            check=False,
-        )
-        return done.returncode == 0
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # alive, owned by the postgres user
+        return _port_answers(self.port)
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            first = (self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0]
+        except OSError:
+            return None
+        return int(first) if first.strip().isdigit() else None
 
     def password(self) -> str:
         """The `geo` role's password, generated on first use."""
@@ -220,6 +234,11 @@ class EmbeddedCluster:
         ensure_packages()
         self.init()
         if not self.running():
+            if _port_answers(self.port):
+                raise Unavailable(
+                    f"port {self.port} is taken by another PostgreSQL server (not the cluster in "
+                    f"{self.pgdata}); set GEO_EMBEDDED_PORT to a free port"
+                )
             self.socket_dir.mkdir(parents=True, exist_ok=True)
             self._own(self.socket_dir)
             self._run(
@@ -284,6 +303,13 @@ def _traversable_by(folder: Path, user: str) -> bool:
         probe = probe.parent
     done = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(probe)], check=False)
     return done.returncode == 0
+
+
+def _port_answers(port: int) -> bool:
+    done = subprocess.run(
+        [str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)], check=False
+    )
+    return done.returncode in (0, 1)  # 0 accepting, 1 starting up: either way the port is held
 
 
 def _tail(path: Path, lines: int = 15) -> str:
