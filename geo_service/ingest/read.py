@@ -55,6 +55,8 @@ def read_source(
         table, enc = _read_csv(path, encoding)
         frame, source_crs = _csv_geometry(table, spec, crs, path)
     elif suffix in VECTOR_SUFFIXES or suffix == ".dbf":
+        if suffix == ".shp":
+            _check_shapefile_parts(path)
         enc = _shapefile_encoding(path, encoding) if suffix in (".shp", ".dbf") else encoding
         frame, source_crs = _read_vector(path, spec, crs, enc)
     else:
@@ -78,10 +80,9 @@ def read_source(
 def _read_vector(
     path: Path, spec: KindSpec, crs: str | None, encoding: str | None
 ) -> tuple[pd.DataFrame, str | None]:
-    if path.suffix.lower() == ".shp":
-        _check_shapefile_parts(path)
     try:
-        gdf = pyogrio.read_dataframe(path, encoding=encoding)
+        # Arrow transfer is ~30% faster than GDAL's row-by-row path for large tables.
+        gdf = pyogrio.read_dataframe(path, encoding=encoding, use_arrow=True)
     except Exception as exc:  # pyogrio raises several error classes; all mean "unreadable"
         raise InvalidInput(f"cannot read {path.name}: {exc}") from exc
     if spec.geometry == "none":
@@ -99,7 +100,9 @@ def _read_vector(
             "e.g. --crs EPSG:4490 (CGCS2000) or --crs EPSG:4527 (CGCS2000 Gauss-Krüger zone 39)"
         )
     source = CRS.from_user_input(gdf.crs)
-    geoms = shapely.force_2d(np.asarray(gdf.geometry.values))
+    geoms = np.asarray(gdf.geometry.values)
+    if shapely.has_z(geoms).any():
+        geoms = shapely.force_2d(geoms)
     if source.to_epsg() != STORAGE_EPSG:
         try:
             geoms = gpd.GeoSeries(geoms, crs=source).to_crs(STORAGE_EPSG).to_numpy()

@@ -97,36 +97,43 @@ def _code_of(frame: pd.DataFrame, row: int) -> str | None:
 # -- attributes -----------------------------------------------------------------------------
 def _texts(values: pd.Series) -> pd.Series:
     """Trimmed strings; empty becomes None; integral floats lose their '.0' (numeric DBF codes)."""
-
-    def one(v: Any) -> str | None:
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return None
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        text = str(v).strip()
-        return text or None
-
-    return values.map(one).astype(object)
+    if pd.api.types.is_float_dtype(values):
+        whole = values.notna() & (values % 1 == 0)
+        text = values.astype(object).where(~whole, values[whole].astype("Int64").astype(str))
+        text = (
+            text.astype(object)
+            .where(values.notna(), None)
+            .map(lambda v: None if v is None else str(v))
+        )
+    elif pd.api.types.is_integer_dtype(values):
+        text = values.astype(str).astype(object)
+    elif pd.api.types.is_string_dtype(values) and not pd.api.types.is_object_dtype(values):
+        # Arrow-backed strings: strip in C++, then one conversion to Python objects.
+        stripped = values.str.strip()
+        stripped = stripped.where(stripped != "")
+        return pd.Series(stripped.to_numpy(dtype=object, na_value=None), index=values.index)
+    else:
+        text = values.astype(object)
+        present = text.notna()
+        text = text.where(~present, text[present].astype(str).str.strip())
+    return text.where(text.notna() & (text != ""), None).astype(object)
 
 
 def _ints(values: pd.Series, name: str, reasons: dict[int, list[str]]) -> pd.Series:
-    result = pd.Series(index=values.index, dtype="Int64")
-    for row, v in values.items():
-        if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "":
-            reasons.setdefault(int(row), []).append(f"{name} is empty")
-            continue
-        try:
-            number = float(str(v).strip())
-        except ValueError:
-            reasons.setdefault(int(row), []).append(f"{name} {v!r} is not a whole number")
-            continue
-        if not number.is_integer():
-            reasons.setdefault(int(row), []).append(f"{name} {v!r} is not a whole number")
-        elif number < 0:
-            reasons.setdefault(int(row), []).append(f"{name} {v!r} is negative")
-        else:
-            result[row] = int(number)
-    return result
+    """Whole numbers >= 0; anything else is a reason naming the bad value."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    if not pd.api.types.is_numeric_dtype(values):
+        blank = values.isna() | (values.astype(str).str.strip() == "")
+    else:
+        blank = values.isna()
+    bad = numbers.isna() | (numbers % 1 != 0)
+    for row in values.index[blank]:
+        reasons.setdefault(int(row), []).append(f"{name} is empty")
+    for row in values.index[bad & ~blank]:
+        reasons.setdefault(int(row), []).append(f"{name} {values[row]!r} is not a whole number")
+    for row in values.index[~bad & (numbers < 0)]:
+        reasons.setdefault(int(row), []).append(f"{name} {values[row]!r} is negative")
+    return numbers.where(~bad).astype("Int64")
 
 
 def _codes(
@@ -192,7 +199,7 @@ def _geometry(
 
     if spec.geometry == "polygon":
         _expect(type_names, _POLYGONAL, rows, missing, reasons, spec)
-        out["geom"] = _to_multi(fixed)
+        out["geom"] = fixed  # ST_Multi in the database makes every polygon a MultiPolygon
     elif spec.geometry == "point":
         _expect(
             type_names,
@@ -217,7 +224,7 @@ def _geometry(
             geoms=fixed,
         )
         is_poly = np.isin(type_names, _POLYGONAL)
-        footprint = np.where(is_poly, _to_multi(np.where(is_poly, fixed, None)), None)
+        footprint = np.where(is_poly, fixed, None)
         points = _single_points(np.where(is_poly, None, fixed))
         points[is_poly] = _point_inside(fixed[is_poly])
         out["geom"] = points
@@ -282,19 +289,11 @@ def _expect(
         )
 
 
-def _to_multi(geoms: np.ndarray) -> np.ndarray:
-    out = np.array(geoms, dtype=object)
-    for i, g in enumerate(out):
-        if g is not None and g.geom_type == "Polygon":
-            out[i] = shapely.multipolygons([g])
-    return out
-
-
 def _single_points(geoms: np.ndarray) -> np.ndarray:
+    """Single-part MultiPoints (as some tools write every point) become Points."""
     out = np.array(geoms, dtype=object)
-    for i, g in enumerate(out):
-        if g is not None and g.geom_type == "MultiPoint":
-            out[i] = shapely.get_geometry(g, 0)
+    multi = shapely.get_type_id(out) == 4
+    out[multi] = shapely.get_geometry(out[multi], 0)
     return out
 
 
@@ -303,10 +302,10 @@ def _point_inside(footprints: np.ndarray) -> np.ndarray:
     guaranteed inside (L-shaped or courtyard buildings)."""
     if len(footprints) == 0:
         return np.array([], dtype=object)
-    centroids = shapely.centroid(footprints)
-    inside = shapely.contains_properly(footprints, centroids)
-    surface = shapely.point_on_surface(footprints)
-    return np.where(inside, centroids, surface)
+    points = shapely.centroid(footprints)
+    outside = ~shapely.contains_properly(footprints, points)
+    points[outside] = shapely.point_on_surface(footprints[outside])
+    return points
 
 
 def _explode_lines(geoms: np.ndarray, out: pd.DataFrame) -> pd.DataFrame:
