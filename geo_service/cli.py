@@ -103,7 +103,7 @@ def _print_json(data: Any) -> None:
 
 
 @contextmanager
-def _progress() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
+def _progress() -> Iterator[Callable[[str, int | None], Callable[[int], None]]]:
     """A rich progress bar factory for long operations (silent when not on a terminal)."""
     with Progress(
         TextColumn("{task.description}"),
@@ -115,7 +115,7 @@ def _progress() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
         disable=not err.is_terminal,
     ) as bar:
 
-        def factory(label: str, total: int) -> Callable[[int], None]:
+        def factory(label: str, total: int | None) -> Callable[[int], None]:
             task = bar.add_task(label, total=total)
             return lambda n: bar.advance(task, n)
 
@@ -292,6 +292,42 @@ def qa_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     out.print(f"buildings in no grid: {report.buildings_outside}")
     if not report.ok:
         raise typer.Exit(1)
+
+
+# -- assign ------------------------------------------------------------------------------------
+@app.command("assign")
+def assign_cmd(
+    source: Annotated[Path, typer.Argument(help="CSV with an id and coordinates per row")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV to write")],
+    crs: Annotated[str, typer.Option(help="wgs84|cgcs2000|gcj02|bd09|EPSG:n")] = "wgs84",
+    id_field: Annotated[str, typer.Option()] = "id",
+    lon_field: Annotated[str, typer.Option()] = "lon",
+    lat_field: Annotated[str, typer.Option()] = "lat",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Assign every point of a CSV to its grid (locate rules), writing id, lon, lat, grid_code,
+    community_code, status, distance_m in input order."""
+    from geo_service.crs import parse_input_crs
+    from geo_service.grids.assign import assign_csv
+
+    input_crs = parse_input_crs(crs)
+    with _progress() as progress:
+        report = assign_csv(
+            state.engine(),
+            source,
+            output,
+            input_crs,
+            state.settings.locate_tolerance_m,
+            id_field=id_field,
+            lon_field=lon_field,
+            lat_field=lat_field,
+            progress=progress("rows loaded", None),
+        )
+    if as_json:
+        _print_json(asdict(report))
+        return
+    counts = ", ".join(f"{k} {v:,}" for k, v in sorted(report.by_status.items()))
+    out.print(f"assigned {report.rows:,} rows to grids ({counts}); wrote {report.output}")
 
 
 # -- synthetic data, demo, serve --------------------------------------------------------------

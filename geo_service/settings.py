@@ -36,7 +36,11 @@ class Settings(BaseSettings):
     community_code_pattern: str = r"^\d{12}$"
 
     # Locate / QA
-    locate_tolerance_m: float = 50.0
+    locate_tolerance_m: float = Field(
+        50.0, description="A point in no grid but this close to one is assigned to it (nearest)"
+    )
+    locate_max_points: int = Field(10_000, description="Largest POST /api/v1/locate batch")
+    max_body_bytes: int = Field(5 << 20, description="Largest request body accepted")
     qa_min_area_m2: float = Field(1.0, description="Overlaps and gaps smaller than this are noise")
 
     # HTTP

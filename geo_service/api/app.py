@@ -9,7 +9,8 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from geo_service import __version__
-from geo_service.api import errors, grids, health
+from geo_service.api import errors, grids, health, locate
+from geo_service.api.limits import BodyLimit
 from geo_service.settings import Settings
 
 
@@ -38,4 +39,6 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(grids.router)
+    app.include_router(locate.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

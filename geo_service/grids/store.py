@@ -92,3 +92,97 @@ def grids_outside(conn: Connection, min_area_m2: float) -> list[dict]:  # type: 
 def buildings_outside(conn: Connection) -> list[dict]:  # type: ignore[type-arg]
     """Buildings that no grid covers."""
     return [dict(r._mapping) for r in conn.execute(_BUILDINGS_OUTSIDE)]
+
+
+# -- point -> grid ------------------------------------------------------------------------------
+# The points relation is one of the two fixed fragments below, never user text.
+POINTS_FROM_ARRAYS = (
+    "SELECT u.i, ST_SetSRID(ST_MakePoint(u.x, u.y), 4326) AS geom "
+    "FROM unnest(CAST(:xs AS float8[]), CAST(:ys AS float8[])) WITH ORDINALITY AS u(x, y, i)"
+)
+POINTS_FROM_ASSIGN_TABLE = "SELECT i, geom FROM assign_points WHERE geom IS NOT NULL"
+
+
+def locate_sql(points: str, tol: str = ":tol") -> str:
+    """The locate rules as one statement over a relation `pts(i, geom)`.
+
+    Covering grids are found with a GiST join (ST_Covers, which PostGIS evaluates with the
+    grid prepared once and reused for the points near it); ST_Contains on the same pairs tells
+    interior from boundary. Points in no grid look for the nearest grid within the tolerance,
+    pre-filtered in degrees (a radius never smaller than the metric one) and measured on the
+    spheroid. `tol` is the placeholder of the tolerance in metres in the caller's style.
+    """
+    return f"""
+    WITH pts AS ({points}),
+    hits AS (
+        SELECT p.i, array_agg(g.code ORDER BY g.code) AS codes,
+               count(*) FILTER (WHERE ST_Contains(g.geom, p.geom)) AS interior
+        FROM pts p JOIN grids g ON ST_Covers(g.geom, p.geom)
+        GROUP BY p.i
+    ),
+    located AS (
+        SELECT p.i, h.codes, h.interior, n.code AS near_code, n.dist
+        FROM pts p
+        LEFT JOIN hits h ON h.i = p.i
+        LEFT JOIN LATERAL (
+            SELECT c.code, c.dist FROM (
+                SELECT g.code, ST_Distance(g.geom::geography, p.geom::geography) AS dist
+                FROM grids g
+                WHERE h.i IS NULL
+                  AND ST_DWithin(g.geom, p.geom,
+                                 {tol} / (110000.0 * cos(radians(least(abs(ST_Y(p.geom)), 89)))))
+                ORDER BY g.geom <-> p.geom LIMIT 3
+            ) c
+            WHERE c.dist <= {tol}
+            ORDER BY c.dist, c.code LIMIT 1
+        ) n ON true
+    )
+    SELECT i,
+           CASE WHEN codes IS NULL THEN
+                     CASE WHEN near_code IS NULL THEN 'outside' ELSE 'nearest' END
+                WHEN cardinality(codes) = 1 AND interior = 1 THEN 'inside'
+                WHEN cardinality(codes) > 1 AND interior > 0 THEN 'ambiguous'
+                ELSE 'boundary' END AS status,
+           COALESCE(codes[1], near_code) AS grid_code,
+           CASE WHEN codes IS NULL THEN dist ELSE 0.0 END AS distance_m,
+           COALESCE(codes, CASE WHEN near_code IS NULL THEN '{{}}'::text[]
+                                ELSE ARRAY[near_code] END) AS candidates
+    FROM located
+    """
+
+
+_LOCATE = text(
+    f"""
+    SELECT r.i, r.status, r.grid_code, r.distance_m, r.candidates,
+           g.name AS grid_name, g.community_code, c.name AS community_name,
+           (SELECT json_agg(json_build_object('code', w.code, 'name', w.name,
+                                              'phone', w.phone) ORDER BY w.code)
+            FROM workers w WHERE w.grid_code = r.grid_code) AS workers
+    FROM ({locate_sql(POINTS_FROM_ARRAYS)}) r
+    LEFT JOIN grids g ON g.code = r.grid_code
+    LEFT JOIN communities c ON c.code = g.community_code
+    ORDER BY r.i
+    """
+)
+
+
+def locate(conn: Connection, xs: list[float], ys: list[float], tolerance_m: float) -> list[dict]:  # type: ignore[type-arg]
+    """Locate WGS-84 points; rows carry the 1-based input position `i`."""
+    rows = conn.execute(_LOCATE, {"xs": xs, "ys": ys, "tol": tolerance_m})
+    return [dict(r._mapping) for r in rows]
+
+
+_GRIDS_NEAR = text(
+    """
+    SELECT g.code FROM grids g
+    WHERE g.code <> :exclude
+      AND ST_DWithin(g.geom::geography, ST_SetSRID(ST_MakePoint(:x, :y), 4326)::geography, :r)
+    ORDER BY g.code
+    """
+)
+
+
+def grids_near(conn: Connection, x: float, y: float, radius_m: float, exclude: str) -> list[str]:
+    """Other grids within `radius_m` of a point (a report near a boundary deserves a check)."""
+    rows = conn.execute(_GRIDS_NEAR, {"x": x, "y": y, "r": radius_m, "exclude": exclude})
+    return list(rows.scalars())

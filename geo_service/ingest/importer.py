@@ -19,7 +19,7 @@ from geo_service.ingest.read import read_source
 from geo_service.ingest.validate import Issue, validate
 from geo_service.settings import Settings
 
-ProgressFactory = Callable[[str, int], Callable[[int], None]]
+ProgressFactory = Callable[[str, int | None], Callable[[int], None]]
 
 
 @dataclass

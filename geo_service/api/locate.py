@@ -1,0 +1,140 @@
+"""Locate routes: one point by query, or a batch as JSON or GeoJSON."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, Field
+
+from geo_service.api.deps import EngineDep, SettingsDep
+from geo_service.crs import parse_input_crs
+from geo_service.errors import InvalidInput, PayloadTooLarge
+from geo_service.grids.locate import locate_points
+
+router = APIRouter(prefix="/api/v1", tags=["locate"])
+
+CrsQuery = Annotated[
+    str,
+    Query(
+        description="coordinate system of the input: wgs84, cgcs2000, gcj02 (Amap, Tencent, "
+        "WeChat), bd09 (Baidu) or EPSG:n",
+        max_length=64,
+    ),
+]
+
+
+class LocatedWorker(BaseModel):
+    """A worker of the located grid."""
+
+    code: str
+    name: str
+    phone: str | None
+
+
+class LocationOut(BaseModel):
+    """The answer for one point."""
+
+    id: Any = None
+    status: str = Field(description="inside, boundary, ambiguous, nearest, outside or invalid")
+    lon: float | None = Field(None, description="WGS-84 longitude after conversion")
+    lat: float | None = None
+    grid_code: str | None = None
+    grid_name: str | None = None
+    community_code: str | None = None
+    community_name: str | None = None
+    distance_m: float | None = Field(None, description="0 inside a grid; metres for nearest")
+    candidates: list[str] = []
+    workers: list[LocatedWorker] = []
+    message: str | None = None
+
+
+class BatchOut(BaseModel):
+    """Answers in input order."""
+
+    crs: str
+    count: int
+    results: list[LocationOut]
+
+
+@router.get("/locate", response_model=LocationOut)
+def locate_one(
+    engine: EngineDep,
+    settings: SettingsDep,
+    lon: Annotated[str, Query(max_length=64)],
+    lat: Annotated[str, Query(max_length=64)],
+    crs: CrsQuery = "wgs84",
+) -> LocationOut:
+    """The grid, community and workers of one point; 422 when the coordinates are unusable."""
+    input_crs = parse_input_crs(crs)
+    with engine.connect() as conn:
+        [found] = locate_points(conn, [lon], [lat], input_crs, settings.locate_tolerance_m)
+    if found.status == "invalid":
+        raise InvalidInput(found.message or "invalid coordinates")
+    return LocationOut(**found.to_dict())
+
+
+@router.post("/locate", response_model=BatchOut)
+def locate_many(
+    engine: EngineDep,
+    settings: SettingsDep,
+    body: Annotated[
+        Any,
+        Body(
+            description='a list of {id, lon, lat}, {"points": [...]}, or a GeoJSON '
+            "FeatureCollection of Points (ids from feature.id)",
+            examples=[[{"id": "r1", "lon": 117.81, "lat": 30.93}]],
+        ),
+    ],
+    crs: CrsQuery = "wgs84",
+) -> BatchOut:
+    """Locate many points in one round trip; unusable points come back `invalid`."""
+    input_crs = parse_input_crs(crs)
+    ids, lons, lats = _points_of(body)
+    if len(ids) > settings.locate_max_points:
+        raise PayloadTooLarge(
+            f"{len(ids)} points in one request; the limit is {settings.locate_max_points}"
+        )
+    with engine.connect() as conn:
+        found = locate_points(conn, lons, lats, input_crs, settings.locate_tolerance_m)
+    results = [LocationOut(id=i, **f.to_dict()) for i, f in zip(ids, found, strict=True)]
+    return BatchOut(crs=input_crs.name, count=len(results), results=results)
+
+
+def _coordinate(value: Any) -> Any:
+    """JSON numbers and numeric strings pass; booleans, objects and lists become unusable."""
+    return value if isinstance(value, int | float | str) and not isinstance(value, bool) else None
+
+
+def _points_of(body: Any) -> tuple[list[Any], list[Any], list[Any]]:
+    """(ids, lons, lats) from any of the accepted shapes; a clear error for anything else."""
+    if isinstance(body, dict) and body.get("type") == "FeatureCollection":
+        features = body.get("features")
+        if not isinstance(features, list):
+            raise InvalidInput("FeatureCollection without a list of features")
+        ids, lons, lats = [], [], []
+        for n, feature in enumerate(features):
+            geometry = (feature or {}).get("geometry") or {}
+            coords = geometry.get("coordinates")
+            if geometry.get("type") != "Point" or not isinstance(coords, list) or len(coords) < 2:
+                lons.append(None)
+                lats.append(None)
+            else:
+                lons.append(_coordinate(coords[0]))
+                lats.append(_coordinate(coords[1]))
+            ids.append(feature.get("id", n) if isinstance(feature, dict) else n)
+        return ids, lons, lats
+    if isinstance(body, dict) and "points" in body:
+        body = body["points"]
+    if not isinstance(body, list):
+        raise InvalidInput(
+            'expected a list of {id, lon, lat}, {"points": [...]} or a GeoJSON FeatureCollection'
+        )
+    ids, lons, lats = [], [], []
+    for n, point in enumerate(body):
+        if not isinstance(point, dict):
+            raise InvalidInput(f"point {n} is not an object with lon and lat: {point!r:.80}")
+        ids.append(point.get("id", n))
+        lons.append(_coordinate(point.get("lon", point.get("lng"))))
+        lats.append(_coordinate(point.get("lat")))
+    return ids, lons, lats

@@ -1,0 +1,116 @@
+"""Point -> grid: the one implementation of the locate rules, used by every door.
+
+Rules (documented in the README):
+- inside exactly one grid's interior                  -> `inside`
+- on a grid boundary (shared edge or vertex, or the outer edge) and in no grid's interior
+                                                       -> `boundary`, smallest covering code
+- covered by two or more grids, in at least one interior (an overlap: a data error)
+                                                       -> `ambiguous`, every candidate listed,
+                                                          smallest code chosen
+- in no grid, but within the tolerance (default 50 m)  -> `nearest`, with distance_m
+- farther                                              -> `outside`, no grid
+- coordinates that are not numbers or not valid lon/lat (after conversion) -> `invalid`
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection
+
+from geo_service.crs import InputCRS, check_lonlat, to_storage
+from geo_service.grids import store
+
+Status = Literal["inside", "boundary", "ambiguous", "nearest", "outside", "invalid"]
+
+
+@dataclass
+class Worker:
+    """A grid worker, as dispatch needs them."""
+
+    code: str
+    name: str
+    phone: str | None
+
+
+@dataclass
+class Location:
+    """Where a point falls: its grid, community and workers, and how sure we are."""
+
+    status: Status
+    lon: float | None = None  # WGS-84, after conversion from the caller's CRS
+    lat: float | None = None
+    grid_code: str | None = None
+    grid_name: str | None = None
+    community_code: str | None = None
+    community_name: str | None = None
+    distance_m: float | None = None
+    candidates: list[str] = field(default_factory=list)
+    workers: list[Worker] = field(default_factory=list)
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def parse_coordinates(
+    lon: Sequence[Any] | np.ndarray, lat: Sequence[Any] | np.ndarray, crs: InputCRS
+) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """Numbers from user input, converted to WGS-84; a reason per point that is unusable."""
+    raw_lon, raw_lat = _numbers(lon), _numbers(lat)
+    numeric = np.isfinite(raw_lon) & np.isfinite(raw_lat)
+    x, y = to_storage(np.where(numeric, raw_lon, 0.0), np.where(numeric, raw_lat, 0.0), crs)
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    usable = numeric & check_lonlat(x, y)
+    reasons: list[str | None] = [None] * len(raw_lon)
+    for i in np.flatnonzero(~usable):
+        if not numeric[i]:
+            reasons[i] = f"coordinates are not numbers: lon={lon[i]!r}, lat={lat[i]!r}"
+        else:
+            reasons[i] = f"coordinates out of range for {crs.name}: lon={lon[i]!r}, lat={lat[i]!r}"
+    x[~usable], y[~usable] = np.nan, np.nan
+    return x, y, reasons
+
+
+def _numbers(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Floats from numbers or numeric text; junk becomes NaN."""
+    array = np.asarray(values, dtype=object)
+    return pd.to_numeric(pd.Series(array), errors="coerce").to_numpy(float)
+
+
+def locate_points(
+    conn: Connection,
+    lon: Sequence[Any] | np.ndarray,
+    lat: Sequence[Any] | np.ndarray,
+    crs: InputCRS,
+    tolerance_m: float,
+) -> list[Location]:
+    """Locate each point (any supported CRS) in the grids; one round trip for all of them."""
+    x, y, reasons = parse_coordinates(lon, lat, crs)
+    results: list[Location] = [
+        Location("invalid", message=reason) if reason else Location("outside") for reason in reasons
+    ]
+    valid = np.flatnonzero(~np.isnan(x))
+    if valid.size == 0:
+        return results
+    rows = store.locate(conn, x[valid].tolist(), y[valid].tolist(), tolerance_m)
+    for row in rows:
+        i = int(valid[row["i"] - 1])
+        results[i] = Location(
+            status=row["status"],
+            lon=float(x[i]),
+            lat=float(y[i]),
+            grid_code=row["grid_code"],
+            grid_name=row["grid_name"],
+            community_code=row["community_code"],
+            community_name=row["community_name"],
+            distance_m=None if row["distance_m"] is None else round(row["distance_m"], 2),
+            candidates=list(row["candidates"] or []),
+            workers=[Worker(**w) for w in row["workers"] or []],
+        )
+    return results
