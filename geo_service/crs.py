@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +51,7 @@ STORAGE_EPSG = 4326
 
 FloatArray = npt.NDArray[np.float64]
 Pair = tuple[FloatArray, FloatArray]
+_F = TypeVar("_F", bound=np.floating[Any])  # float64, or float32 for the rough GCJ-02 pass
 
 # CGCS2000 and WGS-84 differ by centimetres; for grid work they are the same datum.
 _ALIASES = {
@@ -63,24 +64,23 @@ _ALIASES = {
 def parse_crs(text: str) -> CRS:
     """A CRS from what a user types: an alias (wgs84, cgcs2000), EPSG:n, a bare number, or WKT."""
     value = text.strip()
+    usage = (
+        "use EPSG:n (e.g. EPSG:4490 for CGCS2000, EPSG:4527 for CGCS2000 3-degree Gauss-Krüger "
+        "zone 39) or one of: " + ", ".join(_ALIASES)
+    )
+    if _normalise_name(value) in _OBFUSCATED:
+        # GCJ-02/BD-09 are no datum PROJ knows: say so at once instead of searching its database.
+        raise InvalidInput(
+            f"coordinate reference system {text!r} is GCJ-02/BD-09, an obfuscated web-map system "
+            f"with no EPSG code: convert the coordinates with to_storage first; {usage}"
+        )
     key = _ALIASES.get(value.lower(), value)
     if key.isdigit():
         key = f"EPSG:{key}"
     try:
         return CRS.from_user_input(key)
     except CRSError:
-        hint = ""
-        if _normalise_name(value) in _OBFUSCATED:
-            # GCJ-02/BD-09 are not datums PROJ knows; point the caller at the right door.
-            hint = (
-                " (GCJ-02/BD-09 are obfuscated web-map systems with no EPSG code: convert the "
-                "coordinates with parse_input_crs/to_storage first)"
-            )
-        raise InvalidInput(
-            f"unknown coordinate reference system {text!r}{hint}; use EPSG:n (e.g. EPSG:4490 for "
-            "CGCS2000, EPSG:4527 for CGCS2000 3-degree Gauss-Krüger zone 39) or one of: "
-            + ", ".join(_ALIASES)
-        ) from None
+        raise InvalidInput(f"unknown coordinate reference system {text!r}; {usage}") from None
 
 
 def crs_label(crs: CRS) -> str:
@@ -111,7 +111,7 @@ _CHINA_LAT: Final = (0.8293, 55.8271)
 _TOLERANCE_DEG: Final = 1e-9
 _MAX_ITERATIONS: Final = 30
 # Points are transformed in blocks of this many so that numpy's temporaries stay in cache
-# (~1.5x faster than whole-array arithmetic on a million points).
+# (2-3x faster than whole-array arithmetic on a million points).
 _BLOCK: Final = 32768
 # Largest angle step (radians) taken by the Taylor rotation in _gcj_trig; larger -> recompute.
 _ROTATE_MAX: Final = 1e-3
@@ -143,7 +143,7 @@ class _GcjTrig(NamedTuple):
     float64 sin/cos are scalar libm calls here (~20 ns a value, 40x an add), so we call them for
     u, v and φ only and derive the ten sines by multiple-angle identities; when the inverse
     iteration moves points by a hair, we rotate the previous values instead of calling them
-    again. Both agree with the direct formula to ~1e-16°.
+    again. Results match the direct formula to float64 rounding (measured: <= 3e-14°).
     """
 
     u: FloatArray
@@ -208,13 +208,13 @@ def _gcj_sines(trig: _GcjTrig) -> tuple[list[FloatArray], list[FloatArray]]:
 
 
 def _gcj_formula(
-    x: FloatArray,
-    y: FloatArray,
-    sx: list[FloatArray],
-    sy: list[FloatArray],
-    sphi: FloatArray,
-    cphi: FloatArray,
-) -> Pair:
+    x: npt.NDArray[_F],
+    y: npt.NDArray[_F],
+    sx: list[npt.NDArray[_F]],
+    sy: list[npt.NDArray[_F]],
+    sphi: npt.NDArray[_F],
+    cphi: npt.NDArray[_F],
+) -> tuple[npt.NDArray[_F], npt.NDArray[_F]]:
     """The published GCJ-02 offset in degrees, given x = lon-105, y = lat-35 and the sines.
 
     sx = sin(kπx) for k = 6, 2, 1, 1/3, 1/12, 1/30; sy = sin(kπy) for k = 1, 1/3, 1/12, 1/30;
@@ -246,8 +246,10 @@ def _gcj_offset(lon: FloatArray, lat: FloatArray, trig: _GcjTrig) -> Pair:
     return _gcj_formula(lon - 105.0, lat - 35.0, sx, sy, trig.sphi, trig.cphi)
 
 
-def _gcj_offset_rough(lon: FloatArray, lat: FloatArray) -> Pair:
-    """The same offset evaluated in float32 (SIMD sin, ~30x cheaper), good to ~1e-8°."""
+def _gcj_offset_rough(
+    lon: FloatArray, lat: FloatArray
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The same offset evaluated in float32 (SIMD sin, ~30x cheaper), good to ~2e-8°."""
     # Differences are taken in float64 first so that float32 only rounds small numbers.
     x = (lon - 105.0).astype(np.float32)
     y = (lat - 35.0).astype(np.float32)
@@ -275,16 +277,16 @@ def _gcj_to_wgs_raw(glon: FloatArray, glat: FloatArray) -> Pair:
 
     There is no closed inverse. The forward map is the identity plus a shift of < 0.01° whose
     slope is < ~0.007, so p <- p - (forward(p) - target) shrinks the error ~150x a round: one
-    round (the common "one-step inverse") still errs by up to ~5 m, five reach < 1e-9°.
-    The first rounds only need to get close, so they use the cheap float32 formula (its fixed
-    point is within ~1e-8°); the float64 rounds then converge and verify the round trip.
+    round (the common "one-step inverse") still errs by up to ~5 m; five reach < 1e-9°.
+    The first three rounds only need to get close, so they use the cheap float32 formula (good
+    to ~2e-8°); float64 rounds (usually two) then converge and verify the round trip itself.
     We iterate on the whole block and stop when every point has converged.
     """
     lon, lat = glon, glat  # the GCJ point itself is within 0.01° of the answer
     for _ in range(_ROUGH_ROUNDS):
-        dlon, dlat = _gcj_offset_rough(lon, lat)
-        lon = glon - dlon
-        lat = glat - dlat
+        rough_lon, rough_lat = _gcj_offset_rough(lon, lat)
+        lon = glon - rough_lon
+        lat = glat - rough_lat
     trig = _gcj_trig(lon, lat)
     for _ in range(_MAX_ITERATIONS):
         dlon, dlat = _gcj_offset(lon, lat, trig)
@@ -496,11 +498,11 @@ def _transformer(source_epsg: int, target_epsg: int) -> Transformer:
     return Transformer.from_crs(source_epsg, target_epsg, always_xy=True)
 
 
-def _invalid(text: str, reason: str = "unknown coordinate system") -> InvalidInput:
+def _invalid(text: str, problem: str = "is unknown") -> InvalidInput:
     """InvalidInput quoting the (truncated) bad value and listing what is accepted."""
     shown = text if len(text) <= 80 else text[:77] + "..."
     return InvalidInput(
-        f"{reason} {shown!r}; {_ACCEPTED_HELP}",
+        f"coordinate system {shown!r} {problem}; {_ACCEPTED_HELP}",
         details={"value": shown, "accepted": [*_NAMED_SYSTEMS, "EPSG:n"]},
     )
 
@@ -528,7 +530,7 @@ def parse_input_crs(text: str | None) -> InputCRS:
         raise _invalid(raw) from None
     # Coordinates arrive as lon/lat or x/y pairs: geocentric, vertical, engineering... cannot be.
     if not (crs.is_geographic or crs.is_projected):
-        raise _invalid(raw, f"not a horizontal coordinate system ({crs.type_name}):")
+        raise _invalid(raw, f"is a {crs.type_name}, not a lon/lat or x/y system")
     return InputCRS(f"EPSG:{code}", code)
 
 

@@ -1,32 +1,54 @@
-"""Batch assignment: a CSV of points (millions of rows) -> the same CSV with grids.
+"""Batch assignment: a CSV of points (millions of rows) -> the same rows with their grids.
 
-Streamed end to end: the input is read in Arrow batches, each batch is parsed and converted
-in numpy and bulk-loaded with COPY into a temporary table; PostGIS applies the locate rules
-(`store.locate_sql`) to all points at once; the result is streamed back with COPY straight
-into the output file, in input order. Memory stays bounded by one batch. A row whose
-coordinates are unusable gets status `invalid`; it never aborts the file.
+Streamed end to end with bounded memory:
+1. the input is read in Arrow batches; coordinates are parsed and converted in numpy and sent
+   to PostgreSQL with binary COPY (fixed-width rows built by numpy, no per-row Python);
+2. PostGIS indexes the points and applies the locate rules (`store.locate_sql`) to all of
+   them at once, grid by grid;
+3. the input is read again batch by batch, each batch is joined with the next rows of the
+   result (streamed by COPY in input order), and written out.
+A row whose coordinates are unusable gets status `invalid`; it never aborts the file.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import itertools
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Engine
 
-from geo_service.crs import InputCRS
+from geo_service.crs import InputCRS, check_lonlat, to_storage
 from geo_service.errors import InvalidInput, NotFound
 from geo_service.grids import store
-from geo_service.grids.locate import parse_coordinates
 
 OUTPUT_COLUMNS = ("id", "lon", "lat", "grid_code", "community_code", "status", "distance_m")
-BLOCK_BYTES = 16 << 20  # Arrow read block: ~16 MB of CSV per batch
+RESULT_COLUMNS = OUTPUT_COLUMNS[3:]
+BLOCK_BYTES = 8 << 20  # ~8 MB of CSV per Arrow batch
+TABLE = "assign_points"
+# Binary COPY row of (i int8, x float8, y float8): field count, then length + value each.
+_ROW = np.dtype(
+    [
+        ("n", ">i2"),
+        ("li", ">i4"),
+        ("i", ">i8"),
+        ("lx", ">i4"),
+        ("x", ">f8"),
+        ("ly", ">i4"),
+        ("y", ">f8"),
+    ]
+)
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+_NULL_ROW = np.dtype([("n", ">i2"), ("li", ">i4"), ("i", ">i8"), ("lx", ">i4"), ("ly", ">i4")])
 
 
 @dataclass
@@ -51,49 +73,73 @@ def assign_csv(
     progress: Callable[[int], None] | None = None,
 ) -> AssignReport:
     """Assign every row of `source` to a grid and write `output` (columns OUTPUT_COLUMNS)."""
-    if not source.exists():
-        raise NotFound(f"file not found: {source}")
-    reader = _open(source, (id_field, lon_field, lat_field))
+    fields = (id_field, lon_field, lat_field)
+    encoding = _check_source(source, fields)
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    # A connection of its own: temp_buffers must be set before the session's first temp table,
-    # and a million-row temp table wants more than the default 8 MB of local buffers.
-    with psycopg.connect(url, options="-c temp_buffers=1GB -c work_mem=256MB") as conn:
+    # A connection of its own: temp_buffers must be set before the session's first temp
+    # table, and parallel plans would turn the grid-by-grid join back into a point-by-point
+    # one (PostgreSQL cannot scan a temp table in parallel anyway).
+    options = "-c temp_buffers=1GB -c work_mem=256MB -c max_parallel_workers_per_gather=0"
+    with psycopg.connect(url, options=options) as conn:
         conn.execute(
-            "CREATE TEMP TABLE assign_points (i int8, id text, lon text, lat text, "
-            "x float8, y float8, geom geometry(Point, 4326) "
+            f"CREATE TEMP TABLE {TABLE} (i int8, x float8, y float8, geom geometry(Point, 4326) "
             "GENERATED ALWAYS AS (ST_SetSRID(ST_MakePoint(x, y), 4326)) STORED)"
         )
         total = 0
-        for batch in reader:
-            total += _load_batch(conn, batch, total, crs, (id_field, lon_field, lat_field))
-            if progress is not None:
-                progress(batch.num_rows)
-        conn.execute("CREATE INDEX ON assign_points USING gist (geom)")
-        conn.execute("ANALYZE assign_points")
-        conn.execute(
-            "CREATE TEMP TABLE assign_result AS "
-            + store.locate_sql(store.POINTS_FROM_ASSIGN_TABLE, tol="%(tol)s"),
-            {"tol": tolerance_m},
-        )
-        conn.execute("CREATE INDEX ON assign_result (i)")
-        by_status = dict(
-            conn.execute(
-                "SELECT coalesce(r.status, 'invalid'), count(*) FROM assign_points p "
-                "LEFT JOIN assign_result r USING (i) GROUP BY 1"
-            ).fetchall()
-        )
-        _write_output(conn, output)
-    return AssignReport(total, by_status, str(output))
+        with (
+            conn.cursor() as cur,
+            cur.copy(f"COPY {TABLE} (i, x, y) FROM STDIN (FORMAT binary)") as copy,
+        ):
+            copy.write(_COPY_HEADER)
+            for batch in _batches(source, encoding, fields):
+                x, y = _coordinates(batch, crs, lon_field, lat_field)
+                copy.write(_binary_rows(np.arange(total + 1, total + batch.num_rows + 1), x, y))
+                total += batch.num_rows
+                if progress is not None:
+                    progress(batch.num_rows)
+            copy.write(_COPY_TRAILER)
+        conn.execute(f"CREATE INDEX ON {TABLE} USING gist (geom)")
+        conn.execute(f"ANALYZE {TABLE}")
+        query = (
+            "COPY (SELECT r.grid_code, g.community_code, r.status, round(r.distance_m::numeric, 2) "
+            f"FROM ({store.locate_sql(store.POINTS_FROM_TABLE, store.HITS_FROM_TABLE, '%(tol)s')}"
+            ") r LEFT JOIN grids g ON g.code = r.grid_code ORDER BY r.i) "
+            "TO STDOUT (FORMAT csv)"
+        ).replace("{table}", TABLE)
+        counts: Counter[str] = Counter()
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with (
+            conn.cursor() as cur,
+            cur.copy(query, {"tol": tolerance_m}) as copy,
+            output.open("wb") as sink,
+        ):
+            sink.write((",".join(OUTPUT_COLUMNS) + "\n").encode())
+            results = _result_batches(copy)
+            next(results)  # start the generator: it answers each send(n) with n rows
+            for batch in _batches(source, encoding, fields):
+                result = results.send(batch.num_rows)
+                counts.update(
+                    dict(zip(*np.unique(result.column("status"), return_counts=True), strict=True))
+                )
+                _write(sink, batch, result, fields)
+            results.close()
+            for _ in copy:  # the end of the COPY stream must be read before the next command
+                pass
+    return AssignReport(total, {str(k): int(v) for k, v in counts.items()}, str(output))
 
 
-def _open(source: Path, fields: tuple[str, str, str]) -> pacsv.CSVStreamingReader:
-    """A streaming reader that keeps every column as text (ids like 007 stay 007)."""
-    head = source.open("rb").read(1 << 16)
+# -- input ------------------------------------------------------------------------------------
+def _check_source(source: Path, fields: tuple[str, str, str]) -> str:
+    """The file's encoding, after checking it is a CSV with the needed columns."""
+    if not source.exists():
+        raise NotFound(f"file not found: {source}")
+    with source.open("rb") as fh:
+        head = fh.read(1 << 16)
     encoding = "utf8"
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not just a character cut by the 64 KB boundary
+        if exc.start < len(head) - 4:  # not just a character cut at the 64 KB boundary
             encoding = "gb18030"
     try:
         names = pacsv.open_csv(
@@ -107,64 +153,124 @@ def _open(source: Path, fields: tuple[str, str, str]) -> pacsv.CSVStreamingReade
             f"{source.name} has no column {', '.join(map(repr, missing))} "
             f"(columns: {', '.join(names)}); name them with --id-field/--lon-field/--lat-field"
         )
-    return pacsv.open_csv(
+    return encoding
+
+
+def _batches(source: Path, encoding: str, fields: tuple[str, str, str]) -> Iterator[pa.RecordBatch]:
+    """The three columns as text (ids like 007 stay 007), batch by batch; the same batches
+    every time the file is read."""
+    reader = pacsv.open_csv(
         source,
         read_options=pacsv.ReadOptions(encoding=encoding, block_size=BLOCK_BYTES),
         convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in names},
+            column_types={name: pa.string() for name in fields},
             include_columns=list(fields),
+            strings_can_be_null=False,
+        ),
+    )
+    try:
+        yield from reader
+    except pa.ArrowInvalid as exc:
+        raise InvalidInput(f"cannot read {source.name} as CSV: {exc}") from exc
+
+
+def _coordinates(
+    batch: pa.RecordBatch, crs: InputCRS, lon_field: str, lat_field: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """WGS-84 coordinates of a batch; NaN where unusable."""
+    lon, lat = _floats(batch.column(lon_field)), _floats(batch.column(lat_field))
+    numeric = np.isfinite(lon) & np.isfinite(lat)
+    x, y = to_storage(np.where(numeric, lon, 0.0), np.where(numeric, lat, 0.0), crs)
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    bad = ~(numeric & check_lonlat(x, y))
+    x[bad], y[bad] = np.nan, np.nan
+    return x, y
+
+
+def _floats(column: pa.Array) -> np.ndarray:
+    """Parse text to float in Arrow; only when some value is not a number, fall back to
+    parsing value by value (junk becomes NaN)."""
+    try:
+        return pc.cast(pc.utf8_trim_whitespace(column), pa.float64()).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:
+        import pandas as pd
+
+        text = column.to_numpy(zero_copy_only=False)
+        return pd.to_numeric(pd.Series(text, dtype=object), errors="coerce").to_numpy(float)
+
+
+def _binary_rows(i: np.ndarray, x: np.ndarray, y: np.ndarray) -> bytes:
+    """Binary COPY rows for (i, x, y), NULL coordinates where x is NaN."""
+    ok = ~np.isnan(x)
+    if ok.all():
+        rows = np.empty(len(i), dtype=_ROW)
+        rows["n"], rows["li"], rows["lx"], rows["ly"] = 3, 8, 8, 8
+        rows["i"], rows["x"], rows["y"] = i, x, y
+        return rows.tobytes()
+    # Rare: a batch with unusable rows is written row group by row group, keeping order.
+    parts = []
+    for start, stop, good in _runs(ok):
+        parts.append(
+            _binary_rows(i[start:stop], x[start:stop], y[start:stop])
+            if good
+            else _null_rows(i[start:stop])
+        )
+    return b"".join(parts)
+
+
+def _null_rows(i: np.ndarray) -> bytes:
+    rows = np.empty(len(i), dtype=_NULL_ROW)
+    rows["n"], rows["li"], rows["i"], rows["lx"], rows["ly"] = 3, 8, i, -1, -1
+    return rows.tobytes()
+
+
+def _runs(mask: np.ndarray) -> Iterator[tuple[int, int, bool]]:
+    """(start, stop, value) of each run of equal values in a boolean array."""
+    edges = np.flatnonzero(np.diff(mask.astype(np.int8))) + 1
+    bounds = np.concatenate([[0], edges, [len(mask)]])
+    for start, stop in itertools.pairwise(bounds):
+        yield int(start), int(stop), bool(mask[start])
+
+
+# -- output -----------------------------------------------------------------------------------
+def _result_batches(copy: psycopg.Copy) -> Iterator[pa.Table]:
+    """A generator fed with batch sizes: each `send(n)` returns the next n result rows."""
+    pending = b""
+    n = yield pa.table({})
+    for chunk in copy:
+        pending += bytes(chunk)
+        while n is not None and pending.count(b"\n") >= n:
+            cut = _nth_newline(pending, n)
+            n = yield _parse(pending[:cut])
+            pending = pending[cut:]
+    while n is not None:
+        n = yield _parse(pending)
+        pending = b""
+
+
+def _nth_newline(data: bytes, n: int) -> int:
+    pos = -1
+    for _ in range(n):
+        pos = data.index(b"\n", pos + 1)
+    return pos + 1
+
+
+def _parse(data: bytes) -> pa.Table:
+    return pacsv.read_csv(
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(column_names=list(RESULT_COLUMNS)),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in RESULT_COLUMNS},
             strings_can_be_null=False,
         ),
     )
 
 
-def _load_batch(
-    conn: psycopg.Connection,
-    batch: pa.RecordBatch,
-    offset: int,
-    crs: InputCRS,
-    fields: tuple[str, str, str],
-) -> int:
-    """Parse, convert and COPY one batch; returns its row count."""
-    id_field, lon_field, lat_field = fields
-    lon_text = batch.column(lon_field).to_numpy(zero_copy_only=False)
-    lat_text = batch.column(lat_field).to_numpy(zero_copy_only=False)
-    x, y, _ = parse_coordinates(lon_text, lat_text, crs)
-    n = batch.num_rows
+def _write(
+    sink: io.BufferedWriter, batch: pa.RecordBatch, result: pa.Table, fields: tuple[str, str, str]
+) -> None:
     table = pa.table(
-        {
-            "i": pa.array(np.arange(offset + 1, offset + n + 1, dtype=np.int64)),
-            "id": batch.column(id_field),
-            "lon": batch.column(lon_field),
-            "lat": batch.column(lat_field),
-            "x": pa.array(x, mask=np.isnan(x)),
-            "y": pa.array(y, mask=np.isnan(y)),
-        }
+        [batch.column(f) for f in fields] + [result.column(c) for c in RESULT_COLUMNS],
+        names=list(OUTPUT_COLUMNS),
     )
-    buffer = io.BytesIO()
-    # Text values quoted, nulls bare: PostgreSQL's CSV reads a bare empty field as NULL.
-    pacsv.write_csv(
-        table, buffer, pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
-    )
-    with (
-        conn.cursor() as cur,
-        cur.copy("COPY assign_points (i, id, lon, lat, x, y) FROM STDIN (FORMAT csv)") as copy,
-    ):
-        copy.write(buffer.getbuffer())
-    return n
-
-
-def _write_output(conn: psycopg.Connection, output: Path) -> None:
-    """Stream the result, in input order, straight from PostgreSQL into the file."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    query = (
-        "COPY (SELECT p.id, p.lon, p.lat, r.grid_code, g.community_code, "
-        "coalesce(r.status, 'invalid'), round(r.distance_m::numeric, 2) "
-        "FROM assign_points p LEFT JOIN assign_result r USING (i) "
-        "LEFT JOIN grids g ON g.code = r.grid_code ORDER BY p.i) "
-        "TO STDOUT (FORMAT csv, HEADER false)"
-    )
-    with output.open("wb") as fh, conn.cursor() as cur, cur.copy(query) as copy:
-        fh.write((",".join(OUTPUT_COLUMNS) + "\n").encode())
-        for chunk in copy:
-            fh.write(chunk)
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))

@@ -95,59 +95,68 @@ def buildings_outside(conn: Connection) -> list[dict]:  # type: ignore[type-arg]
 
 
 # -- point -> grid ------------------------------------------------------------------------------
-# The points relation is one of the two fixed fragments below, never user text.
+# Two fixed ways to feed points to the rules (never user text). A handful of points from the
+# API probe the grids' GiST index point by point. A million points from `assign` sit in a
+# table with its own GiST index and the join runs grid by grid (LATERAL), so each grid is
+# prepared once and tested against the points under it; that is ~15x faster at that scale.
 POINTS_FROM_ARRAYS = (
     "SELECT u.i, ST_SetSRID(ST_MakePoint(u.x, u.y), 4326) AS geom "
     "FROM unnest(CAST(:xs AS float8[]), CAST(:ys AS float8[])) WITH ORDINALITY AS u(x, y, i)"
 )
-POINTS_FROM_ASSIGN_TABLE = "SELECT i, geom FROM assign_points WHERE geom IS NOT NULL"
+HITS_FROM_ARRAYS = (
+    "SELECT p.i, g.code, ST_Contains(g.geom, p.geom) AS interior "
+    "FROM pts p JOIN grids g ON ST_Covers(g.geom, p.geom)"
+)
+POINTS_FROM_TABLE = "SELECT i, geom FROM {table}"
+HITS_FROM_TABLE = (
+    "SELECT q.i, g.code, ST_Contains(g.geom, q.geom) AS interior FROM grids g "
+    "CROSS JOIN LATERAL (SELECT i, geom FROM {table} t WHERE ST_Covers(g.geom, t.geom)) q"
+)
 
 
-def locate_sql(points: str, tol: str = ":tol") -> str:
-    """The locate rules as one statement over a relation `pts(i, geom)`.
+def locate_sql(points: str, hits: str, tol: str = ":tol") -> str:
+    """The locate rules as one statement: `points` yields (i, geom), `hits` yields
+    (i, code, interior) for every grid covering a point.
 
-    Covering grids are found with a GiST join (ST_Covers, which PostGIS evaluates with the
-    grid prepared once and reused for the points near it); ST_Contains on the same pairs tells
-    interior from boundary. Points in no grid look for the nearest grid within the tolerance,
-    pre-filtered in degrees (a radius never smaller than the metric one) and measured on the
-    spheroid. `tol` is the placeholder of the tolerance in metres in the caller's style.
+    ST_Covers finds covering grids; ST_Contains on the same pairs tells interior from
+    boundary. Points in no grid look for the nearest grid within the tolerance, pre-filtered
+    in degrees (a radius never smaller than the metric one) and measured on the spheroid.
+    Points with no geometry (unusable coordinates) are `invalid`. `tol` is the placeholder of
+    the tolerance in metres in the caller's parameter style.
     """
     return f"""
     WITH pts AS ({points}),
-    hits AS (
-        SELECT p.i, array_agg(g.code ORDER BY g.code) AS codes,
-               count(*) FILTER (WHERE ST_Contains(g.geom, p.geom)) AS interior
-        FROM pts p JOIN grids g ON ST_Covers(g.geom, p.geom)
-        GROUP BY p.i
-    ),
-    located AS (
-        SELECT p.i, h.codes, h.interior, n.code AS near_code, n.dist
-        FROM pts p
-        LEFT JOIN hits h ON h.i = p.i
-        LEFT JOIN LATERAL (
-            SELECT c.code, c.dist FROM (
-                SELECT g.code, ST_Distance(g.geom::geography, p.geom::geography) AS dist
-                FROM grids g
-                WHERE h.i IS NULL
-                  AND ST_DWithin(g.geom, p.geom,
-                                 {tol} / (110000.0 * cos(radians(least(abs(ST_Y(p.geom)), 89)))))
-                ORDER BY g.geom <-> p.geom LIMIT 3
-            ) c
-            WHERE c.dist <= {tol}
-            ORDER BY c.dist, c.code LIMIT 1
-        ) n ON true
+    hits AS ({hits}),
+    agg AS (
+        SELECT i, min(code) AS code, count(*) AS n,
+               count(*) FILTER (WHERE interior) AS n_interior, array_agg(code) AS codes
+        FROM hits GROUP BY i
     )
-    SELECT i,
-           CASE WHEN codes IS NULL THEN
-                     CASE WHEN near_code IS NULL THEN 'outside' ELSE 'nearest' END
-                WHEN cardinality(codes) = 1 AND interior = 1 THEN 'inside'
-                WHEN cardinality(codes) > 1 AND interior > 0 THEN 'ambiguous'
+    SELECT p.i,
+           CASE WHEN p.geom IS NULL THEN 'invalid'
+                WHEN a.i IS NULL THEN
+                     CASE WHEN n.code IS NULL THEN 'outside' ELSE 'nearest' END
+                WHEN a.n = 1 AND a.n_interior = 1 THEN 'inside'
+                WHEN a.n > 1 AND a.n_interior > 0 THEN 'ambiguous'
                 ELSE 'boundary' END AS status,
-           COALESCE(codes[1], near_code) AS grid_code,
-           CASE WHEN codes IS NULL THEN dist ELSE 0.0 END AS distance_m,
-           COALESCE(codes, CASE WHEN near_code IS NULL THEN '{{}}'::text[]
-                                ELSE ARRAY[near_code] END) AS candidates
-    FROM located
+           COALESCE(a.code, n.code) AS grid_code,
+           CASE WHEN a.i IS NULL THEN n.dist ELSE 0.0 END AS distance_m,
+           CASE WHEN a.n > 1 THEN ARRAY(SELECT unnest(a.codes) ORDER BY 1)
+                ELSE array_remove(ARRAY[COALESCE(a.code, n.code)], NULL) END AS candidates
+    FROM pts p
+    LEFT JOIN agg a ON a.i = p.i
+    LEFT JOIN LATERAL (
+        SELECT c.code, c.dist FROM (
+            SELECT g.code, ST_Distance(g.geom::geography, p.geom::geography) AS dist
+            FROM grids g
+            WHERE a.i IS NULL
+              AND ST_DWithin(g.geom, p.geom,
+                             {tol} / (110000.0 * cos(radians(least(abs(ST_Y(p.geom)), 89)))))
+            ORDER BY g.geom <-> p.geom LIMIT 3
+        ) c
+        WHERE c.dist <= {tol}
+        ORDER BY c.dist, c.code LIMIT 1
+    ) n ON true
     """
 
 
@@ -158,7 +167,7 @@ _LOCATE = text(
            (SELECT json_agg(json_build_object('code', w.code, 'name', w.name,
                                               'phone', w.phone) ORDER BY w.code)
             FROM workers w WHERE w.grid_code = r.grid_code) AS workers
-    FROM ({locate_sql(POINTS_FROM_ARRAYS)}) r
+    FROM ({locate_sql(POINTS_FROM_ARRAYS, HITS_FROM_ARRAYS)}) r
     LEFT JOIN grids g ON g.code = r.grid_code
     LEFT JOIN communities c ON c.code = g.community_code
     ORDER BY r.i
