@@ -33,6 +33,7 @@ from geo_service.grids import store
 OUTPUT_COLUMNS = ("id", "lon", "lat", "grid_code", "community_code", "status", "distance_m")
 RESULT_COLUMNS = OUTPUT_COLUMNS[3:]
 BLOCK_BYTES = 8 << 20  # ~8 MB of CSV per Arrow batch
+RESULT_BLOCK = 65_536  # result rows per message from the database
 TABLE = "assign_points"
 # Binary COPY row of (i int8, x float8, y float8): field count, then length + value each.
 _ROW = np.dtype(
@@ -49,6 +50,18 @@ _ROW = np.dtype(
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 _COPY_TRAILER = b"\xff\xff"
 _NULL_ROW = np.dtype([("n", ">i2"), ("li", ">i4"), ("i", ">i8"), ("lx", ">i4"), ("ly", ">i4")])
+
+
+# One text block of CSV lines per 65,536 points: a few dozen large messages instead of a
+# million small ones, parsed by Arrow on our side.
+RESULT_QUERY = (
+    "SELECT string_agg(coalesce(r.grid_code, '') || ',' || coalesce(g.community_code, '')"
+    " || ',' || r.status || ',' || coalesce(round(r.distance_m::numeric, 2)::text, ''),"
+    " E'\\n' ORDER BY r.i) "
+    f"FROM ({store.locate_sql(TABLE, store.HITS_GRID_BY_GRID, '%(tol)s', candidates=False)}) r "
+    "LEFT JOIN grids g ON g.code = r.grid_code "
+    f"GROUP BY (r.i - 1) / {RESULT_BLOCK} ORDER BY (r.i - 1) / {RESULT_BLOCK}"
+)
 
 
 @dataclass
@@ -79,7 +92,11 @@ def assign_csv(
     # A connection of its own: temp_buffers must be set before the session's first temp
     # table, and parallel plans would turn the grid-by-grid join back into a point-by-point
     # one (PostgreSQL cannot scan a temp table in parallel anyway).
-    options = "-c temp_buffers=1GB -c work_mem=256MB -c max_parallel_workers_per_gather=0"
+    # Planner estimates on CTEs are poor; hash joins are right at this scale.
+    options = (
+        "-c temp_buffers=1GB -c work_mem=512MB -c max_parallel_workers_per_gather=0 "
+        "-c enable_mergejoin=off"
+    )
     with psycopg.connect(url, options=options) as conn:
         conn.execute(
             f"CREATE TEMP TABLE {TABLE} (i int8, x float8, y float8, geom geometry(Point, 4326) "
@@ -93,38 +110,32 @@ def assign_csv(
             copy.write(_COPY_HEADER)
             for batch in _batches(source, encoding, fields):
                 x, y = _coordinates(batch, crs, lon_field, lat_field)
-                copy.write(_binary_rows(np.arange(total + 1, total + batch.num_rows + 1), x, y))
+                # Stored in spatial (Morton) order within each batch, so that the points under
+                # one grid sit on few heap pages; `i` keeps the input order.
+                order = _morton_order(x, y)
+                i = np.arange(total + 1, total + batch.num_rows + 1)
+                copy.write(_binary_rows(i[order], x[order], y[order]))
                 total += batch.num_rows
                 if progress is not None:
                     progress(batch.num_rows)
             copy.write(_COPY_TRAILER)
         conn.execute(f"CREATE INDEX ON {TABLE} USING gist (geom)")
         conn.execute(f"ANALYZE {TABLE}")
-        query = (
-            "COPY (SELECT r.grid_code, g.community_code, r.status, round(r.distance_m::numeric, 2) "
-            f"FROM ({store.locate_sql(store.POINTS_FROM_TABLE, store.HITS_FROM_TABLE, '%(tol)s')}"
-            ") r LEFT JOIN grids g ON g.code = r.grid_code ORDER BY r.i) "
-            "TO STDOUT (FORMAT csv)"
-        ).replace("{table}", TABLE)
         counts: Counter[str] = Counter()
         output.parent.mkdir(parents=True, exist_ok=True)
-        with (
-            conn.cursor() as cur,
-            cur.copy(query, {"tol": tolerance_m}) as copy,
-            output.open("wb") as sink,
-        ):
+        with conn.cursor(name="assign_result") as cur, output.open("wb") as sink:
+            cur.itersize = 1
+            cur.execute(RESULT_QUERY, {"tol": tolerance_m})
+            blocks = (_parse(row[0].encode()) for row in cur)
             sink.write((",".join(OUTPUT_COLUMNS) + "\n").encode())
-            results = _result_batches(copy)
-            next(results)  # start the generator: it answers each send(n) with n rows
+            pending = pa.table({c: pa.array([], pa.string()) for c in RESULT_COLUMNS})
             for batch in _batches(source, encoding, fields):
-                result = results.send(batch.num_rows)
-                counts.update(
-                    dict(zip(*np.unique(result.column("status"), return_counts=True), strict=True))
-                )
+                while pending.num_rows < batch.num_rows:
+                    pending = pa.concat_tables([pending, next(blocks)])
+                result, pending = pending.slice(0, batch.num_rows), pending.slice(batch.num_rows)
+                for item in pc.value_counts(result.column("status")).to_pylist():
+                    counts[item["values"]] += item["counts"]
                 _write(sink, batch, result, fields)
-            results.close()
-            for _ in copy:  # the end of the COPY stream must be read before the next command
-                pass
     return AssignReport(total, {str(k): int(v) for k, v in counts.items()}, str(output))
 
 
@@ -199,6 +210,22 @@ def _floats(column: pa.Array) -> np.ndarray:
         return pd.to_numeric(pd.Series(text, dtype=object), errors="coerce").to_numpy(float)
 
 
+def _morton_order(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices that sort points along a Z-order curve (NaN coordinates last)."""
+    ok = ~np.isnan(x)
+    if not ok.any():
+        return np.arange(len(x))
+    cells = []
+    for v in (x, y):
+        lo, hi = np.nanmin(v), np.nanmax(v)
+        scaled = np.where(ok, (v - lo) / ((hi - lo) or 1.0) * 65535, 65535)
+        u = scaled.astype(np.uint64)
+        for shift, mask in ((8, 0x00FF00FF), (4, 0x0F0F0F0F), (2, 0x33333333), (1, 0x55555555)):
+            u = (u | (u << np.uint64(shift))) & np.uint64(mask)
+        cells.append(u)
+    return np.argsort(cells[0] | (cells[1] << np.uint64(1)), kind="stable")
+
+
 def _binary_rows(i: np.ndarray, x: np.ndarray, y: np.ndarray) -> bytes:
     """Binary COPY rows for (i, x, y), NULL coordinates where x is NaN."""
     ok = ~np.isnan(x)
@@ -233,29 +260,8 @@ def _runs(mask: np.ndarray) -> Iterator[tuple[int, int, bool]]:
 
 
 # -- output -----------------------------------------------------------------------------------
-def _result_batches(copy: psycopg.Copy) -> Iterator[pa.Table]:
-    """A generator fed with batch sizes: each `send(n)` returns the next n result rows."""
-    pending = b""
-    n = yield pa.table({})
-    for chunk in copy:
-        pending += bytes(chunk)
-        while n is not None and pending.count(b"\n") >= n:
-            cut = _nth_newline(pending, n)
-            n = yield _parse(pending[:cut])
-            pending = pending[cut:]
-    while n is not None:
-        n = yield _parse(pending)
-        pending = b""
-
-
-def _nth_newline(data: bytes, n: int) -> int:
-    pos = -1
-    for _ in range(n):
-        pos = data.index(b"\n", pos + 1)
-    return pos + 1
-
-
 def _parse(data: bytes) -> pa.Table:
+    """Result lines (grid_code,community_code,status,distance_m) as a table of text."""
     return pacsv.read_csv(
         io.BytesIO(data),
         read_options=pacsv.ReadOptions(column_names=list(RESULT_COLUMNS)),

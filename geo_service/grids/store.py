@@ -95,42 +95,61 @@ def buildings_outside(conn: Connection) -> list[dict]:  # type: ignore[type-arg]
 
 
 # -- point -> grid ------------------------------------------------------------------------------
-# Two fixed ways to feed points to the rules (never user text). A handful of points from the
-# API probe the grids' GiST index point by point. A million points from `assign` sit in a
-# table with its own GiST index and the join runs grid by grid (LATERAL), so each grid is
-# prepared once and tested against the points under it; that is ~15x faster at that scale.
+# Two fixed ways to find covering grids (never user text). A handful of points from the API
+# probe the grids' GiST index point by point. A million points from `assign` sit in a table
+# with its own GiST index and the join runs grid by grid (LATERAL), so each grid is prepared
+# once and tested against the points under it; that is ~15x faster at that scale.
 POINTS_FROM_ARRAYS = (
-    "SELECT u.i, ST_SetSRID(ST_MakePoint(u.x, u.y), 4326) AS geom "
-    "FROM unnest(CAST(:xs AS float8[]), CAST(:ys AS float8[])) WITH ORDINALITY AS u(x, y, i)"
+    "(SELECT u.i, ST_SetSRID(ST_MakePoint(u.x, u.y), 4326) AS geom "
+    "FROM unnest(CAST(:xs AS float8[]), CAST(:ys AS float8[])) WITH ORDINALITY AS u(x, y, i))"
 )
 HITS_FROM_ARRAYS = (
     "SELECT p.i, g.code, ST_Contains(g.geom, p.geom) AS interior "
-    "FROM pts p JOIN grids g ON ST_Covers(g.geom, p.geom)"
+    "FROM {points} p JOIN grids g ON ST_Covers(g.geom, p.geom)"
 )
-POINTS_FROM_TABLE = "SELECT i, geom FROM {table}"
-HITS_FROM_TABLE = (
+HITS_GRID_BY_GRID = (
     "SELECT q.i, g.code, ST_Contains(g.geom, q.geom) AS interior FROM grids g "
-    "CROSS JOIN LATERAL (SELECT i, geom FROM {table} t WHERE ST_Covers(g.geom, t.geom)) q"
+    "CROSS JOIN LATERAL (SELECT i, geom FROM {points} t WHERE ST_Covers(g.geom, t.geom)) q"
 )
 
 
-def locate_sql(points: str, hits: str, tol: str = ":tol") -> str:
-    """The locate rules as one statement: `points` yields (i, geom), `hits` yields
+def locate_sql(points: str, hits: str, tol: str = ":tol", *, candidates: bool = True) -> str:
+    """The locate rules as one statement over the relation `points` (i, geom); `hits` yields
     (i, code, interior) for every grid covering a point.
 
     ST_Covers finds covering grids; ST_Contains on the same pairs tells interior from
-    boundary. Points in no grid look for the nearest grid within the tolerance, pre-filtered
-    in degrees (a radius never smaller than the metric one) and measured on the spheroid.
-    Points with no geometry (unusable coordinates) are `invalid`. `tol` is the placeholder of
-    the tolerance in metres in the caller's parameter style.
+    boundary. Hits are materialised narrow (no geometry) so that grouping a million of them
+    stays in memory. Points in no grid look for the nearest grid within the tolerance,
+    pre-filtered in degrees (a radius never smaller than the metric one) and measured on the
+    spheroid. Points without geometry (unusable coordinates) are `invalid`. `tol` is the
+    placeholder of the tolerance in metres in the caller's parameter style. Without
+    `candidates` the list of covering grids is left out (a batch of millions needs only the
+    chosen grid, and collecting arrays per point costs more than the whole join).
     """
+    hits = hits.replace("{points}", points)
+    codes = "array_agg(code)" if candidates else "NULL::text[]"
     return f"""
-    WITH pts AS ({points}),
-    hits AS ({hits}),
+    WITH hits AS MATERIALIZED ({hits}),
     agg AS (
         SELECT i, min(code) AS code, count(*) AS n,
-               count(*) FILTER (WHERE interior) AS n_interior, array_agg(code) AS codes
+               count(*) FILTER (WHERE interior) AS n_interior, {codes} AS codes
         FROM hits GROUP BY i
+    ),
+    near AS (
+        SELECT p.i, n.code, n.dist
+        FROM {points} p
+        CROSS JOIN LATERAL (
+            SELECT c.code, c.dist FROM (
+                SELECT g.code, ST_Distance(g.geom::geography, p.geom::geography) AS dist
+                FROM grids g
+                WHERE ST_DWithin(g.geom, p.geom, {tol} /
+                                 (110000.0 * cos(radians(least(abs(ST_Y(p.geom)), 89)))))
+                ORDER BY g.geom <-> p.geom LIMIT 3
+            ) c
+            WHERE c.dist <= {tol}
+            ORDER BY c.dist, c.code LIMIT 1
+        ) n
+        WHERE p.geom IS NOT NULL AND NOT EXISTS (SELECT 1 FROM hits h WHERE h.i = p.i)
     )
     SELECT p.i,
            CASE WHEN p.geom IS NULL THEN 'invalid'
@@ -140,23 +159,12 @@ def locate_sql(points: str, hits: str, tol: str = ":tol") -> str:
                 WHEN a.n > 1 AND a.n_interior > 0 THEN 'ambiguous'
                 ELSE 'boundary' END AS status,
            COALESCE(a.code, n.code) AS grid_code,
-           CASE WHEN a.i IS NULL THEN n.dist ELSE 0.0 END AS distance_m,
+           CASE WHEN a.i IS NOT NULL THEN 0.0 ELSE n.dist END AS distance_m,
            CASE WHEN a.n > 1 THEN ARRAY(SELECT unnest(a.codes) ORDER BY 1)
                 ELSE array_remove(ARRAY[COALESCE(a.code, n.code)], NULL) END AS candidates
-    FROM pts p
+    FROM {points} p
     LEFT JOIN agg a ON a.i = p.i
-    LEFT JOIN LATERAL (
-        SELECT c.code, c.dist FROM (
-            SELECT g.code, ST_Distance(g.geom::geography, p.geom::geography) AS dist
-            FROM grids g
-            WHERE a.i IS NULL
-              AND ST_DWithin(g.geom, p.geom,
-                             {tol} / (110000.0 * cos(radians(least(abs(ST_Y(p.geom)), 89)))))
-            ORDER BY g.geom <-> p.geom LIMIT 3
-        ) c
-        WHERE c.dist <= {tol}
-        ORDER BY c.dist, c.code LIMIT 1
-    ) n ON true
+    LEFT JOIN near n ON n.i = p.i
     """
 
 
