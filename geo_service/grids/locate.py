@@ -1,15 +1,5 @@
-"""Point -> grid: the one implementation of the locate rules, used by every door.
-
-Rules (documented in the README):
-- inside exactly one grid's interior                  -> `inside`
-- on a grid boundary (shared edge or vertex, or the outer edge) and in no grid's interior
-                                                       -> `boundary`, smallest covering code
-- covered by two or more grids, in at least one interior (an overlap: a data error)
-                                                       -> `ambiguous`, every candidate listed,
-                                                          smallest code chosen
-- in no grid, but within the tolerance (default 50 m)  -> `nearest`, with distance_m
-- farther                                              -> `outside`, no grid
-- coordinates that are not numbers or not valid lon/lat (after conversion) -> `invalid`
+"""Point -> grid: the one locate operation every door uses (GET/POST /api/v1/locate,
+incident intake, reverse geocoding). PostGIS finds the facts; `rules.classify` decides.
 """
 
 from __future__ import annotations
@@ -23,7 +13,7 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from geo_service.crs import InputCRS, check_lonlat, to_storage
-from geo_service.grids import store
+from geo_service.grids import rules, store
 
 Status = Literal["inside", "boundary", "ambiguous", "nearest", "outside", "invalid"]
 
@@ -99,18 +89,29 @@ def locate_points(
     if valid.size == 0:
         return results
     rows = store.locate(conn, x[valid].tolist(), y[valid].tolist(), tolerance_m)
-    for row in rows:
+    status = rules.classify(
+        np.array([len(r["candidates"]) for r in rows]),
+        np.array([r["n_interior"] for r in rows]),
+        np.array([r["near_code"] is not None for r in rows]),
+        np.ones(len(rows), dtype=bool),
+    )
+    for row, code in zip(rows, status, strict=True):
         i = int(valid[row["i"] - 1])
+        covered = bool(row["candidates"])
         results[i] = Location(
-            status=row["status"],
+            status=str(rules.STATUSES[code]),
             lon=float(x[i]),
             lat=float(y[i]),
             grid_code=row["grid_code"],
             grid_name=row["grid_name"],
             community_code=row["community_code"],
             community_name=row["community_name"],
-            distance_m=None if row["distance_m"] is None else round(row["distance_m"], 2),
-            candidates=list(row["candidates"] or []),
+            distance_m=0.0 if covered else _rounded(row["near_dist"]),
+            candidates=list(row["candidates"]) or ([row["near_code"]] if row["near_code"] else []),
             workers=[Worker(**w) for w in row["workers"] or []],
         )
     return results
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)

@@ -95,98 +95,79 @@ def buildings_outside(conn: Connection) -> list[dict]:  # type: ignore[type-arg]
 
 
 # -- point -> grid ------------------------------------------------------------------------------
-# Two fixed ways to find covering grids (never user text). A handful of points from the API
-# probe the grids' GiST index point by point. A million points from `assign` sit in a table
-# with its own GiST index and the join runs grid by grid (LATERAL), so each grid is prepared
-# once and tested against the points under it; that is ~15x faster at that scale.
-POINTS_FROM_ARRAYS = (
-    "(SELECT u.i, ST_SetSRID(ST_MakePoint(u.x, u.y), 4326) AS geom "
-    "FROM unnest(CAST(:xs AS float8[]), CAST(:ys AS float8[])) WITH ORDINALITY AS u(x, y, i))"
-)
-HITS_FROM_ARRAYS = (
-    "SELECT p.i, g.code, ST_Contains(g.geom, p.geom) AS interior "
-    "FROM {points} p JOIN grids g ON ST_Covers(g.geom, p.geom)"
-)
-HITS_GRID_BY_GRID = (
-    "SELECT q.i, g.code, ST_Contains(g.geom, q.geom) AS interior FROM grids g "
-    "CROSS JOIN LATERAL (SELECT i, geom FROM {points} t WHERE ST_Covers(g.geom, t.geom)) q"
-)
+# PostGIS finds the facts (which grids cover a point, in their interior or on their boundary;
+# the nearest grid within the tolerance); `rules.classify` turns facts into a status. All
+# fragments below are fixed text: values arrive only as bound parameters.
 
 
-def locate_sql(points: str, hits: str, tol: str = ":tol", *, candidates: bool = True) -> str:
-    """The locate rules as one statement over the relation `points` (i, geom); `hits` yields
-    (i, code, interior) for every grid covering a point.
-
-    ST_Covers finds covering grids; ST_Contains on the same pairs tells interior from
-    boundary. Hits are materialised narrow (no geometry) so that grouping a million of them
-    stays in memory. Points in no grid look for the nearest grid within the tolerance,
-    pre-filtered in degrees (a radius never smaller than the metric one) and measured on the
-    spheroid. Points without geometry (unusable coordinates) are `invalid`. `tol` is the
-    placeholder of the tolerance in metres in the caller's parameter style. Without
-    `candidates` the list of covering grids is left out (a batch of millions needs only the
-    chosen grid, and collecting arrays per point costs more than the whole join).
-    """
-    hits = hits.replace("{points}", points)
-    codes = "array_agg(code)" if candidates else "NULL::text[]"
+def nearest_sql(point: str, tol: str) -> str:
+    """A LATERAL subquery: the nearest grid (id, code, dist in metres) within `tol` metres of
+    the geometry expression `point`. Pre-filtered in degrees with a radius never smaller than
+    the metric one, then measured on the spheroid; the 3 nearest by planar distance are
+    enough candidates at 50 m."""
     return f"""
-    WITH hits AS MATERIALIZED ({hits}),
-    agg AS (
-        SELECT i, min(code) AS code, count(*) AS n,
-               count(*) FILTER (WHERE interior) AS n_interior, {codes} AS codes
-        FROM hits GROUP BY i
-    ),
-    near AS (
-        SELECT p.i, n.code, n.dist
-        FROM {points} p
-        CROSS JOIN LATERAL (
-            SELECT c.code, c.dist FROM (
-                SELECT g.code, ST_Distance(g.geom::geography, p.geom::geography) AS dist
-                FROM grids g
-                WHERE ST_DWithin(g.geom, p.geom, {tol} /
-                                 (110000.0 * cos(radians(least(abs(ST_Y(p.geom)), 89)))))
-                ORDER BY g.geom <-> p.geom LIMIT 3
-            ) c
-            WHERE c.dist <= {tol}
-            ORDER BY c.dist, c.code LIMIT 1
-        ) n
-        WHERE p.geom IS NOT NULL AND NOT EXISTS (SELECT 1 FROM hits h WHERE h.i = p.i)
-    )
-    SELECT p.i,
-           CASE WHEN p.geom IS NULL THEN 'invalid'
-                WHEN a.i IS NULL THEN
-                     CASE WHEN n.code IS NULL THEN 'outside' ELSE 'nearest' END
-                WHEN a.n = 1 AND a.n_interior = 1 THEN 'inside'
-                WHEN a.n > 1 AND a.n_interior > 0 THEN 'ambiguous'
-                ELSE 'boundary' END AS status,
-           COALESCE(a.code, n.code) AS grid_code,
-           CASE WHEN a.i IS NOT NULL THEN 0.0 ELSE n.dist END AS distance_m,
-           CASE WHEN a.n > 1 THEN ARRAY(SELECT unnest(a.codes) ORDER BY 1)
-                ELSE array_remove(ARRAY[COALESCE(a.code, n.code)], NULL) END AS candidates
-    FROM {points} p
-    LEFT JOIN agg a ON a.i = p.i
-    LEFT JOIN near n ON n.i = p.i
+        SELECT c.id, c.code, c.dist FROM (
+            SELECT g.id, g.code, ST_Distance(g.geom::geography, {point}::geography) AS dist
+            FROM grids g
+            WHERE ST_DWithin(g.geom, {point},
+                             {tol} / (110000.0 * cos(radians(least(abs(ST_Y({point})), 89)))))
+            ORDER BY g.geom <-> {point} LIMIT 3
+        ) c
+        WHERE c.dist <= {tol}
+        ORDER BY c.dist, c.code LIMIT 1
     """
 
 
 _LOCATE = text(
     f"""
-    SELECT r.i, r.status, r.grid_code, r.distance_m, r.candidates,
-           g.name AS grid_name, g.community_code, c.name AS community_name,
+    WITH pts AS (
+        SELECT u.i, ST_SetSRID(ST_MakePoint(u.x, u.y), 4326) AS geom
+        FROM unnest(CAST(:xs AS float8[]), CAST(:ys AS float8[])) WITH ORDINALITY AS u(x, y, i)
+    ), facts AS (
+        SELECT p.i, p.geom,
+               coalesce(array_agg(g.code ORDER BY g.code) FILTER (WHERE g.code IS NOT NULL),
+                        '{{}}') AS candidates,
+               count(*) FILTER (WHERE ST_Contains(g.geom, p.geom)) AS n_interior
+        FROM pts p LEFT JOIN grids g ON ST_Covers(g.geom, p.geom)
+        GROUP BY p.i, p.geom
+    )
+    SELECT f.i, f.candidates, f.n_interior, n.code AS near_code, n.dist AS near_dist,
+           g.code AS grid_code, g.name AS grid_name, g.community_code,
+           c.name AS community_name,
            (SELECT json_agg(json_build_object('code', w.code, 'name', w.name,
                                               'phone', w.phone) ORDER BY w.code)
-            FROM workers w WHERE w.grid_code = r.grid_code) AS workers
-    FROM ({locate_sql(POINTS_FROM_ARRAYS, HITS_FROM_ARRAYS)}) r
-    LEFT JOIN grids g ON g.code = r.grid_code
+            FROM workers w WHERE w.grid_code = g.code) AS workers
+    FROM facts f
+    LEFT JOIN LATERAL ({nearest_sql("f.geom", ":tol")}) n ON cardinality(f.candidates) = 0
+    LEFT JOIN grids g ON g.code = coalesce(f.candidates[1], n.code)
     LEFT JOIN communities c ON c.code = g.community_code
-    ORDER BY r.i
+    ORDER BY f.i
     """
 )
 
 
 def locate(conn: Connection, xs: list[float], ys: list[float], tolerance_m: float) -> list[dict]:  # type: ignore[type-arg]
-    """Locate WGS-84 points; rows carry the 1-based input position `i`."""
+    """Facts for WGS-84 points: sorted covering codes, how many contain the point in their
+    interior, the nearest grid when none covers it, and the details of the first grid."""
     rows = conn.execute(_LOCATE, {"xs": xs, "ys": ys, "tol": tolerance_m})
     return [dict(r._mapping) for r in rows]
+
+
+# Batch variant over a points table (i, geom) with its own GiST index: the join runs grid by
+# grid (LATERAL), so each grid is prepared once and tested against the points under it, ~15x
+# faster than probing the grids index point by point at a million points. Results travel as
+# one CSV text (i,grid_id,interior) rather than a million rows.
+BATCH_HITS = """
+    SELECT string_agg(q.i || ',' || g.id || ',' || ST_Contains(g.geom, q.geom)::int, E'\\n')
+    FROM grids g
+    CROSS JOIN LATERAL (SELECT i, geom FROM {table} t WHERE ST_Covers(g.geom, t.geom)) q
+"""
+BATCH_NEAREST = f"""
+    SELECT string_agg(u.i || ',' || n.id || ',' || round(n.dist::numeric, 2), E'\\n')
+    FROM unnest(%(ids)s::int8[], %(xs)s::float8[], %(ys)s::float8[]) AS u(i, x, y)
+    CROSS JOIN LATERAL ({nearest_sql("ST_SetSRID(ST_MakePoint(u.x, u.y), 4326)", "%(tol)s")}) n
+"""
+BATCH_GRIDS = "SELECT id, code, community_code FROM grids ORDER BY code"
 
 
 _GRIDS_NEAR = text(

@@ -1,0 +1,38 @@
+"""The locate rules, as a pure function over facts PostGIS found (no database here).
+
+Given, for each point, how many grids cover it, how many of those contain it in their
+interior, and whether a grid lies within the tolerance, decide its status:
+
+- coordinates unusable                                     -> invalid
+- covered by one grid, in its interior                     -> inside
+- covered by two or more grids, in at least one interior   -> ambiguous (an overlap: data error)
+- covered only on boundaries (shared edge, vertex, outer edge) -> boundary
+- covered by none, a grid within the tolerance             -> nearest
+- covered by none, none within the tolerance               -> outside
+
+The chosen grid is the smallest code among those covering the point (a deterministic choice
+on a boundary or in an overlap), else the nearest grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+STATUSES = np.array(["invalid", "outside", "nearest", "inside", "boundary", "ambiguous"])
+INVALID, OUTSIDE, NEAREST, INSIDE, BOUNDARY, AMBIGUOUS = range(6)
+
+
+def classify(
+    n_cover: np.ndarray, n_interior: np.ndarray, has_nearest: np.ndarray, valid: np.ndarray
+) -> np.ndarray:
+    """Status index (into STATUSES) of each point."""
+    return np.select(
+        [
+            ~valid,
+            n_cover == 0,
+            (n_cover == 1) & (n_interior == 1),
+            (n_cover > 1) & (n_interior > 0),
+        ],
+        [INVALID, np.where(has_nearest, NEAREST, OUTSIDE), INSIDE, AMBIGUOUS],
+        default=BOUNDARY,
+    )
