@@ -11,7 +11,13 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from geo_service.db.engine import database_url, ensure_schema, fresh_database, make_engine
+from geo_service.db.engine import (
+    database_url,
+    drop_database,
+    ensure_schema,
+    fresh_database,
+    make_engine,
+)
 from geo_service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,8 +37,9 @@ def _test_url(settings: Settings) -> str:
     explicit = os.environ.get("GEO_TEST_DATABASE_URL")
     if explicit:
         return explicit
-    url = make_url(database_url(settings))
-    return fresh_database(database_url(settings), f"{url.database}_test")
+    url = database_url(settings)
+    # One database per pytest process, so that two runs at once never drop each other's.
+    return fresh_database(url, f"{make_url(url).database}_test_{os.getpid()}")
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +51,11 @@ def settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def db_url(settings: Settings) -> str:
-    return _test_url(settings)
+def db_url(settings: Settings) -> Iterator[str]:
+    url = _test_url(settings)
+    yield url
+    if not os.environ.get("GEO_TEST_DATABASE_URL"):
+        drop_database(url)
 
 
 @pytest.fixture(scope="session")

@@ -282,6 +282,9 @@ def record_run(
         },
     )
     if counts.inserted or counts.updated or counts.deleted:
+        # Fresh statistics now, not when autovacuum gets round to it: the planner's choice
+        # of join order for a million-point assignment depends on them.
+        conn.execute(text(f"ANALYZE {_TARGETS[spec.name].table}"))
         conn.execute(
             text(
                 "INSERT INTO dataset_versions (kind, version) VALUES (:kind, 1) "
