@@ -17,3 +17,9 @@ def healthz(engine: EngineDep) -> dict[str, str]:
     with engine.connect() as conn:
         postgis = conn.execute(text("SELECT postgis_lib_version()")).scalar_one()
     return {"status": "ok", "version": __version__, "postgis": postgis}
+
+
+@router.get("/livez")
+def livez() -> dict[str, str]:
+    """200 while the process serves requests; touches nothing else (a liveness probe)."""
+    return {"status": "alive"}

@@ -37,12 +37,17 @@ def database_url(settings: Settings, *, start: bool = True) -> str:
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """A pooled engine; pre-ping so a restarted database is reconnected without a restart."""
+    """A pooled engine.
+
+    No pre-ping (it would cost a round trip per request): when the database restarts, the
+    first query on a dead connection fails (the API answers 503), SQLAlchemy then discards
+    the whole pool, and the next request reconnects.
+    """
     return create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=False,
         pool_timeout=5,
         connect_args={"connect_timeout": 5, "application_name": "geo-service"},
     )

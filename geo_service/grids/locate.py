@@ -69,8 +69,17 @@ def parse_coordinates(
 
 def _numbers(values: Sequence[Any] | np.ndarray) -> np.ndarray:
     """Floats from numbers or numeric text; junk becomes NaN."""
+    if len(values) <= 64:  # the API's usual single point: pandas costs more than the query
+        return np.array([_number(v) for v in values], dtype=float)
     array = np.asarray(values, dtype=object)
     return pd.to_numeric(pd.Series(array), errors="coerce").to_numpy(float)
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def locate_points(

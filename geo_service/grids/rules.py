@@ -26,13 +26,10 @@ def classify(
     n_cover: np.ndarray, n_interior: np.ndarray, has_nearest: np.ndarray, valid: np.ndarray
 ) -> np.ndarray:
     """Status index (into STATUSES) of each point."""
-    return np.select(
-        [
-            ~valid,
-            n_cover == 0,
-            (n_cover == 1) & (n_interior == 1),
-            (n_cover > 1) & (n_interior > 0),
-        ],
-        [INVALID, np.where(has_nearest, NEAREST, OUTSIDE), INSIDE, AMBIGUOUS],
-        default=BOUNDARY,
+    covered = np.where(
+        (n_cover == 1) & (n_interior == 1),
+        INSIDE,
+        np.where((n_cover > 1) & (n_interior > 0), AMBIGUOUS, BOUNDARY),
     )
+    uncovered = np.where(has_nearest, NEAREST, OUTSIDE)
+    return np.where(valid, np.where(n_cover == 0, uncovered, covered), INVALID)

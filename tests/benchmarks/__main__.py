@@ -14,7 +14,7 @@ import time
 
 from tests.benchmarks.common import ROOT
 
-MODULES = ("bench_import", "bench_assign")
+MODULES = ("bench_import", "bench_assign", "bench_locate")
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 HEADER = "| benchmark | ours | peer | peer's | ratio (peer/ours) |\n|---|---|---|---|---|"
 

@@ -26,16 +26,19 @@ class Result:
     peer_name: str
     peer: float
     unit: str = "s"
+    higher_is_better: bool = False  # throughputs; times are lower-is-better
 
     @property
     def ratio(self) -> float:
-        """How many times faster we are (peer / ours)."""
-        return self.peer / self.ours if self.ours else float("inf")
+        """How many times better we are: peer/ours for times, ours/peer for throughputs."""
+        num, den = (self.ours, self.peer) if self.higher_is_better else (self.peer, self.ours)
+        return num / den if den else float("inf")
 
     def row(self) -> str:
         """A markdown table row."""
-        return (f"| {self.name} | {self.ours:.3f} {self.unit} | {self.peer_name} | "
-                f"{self.peer:.3f} {self.unit} | {self.ratio:.2f}× |")
+        digits = 0 if self.higher_is_better else 3
+        return (f"| {self.name} | {self.ours:,.{digits}f} {self.unit} | {self.peer_name} | "
+                f"{self.peer:,.{digits}f} {self.unit} | {self.ratio:.2f}× |")
 
 
 def settings() -> Settings:
@@ -78,3 +81,29 @@ def timed(fn: Callable[[], object], repeat: int = 3, setup: Callable[[], object]
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def need_command(command: str, package: str) -> str:
+    """Path of `command`, installing its Debian package first when root and it is missing."""
+    import os
+    import shutil
+    import subprocess
+
+    found = shutil.which(command)
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise SystemExit(f"{command} is needed: apt-get install {package}")
+    subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                   stdout=subprocess.DEVNULL)
+    return shutil.which(command) or command
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
