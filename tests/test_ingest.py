@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -297,3 +298,31 @@ def test_missing_file_is_not_found(db: Engine, settings: Settings, tmp_path: Pat
 def test_unknown_kind_names_the_known_ones(db: Engine, settings: Settings, tmp_path: Path):
     with pytest.raises(InvalidInput, match="expected one of: communities, grids"):
         run(db, settings, "parcels", tmp_path / "x.shp")
+
+
+def test_cli_reports_bad_input_with_exit_code_and_changes_nothing(
+    city: Path, db: Engine, db_url: str, tmp_path: Path
+):
+    before = snapshot(db)
+    gdf = f.buildings()
+    gdf["households"] = gdf["households"].astype(str)
+    gdf.loc[2, "households"] = "twelve"
+    path = f.write(gdf, tmp_path / "bad" / "buildings.shp")
+    done = subprocess.run(
+        [
+            str(Path(__file__).parents[1] / ".venv/bin/geo-service"),
+            "import",
+            "buildings",
+            str(path),
+            "--rejects",
+            str(tmp_path / "rejects.csv"),
+        ],
+        env={"GEO_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 3
+    assert "households 'twelve' is not a whole number" in done.stderr
+    assert "rejects.csv" in done.stderr
+    assert snapshot(db) == before
