@@ -330,6 +330,69 @@ def assign_cmd(
     out.print(f"assigned {report.rows:,} rows to grids ({counts}); wrote {report.output}")
 
 
+# -- incidents ----------------------------------------------------------------------------------
+incidents_app = typer.Typer(
+    help="Incidents: supervision (督办) and statistics.", no_args_is_help=True
+)
+app.add_typer(incidents_app, name="incidents")
+
+
+@incidents_app.command("overdue")
+def incidents_overdue_cmd(
+    limit: Annotated[int | None, typer.Option(help="at most this many")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Open incidents past their deadline, oldest deadline first (exit 1 when there are any)."""
+    from geo_service.incidents.service import overdue_incidents
+
+    report = overdue_incidents(state.engine(), state.settings, limit=limit)
+    if as_json:
+        _print_json(report)
+    else:
+        table = Table("ref", "category", "grid", "due", "overdue h", "workers", title="Overdue")
+        for item in report["items"]:
+            workers = ", ".join(f"{w['name']} {w['phone'] or ''}" for w in item["workers"])
+            table.add_row(
+                item["ref"],
+                item["category"],
+                item["grid_code"] or "-",
+                item["due_at"],
+                f"{item['overdue_hours']:.1f}",
+                workers,
+            )
+        out.print(table)
+    if report["count"]:
+        raise typer.Exit(1)
+
+
+@incidents_app.command("stats")
+def incidents_stats_cmd(
+    by: Annotated[str, typer.Option(help="grid or community")] = "grid",
+    since: Annotated[str | None, typer.Option(help="received at or after (ISO 8601)")] = None,
+    until: Annotated[str | None, typer.Option(help="received before (ISO 8601)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Per grid or community: incidents, closures, on-time closure rate, overdue now."""
+    from geo_service.incidents.service import incident_stats
+
+    report = incident_stats(state.engine(), state.settings, by, since, until)
+    if as_json:
+        _print_json(report)
+        return
+    table = Table(by, "name", "total", "closed", "on time", "overdue", title="Incidents")
+    for group in report["groups"]:
+        rate = group["on_time_rate"]
+        table.add_row(
+            group["code"] or "(no grid)",
+            group["name"] or "",
+            str(group["total"]),
+            str(group["closed"]),
+            "-" if rate is None else f"{rate:.1%}",
+            str(group["overdue"]),
+        )
+    out.print(table)
+
+
 # -- synthetic data, demo, serve --------------------------------------------------------------
 @app.command("synth")
 def synth_cmd(

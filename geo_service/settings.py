@@ -5,8 +5,10 @@ Every number from the domain notes is a setting with its default here, never a c
 
 from __future__ import annotations
 
+from datetime import date
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +48,56 @@ class Settings(BaseSettings):
     # HTTP
     host: str = "127.0.0.1"
     port: int = 8000
+
+    # Incidents: intake, dispatch and follow-up (分流督办)
+    incident_categories_file: Path | None = Field(
+        default=None,
+        description="TOML table of categories and time limits; default: the packaged one",
+    )
+    incident_near_boundary_m: float = Field(
+        default=20.0, description="Another grid this close to a report flags it near_boundary"
+    )
+    incident_duplicate_radius_m: float = Field(
+        default=50.0, description="Same category this close to an open incident: possible duplicate"
+    )
+    incident_duplicate_window_h: float = Field(
+        default=24.0, description="...and received within this many hours before it"
+    )
+    incident_description_max_chars: int = Field(default=4000, description="Open311's limit")
+    incident_page_max: int = Field(
+        default=1000, description="Largest page of GET /api/v1/incidents"
+    )
+    # The working calendar: deadlines count only working time (clock starts at dispatch).
+    incident_timezone: str = Field(
+        default="Asia/Shanghai", description="Of working hours and output"
+    )
+    incident_work_periods: list[str] = Field(
+        default=["08:30-12:00", "14:00-17:30"], description="Working periods of a working day"
+    )
+    incident_work_weekdays: list[int] = Field(
+        default=[1, 2, 3, 4, 5], description="ISO weekdays that are working days (1 = Monday)"
+    )
+    incident_holidays: list[date] = Field(
+        default=[], description="Public holidays (no working time)"
+    )
+    incident_makeup_days: list[date] = Field(
+        default=[], description="Weekend days worked in exchange for a holiday bridge (调休)"
+    )
+
+    # Open311 GeoReport v2
+    open311_api_keys: list[str] = Field(
+        default=["demo-open311-key"],
+        description="api_key values accepted by POST requests (demo key!)",
+    )
+    open311_language: Literal["zh", "en"] = Field(
+        default="zh", description="Language of service names and notices"
+    )
+    open311_window_days: int = Field(
+        default=90, description="GET requests: default and largest window"
+    )
+    open311_max_requests: int = Field(
+        default=1000, description="GET requests: most requests answered"
+    )
 
     @cached_property
     def embedded(self) -> bool:

@@ -22,6 +22,8 @@ from geo_service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_TABLES = (
+    "incident_events",
+    "incidents",
     "workers",
     "buildings",
     "grids",

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from geo_service import __version__
-from geo_service.api import errors, grids, health, locate
+from geo_service.api import errors, grids, health, incidents, locate, open311
 from geo_service.api.limits import BodyLimit
 from geo_service.settings import Settings
 
@@ -40,5 +40,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(grids.router)
     app.include_router(locate.router)
+    app.include_router(incidents.router)
+    app.include_router(open311.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

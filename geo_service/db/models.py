@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Computed,
     DateTime,
     Float,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Text,
     func,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 SRID = 4326
 
@@ -151,6 +153,88 @@ import_runs = Table(
     Column("repaired", Integer, nullable=False),
     Column("rejected", Integer, nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# -- incidents (intake, dispatch, follow-up) ----------------------------------------------------
+# The public reference is derived from the id by the database, so it exists the moment the
+# row does and two writers can never hand out the same one.
+INCIDENT_REF_SQL = "'E' || lpad(id::text, greatest(6, length(id::text)), '0')"
+INCIDENT_STATUSES = (
+    "needs_location",
+    "received",
+    "filed",
+    "dispatched",
+    "in_progress",
+    "reported",
+    "closed",
+    "cancelled",
+)
+
+# grid_code/community_code are the routing at the time (a record of who was asked to act),
+# deliberately without foreign keys: re-importing or retiring a grid must not rewrite or
+# block the history of incidents.
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("ref", Text, Computed(INCIDENT_REF_SQL, persisted=True), nullable=False, unique=True),
+    Column("category", Text, nullable=False),
+    Column("description", Text),
+    Column("reporter_name", Text),  # personal data: optional, never shown by Open311
+    Column("reporter_phone", Text),
+    Column("reporter_email", Text),
+    Column("address_text", Text),
+    Column("media_url", Text),
+    Column("input_lon", Float),  # as given, in input_crs
+    Column("input_lat", Float),
+    Column("input_crs", Text),
+    _geom("POINT", nullable=True),  # WGS-84; NULL for address-only reports
+    Column("grid_code", Text),
+    Column("community_code", Text),
+    Column("locate_status", Text),
+    Column("distance_m", Float),
+    Column("candidates", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("needs_location", Boolean, nullable=False, server_default="false"),
+    Column("near_boundary", Boolean, nullable=False, server_default="false"),
+    Column("near_grids", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("possible_duplicate_of", Text),
+    Column("status", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("filed_at", DateTime(timezone=True)),
+    Column("dispatched_at", DateTime(timezone=True)),
+    Column("due_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("source", Text, nullable=False, server_default="api"),
+    Column("idempotency_key", Text, unique=True),
+    Column("request_hash", Text),
+    CheckConstraint(
+        "status IN (" + ", ".join(f"'{s}'" for s in INCIDENT_STATUSES) + ")",
+        name="incidents_status_known",
+    ),
+    Index("incidents_geom_gist", "geom", postgresql_using="gist"),
+    Index("incidents_status", "status"),
+    Index("incidents_grid_code", "grid_code"),
+    Index("incidents_community_code", "community_code"),
+    Index("incidents_received_at", "received_at"),
+    Index("incidents_due_at", "due_at"),
+)
+
+incident_events = Table(
+    "incident_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column(
+        "incident_id", BigInteger, ForeignKey("incidents.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("action", Text, nullable=False),
+    Column("from_status", Text),  # NULL for the event that created the incident
+    Column("to_status", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("note", Text),
+    Column("grid_code", Text),  # the grid after the event (dispatch and re-routing)
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("incident_events_incident", "incident_id", "id"),
 )
 
 TABLES_BY_KIND = {

@@ -1,0 +1,132 @@
+"""Incident routes: report, follow up, list, supervise (督办), count."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Query, Response
+
+from geo_service.api.deps import EngineDep, SettingsDep
+from geo_service.incidents import service
+
+router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+
+_REPORT_EXAMPLE = {
+    "category": "exposed_rubbish",
+    "description": "小区门口垃圾堆放",
+    "lon": 117.8123,
+    "lat": 30.9321,
+    "crs": "gcj02",
+    "reporter_phone": "13900000000",
+}
+
+
+@router.post("", status_code=201)
+def create(
+    engine: EngineDep,
+    settings: SettingsDep,
+    response: Response,
+    body: Annotated[
+        Any,
+        Body(
+            description="category, description, lon, lat, crs (wgs84, cgcs2000, gcj02, bd09, "
+            "EPSG:n), address, reporter_name, reporter_phone, reporter_email, media_url",
+            examples=[_REPORT_EXAMPLE],
+        ),
+    ],
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="a retry with the same key and body returns the first incident"),
+    ] = None,
+) -> dict[str, Any]:
+    """Report an incident: 201 with the incident, routed to its grid when located.
+
+    A retry with the same Idempotency-Key and body answers 201 with the same incident and the
+    header `Idempotent-Replayed: true`; the same key with a different body is 409.
+    """
+    intake = service.create_incident(engine, settings, body, idempotency_key)
+    if not intake.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return intake.incident
+
+
+@router.get("")
+def list_(
+    engine: EngineDep,
+    settings: SettingsDep,
+    status: Annotated[list[str] | None, Query(description="repeatable")] = None,
+    grid: Annotated[str | None, Query(max_length=64)] = None,
+    community: Annotated[str | None, Query(max_length=64)] = None,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    overdue: bool | None = None,
+    since: Annotated[str | None, Query(description="received at or after (ISO 8601)")] = None,
+    until: Annotated[str | None, Query(description="received before (ISO 8601)")] = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Incidents matching the filters, newest first: total, limit, offset, items."""
+    return service.list_incidents(
+        engine,
+        settings,
+        statuses=status or [],
+        grid_code=grid,
+        community_code=community,
+        category=category,
+        overdue=overdue,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/categories")
+def categories(settings: SettingsDep) -> list[dict[str, Any]]:
+    """The categories and their time limits."""
+    return service.categories(settings)
+
+
+@router.get("/overdue")
+def overdue(
+    engine: EngineDep,
+    settings: SettingsDep,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    """Supervision list (督办): open incidents past their deadline, oldest first, with workers."""
+    return service.overdue_incidents(engine, settings, limit=limit)
+
+
+@router.get("/stats")
+def stats(
+    engine: EngineDep,
+    settings: SettingsDep,
+    by: Annotated[str, Query(description="grid or community")] = "grid",
+    since: str | None = None,
+    until: str | None = None,
+) -> dict[str, Any]:
+    """Per grid or community: counts by status and category, on-time rate, overdue now."""
+    return service.incident_stats(engine, settings, by, since, until)
+
+
+@router.get("/{ref}")
+def get(engine: EngineDep, settings: SettingsDep, ref: str) -> dict[str, Any]:
+    """One incident with its events, its grid's workers and the reporter."""
+    return service.get_incident(engine, settings, ref)
+
+
+@router.patch("/{ref}")
+def change(
+    engine: EngineDep,
+    settings: SettingsDep,
+    ref: str,
+    body: Annotated[
+        Any,
+        Body(
+            description="action (locate, file, dispatch, start, report, close, reopen, cancel), "
+            "actor, note; grid_code for dispatch; lon, lat, crs for locate",
+            examples=[{"action": "start", "actor": "W001", "note": "到场处置"}],
+        ),
+    ],
+) -> dict[str, Any]:
+    """Apply one workflow action: 409 when illegal from the current status (nothing changes)."""
+    return service.change_incident(engine, settings, ref, body)

@@ -1,0 +1,321 @@
+"""All SQL of the incidents domain (SQLAlchemy Core and text(), bound parameters only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import Connection, Select, func, select, text, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
+from sqlalchemy.sql.elements import ColumnElement
+
+from geo_service.db.models import communities, grids, incident_events, incidents, workers
+
+TERMINAL: Final = ("closed", "cancelled")
+_JOINED = incidents.outerjoin(grids, grids.c.code == incidents.c.grid_code).outerjoin(
+    communities, communities.c.code == incidents.c.community_code
+)
+# Personal data lives in these columns; only the internal detail view selects them.
+_PERSONAL: Final = ("reporter_name", "reporter_phone", "reporter_email")
+_PUBLIC: Final = tuple(
+    c for c in incidents.c if c.name not in (*_PERSONAL, "geom", "idempotency_key", "request_hash")
+)
+
+
+def _workers_json() -> ColumnElement[Any]:
+    """The workers of the incident's grid as a JSON list (one correlated subquery)."""
+    worker = func.json_build_object(
+        "code", workers.c.code, "name", workers.c.name, "phone", workers.c.phone
+    )
+    return (
+        select(func.json_agg(aggregate_order_by(worker, workers.c.code)))
+        .where(workers.c.grid_code == incidents.c.grid_code)
+        .scalar_subquery()
+        .label("workers")
+    )
+
+
+def _select(*, personal: bool = False, with_workers: bool = False) -> Select[Any]:
+    columns: list[Any] = [
+        *_PUBLIC,
+        func.ST_X(incidents.c.geom).label("lon"),
+        func.ST_Y(incidents.c.geom).label("lat"),
+        grids.c.name.label("grid_name"),
+        communities.c.name.label("community_name"),
+    ]
+    if personal:
+        columns += [incidents.c[name] for name in _PERSONAL]
+    if with_workers:
+        columns.append(_workers_json())
+    return select(*columns).select_from(_JOINED)
+
+
+def _point(x: float, y: float) -> ColumnElement[Any]:
+    return func.ST_SetSRID(func.ST_MakePoint(x, y), 4326)
+
+
+# -- intake ---------------------------------------------------------------------------------------
+def by_idempotency_key(conn: Connection, key: str) -> dict[str, Any] | None:
+    """The incident created under an Idempotency-Key: id, ref and the hash of its request."""
+    row = conn.execute(
+        select(incidents.c.id, incidents.c.ref, incidents.c.request_hash).where(
+            incidents.c.idempotency_key == key
+        )
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+def insert_incident(conn: Connection, values: dict[str, Any]) -> dict[str, Any] | None:
+    """Insert a new incident; None when its idempotency key is already taken.
+
+    ON CONFLICT DO NOTHING makes a concurrent retry wait for the first insert to commit and
+    then yield, instead of failing or creating a second incident.
+    """
+    values = dict(values)
+    x, y = values.pop("x", None), values.pop("y", None)
+    if x is not None and y is not None:
+        values["geom"] = _point(x, y)
+    statement = (
+        insert(incidents)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[incidents.c.idempotency_key])
+        .returning(incidents.c.id, incidents.c.ref)
+    )
+    row = conn.execute(statement).first()
+    return dict(row._mapping) if row else None
+
+
+def insert_events(conn: Connection, incident_id: int, events: Sequence[dict[str, Any]]) -> None:
+    """Append events (action, from_status, to_status, actor, note, grid_code, at) in order."""
+    if events:
+        conn.execute(insert(incident_events), [{"incident_id": incident_id, **e} for e in events])
+
+
+_DUPLICATE = text(
+    """
+    SELECT i.ref FROM incidents i
+    WHERE i.category = :category
+      AND i.status NOT IN ('closed', 'cancelled')
+      AND i.received_at >= :since
+      AND i.id IS DISTINCT FROM CAST(:exclude AS bigint)
+      -- degrees first (GiST; never a smaller radius than the metric one), then the spheroid
+      AND ST_DWithin(i.geom, ST_SetSRID(ST_MakePoint(:x, :y), 4326),
+                     :r / (110000.0 * cos(radians(least(abs(:y), 89)))))
+      AND ST_DWithin(i.geom::geography,
+                     ST_SetSRID(ST_MakePoint(:x, :y), 4326)::geography, :r)
+    -- prefer the original report over one that is itself a duplicate, then the closest
+    ORDER BY i.possible_duplicate_of IS NOT NULL,
+             ST_Distance(i.geom::geography, ST_SetSRID(ST_MakePoint(:x, :y), 4326)::geography),
+             i.received_at
+    LIMIT 1
+    """
+)
+
+
+def possible_duplicate(
+    conn: Connection,
+    category: str,
+    x: float,
+    y: float,
+    radius_m: float,
+    since: datetime,
+    exclude_id: int | None = None,
+) -> str | None:
+    """The ref of an open incident of the same category this close, received since `since`."""
+    params = {
+        "category": category,
+        "x": x,
+        "y": y,
+        "r": radius_m,
+        "since": since,
+        "exclude": exclude_id,
+    }
+    return conn.execute(_DUPLICATE, params).scalar()
+
+
+def grid(conn: Connection, code: str) -> dict[str, Any] | None:
+    """A grid's code, name and community, or None."""
+    row = conn.execute(
+        select(grids.c.code, grids.c.name, grids.c.community_code).where(grids.c.code == code)
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+# -- follow-up ------------------------------------------------------------------------------------
+def lock(conn: Connection, ref: str) -> dict[str, Any] | None:
+    """The incident row by ref, locked until the transaction ends (one change at a time)."""
+    row = conn.execute(
+        select(
+            incidents.c.id,
+            incidents.c.ref,
+            incidents.c.status,
+            incidents.c.category,
+            incidents.c.grid_code,
+            incidents.c.candidates,
+            incidents.c.dispatched_at,
+            incidents.c.due_at,
+        )
+        .where(incidents.c.ref == ref)
+        .with_for_update()
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+def update_incident(conn: Connection, incident_id: int, values: dict[str, Any]) -> None:
+    """Set columns of one incident (x/y become its point)."""
+    values = dict(values)
+    if "x" in values:
+        values["geom"] = _point(values.pop("x"), values.pop("y"))
+    conn.execute(update(incidents).where(incidents.c.id == incident_id).values(**values))
+
+
+# -- reads ----------------------------------------------------------------------------------------
+def incident(conn: Connection, ref: str, *, personal: bool = False) -> dict[str, Any] | None:
+    """One incident with its grid/community names and the grid's workers."""
+    statement = _select(personal=personal, with_workers=True).where(incidents.c.ref == ref)
+    row = conn.execute(statement).first()
+    return dict(row._mapping) if row else None
+
+
+def events(conn: Connection, incident_id: int) -> list[dict[str, Any]]:
+    """The incident's events, oldest first."""
+    rows = conn.execute(
+        select(
+            incident_events.c.action,
+            incident_events.c.from_status,
+            incident_events.c.to_status,
+            incident_events.c.actor,
+            incident_events.c.note,
+            incident_events.c.grid_code,
+            incident_events.c.at,
+        )
+        .where(incident_events.c.incident_id == incident_id)
+        .order_by(incident_events.c.id)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+@dataclass
+class IncidentQuery:
+    """Filters of an incident listing; empty/None filters do not restrict."""
+
+    refs: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    grid_code: str | None = None
+    community_code: str | None = None
+    overdue: bool | None = None
+    since: datetime | None = None  # received_at >= since
+    until: datetime | None = None  # received_at < until
+    limit: int = 100
+    offset: int = 0
+
+
+def _conditions(query: IncidentQuery, now: datetime) -> list[ColumnElement[bool]]:
+    c = incidents.c
+    conditions: list[ColumnElement[bool]] = []
+    if query.refs:
+        conditions.append(c.ref.in_(query.refs))
+    if query.statuses:
+        conditions.append(c.status.in_(query.statuses))
+    if query.categories:
+        conditions.append(c.category.in_(query.categories))
+    if query.grid_code is not None:
+        conditions.append(c.grid_code == query.grid_code)
+    if query.community_code is not None:
+        conditions.append(c.community_code == query.community_code)
+    if query.since is not None:
+        conditions.append(c.received_at >= query.since)
+    if query.until is not None:
+        conditions.append(c.received_at < query.until)
+    overdue = c.status.not_in(TERMINAL) & (c.due_at < now)
+    if query.overdue is True:
+        conditions.append(overdue)
+    elif query.overdue is False:
+        conditions.append(~overdue | c.due_at.is_(None))
+    return conditions
+
+
+def find(
+    conn: Connection, query: IncidentQuery, now: datetime, *, with_workers: bool = False
+) -> tuple[int, list[dict[str, Any]]]:
+    """(number matched, one page of incidents), newest received first; no personal data."""
+    conditions = _conditions(query, now)
+    total = conn.execute(select(func.count()).select_from(incidents).where(*conditions)).scalar()
+    statement = (
+        _select(with_workers=with_workers)
+        .where(*conditions)
+        .order_by(incidents.c.received_at.desc(), incidents.c.id.desc())
+        .limit(query.limit)
+        .offset(query.offset)
+    )
+    return int(total or 0), [dict(r._mapping) for r in conn.execute(statement)]
+
+
+def overdue(conn: Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
+    """Open incidents past their deadline, the longest overdue first, with grid workers."""
+    statement = (
+        _select(with_workers=True)
+        .where(incidents.c.status.not_in(TERMINAL), incidents.c.due_at < now)
+        .order_by(incidents.c.due_at, incidents.c.id)
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in conn.execute(statement)]
+
+
+# -- statistics -----------------------------------------------------------------------------------
+# Grouping column and name table per `by`: fixed identifiers, never user text.
+STATS_GROUPS: Final = {
+    "grid": ("grid_code", "grids"),
+    "community": ("community_code", "communities"),
+}
+
+_STATS = """
+WITH base AS (
+    SELECT {key} AS key, status, category, due_at, closed_at
+    FROM incidents
+    WHERE received_at >= COALESCE(CAST(:since AS timestamptz), '-infinity')
+      AND received_at < COALESCE(CAST(:until AS timestamptz), 'infinity')
+), by_status AS (
+    SELECT key, jsonb_object_agg(status, n) AS by_status
+    FROM (SELECT key, status, count(*) AS n FROM base GROUP BY key, status) s
+    GROUP BY key
+), by_category AS (
+    SELECT key, jsonb_object_agg(category, n) AS by_category
+    FROM (SELECT key, category, count(*) AS n FROM base GROUP BY key, category) s
+    GROUP BY key
+), totals AS (
+    SELECT key,
+           count(*) AS total,
+           count(*) FILTER (WHERE status = 'closed') AS closed,
+           count(*) FILTER (WHERE status = 'closed' AND due_at IS NOT NULL)
+               AS closed_with_deadline,
+           count(*) FILTER (WHERE status = 'closed' AND closed_at <= due_at) AS closed_on_time,
+           count(*) FILTER (WHERE status NOT IN ('closed', 'cancelled') AND due_at < :now)
+               AS overdue
+    FROM base GROUP BY key
+)
+SELECT t.key AS code, n.name, t.total, t.closed, t.closed_with_deadline, t.closed_on_time,
+       round(t.closed_on_time::numeric / NULLIF(t.closed_with_deadline, 0), 4)::float8
+           AS on_time_rate,
+       t.overdue, s.by_status, c.by_category
+FROM totals t
+JOIN by_status s ON s.key IS NOT DISTINCT FROM t.key
+JOIN by_category c ON c.key IS NOT DISTINCT FROM t.key
+LEFT JOIN {names} n ON n.code = t.key
+ORDER BY t.key NULLS LAST
+"""
+_STATS_SQL = {
+    by: text(_STATS.format(key=key, names=names)) for by, (key, names) in STATS_GROUPS.items()
+}
+
+
+def stats(
+    conn: Connection, by: str, since: datetime | None, until: datetime | None, now: datetime
+) -> list[dict[str, Any]]:
+    """Per grid or community (NULL code: not routed yet): counts by status and category,
+    closures, on-time closure rate and overdue now, for incidents received in the window."""
+    rows = conn.execute(_STATS_SQL[by], {"since": since, "until": until, "now": now})
+    return [dict(r._mapping) for r in rows]
