@@ -326,3 +326,45 @@ def test_cli_reports_bad_input_with_exit_code_and_changes_nothing(
     assert "households 'twelve' is not a whole number" in done.stderr
     assert "rejects.csv" in done.stderr
     assert snapshot(db) == before
+
+
+def test_bulk_load_into_an_empty_table_keeps_every_row_and_the_index(
+    db: Engine, settings: Settings, tmp_path: Path
+):
+    import geopandas as gpd
+    import numpy as np
+    import shapely
+
+    n = 10_500  # above the bulk-load threshold
+    x = f.X0 + (np.arange(n) % 100) * 30.0
+    y = f.Y0 + (np.arange(n) // 100) * 30.0
+    polygons = shapely.box(x, y, x + 12, y + 20)
+    gdf = gpd.GeoDataFrame(
+        {
+            "code": [f"B{i:07d}" for i in range(n)],
+            "address": [f"长江路{i}号" for i in range(n)],
+            "name": ["" if i % 7 == 0 else f"{i}栋" for i in range(n)],
+            "households": 10,
+        },
+        geometry=polygons,
+        crs=f.UTM,
+    ).to_crs(4326)
+    gdf.loc[5, "geometry"] = shapely.multipolygons([gdf.geometry[5]])  # a MultiPolygon too
+    path = f.write(gdf, tmp_path / "buildings.shp")
+    report = run(db, settings, "buildings", path)
+    assert (report.inserted, report.read) == (n, n)
+    with db.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT count(*), count(name), sum(households), "
+                "bool_and(ST_GeometryType(footprint) = 'ST_MultiPolygon'), "
+                "bool_and(ST_Contains(footprint, geom)), min(ST_SRID(geom)) FROM buildings"
+            )
+        ).one()
+        index = conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'buildings_geom_gist'")
+        ).scalar_one()
+    assert rows == (n, n - len(range(0, n, 7)), 10 * n, True, True, 4326)
+    assert "gist" in index
+    again = run(db, settings, "buildings", path)
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, n)

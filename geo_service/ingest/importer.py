@@ -104,23 +104,27 @@ def import_file(
     )
     with engine.begin() as conn:
         store.lock_kind(conn, spec.name)
-        tick = progress("staging", len(checked.rows)) if progress else None
-        store.stage(conn, spec, checked.rows, tick)
-        unknown = store.unknown_references(conn, spec)
-        if unknown:
-            report.rejected = sorted(
-                report.rejected + [Issue(row, code, "rejected", why) for row, code, why in unknown],
-                key=lambda i: i.row,
+        tick = progress("loading", len(checked.rows)) if progress else None
+        if not report.rejected and store.load_into_empty(conn, spec, checked.rows, tick):
+            counts = store.Counts(inserted=len(checked.rows))
+        else:
+            store.stage(conn, spec, checked.rows, tick)
+            unknown = store.unknown_references(conn, spec)
+            if unknown:
+                report.rejected = sorted(
+                    report.rejected
+                    + [Issue(row, code, "rejected", why) for row, code, why in unknown],
+                    key=lambda i: i.row,
+                )
+                store.drop_staged(conn, [row for row, _, _ in unknown])
+            if report.rejected:
+                out = opts.rejects_path or Path.cwd() / f"{path.stem}.{spec.name}.rejects.csv"
+                report.rejects_file = str(_write_rejects(report.rejected, source.frame, out))
+                if not opts.keep_going:
+                    raise ImportRejected(report)  # rolls the transaction back
+            counts = store.upsert(
+                conn, spec, replace=opts.replace, tolerance_deg=settings.import_tolerance_deg
             )
-            store.drop_staged(conn, [row for row, _, _ in unknown])
-        if report.rejected:
-            out = opts.rejects_path or Path.cwd() / f"{path.stem}.{spec.name}.rejects.csv"
-            report.rejects_file = str(_write_rejects(report.rejected, source.frame, out))
-            if not opts.keep_going:
-                raise ImportRejected(report)  # rolls the transaction back
-        counts = store.upsert(
-            conn, spec, replace=opts.replace, tolerance_deg=settings.import_tolerance_deg
-        )
         report.inserted, report.updated = counts.inserted, counts.updated
         report.unchanged, report.deleted = counts.unchanged, counts.deleted
         if opts.dry_run:

@@ -7,6 +7,7 @@ values travel only as bound parameters or COPY data.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from geo_service.errors import Conflict
 from geo_service.ingest.kinds import KindSpec
 
 _GEOM = "ST_GeomFromWKB(s.{col}, 4326)"
+_BULK_ROWS = 10_000  # below this, index maintenance is cheaper than an index rebuild
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class _Target:
     columns: tuple[tuple[str, str], ...]  # (table column, expression over stage alias s)
     compared: tuple[str, ...]  # attribute columns whose change counts as an update
     geometries: tuple[str, ...]  # geometry columns compared with geo_same()
+    direct: bool = False  # staged columns equal table columns: an empty table can take COPY
 
 
 _TARGETS: dict[str, _Target] = {
@@ -87,6 +90,7 @@ _TARGETS: dict[str, _Target] = {
         ),
         ("address", "name", "households"),
         ("geom", "footprint"),
+        direct=True,
     ),
     "centers": _Target(
         "centers",
@@ -99,6 +103,7 @@ _TARGETS: dict[str, _Target] = {
         ),
         ("name", "kind"),
         ("geom",),
+        direct=True,
     ),
     "roads": _Target(
         "street_edges",
@@ -140,32 +145,96 @@ def stage(
     target = _TARGETS[spec.name]
     cols = ", ".join(f"{name} {typ}" for name, typ in target.stage)
     conn.execute(text(f"CREATE TEMP TABLE stage (row int4, {cols}) ON COMMIT DROP"))
-    names = [name for name, _ in target.stage]
-    columns: list[list[object]] = [rows.index.astype(int).tolist()]
-    for name, typ in target.stage:
+    _copy(conn, "stage", [("row", "int4"), *target.stage], rows, progress)
+    conn.execute(text("ANALYZE stage"))
+
+
+def load_into_empty(
+    conn: Connection,
+    spec: KindSpec,
+    rows: pd.DataFrame,
+    progress: Callable[[int], None] | None = None,
+) -> bool:
+    """The bulk-load path: when the table is empty and the rows need no derived columns, COPY
+    them straight into it and build its GiST index afterwards. Returns False (nothing done)
+    when that does not apply; the caller then stages and upserts."""
+    target = _TARGETS[spec.name]
+    if not target.direct or len(rows) < _BULK_ROWS:
+        return False
+    if conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {target.table})")).scalar_one():
+        return False
+    # Dropping the index locks the table until commit; it is empty, so nobody loses anything.
+    conn.execute(text(f"DROP INDEX {target.table}_geom_gist"))
+    _copy(conn, target.table, list(target.stage), rows, progress, geometry=True)
+    conn.execute(text(f"CREATE INDEX {target.table}_geom_gist ON {target.table} USING gist (geom)"))
+    return True
+
+
+def _copy(
+    conn: Connection,
+    table: str,
+    columns: list[tuple[str, str]],
+    rows: pd.DataFrame,
+    progress: Callable[[int], None] | None,
+    *,
+    geometry: bool = False,
+) -> None:
+    """Binary COPY of `rows` (the index is `row`). Geometries travel as WKB for a bytea
+    column, or with `geometry` as EWKB (SRID 4326) that PostGIS reads straight into a
+    geometry column, polygons made MultiPolygons as the typed columns demand."""
+    data: list[list[object]] = []
+    for name, typ in columns:
+        if name == "row":
+            data.append(rows.index.astype(int).tolist())
+            continue
         values = rows[name].to_numpy() if name in rows else np.full(len(rows), None)
         if typ == "bytea":
-            present = ~shapely.is_missing(values)
-            wkb = np.full(len(values), None, dtype=object)
-            wkb[present] = shapely.to_wkb(values[present])
-            columns.append(wkb.tolist())
+            data.append(_wkb(values, ewkb=geometry))
         else:
             series = pd.Series(values, dtype="Int64" if typ == "int4" else object)
-            columns.append(series.astype(object).where(series.notna(), None).tolist())
+            data.append(series.astype(object).where(series.notna(), None).tolist())
     raw = conn.connection.driver_connection
     assert raw is not None
+    names = ", ".join(name for name, _ in columns)
     with (
         raw.cursor() as cur,
-        cur.copy(f"COPY stage (row, {', '.join(names)}) FROM STDIN (FORMAT BINARY)") as copy,
+        cur.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy,
     ):
-        copy.set_types(["int4", *(typ for _, typ in target.stage)])
-        for n, record in enumerate(zip(*columns, strict=True), 1):
+        copy.set_types([typ for _, typ in columns])
+        for n, record in enumerate(zip(*data, strict=True), 1):
             copy.write_row(record)
             if progress is not None and n % 10_000 == 0:
                 progress(10_000)
     if progress is not None:
         progress(len(rows) % 10_000)
-    conn.execute(text("ANALYZE stage"))
+
+
+def _wkb(values: np.ndarray, *, ewkb: bool) -> list[object]:
+    """WKB of each geometry (None stays None); with `ewkb`, the SRID and Multi wrapping that
+    a typed geometry column wants, spliced into the bytes rather than by rebuilding (and
+    copying) every geometry, which costs twice as much."""
+    present = ~shapely.is_missing(values)
+    out = np.full(len(values), None, dtype=object)
+    wkb = shapely.to_wkb(values[present], byte_order=1)  # little-endian, 2D
+    if ewkb:
+        wkb = np.array([_with_srid(b) for b in wkb], dtype=object)
+    out[present] = wkb
+    return out.tolist()
+
+
+_SRID = struct.pack("<I", 4326)
+_SRID_FLAG = 0x20000000
+_POLYGON, _MULTIPOLYGON = 3, 6
+_MULTI_HEADER = b"\x01" + struct.pack("<I", _MULTIPOLYGON | _SRID_FLAG) + _SRID + b"\x01\0\0\0"
+
+
+def _with_srid(wkb: bytes) -> bytes:
+    """EWKB with SRID 4326 from little-endian WKB; a Polygon becomes a one-part MultiPolygon
+    (its WKB is exactly the part that a MultiPolygon's WKB holds)."""
+    kind = int.from_bytes(wkb[1:5], "little")
+    if kind == _POLYGON:
+        return _MULTI_HEADER + wkb
+    return wkb[:1] + struct.pack("<I", kind | _SRID_FLAG) + _SRID + wkb[5:]
 
 
 def unknown_references(conn: Connection, spec: KindSpec) -> list[tuple[int, str, str]]:
@@ -250,7 +319,7 @@ def _bulk_load(conn: Connection, table: str, staged: int) -> bool:
     the table is (nearly) empty anyway, so this is reserved for loads that at least double
     the table.
     """
-    if staged < 10_000:
+    if staged < _BULK_ROWS:
         return False
     existing = conn.execute(
         text(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT :n) t"), {"n": staged}
