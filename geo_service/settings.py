@@ -23,7 +23,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     data_dir: Path = Path(".geo-service")
     embedded_port: int = 54329
-    pool_size: int = 10
+    pool_size: int = Field(16, description="Pooled connections; at least `threads`")
+    threads: int = Field(8, description="Request handler threads per server process")
 
     # Import
     import_tolerance_deg: float = Field(

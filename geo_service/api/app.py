@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
@@ -19,6 +20,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Request handlers run in anyio's thread pool. Beyond a few threads per core they only
+        # fight over the GIL (measured: 40 threads serve fewer locates than 8).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         own = engine is None
         if own:
             from geo_service.db.engine import connect

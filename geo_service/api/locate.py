@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from geo_service.api.deps import EngineDep, SettingsDep
 from geo_service.crs import parse_input_crs
+from geo_service.db.engine import reading
 from geo_service.errors import InvalidInput, PayloadTooLarge
 from geo_service.grids.locate import locate_points
 
@@ -68,7 +69,7 @@ def locate_one(
 ) -> LocationOut:
     """The grid, community and workers of one point; 422 when the coordinates are unusable."""
     input_crs = parse_input_crs(crs)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         [found] = locate_points(conn, [lon], [lat], input_crs, settings.locate_tolerance_m)
     if found.status == "invalid":
         raise InvalidInput(found.message or "invalid coordinates")
@@ -98,7 +99,7 @@ def locate_many(
         raise PayloadTooLarge(
             f"{len(ids)} points in one request; the limit is {settings.locate_max_points}"
         )
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         found = locate_points(conn, lons, lats, input_crs, settings.locate_tolerance_m)
     results = [LocationOut(id=i, **f.to_dict()) for i, f in zip(ids, found, strict=True)]
     return BatchOut(crs=input_crs.name, count=len(results), results=results)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -36,7 +38,7 @@ def database_url(settings: Settings, *, start: bool = True) -> str:
     return embedded.url()
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 16) -> Engine:
     """A pooled engine.
 
     No pre-ping (it would cost a round trip per request): when the database restarts, the
@@ -45,12 +47,29 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """
     return create_engine(
         url,
+        # At least as many connections as request threads: an overflow connection is closed
+        # on return, and re-connecting (SCRAM) per request costs more than the request.
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=10,
         pool_pre_ping=False,
         pool_timeout=5,
-        connect_args={"connect_timeout": 5, "application_name": "geo-service"},
+        connect_args={
+            "connect_timeout": 5,
+            "application_name": "geo-service",
+            # psycopg prepares a statement after 5 runs; PostgreSQL would still re-plan it for
+            # every call while custom plans look cheaper. The service's hot statements are
+            # spatial lookups whose plan does not depend on the values: plan them once.
+            "options": "-c plan_cache_mode=force_generic_plan",
+        },
     )
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for read-only work in autocommit: no BEGIN and ROLLBACK round trips
+    around every lookup (a third of the cost of a one-point locate)."""
+    with engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def ensure_schema(engine: Engine) -> None:

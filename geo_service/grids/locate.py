@@ -5,7 +5,7 @@ incident intake, reverse geocoding). PostGIS finds the facts; `rules.classify` d
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -44,8 +44,11 @@ class Location:
     message: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
+        """JSON-ready form (shallow: asdict's deep copy costs more than the lookup)."""
+        out = dict(self.__dict__)
+        out["candidates"] = list(self.candidates)
+        out["workers"] = [w.__dict__ for w in self.workers]
+        return out
 
 
 def parse_coordinates(

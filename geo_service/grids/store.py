@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from psycopg.rows import dict_row
 from sqlalchemy import Connection, text
 
 # Overlaps: ST_Relate with an interior/interior dimension of 2 finds real overlaps without
@@ -118,11 +119,12 @@ def nearest_sql(point: str, tol: str) -> str:
     """
 
 
-_LOCATE = text(
-    f"""
+# Written for psycopg directly (see `locate`), hence %(name)s placeholders.
+_LOCATE = f"""
     WITH pts AS (
         SELECT u.i, ST_SetSRID(ST_MakePoint(u.x, u.y), 4326) AS geom
-        FROM unnest(CAST(:xs AS float8[]), CAST(:ys AS float8[])) WITH ORDINALITY AS u(x, y, i)
+        FROM unnest(CAST(%(xs)s AS float8[]), CAST(%(ys)s AS float8[]))
+             WITH ORDINALITY AS u(x, y, i)
     ), facts AS (
         SELECT p.i, p.geom,
                coalesce(array_agg(g.code ORDER BY g.code) FILTER (WHERE g.code IS NOT NULL),
@@ -138,19 +140,25 @@ _LOCATE = text(
                                               'phone', w.phone) ORDER BY w.code)
             FROM workers w WHERE w.grid_code = g.code) AS workers
     FROM facts f
-    LEFT JOIN LATERAL ({nearest_sql("f.geom", ":tol")}) n ON cardinality(f.candidates) = 0
+    LEFT JOIN LATERAL ({nearest_sql("f.geom", "%(tol)s")}) n ON cardinality(f.candidates) = 0
     LEFT JOIN grids g ON g.code = coalesce(f.candidates[1], n.code)
     LEFT JOIN communities c ON c.code = g.community_code
     ORDER BY f.i
     """
-)
 
 
 def locate(conn: Connection, xs: list[float], ys: list[float], tolerance_m: float) -> list[dict]:  # type: ignore[type-arg]
     """Facts for WGS-84 points: sorted covering codes, how many contain the point in their
-    interior, the nearest grid when none covers it, and the details of the first grid."""
-    rows = conn.execute(_LOCATE, {"xs": xs, "ys": ys, "tol": tolerance_m})
-    return [dict(r._mapping) for r in rows]
+    interior, the nearest grid when none covers it, and the details of the first grid.
+
+    The dispatcher's hot path: run on the driver connection, prepared, skipping the
+    SQLAlchemy layers that cost as much as the query itself.
+    """
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor(row_factory=dict_row) as cur:
+        cur.execute(_LOCATE, {"xs": xs, "ys": ys, "tol": tolerance_m}, prepare=True)
+        return cur.fetchall()
 
 
 # Batch variant over a points table (i, geom) with its own GiST index: the join runs grid by
