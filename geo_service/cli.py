@@ -287,8 +287,8 @@ def qa_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             out.print(f"  overlap {o.grid_a} × {o.grid_b}: {o.area_m2:,.1f} m²")
         for g in c.gaps:
             out.print(f"  gap in {c.code} near {g.lon:.6f},{g.lat:.6f}: {g.area_m2:,.1f} m²")
-        for o in c.outside:
-            out.print(f"  grid {o.grid} lies {o.area_m2:,.1f} m² outside {c.code}")
+        for x in c.outside:
+            out.print(f"  grid {x.grid} lies {x.area_m2:,.1f} m² outside {c.code}")
     out.print(f"buildings in no grid: {report.buildings_outside}")
     if not report.ok:
         raise typer.Exit(1)

@@ -36,18 +36,19 @@ def independent(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame) -> pd.DataFra
     result = pd.DataFrame({"status": status, "grid_code": smallest, "distance": 0.0})
     lonely = points[n_cover.eq(0).to_numpy()]
     metric = grids.to_crs(32650)[["code", "geometry"]]
-    near = gpd.sjoin_nearest(lonely.to_crs(32650), metric, max_distance=TOLERANCE_M,
-                             distance_col="distance")
+    near = gpd.sjoin_nearest(
+        lonely.to_crs(32650), metric, max_distance=TOLERANCE_M, distance_col="distance"
+    )
     near = near.sort_values(["distance", "code"]).groupby(level=0).first()
     result.loc[near.index, ["status", "grid_code", "distance"]] = np.column_stack(
-        [np.full(len(near), "nearest"), near["code"], near["distance"]])
+        [np.full(len(near), "nearest"), near["code"], near["distance"]]
+    )
     result.loc[lonely.index.difference(near.index), "distance"] = np.nan
     return result
 
 
 @pytest.mark.slow
-def test_assign_million_points_matches_geopandas(db: Engine, settings: Settings,
-                                                 tmp_path: Path):
+def test_assign_million_points_matches_geopandas(db: Engine, settings: Settings, tmp_path: Path):
     city = generate_city("city", seed=3)
     for kind in ("communities", "grids"):
         path = tmp_path / f"{kind}.shp"
@@ -72,7 +73,8 @@ def test_assign_million_points_matches_geopandas(db: Engine, settings: Settings,
     far = pd.to_numeric(theirs["distance"], errors="coerce")
     borderline = (far - TOLERANCE_M).abs() < 0.5
     same = (ours["status"] == theirs["status"]) & (
-        ours["grid_code"].fillna("") == theirs["grid_code"].fillna(""))
+        ours["grid_code"].fillna("") == theirs["grid_code"].fillna("")
+    )
     assert borderline.mean() < 0.001
     assert same[~borderline].all(), ours[~same & ~borderline].head().to_dict("records")
     assert (ours["status"] == "inside").mean() > 0.9

@@ -30,8 +30,7 @@ PLANTED = {
     G1: box(117.800, 30.930, 117.802, 30.932),
     G2: box(117.802, 30.930, 117.804, 30.932),
     G3: box(117.800, 30.928, 117.802, 30.930),
-    G4: Polygon(box(117.802, 30.928, 117.804, 30.930).exterior.coords,
-                [HOLE.exterior.coords]),
+    G4: Polygon(box(117.802, 30.928, 117.804, 30.930).exterior.coords, [HOLE.exterior.coords]),
     G5: box(117.8035, 30.930, 117.806, 30.932),  # overlaps G2 between 117.8035 and 117.804
 }
 
@@ -40,18 +39,30 @@ PLANTED = {
 def planted(db: Engine, settings: Settings, tmp_path: Path) -> Engine:
     community = gpd.GeoDataFrame(
         {"code": [COMMUNITY], "name": ["金山社区"]},
-        geometry=[box(117.799, 30.927, 117.807, 30.933)], crs=4326)
+        geometry=[box(117.799, 30.927, 117.807, 30.933)],
+        crs=4326,
+    )
     grids = gpd.GeoDataFrame(
-        {"code": list(PLANTED), "name": [f"第{i}网格" for i in range(1, 6)],
-         "community": [COMMUNITY] * 5},
-        geometry=list(PLANTED.values()), crs=4326)
-    workers = pd.DataFrame({"code": ["W1", "W2"], "name": ["张三", "李四"],
-                            "phone": ["13900000001", "13900000002"], "grid": [G1, G1]})
+        {
+            "code": list(PLANTED),
+            "name": [f"第{i}网格" for i in range(1, 6)],
+            "community": [COMMUNITY] * 5,
+        },
+        geometry=list(PLANTED.values()),
+        crs=4326,
+    )
+    workers = pd.DataFrame(
+        {
+            "code": ["W1", "W2"],
+            "name": ["张三", "李四"],
+            "phone": ["13900000001", "13900000002"],
+            "grid": [G1, G1],
+        }
+    )
     community.to_file(tmp_path / "c.geojson")
     grids.to_file(tmp_path / "g.geojson")
     workers.to_csv(tmp_path / "w.csv", index=False)
-    for kind, name in (("communities", "c.geojson"), ("grids", "g.geojson"),
-                       ("workers", "w.csv")):
+    for kind, name in (("communities", "c.geojson"), ("grids", "g.geojson"), ("workers", "w.csv")):
         import_file(db, settings, kind, tmp_path / name, ImportOptions())
     return db
 
@@ -68,17 +79,26 @@ EAST_EDGE = 117.806
     ("lon", "lat", "status", "grid", "candidates"),
     [
         (117.801, 30.931, "inside", G1, [G1]),
-        (117.802, 30.931, "boundary", G1, [G1, G2]),              # shared edge
-        (117.802, 30.930, "boundary", G1, [G1, G2, G3, G4]),      # shared vertex of four
-        (117.800, 30.931, "boundary", G1, [G1]),                  # outer edge
-        (117.8038, 30.931, "ambiguous", G2, [G2, G5]),            # overlap
-        (117.803, 30.929, "outside", None, []),                   # middle of the hole, >50 m
+        (117.802, 30.931, "boundary", G1, [G1, G2]),  # shared edge
+        (117.802, 30.930, "boundary", G1, [G1, G2, G3, G4]),  # shared vertex of four
+        (117.800, 30.931, "boundary", G1, [G1]),  # outer edge
+        (117.8038, 30.931, "ambiguous", G2, [G2, G5]),  # overlap
+        (117.803, 30.929, "outside", None, []),  # middle of the hole, >50 m
         (117.8023 + 10 / M_PER_DEG_LON, 30.929, "nearest", G4, [G4]),  # 10 m into the hole
         (EAST_EDGE + 30 / M_PER_DEG_LON, 30.931, "nearest", G5, [G5]),
         (EAST_EDGE + 80 / M_PER_DEG_LON, 30.931, "outside", None, []),
     ],
-    ids=["inside", "shared-edge", "shared-vertex", "outer-edge", "overlap", "hole",
-         "hole-edge-10m", "30m-outside", "80m-outside"],
+    ids=[
+        "inside",
+        "shared-edge",
+        "shared-vertex",
+        "outer-edge",
+        "overlap",
+        "hole",
+        "hole-edge-10m",
+        "30m-outside",
+        "80m-outside",
+    ],
 )
 def test_locate_rules(planted: Engine, lon, lat, status, grid, candidates):
     found = locate(planted, lon, lat)
@@ -93,13 +113,17 @@ def test_locate_rules(planted: Engine, lon, lat, status, grid, candidates):
 def test_located_point_carries_community_and_workers(planted: Engine):
     found = locate(planted, 117.801, 30.931)
     assert (found.community_code, found.community_name, found.grid_name) == (
-        COMMUNITY, "金山社区", "第1网格")
-    assert [(w.code, w.phone) for w in found.workers] == [("W1", "13900000001"),
-                                                          ("W2", "13900000002")]
+        COMMUNITY,
+        "金山社区",
+        "第1网格",
+    )
+    assert [(w.code, w.phone) for w in found.workers] == [
+        ("W1", "13900000001"),
+        ("W2", "13900000002"),
+    ]
 
 
-@pytest.mark.parametrize(("crs", "convert"), [("gcj02", wgs84_to_gcj02),
-                                              ("bd09", wgs84_to_bd09)])
+@pytest.mark.parametrize(("crs", "convert"), [("gcj02", wgs84_to_gcj02), ("bd09", wgs84_to_bd09)])
 def test_phone_coordinates_land_right_only_after_conversion(planted: Engine, crs, convert):
     lon, lat = (float(v) for v in convert(117.801, 30.931))  # a phone inside G1 reports this
     assert locate(planted, lon, lat, crs).grid_code == G1
@@ -108,8 +132,16 @@ def test_phone_coordinates_land_right_only_after_conversion(planted: Engine, crs
 
 @pytest.mark.parametrize(
     ("lon", "lat"),
-    [("abc", "30.93"), ("117.8", ""), (None, 30.93), ("nan", "30.9"), ("inf", "30.9"),
-     (181, 30.9), (117.8, -91), ("1e400", "30")],
+    [
+        ("abc", "30.93"),
+        ("117.8", ""),
+        (None, 30.93),
+        ("nan", "30.9"),
+        ("inf", "30.9"),
+        (181, 30.9),
+        (117.8, -91),
+        ("1e400", "30"),
+    ],
 )
 def test_bad_coordinates_are_invalid_and_named(planted: Engine, lon, lat):
     found = locate(planted, lon, lat)
@@ -138,8 +170,11 @@ def test_get_locate_gcj02(client: TestClient):
 
 @pytest.mark.parametrize(
     ("params", "fragment"),
-    [({"lon": "abc", "lat": "30"}, "'abc'"), ({"lon": "200", "lat": "30"}, "'200'"),
-     ({"lon": "117.8", "lat": "30.9", "crs": "mars"}, "'mars'")],
+    [
+        ({"lon": "abc", "lat": "30"}, "'abc'"),
+        ({"lon": "200", "lat": "30"}, "'200'"),
+        ({"lon": "117.8", "lat": "30.9", "crs": "mars"}, "'mars'"),
+    ],
 )
 def test_get_locate_bad_input_is_422_naming_the_value(client: TestClient, params, fragment):
     response = client.get("/api/v1/locate", params=params)
@@ -148,18 +183,33 @@ def test_get_locate_bad_input_is_422_naming_the_value(client: TestClient, params
 
 
 def test_post_locate_list_and_feature_collection(client: TestClient):
-    listed = client.post("/api/v1/locate", json=[
-        {"id": "a", "lon": 117.801, "lat": 30.931},
-        {"id": "b", "lon": "junk", "lat": 30.931},
-        {"id": "c", "lon": True, "lat": 30.931},
-    ]).json()
+    listed = client.post(
+        "/api/v1/locate",
+        json=[
+            {"id": "a", "lon": 117.801, "lat": 30.931},
+            {"id": "b", "lon": "junk", "lat": 30.931},
+            {"id": "c", "lon": True, "lat": 30.931},
+        ],
+    ).json()
     assert [(r["id"], r["status"]) for r in listed["results"]] == [
-        ("a", "inside"), ("b", "invalid"), ("c", "invalid")]
-    features = client.post("/api/v1/locate", json={
-        "type": "FeatureCollection",
-        "features": [{"type": "Feature", "id": 7, "properties": {},
-                      "geometry": {"type": "Point", "coordinates": [117.8038, 30.931]}}],
-    }).json()
+        ("a", "inside"),
+        ("b", "invalid"),
+        ("c", "invalid"),
+    ]
+    features = client.post(
+        "/api/v1/locate",
+        json={
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "id": 7,
+                    "properties": {},
+                    "geometry": {"type": "Point", "coordinates": [117.8038, 30.931]},
+                }
+            ],
+        },
+    ).json()
     assert features["results"][0]["id"] == 7
     assert features["results"][0]["candidates"] == [G2, G5]
 
@@ -167,8 +217,11 @@ def test_post_locate_list_and_feature_collection(client: TestClient):
 def test_post_locate_over_the_limit_is_413(client: TestClient):
     too_many = [{"lon": 117.801, "lat": 30.931}] * 6
     assert client.post("/api/v1/locate", json=too_many).status_code == 413
-    huge = client.post("/api/v1/locate", content=b"[" + b" " * 30_000 + b"]",
-                       headers={"content-type": "application/json"})
+    huge = client.post(
+        "/api/v1/locate",
+        content=b"[" + b" " * 30_000 + b"]",
+        headers={"content-type": "application/json"},
+    )
     assert huge.status_code == 413
 
 
@@ -189,17 +242,37 @@ def test_assign_csv_keeps_order_ids_and_marks_bad_rows(planted: Engine, tmp_path
         "5,117.802,30.930,e\n"
     )
     out = tmp_path / "out.csv"
-    report = assign_csv(planted, source, out, parse_input_crs("wgs84"), 50.0,
-                        id_field="rid", lon_field="x", lat_field="y")
+    report = assign_csv(
+        planted,
+        source,
+        out,
+        parse_input_crs("wgs84"),
+        50.0,
+        id_field="rid",
+        lon_field="x",
+        lat_field="y",
+    )
     rows = pd.read_csv(out, dtype=str, keep_default_na=False)
-    assert list(rows.columns) == ["id", "lon", "lat", "grid_code", "community_code", "status",
-                                  "distance_m"]
+    assert list(rows.columns) == [
+        "id",
+        "lon",
+        "lat",
+        "grid_code",
+        "community_code",
+        "status",
+        "distance_m",
+    ]
     assert rows["id"].tolist() == ["007", "2", "3", "4", "5"]
     assert rows["status"].tolist() == ["inside", "ambiguous", "invalid", "outside", "boundary"]
     assert rows["grid_code"].tolist() == [G1, G2, "", "", G1]
     assert rows["lon"][2] == "oops"
-    assert report.by_status == {"inside": 1, "ambiguous": 1, "invalid": 1, "outside": 1,
-                                "boundary": 1}
+    assert report.by_status == {
+        "inside": 1,
+        "ambiguous": 1,
+        "invalid": 1,
+        "outside": 1,
+        "boundary": 1,
+    }
 
 
 def test_assign_cli_gcj02_end_to_end(planted: Engine, db_url: str, tmp_path: Path):
@@ -208,10 +281,19 @@ def test_assign_cli_gcj02_end_to_end(planted: Engine, db_url: str, tmp_path: Pat
     source.write_text(f"id,lon,lat\nr1,{lon!r},{lat!r}\n")
     out = tmp_path / "out.csv"
     done = subprocess.run(
-        [str(Path(__file__).parents[1] / ".venv/bin/geo-service"), "assign", str(source),
-         "-o", str(out), "--crs", "gcj02"],
+        [
+            str(Path(__file__).parents[1] / ".venv/bin/geo-service"),
+            "assign",
+            str(source),
+            "-o",
+            str(out),
+            "--crs",
+            "gcj02",
+        ],
         env={"GEO_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert pd.read_csv(out, dtype=str)["grid_code"].tolist() == [G1]

@@ -116,7 +116,9 @@ def _points_of(body: Any) -> tuple[list[Any], list[Any], list[Any]]:
         features = body.get("features")
         if not isinstance(features, list):
             raise InvalidInput("FeatureCollection without a list of features")
-        ids, lons, lats = [], [], []
+        ids: list[Any] = []
+        lons: list[Any] = []
+        lats: list[Any] = []
         for n, feature in enumerate(features):
             geometry = (feature or {}).get("geometry") or {}
             coords = geometry.get("coordinates")

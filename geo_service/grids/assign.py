@@ -159,19 +159,21 @@ def _facts(
         masks, points = _load(conn, source, encoding, fields, crs, part, parts, progress)
         conn.execute(f"CREATE INDEX ON {TABLE} USING gist (geom)")
         conn.execute(f"ANALYZE {TABLE}")
-        hits = _csv_numbers(conn.execute(store.BATCH_HITS.format(table=TABLE)).fetchone()[0], 3)
+        hits = _csv_numbers(_text(conn.execute(store.BATCH_HITS.format(table=TABLE))), 3)
         lonely = points[~np.isin(points[:, 0], hits[:, 0])]
         near = np.zeros((0, 3))
         if len(lonely):
-            text = conn.execute(
-                store.BATCH_NEAREST,
-                {
-                    "tol": tolerance_m,
-                    "ids": lonely[:, 0].astype(np.int64).tolist(),
-                    "xs": lonely[:, 1].tolist(),
-                    "ys": lonely[:, 2].tolist(),
-                },
-            ).fetchone()[0]
+            text = _text(
+                conn.execute(
+                    store.BATCH_NEAREST,
+                    {
+                        "tol": tolerance_m,
+                        "ids": lonely[:, 0].astype(np.int64).tolist(),
+                        "xs": lonely[:, 1].tolist(),
+                        "ys": lonely[:, 2].tolist(),
+                    },
+                )
+            )
             near = _csv_numbers(text, 3)
     return _Facts(masks, hits.astype(np.int64), near)
 
@@ -249,6 +251,12 @@ def _decide(
         distance[ni] = near[:, 2]
         has_nearest[ni] = True
     return rules.classify(n_cover, n_interior, has_nearest, valid), rank, distance
+
+
+def _text(cursor: psycopg.Cursor) -> str | None:  # type: ignore[type-arg]
+    """The single text value a string_agg query returns (None when it aggregated nothing)."""
+    row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
 def _csv_numbers(text: str | None, columns: int) -> np.ndarray:

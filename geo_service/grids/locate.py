@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -63,9 +63,11 @@ def parse_coordinates(
     reasons: list[str | None] = [None] * len(raw_lon)
     for i in np.flatnonzero(~usable):
         if not numeric[i]:
-            reasons[i] = f"coordinates are not numbers: lon={lon[i]!r}, lat={lat[i]!r}"
+            reasons[i] = f"coordinates are not numbers: lon={lon[int(i)]!r}, lat={lat[int(i)]!r}"
         else:
-            reasons[i] = f"coordinates out of range for {crs.name}: lon={lon[i]!r}, lat={lat[i]!r}"
+            reasons[i] = (
+                f"coordinates out of range for {crs.name}: lon={lon[int(i)]!r}, lat={lat[int(i)]!r}"
+            )
     x[~usable], y[~usable] = np.nan, np.nan
     return x, y, reasons
 
@@ -111,7 +113,7 @@ def locate_points(
         i = int(valid[row["i"] - 1])
         covered = bool(row["candidates"])
         results[i] = Location(
-            status=str(rules.STATUSES[code]),
+            status=cast(Status, str(rules.STATUSES[code])),
             lon=float(x[i]),
             lat=float(y[i]),
             grid_code=row["grid_code"],

@@ -51,6 +51,7 @@ def read_source(
     if not path.exists():
         raise NotFound(f"file not found: {path}")
     suffix = path.suffix.lower()
+    enc: str | None
     if suffix in TABLE_SUFFIXES:
         table, enc = _read_csv(path, encoding)
         frame, source_crs = _csv_geometry(table, spec, crs, path)
@@ -236,14 +237,10 @@ def _csv_geometry(
     lon = pd.to_numeric(raw[lon_col], errors="coerce").to_numpy(dtype=float)
     lat = pd.to_numeric(raw[lat_col], errors="coerce").to_numpy(dtype=float)
     bad = ~(np.isfinite(lon) & np.isfinite(lat))
-    problems = np.where(
-        bad,
-        [
-            f"coordinates are not numbers: {lon_col}={x!r}, {lat_col}={y!r}"
-            for x, y in zip(raw[lon_col], raw[lat_col], strict=True)
-        ],
-        None,
-    )
+    problems = [
+        f"coordinates are not numbers: {lon_col}={x!r}, {lat_col}={y!r}" if unusable else None
+        for x, y, unusable in zip(raw[lon_col], raw[lat_col], bad, strict=True)
+    ]
     points = shapely.points(np.where(bad, 0.0, lon), np.where(bad, 0.0, lat))
     if source.to_epsg() != STORAGE_EPSG:
         points = gpd.GeoSeries(points, crs=source).to_crs(STORAGE_EPSG).to_numpy()

@@ -195,7 +195,7 @@ def _geometry(
         ],
         dtype=object,
     )
-    type_names = np.where(types >= 0, names[np.clip(types, 0, 7)], None)
+    type_names = np.where(types >= 0, names[np.clip(types, 0, 7)], np.array(None, dtype=object))
 
     if spec.geometry == "polygon":
         _expect(type_names, _POLYGONAL, rows, missing, reasons, spec)
@@ -224,8 +224,11 @@ def _geometry(
             geoms=fixed,
         )
         is_poly = np.isin(type_names, _POLYGONAL)
-        footprint = np.where(is_poly, fixed, None)
-        points = _single_points(np.where(is_poly, None, fixed))
+        footprint = fixed.copy()
+        footprint[~is_poly] = None
+        located = fixed.copy()
+        located[is_poly] = None
+        points = _single_points(located)
         points[is_poly] = _point_inside(fixed[is_poly])
         out["geom"] = points
         out["footprint"] = footprint
@@ -316,6 +319,7 @@ def _explode_lines(geoms: np.ndarray, out: pd.DataFrame) -> pd.DataFrame:
         base, name = out.at[row, "code"], out.at[row, "name"]
         pieces = list(shapely.get_parts(geom)) if geom is not None else [None]
         for k, piece in enumerate(pieces):
+            code: str | None
             if base and len(pieces) > 1:
                 code = f"{base}#{k + 1}"
             else:

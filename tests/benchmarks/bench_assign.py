@@ -48,14 +48,20 @@ def run() -> list[Result]:
         points = gpd.GeoDataFrame(
             frame, geometry=gpd.points_from_xy(frame["lon"], frame["lat"]), crs=4326
         )
-        joined = gpd.sjoin(points, grids[["code", "community", "geometry"]], how="left",
-                           predicate="within")
+        joined = gpd.sjoin(
+            points, grids[["code", "community", "geometry"]], how="left", predicate="within"
+        )
         joined = joined[~joined.index.duplicated()]
-        joined.drop(columns=["geometry", "index_right"]).to_csv(folder / "peer.csv",
-                                                                index=False)
+        joined.drop(columns=["geometry", "index_right"]).to_csv(folder / "peer.csv", index=False)
 
     ours_s = timed(ours)
     peer_s = timed(peer)
     engine.dispose()
-    return [Result(f"assign {N_POINTS:,} points (CSV→CSV, 3,900 grids)", ours_s,
-                   "geopandas read_csv+sjoin+to_csv", peer_s)]
+    return [
+        Result(
+            f"assign {N_POINTS:,} points (CSV→CSV, 3,900 grids)",
+            ours_s,
+            "geopandas read_csv+sjoin+to_csv",
+            peer_s,
+        )
+    ]

@@ -46,15 +46,21 @@ def run() -> list[Result]:
     s = settings()
     folder = city_dir()
     engine = scratch_engine(s)
-    for kind, name in (("communities", "communities.shp"), ("grids", "grids.shp"),
-                       ("workers", "workers.csv")):
+    for kind, name in (
+        ("communities", "communities.shp"),
+        ("grids", "grids.shp"),
+        ("workers", "workers.csv"),
+    ):
         import_file(engine, s, kind, folder / name, ImportOptions())
     bounds = gpd.read_file(folder / "grids.shp").total_bounds
     port = free_port()
     env = {**os.environ, "GEO_DATABASE_URL": bench_url(engine)}
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "geo-service"), "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
     )
     try:
         _wait(f"http://127.0.0.1:{port}/livez")
@@ -71,12 +77,28 @@ def run() -> list[Result]:
         engine.dispose()
     label = f"{CONNECTIONS} connections, {SECONDS} s"
     return [
-        Result(f"GET /api/v1/locate throughput ({label})", locate["rps"], "trivial /livez",
-               trivial["rps"], "req/s", higher_is_better=True),
-        Result("GET /api/v1/locate latency p50", locate["p50"], "trivial /livez p50",
-               trivial["p50"], "ms"),
-        Result("GET /api/v1/locate latency p99", locate["p99"], "trivial /livez p99",
-               trivial["p99"], "ms"),
+        Result(
+            f"GET /api/v1/locate throughput ({label})",
+            locate["rps"],
+            "trivial /livez",
+            trivial["rps"],
+            "req/s",
+            higher_is_better=True,
+        ),
+        Result(
+            "GET /api/v1/locate latency p50",
+            locate["p50"],
+            "trivial /livez p50",
+            trivial["p50"],
+            "ms",
+        ),
+        Result(
+            "GET /api/v1/locate latency p99",
+            locate["p99"],
+            "trivial /livez p99",
+            trivial["p99"],
+            "ms",
+        ),
     ]
 
 

@@ -37,8 +37,10 @@ class Result:
     def row(self) -> str:
         """A markdown table row."""
         digits = 0 if self.higher_is_better else 3
-        return (f"| {self.name} | {self.ours:,.{digits}f} {self.unit} | {self.peer_name} | "
-                f"{self.peer:,.{digits}f} {self.unit} | {self.ratio:.2f}× |")
+        return (
+            f"| {self.name} | {self.ours:,.{digits}f} {self.unit} | {self.peer_name} | "
+            f"{self.peer:,.{digits}f} {self.unit} | {self.ratio:.2f}× |"
+        )
 
 
 def settings() -> Settings:
@@ -70,8 +72,9 @@ def city_dir(seed: int = 42) -> Path:
     return folder
 
 
-def timed(fn: Callable[[], object], repeat: int = 3, setup: Callable[[], object] | None = None
-          ) -> float:
+def timed(
+    fn: Callable[[], object], repeat: int = 3, setup: Callable[[], object] | None = None
+) -> float:
     """Median wall time of `fn` over `repeat` runs (setup excluded)."""
     times = []
     for _ in range(repeat):
@@ -94,9 +97,12 @@ def need_command(command: str, package: str) -> str:
         return found
     if os.geteuid() != 0:
         raise SystemExit(f"{command} is needed: apt-get install {package}")
-    subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True,
-                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", package],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        stdout=subprocess.DEVNULL,
+    )
     return shutil.which(command) or command
 
 

@@ -16,7 +16,7 @@ def _include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no
 def run_migrations_online() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:
-        engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
+        engine = create_engine(str(context.config.get_main_option("sqlalchemy.url")))
         connection = engine.connect()
     context.configure(
         connection=connection,
