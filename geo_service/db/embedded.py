@@ -103,8 +103,11 @@ class EmbeddedCluster:
 
     @property
     def password_file(self) -> Path:
-        """The generated password of the `geo` role, readable by its owner only."""
-        return self.requested_dir / "password"
+        """The generated password of the `geo` role, readable by its owner only.
+
+        Kept beside the cluster, not in the requested folder: a cluster that outlives its
+        checkout (the /var/lib fallback of a re-cloned folder) must keep its password."""
+        return self.root / "password"
 
     def _as_root(self) -> bool:
         return os.geteuid() == 0
@@ -173,7 +176,12 @@ class EmbeddedCluster:
     def password(self) -> str:
         """The `geo` role's password, generated on first use."""
         if not self.password_file.exists():
-            self.requested_dir.mkdir(parents=True, exist_ok=True)
+            if self.initialised():
+                raise Unavailable(
+                    f"the cluster in {self.pgdata} has lost its password file "
+                    f"{self.password_file}; stop it and remove {self.root} to start afresh"
+                )
+            self.root.mkdir(parents=True, exist_ok=True)
             self.password_file.write_text(secrets.token_urlsafe(24))
             self.password_file.chmod(0o600)
         return self.password_file.read_text().strip()
