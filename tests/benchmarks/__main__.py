@@ -16,7 +16,7 @@ from tests.benchmarks.common import ROOT
 
 MODULES = ("bench_import", "bench_assign", "bench_locate")
 DOC = ROOT / "docs" / "PERFORMANCE.md"
-HEADER = "| benchmark | ours | peer | peer's | ratio (peer/ours) |\n|---|---|---|---|---|"
+HEADER = "| benchmark | ours | peer | peer's | ours vs peer |\n|---|---|---|---|---|"
 
 
 def main(names: list[str]) -> None:
