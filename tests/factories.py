@@ -131,3 +131,36 @@ def write(
     else:
         gdf.to_file(path, engine="pyogrio")
     return path
+
+
+PLANTED_COMMUNITY = "340705001001"
+
+
+def plant_grids(
+    engine, settings, folder: Path, grids: dict, workers: list[tuple[str, str, str, str]]
+):
+    """Import one community (金山社区) holding `grids` ({code: polygon in lon/lat}) and the
+    workers (code, name, phone, grid), through the real import path."""
+    from geo_service.ingest import ImportOptions, import_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    gpd.GeoDataFrame(
+        {"code": [PLANTED_COMMUNITY], "name": ["金山社区"]},
+        geometry=[box(117.799, 30.927, 117.807, 30.933)],
+        crs=4326,
+    ).to_file(folder / "c.geojson")
+    gpd.GeoDataFrame(
+        {
+            "code": list(grids),
+            "name": [f"第{i}网格" for i in range(1, len(grids) + 1)],
+            "community": [PLANTED_COMMUNITY] * len(grids),
+        },
+        geometry=list(grids.values()),
+        crs=4326,
+    ).to_file(folder / "g.geojson")
+    pd.DataFrame(workers, columns=["code", "name", "phone", "grid"]).to_csv(
+        folder / "w.csv", index=False
+    )
+    for kind, name in (("communities", "c.geojson"), ("grids", "g.geojson"), ("workers", "w.csv")):
+        import_file(engine, settings, kind, folder / name, ImportOptions())
+    return engine

@@ -6,8 +6,6 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
-import geopandas as gpd
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from shapely.geometry import box
@@ -19,11 +17,11 @@ from geo_service.errors import Conflict
 from geo_service.incidents import service
 from geo_service.incidents.categories import categories_for
 from geo_service.incidents.workflow import due_at
-from geo_service.ingest import ImportOptions, import_file
 from geo_service.settings import Settings
+from tests import factories
 from tests.conftest import DATA_TABLES
 
-COMMUNITY = "340705001001"
+COMMUNITY = factories.PLANTED_COMMUNITY
 G1, G2, G3, G4, G5 = (f"{COMMUNITY}{n:03d}" for n in range(1, 6))
 M_PER_DEG_LON = 111_320 * math.cos(math.radians(30.931))
 # A 2 x 2 block of grids, plus G5 overlapping G2's east side (an ambiguous area).
@@ -46,35 +44,14 @@ def grids_planted(engine: Engine, settings: Settings, tmp_path_factory) -> Engin
     """Communities, grids and workers, planted once per module (incidents never change them)."""
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE"))
-    folder = tmp_path_factory.mktemp("planted")
-    community = gpd.GeoDataFrame(
-        {"code": [COMMUNITY], "name": ["金山社区"]},
-        geometry=[box(117.799, 30.927, 117.807, 30.933)],
-        crs=4326,
+    workers = [
+        ("W1", "张三", "13900000001", G1),
+        ("W2", "李四", "13900000002", G1),
+        ("W3", "王五", "13900000003", G3),
+    ]
+    return factories.plant_grids(
+        engine, settings, tmp_path_factory.mktemp("planted"), PLANTED, workers
     )
-    grids = gpd.GeoDataFrame(
-        {
-            "code": list(PLANTED),
-            "name": [f"第{i}网格" for i in range(1, 6)],
-            "community": [COMMUNITY] * 5,
-        },
-        geometry=list(PLANTED.values()),
-        crs=4326,
-    )
-    workers = pd.DataFrame(
-        {
-            "code": ["W1", "W2", "W3"],
-            "name": ["张三", "李四", "王五"],
-            "phone": ["13900000001", "13900000002", "13900000003"],
-            "grid": [G1, G1, G3],
-        }
-    )
-    community.to_file(folder / "c.geojson")
-    grids.to_file(folder / "g.geojson")
-    workers.to_csv(folder / "w.csv", index=False)
-    for kind, name in (("communities", "c.geojson"), ("grids", "g.geojson"), ("workers", "w.csv")):
-        import_file(engine, settings, kind, folder / name, ImportOptions())
-    return engine
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import math
 import subprocess
 from pathlib import Path
 
-import geopandas as gpd
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -17,10 +16,10 @@ from geo_service.api.app import create_app
 from geo_service.crs import parse_input_crs, wgs84_to_bd09, wgs84_to_gcj02
 from geo_service.grids.assign import assign_csv
 from geo_service.grids.locate import locate_points
-from geo_service.ingest import ImportOptions, import_file
 from geo_service.settings import Settings
+from tests import factories
 
-COMMUNITY = "340705001001"
+COMMUNITY = factories.PLANTED_COMMUNITY
 G1, G2, G3, G4, G5 = (f"{COMMUNITY}{n:03d}" for n in range(1, 6))
 M_PER_DEG_LON = 111_320 * math.cos(math.radians(30.931))  # near enough for planting offsets
 
@@ -37,34 +36,8 @@ PLANTED = {
 
 @pytest.fixture
 def planted(db: Engine, settings: Settings, tmp_path: Path) -> Engine:
-    community = gpd.GeoDataFrame(
-        {"code": [COMMUNITY], "name": ["金山社区"]},
-        geometry=[box(117.799, 30.927, 117.807, 30.933)],
-        crs=4326,
-    )
-    grids = gpd.GeoDataFrame(
-        {
-            "code": list(PLANTED),
-            "name": [f"第{i}网格" for i in range(1, 6)],
-            "community": [COMMUNITY] * 5,
-        },
-        geometry=list(PLANTED.values()),
-        crs=4326,
-    )
-    workers = pd.DataFrame(
-        {
-            "code": ["W1", "W2"],
-            "name": ["张三", "李四"],
-            "phone": ["13900000001", "13900000002"],
-            "grid": [G1, G1],
-        }
-    )
-    community.to_file(tmp_path / "c.geojson")
-    grids.to_file(tmp_path / "g.geojson")
-    workers.to_csv(tmp_path / "w.csv", index=False)
-    for kind, name in (("communities", "c.geojson"), ("grids", "g.geojson"), ("workers", "w.csv")):
-        import_file(db, settings, kind, tmp_path / name, ImportOptions())
-    return db
+    workers = [("W1", "张三", "13900000001", G1), ("W2", "李四", "13900000002", G1)]
+    return factories.plant_grids(db, settings, tmp_path, PLANTED, workers)
 
 
 def locate(engine: Engine, lon, lat, crs: str = "wgs84"):
