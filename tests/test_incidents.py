@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
@@ -63,9 +64,10 @@ def planted(grids_planted: Engine) -> Engine:
 
 
 @pytest.fixture
-def client(planted: Engine, settings: Settings) -> TestClient:
+def client(planted: Engine, settings: Settings) -> Iterator[TestClient]:
     small = settings.model_copy(update={"max_body_bytes": 20_000})
-    return TestClient(create_app(small, engine=planted))
+    with TestClient(create_app(small, engine=planted)) as client:  # runs the app's lifespan
+        yield client
 
 
 def report(client: TestClient, where=IN_G1, category="exposed_rubbish", **extra):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -124,9 +125,10 @@ def test_bad_coordinates_are_invalid_and_named(planted: Engine, lon, lat):
 
 # -- HTTP -------------------------------------------------------------------------------------
 @pytest.fixture
-def client(planted: Engine, settings: Settings) -> TestClient:
+def client(planted: Engine, settings: Settings) -> Iterator[TestClient]:
     small = settings.model_copy(update={"locate_max_points": 5, "max_body_bytes": 20_000})
-    return TestClient(create_app(small, engine=planted))
+    with TestClient(create_app(small, engine=planted)) as client:  # runs the app's lifespan
+        yield client
 
 
 def test_get_locate(client: TestClient):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -24,8 +25,9 @@ PERSONAL = ("赵六", "13812345678", "zhao@example.com")
 
 
 @pytest.fixture
-def client(planted: Engine, settings: Settings) -> TestClient:
-    return TestClient(create_app(settings, engine=planted))
+def client(planted: Engine, settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, engine=planted)) as client:  # runs the lifespan
+        yield client
 
 
 def submit(client: TestClient, fmt: str = "json", **fields):

@@ -60,9 +60,9 @@ def test_planted_overlap_gap_outside_and_lost_building(
 
 def test_qa_and_health_over_http(db: Engine, settings: Settings, tmp_path: Path):
     load(db, settings, tmp_path, f.grids())
-    client = TestClient(create_app(settings, engine=db))
-    health = client.get("/healthz")
+    with TestClient(create_app(settings, engine=db)) as client:
+        health = client.get("/healthz")
+        body = client.get("/api/v1/qa").json()
     assert health.status_code == 200 and health.json()["postgis"].startswith("3.")
-    body = client.get("/api/v1/qa").json()
     assert body["ok"] is True
     assert [c["code"] for c in body["communities"]] == ["340705001001", "340705001002"]

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from geo_service import __version__
 from geo_service.api import errors, grids, health, incidents, locate, open311
 from geo_service.api.limits import BodyLimit
+from geo_service.db.engine import connect, read_pool
 from geo_service.settings import Settings
 
 
@@ -25,10 +26,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         own = engine is None
         if own:
-            from geo_service.db.engine import connect
-
             app.state.engine = connect(settings)
+        app.state.read_pool = read_pool(app.state.engine, settings.pool_size)
+        await app.state.read_pool.open(wait=False)
         yield
+        await app.state.read_pool.close()
         if own:
             app.state.engine.dispose()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
 
 from geo_service.settings import Settings
@@ -24,3 +25,10 @@ async def _settings(request: Request) -> Settings:
 
 EngineDep = Annotated[Engine, Depends(_engine)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+async def _read_pool(request: Request) -> AsyncConnectionPool:
+    return request.app.state.read_pool  # type: ignore[no-any-return]
+
+
+ReadPoolDep = Annotated[AsyncConnectionPool, Depends(_read_pool)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
+import psycopg_pool
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -52,6 +54,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(psycopg_pool.PoolTimeout)
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
         # A stopped database is an outage, not a bug: answer fast with 503 so clients retry.
         log.error("%s %s: database unavailable: %s", request.method, request.url.path, exc)

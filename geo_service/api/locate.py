@@ -8,11 +8,11 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from geo_service.api.deps import EngineDep, SettingsDep
+from geo_service.api.deps import EngineDep, ReadPoolDep, SettingsDep
 from geo_service.crs import parse_input_crs
 from geo_service.db.engine import reading
 from geo_service.errors import InvalidInput, PayloadTooLarge
-from geo_service.grids.locate import locate_points
+from geo_service.grids.locate import locate_points, locate_points_async
 
 router = APIRouter(prefix="/api/v1", tags=["locate"])
 
@@ -60,8 +60,8 @@ class BatchOut(BaseModel):
 
 
 @router.get("/locate", response_model=LocationOut)
-def locate_one(
-    engine: EngineDep,
+async def locate_one(
+    pool: ReadPoolDep,
     settings: SettingsDep,
     lon: Annotated[str, Query(max_length=64)],
     lat: Annotated[str, Query(max_length=64)],
@@ -69,11 +69,13 @@ def locate_one(
 ) -> LocationOut:
     """The grid, community and workers of one point; 422 when the coordinates are unusable."""
     input_crs = parse_input_crs(crs)
-    with reading(engine) as conn:
-        [found] = locate_points(conn, [lon], [lat], input_crs, settings.locate_tolerance_m)
+    async with pool.connection() as conn:
+        [found] = await locate_points_async(
+            conn, [lon], [lat], input_crs, settings.locate_tolerance_m
+        )
     if found.status == "invalid":
         raise InvalidInput(found.message or "invalid coordinates")
-    # The hot path of dispatch: the dataclass is already the documented shape, so it is
+    # The dispatcher's hot path: the dataclass is already the documented shape, so it is
     # serialised directly rather than validated again through the response model.
     return JSONResponse(found.to_dict())  # type: ignore[return-value]
 

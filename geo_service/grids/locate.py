@@ -10,6 +10,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
+from psycopg import AsyncConnection
 from sqlalchemy import Connection
 
 from geo_service.crs import InputCRS, check_lonlat, to_storage
@@ -96,13 +97,43 @@ def locate_points(
 ) -> list[Location]:
     """Locate each point (any supported CRS) in the grids; one round trip for all of them."""
     x, y, reasons = parse_coordinates(lon, lat, crs)
+    valid = np.flatnonzero(~np.isnan(x))
+    points = (x[valid].tolist(), y[valid].tolist())
+    rows = store.locate(conn, *points, tolerance_m) if valid.size else []
+    return _locations(x, y, reasons, valid, rows)
+
+
+async def locate_points_async(
+    conn: AsyncConnection,  # type: ignore[type-arg]
+    lon: Sequence[Any] | np.ndarray,
+    lat: Sequence[Any] | np.ndarray,
+    crs: InputCRS,
+    tolerance_m: float,
+) -> list[Location]:
+    """`locate_points` on an asyncio connection: the same facts, the same rules."""
+    x, y, reasons = parse_coordinates(lon, lat, crs)
+    valid = np.flatnonzero(~np.isnan(x))
+    rows = (
+        await store.locate_async(conn, x[valid].tolist(), y[valid].tolist(), tolerance_m)
+        if valid.size
+        else []
+    )
+    return _locations(x, y, reasons, valid, rows)
+
+
+def _locations(
+    x: np.ndarray,
+    y: np.ndarray,
+    reasons: list[str | None],
+    valid: np.ndarray,
+    rows: list[dict[str, Any]],
+) -> list[Location]:
+    """Apply the rules to the facts PostGIS found for the usable points (pure)."""
     results: list[Location] = [
         Location("invalid", message=reason) if reason else Location("outside") for reason in reasons
     ]
-    valid = np.flatnonzero(~np.isnan(x))
-    if valid.size == 0:
+    if not rows:
         return results
-    rows = store.locate(conn, x[valid].tolist(), y[valid].tolist(), tolerance_m)
     status = rules.classify(
         np.array([len(r["candidates"]) for r in rows]),
         np.array([r["n_interior"] for r in rows]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from sqlalchemy import Connection, text
 
@@ -159,6 +160,18 @@ def locate(conn: Connection, xs: list[float], ys: list[float], tolerance_m: floa
     with raw.cursor(row_factory=dict_row) as cur:
         cur.execute(_LOCATE, {"xs": xs, "ys": ys, "tol": tolerance_m}, prepare=True)
         return cur.fetchall()
+
+
+async def locate_async(
+    conn: AsyncConnection,  # type: ignore[type-arg]
+    xs: list[float],
+    ys: list[float],
+    tolerance_m: float,
+) -> list[dict]:  # type: ignore[type-arg]
+    """`locate` on an asyncio psycopg connection (the API's read pool)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_LOCATE, {"xs": xs, "ys": ys, "tol": tolerance_m}, prepare=True)
+        return await cur.fetchall()
 
 
 # Batch variant over a points table (i, geom) with its own GiST index: the join runs grid by
