@@ -30,9 +30,6 @@ class Settings(BaseSettings):
     import_tolerance_deg: float = Field(
         1e-7, description="Geometries closer than this (degrees, ~1 cm) count as unchanged"
     )
-    rejects_dir: Path | None = Field(
-        None, description="Where rejected rows are written; default next to the input file"
-    )
 
     # Shapes of codes the deployment accepts (DB11/T 2157: 15-digit grids, 12-digit communities).
     grid_code_pattern: str = r"^\d{15}$"
