@@ -439,17 +439,28 @@ def demo_cmd(
 def serve_cmd(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="server processes (default: GEO_WORKERS)")
+    ] = None,
 ) -> None:
     """Serve the HTTP API (and the map) with uvicorn."""
     import uvicorn
 
-    from geo_service.api.app import create_app
-
     settings = state.settings
-    application = create_app(settings, engine=state.engine())
+    state.engine()  # start the database and migrate once, before any worker starts
     host, port = host or settings.host, port or settings.port
+    workers = workers or settings.workers
     out.print(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    # An import string and a factory: each worker process builds its own app, engine and pools
+    # from the environment.
+    uvicorn.run(
+        "geo_service.api.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
 
 
 if __name__ == "__main__":

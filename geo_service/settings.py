@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     # HTTP
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = Field(1, description="Server processes of `geo-service serve`")
 
     # Incidents: intake, dispatch and follow-up (分流督办)
     incident_categories_file: Path | None = Field(

@@ -13,7 +13,7 @@ from geo_service import __version__
 from geo_service.api import errors, grids, health, incidents, locate, open311
 from geo_service.api.limits import BodyLimit
 from geo_service.db.engine import connect, read_pool
-from geo_service.settings import Settings
+from geo_service.settings import Settings, get_settings
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -50,3 +50,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(open311.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of a server process, built from GEO_* settings (uvicorn's factory)."""
+    return create_app(get_settings())

@@ -1,0 +1,1 @@
+"""Buildings and addresses: search, geocoding, reverse geocoding."""
