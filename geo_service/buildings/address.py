@@ -22,7 +22,11 @@ Rules chosen for ambiguous input (all deliberate, all tested):
   a building, unit or floor. Dashed numbers: 18-2 after a road is a door; after an estate
   3-1-502 is building-unit-room and 3-502 building-room; after a building 1-502 is unit-room.
 - Separators between two digits become "-" ("金山花园 3 1 502" -> 3-1-502), elsewhere they
-  are dropped; "#" after a digit means 号 (5#楼 -> 5栋).
+  are dropped; "#" after a digit means 号 (5#楼 -> 5栋); "第" before a number word goes
+  (第三栋 -> 3栋); ASCII letters are upper-cased (a座 -> A栋); traditional characters become
+  simplified (OpenCC t2s, applied to a fixed point); a leading 地址/住址 label is skipped.
+- Typos (TYPO_FIXES) are fixed only right after an Arabic digit or inside a listed bigram:
+  十八好 stays as typed, 五好家庭 and 东门 are names.
 - Province names come from the national table (34 entries); short forms (安徽, 北京) count
   only when an administrative part follows, so 江西路 and 北京路 stay roads. Cities, districts
   and counties are recognised by their suffixes; a two-character short city (铜陵) counts
@@ -54,7 +58,7 @@ class ParsedAddress:
     building: str | None = None  # "3" (also "A", "3A" from A座, 3A栋)
     unit: str | None = None  # "1"
     room: str | None = None  # "502"
-    rest: str = ""  # unplaced text, in reading order, always a substring mix of normalize()
+    rest: str = ""  # unplaced pieces of normalize(text), in reading order (floors, noise)
 
 
 class TypoFix(NamedTuple):
@@ -65,8 +69,9 @@ class TypoFix(NamedTuple):
     where: str  # "after_number" | "building_end" | "anywhere" | "road_noise"
 
 
-# Typos from pinyin input and phone dictation. Each touches a character only right after a
-# digit or inside the listed bigram, so names are never rewritten.
+# Typos from pinyin input and phone dictation. Each touches a character only right after an
+# Arabic digit or inside the listed bigram, so names are never rewritten. "road_noise" entries
+# are 路 + one character, removed in one step.
 TYPO_FIXES: Final[tuple[TypoFix, ...]] = (
     TypoFix("好", "号", "after_number"),  # 18好 -> 18号 (hao)
     TypoFix("动", "栋", "after_number"),  # 3动 -> 3栋 (dong)
@@ -119,26 +124,29 @@ _CN_DIGITS: Final = {
 }  # fmt: skip
 _CN_UNITS: Final = {"十": 10, "百": 100, "千": 1000}
 _CN_NUM = "".join(_CN_DIGITS) + "".join(_CN_UNITS)
+_MAX_NUMERAL = 12  # characters; 九千九百九十九 has 7, a spoken phone number would have 11
 
 # ------------------------------------------------------------------ normalize: regexes
 
 _DROP = re.compile(r"[\W_]+")  # punctuation, symbols, spaces, controls, emoji
-_HASH_AS_HAO = re.compile(r"(?<=[0-9])[#＃]")  # 5#楼 = 5号楼, before # is dropped
+_HASH_AS_HAO = re.compile(r"(?<=[0-9])#")  # 5#楼 = 5号楼, before # is dropped
 _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def _typo_regex(fixes: tuple[TypoFix, ...]) -> re.Pattern[str]:
     """One alternation for the whole TYPO_FIXES table (one pass over the text)."""
     unit_spellings = "|".join(["单元", *(f.wrong for f in fixes if f.right == "单元")])
-    parts = []
+    after_digit = []
     for f in fixes:
         w = re.escape(f.wrong)
         if f.where == "after_number":
-            parts.append(f"(?<=[0-9]){w}")
+            after_digit.append(w)
         elif f.where == "building_end":
-            parts.append(f"(?<=[0-9]){w}(?=$|[0-9]|{unit_spellings})")
-        elif f.where == "anywhere":
-            parts.append(w)
+            # Chinese numerals count as the next number: they become digits only later
+            after_digit.append(f"{w}(?=$|[0-9{_CN_NUM}]|{unit_spellings})")
+    # The digit is matched, not looked behind at, so the scan can skip to digits quickly.
+    parts = [f"(?P<digit>[0-9])(?P<wrong>{'|'.join(after_digit)})"]
+    parts += [re.escape(f.wrong) for f in fixes if f.where == "anywhere"]
     # One class for all road noise, possessive: 路口段口 goes in one step, so normalize stays
     # idempotent (a second pass finds nothing left to remove).
     noise = "".join(re.escape(f.wrong[1:]) for f in fixes if f.where == "road_noise")
@@ -152,10 +160,12 @@ _TYPO_RIGHT: Final = {f.wrong: f.right for f in TYPO_FIXES}
 
 _NUMBER_WORD = rf"号|栋|幢|座|单元|门(?:$|[0-9{_CN_NUM}])|室|户|房|层|楼"
 _CN_BEFORE_UNIT = re.compile(rf"[{_CN_NUM}]+(?={_NUMBER_WORD})")
-_CN_AT_END = re.compile(rf"(?<=[0-9])(单元|栋|楼|层|门)([{_CN_NUM}]+)$")
-_ORDINAL = re.compile(r"第+(?=[0-9]+(?:号|栋|幢|座|单元|门|室|户|房|层|楼))")  # 第3栋 -> 3栋
+_CN_AT_END = re.compile(rf"(?<=[0-9])(单元|栋|楼+|层|门)([{_CN_NUM}]+)$")
+# 第3栋, 第三栋 -> 3栋; never right after a number, where dropping 第 would join two numbers
+_ORDINAL = re.compile(rf"(?<![0-9{_CN_NUM}])第+(?=[0-9{_CN_NUM}]+(?:{_NUMBER_WORD}))")
 # Building words, swallowing repeats and a trailing 楼: 3号楼, 3栋楼, 3幢, A座 -> 3栋 / A栋.
-_BUILDING_WORD = re.compile(r"([0-9][A-Z]?|(?<![A-Z])[A-Z])(?:号[楼栋幢座]|[栋幢座])[楼栋幢座]*")
+_BUILDING_WORD = re.compile(r"号[楼栋幢座]+|[栋幢座][楼栋幢座]*")
+_LOWER = re.compile(r"[a-z]")
 _ROOM_WORD = re.compile(r"(?<=[0-9])(?:号房|[室户房])+")
 _DOOR_AS_UNIT = re.compile(r"(?<=[0-9])门(?=$|[0-9])")
 _LOU = re.compile(r"([0-9]+)楼+")
@@ -167,6 +177,8 @@ _UNIT_AHEAD = re.compile(r"[0-9]+单元")
 @lru_cache(maxsize=4096)
 def _cn_number(run: str) -> str | None:
     """Digits for a Chinese numeral (十八 -> 18, 五零二 -> 502), None when it is not a number."""
+    if len(run) > _MAX_NUMERAL:
+        return None  # no address number is that long; also keeps the cache small
     if not any(ch in _CN_UNITS for ch in run):
         return "".join(str(_CN_DIGITS[ch]) for ch in run)  # spoken digit by digit
     if run[0] in "百千":
@@ -201,8 +213,19 @@ def _sub_cn_at_end(m: re.Match[str]) -> str:
     return m.group(1) + (_cn_number(m.group(2)) or m.group(2))
 
 
+def _sub_building_word(m: re.Match[str]) -> str:
+    """Replacement for _BUILDING_WORD: 栋 after 3, 3A or a lone letter (A座), else unchanged."""
+    s, i = m.string, m.start()
+    before = s[i - 1] if i else ""
+    if "0" <= before <= "9" or ("A" <= before <= "Z" and not (i > 1 and "A" <= s[i - 2] <= "Z")):
+        return "栋"
+    return m.group()
+
+
 def _sub_typo(m: re.Match[str]) -> str:
     """Replacement for _TYPO."""
+    if m.group("digit"):
+        return m.group("digit") + _TYPO_RIGHT[m.group("wrong")]
     text = m.group()
     return _TYPO_RIGHT.get(text) or _TYPO_RIGHT[text[:2]]  # road noise: 路口口 -> 路口 -> 路
 
@@ -215,23 +238,26 @@ def _sub_drop(m: re.Match[str]) -> str:
 
 def _lou_rule(s: str) -> str:
     """Decide each "N楼": building (N栋) or floor (N层); see the module docstring."""
-    first_building = _BUILDING_MARK.search(s)
+    marked = _BUILDING_MARK.search(s)
+    building_at = marked.start() if marked else len(s)  # where the first building was given
 
     def decide(m: re.Match[str]) -> str:
+        nonlocal building_at
         number, start, end = m.group(1), m.start(), m.end()
-        floor = f"{number}层"
-        if first_building is not None and first_building.start() < start:
-            return floor  # 3栋5楼
-        if _UNIT_AHEAD.match(s, end):
-            return f"{number}栋"  # 3楼1单元: floors have no units
+        if building_at < start:
+            return f"{number}层"  # 3栋5楼, and 3楼1单元5楼 once 3楼 was taken as the building
         room = _ROOM_AHEAD.match(s, end)
-        if room is not None and end < len(s):
+        if _UNIT_AHEAD.match(s, end):
+            is_building = True  # 3楼1单元: floors have no units
+        elif room is not None and end < len(s):
             r = room.group(1)
-            is_floor = r.startswith(number) and len(r) == len(number) + 2  # 5楼502
-            return floor if is_floor else f"{number}栋"
-        if end == len(s) and s[:start].endswith(ESTATE_SUFFIXES):
-            return f"{number}栋"  # 金山花园3楼
-        return floor
+            is_building = not (r.startswith(number) and len(r) == len(number) + 2)  # 5楼502
+        else:
+            is_building = end == len(s) and s[:start].endswith(ESTATE_SUFFIXES)  # 金山花园3楼
+        if not is_building:
+            return f"{number}层"
+        building_at = start
+        return f"{number}栋"
 
     return _LOU.sub(decide, s)
 
@@ -241,8 +267,8 @@ def _t2s() -> Callable[[str], str]:
     """The OpenCC traditional -> simplified converter, loaded once on first use (~16 ms)."""
     import opencc  # deferred: most callers never see a traditional character
 
-    converter = opencc.OpenCC("t2s")
-    return converter.convert  # type: ignore[no-any-return]
+    converter = opencc.OpenCC("t2s.json")
+    return converter.convert
 
 
 def _simplified(s: str) -> str:
@@ -263,12 +289,13 @@ def _clean(text: str) -> str:
     s = text
     for _ in range(4):
         s = unicodedata.normalize("NFKC", s)
-        s = _HASH_AS_HAO.sub("号", s)
+        if "#" in s:
+            s = _HASH_AS_HAO.sub("号", s)
         s = _DROP.sub(_sub_drop, s)
         # dropping a separator can join characters that NFKC composes (Hangul jamo)
         if unicodedata.is_normalized("NFKC", s):
             break
-    return s.translate(_ASCII_UPPER)
+    return s.translate(_ASCII_UPPER) if _LOWER.search(s) else s
 
 
 def normalize(text: str) -> str:
@@ -277,9 +304,10 @@ def normalize(text: str) -> str:
     if not s:
         return s
     s = _TYPO.sub(_sub_typo, s)
+    if "第" in s:  # before numerals: 一门第3栋 must not reveal a new "门3" on a second pass
+        s = _ORDINAL.sub("", s)
     s = _CN_BEFORE_UNIT.sub(_sub_cn_before_unit, s)
-    s = _ORDINAL.sub("", s)
-    s = _BUILDING_WORD.sub(r"\1栋", s)
+    s = _BUILDING_WORD.sub(_sub_building_word, s)
     s = _ROOM_WORD.sub("室", s)
     s = _CN_AT_END.sub(_sub_cn_at_end, s)
     s = _DOOR_AS_UNIT.sub("单元", s)  # after _CN_AT_END: 1门五零二 needs its digits first
@@ -296,6 +324,7 @@ _CITY_RE = re.compile(rf"[{_CJK}]{{2,4}}?(?:市|自治州|地区|盟)")
 _DISTRICT_RE = re.compile(rf"[{_CJK}]{{1,4}}?[区县旗]")
 _TOWN_RE = re.compile(rf"[{_CJK}]{{1,5}}?(?:街道|镇|乡)")
 _SHORT_CITY_RE = re.compile(rf"[{_CJK}]{{2}}")
+_ADMIN_MARK = re.compile(r"[省市区县旗州盟镇乡]|街道")  # every suffixed administrative name has one
 _LABEL_RE = re.compile(r"(?:家庭|详细|居住|现|联系|收货)?(?:住址|地址)(?:是|为|在)?")
 _ROAD_AT = re.compile(rf"[{_CJK}0-9]{{2,8}}?(?:大道|大街|胡同|路|街(?!道)|(?<!街)道|巷|弄)")
 _ESTATE_AT = re.compile(rf"[{_CJK}]{{2,8}}?(?:{'|'.join(ESTATE_SUFFIXES)})")
@@ -349,14 +378,13 @@ def _city_at(s: str, pos: int) -> re.Match[str] | None:
 def _short_city_at(s: str, pos: int, *, after_province: bool) -> int | None:
     """End of a two-character city without 市 (铜陵铜官区, 安徽铜陵长江西路), else None."""
     m = _SHORT_CITY_RE.match(s, pos)
-    if m is None or s[pos] in _NOT_SHORT_CITY_START:
-        return None
+    if m is None or s[pos] in _NOT_SHORT_CITY_START or s[pos + 1] in _NOT_SHORT_CITY_START:
+        return None  # 北京大道: 大道 is a road, not a city
     end = m.end()
     if _district_at(s, end, strict=True) is not None:
         return end
     if after_province and (
         end == len(s)
-        or "0" <= s[end] <= "9"
         or (s[end] not in _NOT_SHORT_CITY_START and _ROAD_AT.match(s, end) is not None)
         or _ESTATE_AT.match(s, end) is not None
     ):
@@ -386,11 +414,13 @@ def _fill(p: _Parts, slot: str, value: str) -> bool:
 def _admin_step(s: str, pos: int, p: _Parts) -> int | None:
     """Place one administrative part at pos and return where the next one starts."""
     m = _PROVINCE_RE.match(s, pos)
-    if m is not None:
+    if m is not None and not s.startswith(_NOT_AFTER_ADMIN, m.end()):  # 北京大道, 江西路
         full, short = _PROVINCE_NAMES[m.group()]
         if not short or _admin_follows(s, m.end()):
             slot = "city" if full in _MUNICIPALITIES else "province"
             return m.end() if _fill(p, slot, full) else None
+    if (p.province is None or p.city is not None) and not _ADMIN_MARK.search(s, pos, pos + 10):
+        return None  # fast exit into the body; only a short city (安徽铜陵…) lacks a mark
     m = _GENERIC_PROVINCE.match(s, pos)
     if m is not None and not s.startswith(_NOT_AFTER_ADMIN, m.end()):
         return m.end() if _fill(p, "province", m.group()) else None
@@ -432,11 +462,13 @@ def _parse_admin(s: str, p: _Parts) -> int:
 _ROAD_SUFFIX_RE = re.compile(r"大道|大街|胡同|路|街(?!道)|(?<!街)道|巷|弄")
 _PART = re.compile(
     r"(?P<n>[A-Z]?[0-9]+(?:-[0-9]+)*[A-Z]?|[A-Z](?=栋))"
-    r"(?:(?P<u>栋|单元|室|层)|(?P<h>号)(?!大道|大街|胡同|路|街|道|巷|弄)|(?![0-9号]))"
+    r"(?:(?P<kind>栋|单元|室|层|号(?!大道|大街|胡同|路|街|道|巷|弄))|(?![0-9号]))"
 )
 _GRID_RE = re.compile(rf"第?[0-9{_CN_NUM}]+网格")
 _LEADING_ZEROS = re.compile(r"(?<![0-9])0+(?=[0-9])")
 _NUMBER_KINDS: Final = frozenset({"栋", "单元", "室", "层", "号", ""})
+# A bare number after an estate: 3, 3-502, 3-1-502.
+_AFTER_ESTATE: Final = {1: ("building",), 2: ("building", "room"), 3: ("building", "unit", "room")}
 
 
 def _assign(p: _Parts, slots: tuple[str, ...], values: list[str]) -> bool:
@@ -472,8 +504,8 @@ def _place_number(p: _Parts, raw: str, value: str, kind: str) -> None:
     elif prev == "road" and kind == "" and len(parts) <= 2:
         placed = _assign(p, ("door",), [value])
     elif prev in ("estate", "door"):
-        layouts = {1: ("building",), 2: ("building", "room"), 3: ("building", "unit", "room")}
-        placed = len(parts) in layouts and _assign(p, layouts[len(parts)], parts)
+        layout = _AFTER_ESTATE.get(len(parts))
+        placed = layout is not None and _assign(p, layout, parts)
     elif prev == "building":
         placed = _assign(p, ("room",), parts) or _assign(p, ("unit", "room"), parts)
     elif prev in ("unit", "floor"):
@@ -507,13 +539,15 @@ def _parse_body(body: str, p: _Parts) -> None:
     if "网格" in body:  # a grid designation is no part of an address
         p.rest.extend(g.group() for g in _GRID_RE.finditer(body))
         body = _GRID_RE.sub("", body)
-    numbers = list(_PART.finditer(body))
     pos = 0
-    for m in numbers:
+    for m in _PART.finditer(body):
+        kind = m.group("kind") or ""
         if m.start() > pos:
-            _place_name(p, body[pos : m.start()], m.group("u") or m.group("h") or "")
-        value = _LEADING_ZEROS.sub("", m.group("n"))
-        _place_number(p, m.group(), value, m.group("u") or m.group("h") or "")
+            _place_name(p, body[pos : m.start()], kind)
+        value = m.group("n")
+        if "0" in value:
+            value = _LEADING_ZEROS.sub("", value)  # 03栋 is 3栋
+        _place_number(p, m.group(), value, kind)
         pos = m.end()
     if pos < len(body):
         _place_name(p, body[pos:], None)
