@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from geo_service import __version__
-from geo_service.api import errors, grids, health, incidents, locate, open311
+from geo_service.api import buildings, errors, grids, health, incidents, locate, open311
 from geo_service.api.limits import BodyLimit
 from geo_service.db.engine import connect, read_pool
 from geo_service.settings import Settings, get_settings
@@ -46,6 +46,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(grids.router)
     app.include_router(locate.router)
+    app.include_router(buildings.router)
     app.include_router(incidents.router)
     app.include_router(open311.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -1,0 +1,47 @@
+"""Building routes: reverse geocoding, search by grid or proximity, one building."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from geo_service.api.deps import EngineDep, SettingsDep
+from geo_service.api.locate import CrsQuery
+from geo_service.buildings import service
+
+router = APIRouter(prefix="/api/v1", tags=["buildings"])
+
+
+@router.get("/reverse")
+def reverse(
+    engine: EngineDep,
+    settings: SettingsDep,
+    lon: Annotated[str, Query(max_length=64)],
+    lat: Annotated[str, Query(max_length=64)],
+    crs: CrsQuery = "wgs84",
+    radius: Annotated[float, Query(gt=0, le=5000, description="metres")] = 200,
+    limit: Annotated[int, Query(ge=1, le=50)] = 5,
+) -> dict[str, Any]:
+    """The grid and community of a point (locate rules) and the nearest buildings."""
+    return service.reverse(engine, settings, lon, lat, crs, radius, limit)
+
+
+@router.get("/buildings")
+def buildings(
+    engine: EngineDep,
+    grid: Annotated[str | None, Query(max_length=64)] = None,
+    near: Annotated[str | None, Query(max_length=64, description="lon,lat")] = None,
+    crs: CrsQuery = "wgs84",
+    radius: Annotated[float, Query(gt=0, le=5000, description="metres, with near")] = 500,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """A page of the buildings of a grid and/or near a point (nearest first)."""
+    return service.search(engine, grid, near, crs, radius, limit, offset)
+
+
+@router.get("/buildings/{code}")
+def building(engine: EngineDep, code: str) -> dict[str, Any]:
+    """One building with its footprint, grid, community and the grid's workers."""
+    return service.building(engine, code)
