@@ -26,9 +26,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Engine
 
-from geo_service.crs import InputCRS, check_lonlat, to_storage
+from geo_service.crs import InputCRS
 from geo_service.errors import InvalidInput, NotFound
 from geo_service.grids import rules, store
+from geo_service.grids.locate import to_storage_checked
 
 OUTPUT_COLUMNS = ("id", "lon", "lat", "grid_code", "community_code", "status", "distance_m")
 BLOCK_BYTES = 8 << 20  # ~8 MB of CSV per Arrow batch
@@ -324,12 +325,7 @@ def _coordinates(
 ) -> tuple[np.ndarray, np.ndarray]:
     """WGS-84 coordinates of a batch; NaN where unusable."""
     lon, lat = _floats(batch.column(lon_field)), _floats(batch.column(lat_field))
-    numeric = np.isfinite(lon) & np.isfinite(lat)
-    x, y = to_storage(np.where(numeric, lon, 0.0), np.where(numeric, lat, 0.0), crs)
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    bad = ~(numeric & check_lonlat(x, y))
-    x[bad], y[bad] = np.nan, np.nan
-    return x, y
+    return to_storage_checked(lon, lat, crs)
 
 
 def _floats(column: pa.Array) -> np.ndarray:

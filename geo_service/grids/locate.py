@@ -57,10 +57,9 @@ def parse_coordinates(
 ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
     """Numbers from user input, converted to WGS-84; a reason per point that is unusable."""
     raw_lon, raw_lat = _numbers(lon), _numbers(lat)
+    x, y = to_storage_checked(raw_lon, raw_lat, crs)
     numeric = np.isfinite(raw_lon) & np.isfinite(raw_lat)
-    x, y = to_storage(np.where(numeric, raw_lon, 0.0), np.where(numeric, raw_lat, 0.0), crs)
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    usable = numeric & check_lonlat(x, y)
+    usable = ~np.isnan(x)
     reasons: list[str | None] = [None] * len(raw_lon)
     for i in np.flatnonzero(~usable):
         if not numeric[i]:
@@ -69,8 +68,19 @@ def parse_coordinates(
             reasons[i] = (
                 f"coordinates out of range for {crs.name}: lon={lon[int(i)]!r}, lat={lat[int(i)]!r}"
             )
-    x[~usable], y[~usable] = np.nan, np.nan
     return x, y, reasons
+
+
+def to_storage_checked(
+    lon: np.ndarray, lat: np.ndarray, crs: InputCRS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers in `crs` to WGS-84; NaN where not numbers or not valid lon/lat afterwards."""
+    numeric = np.isfinite(lon) & np.isfinite(lat)
+    x, y = to_storage(np.where(numeric, lon, 0.0), np.where(numeric, lat, 0.0), crs)
+    x, y = np.array(x, dtype=float), np.array(y, dtype=float)
+    bad = ~(numeric & check_lonlat(x, y))
+    x[bad], y[bad] = np.nan, np.nan
+    return x, y
 
 
 def _numbers(values: Sequence[Any] | np.ndarray) -> np.ndarray:
