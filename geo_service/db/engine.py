@@ -114,7 +114,8 @@ def ensure_schema(engine: Engine) -> None:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+        # "heads": independent branches (one per domain) each hang off the same base.
+        command.upgrade(config, "heads")
 
 
 def connect(settings: Settings, *, migrate: bool = True) -> Engine:
