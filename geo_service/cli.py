@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -218,6 +219,20 @@ def import_cmd(
         _print_json(report.to_dict())
     else:
         _render_import(report)
+    _derived_after(kind, quiet=as_json)
+
+
+def _derived_after(kind: str, *, quiet: bool = False) -> None:
+    """Bring the data derived from an imported kind up to date (the address index)."""
+    if kind != "buildings":
+        return
+    from geo_service.buildings.service import refresh_address_index
+
+    started = time.perf_counter()
+    parsed = refresh_address_index(state.engine())
+    if parsed and not quiet:
+        took = time.perf_counter() - started
+        out.print(f"address index: {parsed:,} addresses parsed in {took:.1f} s")
 
 
 def _parse_map(items: list[str]) -> dict[str, str]:
@@ -292,6 +307,39 @@ def qa_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     out.print(f"buildings in no grid: {report.buildings_outside}")
     if not report.ok:
         raise typer.Exit(1)
+
+
+# -- geocode -----------------------------------------------------------------------------------
+@app.command("geocode")
+def geocode_cmd(
+    address: Annotated[str, typer.Argument(help="address text, e.g. 长江西路18号金山花园3栋")],
+    limit: Annotated[int, typer.Option(min=1, max=50, help="candidates to show")] = 5,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Find the building (grid, community, workers) an address text names."""
+    from geo_service.buildings.service import geocode
+
+    answer = geocode(state.engine(), state.settings, address, limit)
+    if as_json:
+        _print_json(answer)
+        return
+    parsed = " ".join(f"{k}={v}" for k, v in answer["parsed"].items() if v)
+    out.print(f"parsed: {parsed or '(nothing)'}")
+    if not answer["candidates"]:
+        out.print(answer.get("message", "no candidates"))
+        raise typer.Exit(4)
+    table = Table("confidence", "match", "building", "address", "grid", "community", "lon,lat")
+    for c in answer["candidates"]:
+        table.add_row(
+            f"{c['confidence']:.2f}",
+            c["match_type"],
+            c["building_code"] or f"({c['buildings']} buildings)",
+            c["address"],
+            c.get("grid_code") or "",
+            c.get("community_name") or "",
+            f"{c['lon']:.6f},{c['lat']:.6f}",
+        )
+    out.print(table)
 
 
 # -- assign ------------------------------------------------------------------------------------
@@ -422,6 +470,7 @@ def import_folder(folder: Path, *, replace: bool = False) -> None:
                 state.engine(), state.settings, kind, path, ImportOptions(replace=replace), progress
             )
         _render_import(report)
+        _derived_after(kind)
 
 
 @app.command("demo")

@@ -22,6 +22,12 @@ class InvalidInput(GeoServiceError):
     code = "invalid_input"
 
 
+class BadRequest(InvalidInput):
+    """A malformed request to a standard protocol that prescribes 400 (OGC API, tiles)."""
+
+    code = "bad_request"
+
+
 class NotFound(GeoServiceError):
     """A code, id or file that does not exist."""
 

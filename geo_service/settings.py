@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     )
     locate_max_points: int = Field(10_000, description="Largest POST /api/v1/locate batch")
     max_body_bytes: int = Field(5 << 20, description="Largest request body accepted")
+    geocode_max_chars: int = Field(200, description="Longest address text geocoding accepts")
+    geocode_dispatch_confidence: float = Field(
+        0.8, description="Address-only incidents are located at or above this confidence"
+    )
     qa_min_area_m2: float = Field(1.0, description="Overlaps and gaps smaller than this are noise")
 
     # HTTP
@@ -83,6 +87,17 @@ class Settings(BaseSettings):
         default=[], description="Weekend days worked in exchange for a holiday bridge (调休)"
     )
 
+    # Map layers: OGC API Features and vector tiles
+    layers_dir: Path | None = Field(
+        default=None, description="Folder of layer TOML files; default: the repository's layers/"
+    )
+    features_default_limit: int = Field(default=10, description="Page size of items by default")
+    features_max_limit: int = Field(default=10_000, description="Largest `limit` of items")
+    tile_cache_mb: int = Field(default=256, description="Server-side tile cache per process, MB")
+    tile_max_age_s: int = Field(
+        default=0, description="Cache-Control max-age of tiles; 0: clients revalidate (ETag)"
+    )
+
     # Open311 GeoReport v2
     open311_api_keys: list[str] = Field(
         default=["demo-open311-key"],
@@ -96,6 +111,37 @@ class Settings(BaseSettings):
     )
     open311_max_requests: int = Field(
         default=1000, description="GET requests: most requests answered"
+    )
+
+    # Coverage: the 15-minute life circle (walking distances on the street network)
+    coverage_walk_speed_kmh: float = Field(
+        default=4.0, gt=0, description="Walking speed (R5 3.6, osmnx 4.5, Valhalla 5.1 km/h)"
+    )
+    coverage_tiers_min: list[int] = Field(
+        default=[5, 10, 15], description="Life-circle tiers in minutes of walking"
+    )
+    coverage_max_access_m: float = Field(
+        default=300.0, gt=0, description="Farthest a building or centre may be from a street"
+    )
+    coverage_node_tolerance_m: float = Field(
+        default=0.05, gt=0, description="Street end points closer than this are one node"
+    )
+    coverage_split_crossings: bool = Field(
+        default=False,
+        description="Join streets that cross without a shared vertex (off: bridges, tunnels)",
+    )
+    coverage_isochrone_buffer_m: float = Field(
+        default=25.0, gt=0, description="Isochrones: buffer around the reached street segments"
+    )
+    coverage_whatif_max_centers: int = Field(
+        default=100, description="Most centres one what-if may add or remove"
+    )
+    coverage_suggest_max_k: int = Field(default=20, description="Most sites one suggest may ask")
+    coverage_suggest_max_candidates: int = Field(
+        default=1500, description="Candidate sites considered by suggest (street nodes or given)"
+    )
+    coverage_suggest_time_limit_s: float = Field(
+        default=10.0, description="HiGHS time limit; past it the best site set found is kept"
     )
 
     @cached_property

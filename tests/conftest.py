@@ -32,6 +32,14 @@ DATA_TABLES = (
     "street_edges",
     "import_runs",
     "dataset_versions",
+    "coverage_runs",
+    "coverage_nodes",
+    "coverage_edges",
+    "coverage_centers",
+    "coverage_buildings",
+    "coverage_isochrones",
+    "coverage_tiers",
+    "coverage_gaps",
 )
 
 

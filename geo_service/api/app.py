@@ -11,8 +11,11 @@ from sqlalchemy import Engine
 
 from geo_service import __version__
 from geo_service.api import buildings, errors, grids, health, incidents, locate, open311
+from geo_service.api import features as ogc_features
+from geo_service.api import tiles as vector_tiles
 from geo_service.api.limits import BodyLimit
 from geo_service.db.engine import connect, read_pool
+from geo_service.layers import LayerService
 from geo_service.settings import Settings, get_settings
 
 
@@ -42,6 +45,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.layers = LayerService.from_settings(settings)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(grids.router)
@@ -49,6 +53,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(buildings.router)
     app.include_router(incidents.router)
     app.include_router(open311.router)
+    app.include_router(ogc_features.router)
+    app.include_router(vector_tiles.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -1,4 +1,4 @@
-"""Building routes: reverse geocoding, search by grid or proximity, one building."""
+"""Building routes: forward and reverse geocoding, search by grid or proximity, one building."""
 
 from __future__ import annotations
 
@@ -11,6 +11,18 @@ from geo_service.api.locate import CrsQuery
 from geo_service.buildings import service
 
 router = APIRouter(prefix="/api/v1", tags=["buildings"])
+
+
+@router.get("/geocode")
+def geocode(
+    engine: EngineDep,
+    settings: SettingsDep,
+    q: Annotated[str, Query(max_length=1000, description="address text")],
+    limit: Annotated[int, Query(ge=1, le=50)] = 5,
+) -> dict[str, Any]:
+    """Forward geocoding: ranked buildings (or door/estate points) for an address text, each
+    with its grid, community, workers, a confidence in [0, 1] and a match type."""
+    return service.geocode(engine, settings, q, limit)
 
 
 @router.get("/reverse")

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
 
+from geo_service.layers import LayerService
 from geo_service.settings import Settings
 
 
@@ -32,3 +33,10 @@ async def _read_pool(request: Request) -> AsyncConnectionPool:
 
 
 ReadPoolDep = Annotated[AsyncConnectionPool, Depends(_read_pool)]
+
+
+async def _layers(request: Request) -> LayerService:
+    return request.app.state.layers  # type: ignore[no-any-return]
+
+
+LayersDep = Annotated[LayerService, Depends(_layers)]

@@ -7,11 +7,14 @@ import logging
 import psycopg
 import psycopg_pool
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from geo_service.errors import (
+    BadRequest,
     Conflict,
     GeoServiceError,
     InvalidInput,
@@ -24,6 +27,7 @@ log = logging.getLogger("geo_service.api")
 
 STATUS: dict[type[GeoServiceError], int] = {
     PayloadTooLarge: 413,
+    BadRequest: 400,
     InvalidInput: 422,
     NotFound: 404,
     Conflict: 409,
@@ -51,6 +55,19 @@ def install(app: FastAPI) -> None:
         if exc.details is not None:
             body["details"] = exc.details
         return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The same shape as a domain error, naming each bad parameter and why.
+        problems = [
+            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in exc.errors()
+        ]
+        body = {
+            "error": InvalidInput.code,
+            "message": "; ".join(problems),
+            "detail": jsonable_encoder(exc.errors()),
+        }
+        return JSONResponse(body, status_code=422)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)

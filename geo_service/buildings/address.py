@@ -42,7 +42,17 @@ from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import Final, NamedTuple
 
-__all__ = ["TYPO_FIXES", "ParsedAddress", "TypoFix", "match_key", "normalize", "parse"]
+__all__ = [
+    "INDEX_FIELDS",
+    "TYPO_FIXES",
+    "ParsedAddress",
+    "TypoFix",
+    "index_row",
+    "index_rows",
+    "match_key",
+    "normalize",
+    "parse",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -585,3 +595,17 @@ def match_key(p: ParsedAddress) -> str:
             f"{p.room}室" if p.room else "",
         )
     )
+
+
+INDEX_FIELDS: Final = ("key", "district", "road", "door", "estate", "building", "unit", "room")
+
+
+def index_row(text: str) -> tuple[str | None, ...]:
+    """One register address as a row of the address index, in INDEX_FIELDS order."""
+    p = parse(text)
+    return (match_key(p), p.district, p.road, p.door, p.estate, p.building, p.unit, p.room)
+
+
+def index_rows(texts: list[str]) -> list[tuple[str | None, ...]]:
+    """`index_row` of many addresses (a picklable unit of work for a process pool)."""
+    return [index_row(t) for t in texts]

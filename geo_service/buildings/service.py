@@ -1,13 +1,19 @@
-"""Building lookups for grid workers and dispatchers: reverse geocoding, the buildings of a
-grid or near a point, one building with its grid and workers."""
+"""Building lookups for grid workers and dispatchers: forward and reverse geocoding, the
+buildings of a grid or near a point, one building with its grid and workers; and the address
+index forward geocoding reads."""
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from geo_service.buildings import store
+from geo_service.buildings.address import ParsedAddress, index_row, index_rows, parse
+from geo_service.buildings.geocode import Entry, Match, Query, rank
 from geo_service.crs import parse_input_crs
 from geo_service.db.engine import reading
 from geo_service.errors import InvalidInput, NotFound
@@ -86,3 +92,155 @@ def _rounded(row: dict[str, Any]) -> dict[str, Any]:
     if row.get("distance_m") is not None:
         row["distance_m"] = round(row["distance_m"], 2)
     return row
+
+
+# ---------------------------------------------------------------- forward geocoding
+
+
+def geocode(engine: Engine, settings: Settings, q: str, limit: int) -> dict[str, Any]:
+    """Ranked candidates for an address text: building, grid, community, confidence."""
+    refresh_address_index(engine)
+    with reading(engine) as conn:
+        return geocode_on(conn, settings, q, limit)
+
+
+def geocode_on(conn: Connection, settings: Settings, q: str, limit: int) -> dict[str, Any]:
+    """`geocode` on an open connection (incident intake geocodes inside its transaction);
+    the caller has refreshed the address index."""
+    text_ = q.strip()
+    if not text_:
+        raise InvalidInput("q is empty: give an address such as 长江西路18号金山花园3栋")
+    if len(text_) > settings.geocode_max_chars:
+        raise InvalidInput(
+            f"q is {len(text_)} characters long; at most {settings.geocode_max_chars} accepted"
+        )
+    parsed = parse(text_)
+    answer: dict[str, Any] = {"query": q, "parsed": _parts_dict(parsed), "candidates": []}
+    probe = Query(parsed, known_road=False, known_estate=False)
+    if not probe.locatable():
+        answer["message"] = "no road, estate or community recognised in the query"
+        return answer
+    known_road, known_estate = store.known_names(conn, parsed.road, parsed.estate)
+    query = Query(parsed, known_road=known_road, known_estate=known_estate)
+    parts = {
+        "key": query.key,
+        "road": parsed.road,
+        "door": parsed.door,
+        "estate": parsed.estate,
+        "building": parsed.building,
+    }
+    entries = [Entry(**row) for row in store.candidates(conn, parts)]
+    matches = rank(query, entries, limit)
+    if not matches:
+        answer["message"] = "no building or door in the register matches the query"
+        return answer
+    more = store.details(conn, [m.entry.code for m in matches if m.entry.code])
+    answer["candidates"] = [_candidate(m, more.get(m.entry.code or "")) for m in matches]
+    return answer
+
+
+def _candidate(m: Match, row: dict[str, Any] | None) -> dict[str, Any]:
+    e = m.entry
+    out: dict[str, Any] = {
+        "match_type": m.match_type,
+        "confidence": round(m.confidence, 3),
+        "matched": list(m.agreed),
+        "building_code": e.code,
+        "address": row["address"] if row else e.key,
+        "lon": round(e.lon, 7),
+        "lat": round(e.lat, 7),
+    }
+    if row:
+        out |= {
+            "name": row["name"],
+            "households": row["households"],
+            "grid_code": row["grid_code"],
+            "grid_name": row["grid_name"],
+            "community_code": row["community_code"],
+            "community_name": row["community_name"],
+            "workers": row["workers"] or [],
+        }
+    else:
+        out["buildings"] = e.count
+    return out
+
+
+PARSED_FIELDS = ("district", "road", "door", "estate", "building", "unit", "room")
+
+
+def _parts_dict(p: ParsedAddress) -> dict[str, str | None]:
+    return {f: getattr(p, f) for f in PARSED_FIELDS}
+
+
+# ---------------------------------------------------------------- the address index
+
+POOL_MIN_ROWS = 20_000  # below this, parsing in this process beats starting a pool
+_CHUNK = 5_000
+
+
+class AddressParsing:
+    """Parse many register addresses in worker processes, one chunk per task."""
+
+    def __init__(self, addresses: list[str]) -> None:
+        self._unique = list(dict.fromkeys(addresses))
+        self._pool: ProcessPoolExecutor | None = None
+        self._futures: list[Future[list[tuple[str | None, ...]]]] = []
+        if len(self._unique) >= POOL_MIN_ROWS:
+            workers = max(1, min(os.cpu_count() or 1, 4))
+            # fork: the children need nothing but the parser, already imported here, and a
+            # spawned child would re-run the caller's __main__.
+            self._pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"))
+            self._futures = [
+                self._pool.submit(index_rows, self._unique[i : i + _CHUNK])
+                for i in range(0, len(self._unique), _CHUNK)
+            ]
+
+    def result(self) -> dict[str, tuple[str | None, ...]]:
+        """Index row of every address given, by address text."""
+        if self._pool is None:
+            return {a: index_row(a) for a in self._unique}
+        try:
+            rows = [row for f in self._futures for row in f.result()]
+        finally:
+            self.close()
+        return dict(zip(self._unique, rows, strict=True))
+
+    def close(self) -> None:
+        """Stop the worker processes (pending work is dropped)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> AddressParsing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def refresh_address_index(engine: Engine, *, force: bool = False) -> int | None:
+    """Bring the address index up to date with the register, in its own transaction.
+
+    The index is derived data: an import commits the buildings, then this parses the new or
+    changed addresses (in worker processes when there are many). Geocoding calls it first,
+    so a stale index is never read. Returns the addresses parsed, None when it was current.
+    """
+    with reading(engine) as conn:
+        stale, _ = store.address_index_stale(conn)
+    if not (stale or force):
+        return None
+    with engine.begin() as conn:
+        store.lock_address_index(conn)
+        stale, version = store.address_index_stale(conn)  # another refresh may have run
+        if not (stale or force):
+            return None
+        todo = store.unindexed_addresses(conn)
+        addresses = [a for _, a in todo]
+        if len(set(addresses)) >= POOL_MIN_ROWS:
+            with AddressParsing(addresses) as parsing:
+                ready = parsing.result()
+        else:
+            ready = {a: index_row(a) for a in addresses}
+        store.write_addresses(conn, [(code, a, *ready[a]) for code, a in todo])
+        store.set_address_index_version(conn, version)
+    return len(todo)

@@ -3,9 +3,12 @@ one building with its grid. Distances are on the spheroid; lookups use the GiST 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import Connection, text
+
+from geo_service.buildings.address import INDEX_FIELDS
 
 _POINT = "ST_SetSRID(ST_MakePoint(:x, :y), 4326)"
 # The grid of a building follows the locate rules' deterministic choice: the smallest code
@@ -112,3 +115,199 @@ def one(conn: Connection, code: str) -> dict[str, Any] | None:
 def grid_exists(conn: Connection, grid: str) -> bool:
     """True when a grid has this code."""
     return bool(conn.execute(_GRID_EXISTS, {"grid": grid}).scalar_one())
+
+
+# ---------------------------------------------------------------- the address index
+
+_OUTDATED = text(
+    "DELETE FROM building_addresses a USING buildings b "
+    "WHERE a.code = b.code AND a.address IS DISTINCT FROM b.address"
+)
+_UNINDEXED = text(
+    "SELECT b.code, b.address FROM buildings b "
+    "WHERE NOT EXISTS (SELECT 1 FROM building_addresses a WHERE a.code = b.code)"
+)
+_NAMES = (
+    "DELETE FROM address_names",
+    "INSERT INTO address_names (kind, name) "
+    "SELECT DISTINCT 'road', road FROM building_addresses WHERE road IS NOT NULL "
+    "UNION SELECT DISTINCT 'estate', estate FROM building_addresses WHERE estate IS NOT NULL",
+)
+_ADDRESS_COLUMNS = ("code", "address", *INDEX_FIELDS)
+# COPY's text format: backslash, tab and line breaks escaped; NULL is \N.
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+_INDEX_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('building_addresses'))")
+# The address index records the buildings version it was built from as its own row of
+# dataset_versions; it is stale when the two differ.
+_INDEX_VERSIONS = text(
+    """
+    SELECT coalesce((SELECT version FROM dataset_versions WHERE kind = 'buildings'), 0),
+           (SELECT version FROM dataset_versions WHERE kind = 'address_index')
+    """
+)
+_SET_INDEX_VERSION = text(
+    "INSERT INTO dataset_versions (kind, version) VALUES ('address_index', :v) "
+    "ON CONFLICT (kind) DO UPDATE SET version = :v, updated_at = now()"
+)
+
+
+def address_index_stale(conn: Connection) -> tuple[bool, int]:
+    """(stale?, the buildings version the index must match)."""
+    buildings, index = conn.execute(_INDEX_VERSIONS).one()
+    return index != buildings, int(buildings)
+
+
+def lock_address_index(conn: Connection) -> None:
+    """One refresh at a time (held to the end of the transaction)."""
+    conn.execute(_INDEX_LOCK)
+
+
+def set_address_index_version(conn: Connection, version: int) -> None:
+    """Record that the index now matches this buildings version."""
+    conn.execute(_SET_INDEX_VERSION, {"v": version})
+
+
+def unindexed_addresses(conn: Connection) -> list[tuple[str, str]]:
+    """(code, address) of the buildings the address index lacks; rows of buildings whose
+    address changed are dropped from the index first, so they are among them."""
+    conn.execute(_OUTDATED)
+    return [(r.code, r.address) for r in conn.execute(_UNINDEXED)]
+
+
+def write_addresses(conn: Connection, rows: list[tuple[str | None, ...]]) -> None:
+    """Add index rows (in _ADDRESS_COLUMNS order) and refresh the table of names."""
+    if rows:
+        # The parts are pieces of the address: when no address holds a character COPY would
+        # read as syntax (the usual case), nothing needs escaping.
+        plain = not _COPY_SPECIAL.search("".join(str(row[1]) for row in rows))
+        lines = "".join(
+            "\t".join(
+                "\\N" if v is None else v if plain else v.translate(_COPY_ESCAPES) for v in row
+            )
+            + "\n"
+            for row in rows
+        )
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor().copy(
+            f"COPY building_addresses ({', '.join(_ADDRESS_COLUMNS)}) FROM STDIN"
+        ) as copy:
+            copy.write(lines.encode())
+    for statement in _NAMES:
+        conn.execute(text(statement))
+    if len(rows) > 1000:
+        conn.execute(text("ANALYZE building_addresses"))
+        conn.execute(text("ANALYZE address_names"))
+
+
+# Candidates for one parsed query: every branch is an index lookup with its own limit, so a
+# query costs a handful of index probes however large the register. NULL parameters (a part
+# the query does not give) match nothing.
+_CANDIDATES = text(
+    """
+    WITH hits AS (
+        (SELECT a.code, NULL::text AS community FROM building_addresses a
+         WHERE a.key = CAST(:key AS text) LIMIT 20)
+        UNION ALL
+        (SELECT a.code, NULL FROM building_addresses a
+         WHERE a.road = CAST(:road AS text) AND a.door = CAST(:door AS text)
+           AND a.building = CAST(:building AS text) LIMIT 20)
+        UNION ALL
+        (SELECT a.code, NULL FROM building_addresses a
+         WHERE a.estate = CAST(:estate AS text) AND a.building = CAST(:building AS text)
+         LIMIT 50)
+        UNION ALL
+        (SELECT a.code, NULL FROM building_addresses a
+         WHERE a.road = CAST(:road AS text) AND a.building = CAST(:building AS text) LIMIT 50)
+        UNION ALL
+        (SELECT a.code, NULL FROM address_names n
+         JOIN building_addresses a ON a.estate = n.name
+         WHERE n.kind = 'estate' AND n.name % CAST(:estate AS text)
+           AND a.building = CAST(:building AS text)
+         ORDER BY similarity(n.name, CAST(:estate AS text)) DESC LIMIT 20)
+        UNION ALL
+        (SELECT a.code, NULL FROM address_names n
+         JOIN building_addresses a ON a.road = n.name
+         WHERE n.kind = 'road' AND n.name % CAST(:road AS text)
+           AND a.door = CAST(:door AS text) AND a.building = CAST(:building AS text)
+         ORDER BY similarity(n.name, CAST(:road AS text)) DESC LIMIT 20)
+        UNION ALL
+        (SELECT a.code, c.name FROM communities c
+         JOIN buildings b ON ST_Covers(c.geom, b.geom)
+         JOIN building_addresses a ON a.code = b.code
+         WHERE c.name = CAST(:estate AS text) AND a.building = CAST(:building AS text)
+         LIMIT 50)
+    )
+    SELECT DISTINCT ON (a.code) a.code, a.key, a.road, a.door, a.estate, a.building,
+           h.community, ST_X(b.geom) AS lon, ST_Y(b.geom) AS lat, 1 AS count
+    FROM hits h JOIN building_addresses a ON a.code = h.code JOIN buildings b ON b.code = a.code
+    ORDER BY a.code, h.community NULLS LAST
+    """
+)
+
+# Points standing for more than one building: a door number on a road, and an estate (per
+# road it lies on), each the centroid of its buildings.
+_PARTIALS = text(
+    """
+    SELECT NULL::text AS code, a.road || a.door || '号' AS key, a.road, a.door,
+           NULL::text AS estate, NULL::text AS building, NULL::text AS community,
+           ST_X(ST_Centroid(ST_Collect(b.geom))) AS lon,
+           ST_Y(ST_Centroid(ST_Collect(b.geom))) AS lat, count(*) AS count
+    FROM building_addresses a JOIN buildings b ON b.code = a.code
+    WHERE a.road = CAST(:road AS text) AND a.door = CAST(:door AS text)
+    GROUP BY a.road, a.door
+    UNION ALL
+    SELECT NULL, coalesce(a.road, '') || a.estate, a.road, NULL, a.estate, NULL, NULL,
+           ST_X(ST_Centroid(ST_Collect(b.geom))), ST_Y(ST_Centroid(ST_Collect(b.geom))),
+           count(*)
+    FROM building_addresses a JOIN buildings b ON b.code = a.code
+    WHERE a.estate = CAST(:estate AS text)
+      AND (CAST(:road AS text) IS NULL OR a.road = CAST(:road AS text))
+    GROUP BY a.estate, a.road
+    """
+)
+
+_KNOWN_NAMES = text(
+    """
+    SELECT EXISTS (SELECT 1 FROM address_names
+                   WHERE kind = 'road' AND name = CAST(:road AS text)) AS road,
+           EXISTS (SELECT 1 FROM address_names
+                   WHERE kind = 'estate' AND name = CAST(:estate AS text))
+           OR EXISTS (SELECT 1 FROM communities WHERE name = CAST(:estate AS text)) AS estate
+    """
+)
+
+_DETAILS = text(
+    f"""
+    SELECT {_COLUMNS}, c.name AS community_name,
+           (SELECT json_agg(json_build_object('code', w.code, 'name', w.name) ORDER BY w.code)
+            FROM workers w WHERE w.grid_code = g.code) AS workers
+    FROM buildings b
+    {_GRID_OF}
+    LEFT JOIN communities c ON c.code = g.community_code
+    WHERE b.code = ANY(:codes)
+    """
+)
+
+
+def known_names(conn: Connection, road: str | None, estate: str | None) -> tuple[bool, bool]:
+    """Whether the road and the estate (or community) name occur in the register."""
+    row = conn.execute(_KNOWN_NAMES, {"road": road, "estate": estate}).one()
+    return bool(row.road), bool(row.estate)
+
+
+def candidates(conn: Connection, parts: dict[str, str | None]) -> list[dict[str, Any]]:
+    """Buildings and partial points that may answer a parsed query (parts: key, road, door,
+    estate, building)."""
+    rows = [dict(r._mapping) for r in conn.execute(_CANDIDATES, parts)]
+    if (parts["road"] and parts["door"]) or parts["estate"]:
+        rows += [dict(r._mapping) for r in conn.execute(_PARTIALS, parts)]
+    return rows
+
+
+def details(conn: Connection, codes: list[str]) -> dict[str, dict[str, Any]]:
+    """Address, grid, community and workers of these buildings, by code."""
+    return {r.code: dict(r._mapping) for r in conn.execute(_DETAILS, {"codes": codes})}

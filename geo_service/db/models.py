@@ -22,9 +22,10 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 SRID = 4326
 
@@ -102,6 +103,51 @@ buildings = Table(
     _updated_at(),
     CheckConstraint("households >= 0", name="buildings_households_nonnegative"),
     Index("buildings_geom_gist", "geom", postgresql_using="gist"),
+)
+# The shape the buildings map layer draws (footprint, else the point): tiles filter on it.
+Index(
+    "buildings_shape_gist",
+    func.coalesce(buildings.c.footprint, buildings.c.geom),
+    postgresql_using="gist",
+)
+
+# The address index: each building's address parsed into its GB/T 37149 parts
+# (geo_service.buildings.address), refreshed whenever a building's address changes.
+building_addresses = Table(
+    "building_addresses",
+    metadata,
+    Column(
+        "code",
+        Text,
+        ForeignKey("buildings.code", onupdate="CASCADE", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("address", Text, nullable=False),  # the text the parts were parsed from
+    Column("key", Text, nullable=False),  # address.match_key: road+door+estate+building...
+    Column("district", Text),
+    Column("road", Text),
+    Column("door", Text),
+    Column("estate", Text),
+    Column("building", Text),
+    Column("unit", Text),
+    Column("room", Text),
+    Index("building_addresses_key", "key"),
+    Index("building_addresses_road_door", "road", "door"),
+    Index("building_addresses_estate_building", "estate", "building"),
+)
+
+# Distinct road and estate names of the address index, for matching a name typed wrong.
+address_names = Table(
+    "address_names",
+    metadata,
+    Column("kind", Text, primary_key=True),  # road | estate
+    Column("name", Text, primary_key=True),
+    Index(
+        "address_names_trgm",
+        "name",
+        postgresql_using="gin",
+        postgresql_ops={"name": "gin_trgm_ops"},
+    ),
 )
 
 centers = Table(
@@ -245,3 +291,110 @@ TABLES_BY_KIND = {
     "centers": centers,
     "roads": street_edges,
 }
+
+# -- coverage (the 15-minute life circle) -------------------------------------------------------
+# Derived tables, replaced wholesale by `geo-service coverage compute`; no foreign keys, so a
+# re-import of buildings or centres never waits on them (coverage_runs says they are stale).
+coverage_runs = Table(
+    "coverage_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("computed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("roads_version", BigInteger, nullable=False),  # dataset_versions at compute time
+    Column("buildings_version", BigInteger, nullable=False),
+    Column("centers_version", BigInteger, nullable=False),
+    Column("metric_srid", Integer, nullable=False),  # UTM zone the geometry work used
+    Column("walk_speed_kmh", Float, nullable=False),
+    Column("tiers_min", ARRAY(Integer), nullable=False),
+    Column("max_access_m", Float, nullable=False),
+    Column("nodes", Integer, nullable=False),
+    Column("edges", Integer, nullable=False),
+    Column("components", Integer, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("timings", JSONB, nullable=False, server_default="{}"),
+)
+
+coverage_nodes = Table(
+    "coverage_nodes",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("component", Integer, nullable=False),  # 0 = the main (routable) network
+    _geom("POINT"),
+    Index("coverage_nodes_geom_gist", "geom", postgresql_using="gist"),
+)
+
+# Edges split at junctions; (id, source, target, length_m) is a pgRouting edge table too.
+coverage_edges = Table(
+    "coverage_edges",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("source", BigInteger, nullable=False),
+    Column("target", BigInteger, nullable=False),
+    Column("street_edge_id", BigInteger, nullable=False),
+    Column("length_m", Float, nullable=False),
+    Column("component", Integer, nullable=False),
+    _geom("LINESTRING"),
+    Index("coverage_edges_geom_gist", "geom", postgresql_using="gist"),
+)
+
+coverage_centers = Table(
+    "coverage_centers",
+    metadata,
+    Column("center_code", Text, primary_key=True),
+    Column("edge_id", BigInteger),  # NULL: no routable street within the access distance
+    Column("edge_frac", Float),
+    Column("access_m", Float),
+)
+
+coverage_buildings = Table(
+    "coverage_buildings",
+    metadata,
+    Column("building_id", Integer, primary_key=True),
+    Column("building_code", Text, nullable=False, unique=True),
+    Column("grid_code", Text),
+    Column("community_code", Text),
+    Column("households", Integer, nullable=False),
+    Column("center_code", Text),  # nearest centre on foot; NULL when none is reachable
+    Column("walk_m", Float),
+    Column("minutes", Float),
+    Column("tier_min", Integer),  # smallest tier holding the walk; NULL = uncovered
+    Column("access_m", Float),
+    Column("edge_id", BigInteger),
+    Column("edge_frac", Float),
+    Index("coverage_buildings_grid_code", "grid_code"),
+    Index("coverage_buildings_community_code", "community_code"),
+    Index("coverage_buildings_center_code", "center_code"),
+    Index("coverage_buildings_tier_min", "tier_min"),
+)
+
+coverage_isochrones = Table(
+    "coverage_isochrones",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("center_code", Text, nullable=False),
+    Column("tier_min", Integer, nullable=False),
+    Column("area_m2", Float, nullable=False),
+    _geom("MULTIPOLYGON"),
+    UniqueConstraint("center_code", "tier_min", name="coverage_isochrones_center_tier"),
+    Index("coverage_isochrones_geom_gist", "geom", postgresql_using="gist"),
+)
+
+coverage_tiers = Table(
+    "coverage_tiers",
+    metadata,
+    Column("tier_min", Integer, primary_key=True),
+    Column("area_m2", Float, nullable=False),
+    _geom("MULTIPOLYGON"),
+    Index("coverage_tiers_geom_gist", "geom", postgresql_using="gist"),
+)
+
+coverage_gaps = Table(
+    "coverage_gaps",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("area_m2", Float, nullable=False),
+    Column("buildings", Integer, nullable=False),
+    Column("households", Integer, nullable=False),
+    _geom("POLYGON"),
+    Index("coverage_gaps_geom_gist", "geom", postgresql_using="gist"),
+)

@@ -14,7 +14,7 @@ import time
 
 from tests.benchmarks.common import ROOT
 
-MODULES = ("bench_import", "bench_assign", "bench_locate")
+MODULES = ("bench_import", "bench_assign", "bench_locate", "bench_tiles")
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 HEADER = "| benchmark | ours | peer | peer's | ours vs peer |\n|---|---|---|---|---|"
 

@@ -1,0 +1,86 @@
+"""Coverage figures from per-building results (pure). The stored figures come from the same
+definitions in SQL (store._figures_sql): within a tier = a walk of at most that many minutes;
+unreachable = no street within the access distance, or no route to any centre."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def figures(tier: np.ndarray, walk: np.ndarray, households: np.ndarray, tiers: list[int]) -> dict[str, Any]:
+    """Buildings and households in total, within each tier (cumulative), and unreachable."""
+    reach = ~np.isfinite(walk)
+    return {
+        "buildings": len(tier),
+        "households": int(households.sum()),
+        "unreachable_buildings": int(reach.sum()),
+        "unreachable_households": int(households[reach].sum()),
+        "tiers": [
+            {
+                "tier_min": t,
+                "buildings": int(((tier > 0) & (tier <= t)).sum()),
+                "households": int(households[(tier > 0) & (tier <= t)].sum()),
+            }
+            for t in sorted(tiers)
+        ],
+    }
+
+
+def by_group(
+    groups: np.ndarray, tier: np.ndarray, walk: np.ndarray, households: np.ndarray, tiers: list[int]
+) -> dict[Any, dict[str, Any]]:
+    """`figures` for every distinct value of `groups` (None included)."""
+    keys = np.asarray([("" if g is None else str(g)) for g in groups])
+    out: dict[Any, dict[str, Any]] = {}
+    for key in np.unique(keys):
+        mask = keys == key
+        out[key or None] = figures(tier[mask], walk[mask], households[mask], tiers)
+    return out
+
+
+def with_shares(fig: dict[str, Any]) -> dict[str, Any]:
+    """Add each tier's share of buildings and households (0..1, 4 decimals)."""
+    total_b, total_h = fig.get("buildings") or 0, fig.get("households") or 0
+    for t in fig.get("tiers") or []:
+        t["building_share"] = round(t["buildings"] / total_b, 4) if total_b else None
+        t["household_share"] = round(t["households"] / total_h, 4) if total_h else None
+    return fig
+
+
+def change(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per tier: buildings and households gained (negative: lost)."""
+    return [
+        {
+            "tier_min": a["tier_min"],
+            "buildings": a["buildings"] - b["buildings"],
+            "households": a["households"] - b["households"],
+        }
+        for b, a in zip(before["tiers"], after["tiers"], strict=True)
+    ]
+
+
+def from_counts(rows: list[dict[str, Any]], tiers: list[int]) -> dict[Any, dict[str, Any]]:
+    """`figures` per group from (code, tier_min, buildings, households, unreachable_*) rows,
+    tier_min NULL meaning uncovered."""
+    out: dict[Any, dict[str, Any]] = {}
+    for r in rows:
+        f = out.setdefault(
+            r["code"],
+            {
+                "buildings": 0,
+                "households": 0,
+                "unreachable_buildings": 0,
+                "unreachable_households": 0,
+                "tiers": [{"tier_min": t, "buildings": 0, "households": 0} for t in sorted(tiers)],
+            },
+        )
+        for key in ("buildings", "households", "unreachable_buildings", "unreachable_households"):
+            f[key] += int(r[key])
+        if r["tier_min"] is not None:
+            for t in f["tiers"]:
+                if r["tier_min"] <= t["tier_min"]:
+                    t["buildings"] += int(r["buildings"])
+                    t["households"] += int(r["households"])
+    return out

@@ -1,0 +1,231 @@
+"""Walking distances on the street graph (pure: arrays in, arrays out).
+
+A place (building or centre) enters the network at the nearest point of the nearest routable
+edge, within a maximum access distance; the straight access leg counts, and so does the part
+of the edge walked from the entry point to either end (partial edges). Distances from every
+centre at once come from one multi-source Dijkstra (scipy's csgraph): each centre becomes a
+virtual node with two arcs to the ends of its edge, weighted by access + partial length, so
+the search starts from the exact entry points rather than the nearest nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
+
+NO_EDGE = -1
+
+
+@dataclass
+class Graph:
+    """The routable network: undirected edges between nodes with lengths in metres."""
+
+    n_nodes: int
+    source: np.ndarray
+    target: np.ndarray
+    length: np.ndarray
+
+    def arcs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Both directions of every edge: (from, to, weight)."""
+        return (
+            np.r_[self.source, self.target],
+            np.r_[self.target, self.source],
+            np.r_[self.length, self.length],
+        )
+
+
+@dataclass
+class Entries:
+    """Where places enter the network: edge index (NO_EDGE when none is within reach), the
+    fraction along the edge from its source, and the straight access distance in metres."""
+
+    edge: np.ndarray
+    frac: np.ndarray
+    access: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.edge)
+
+    def take(self, idx: np.ndarray) -> Entries:
+        """A subset, in the order of `idx`."""
+        return Entries(self.edge[idx], self.frac[idx], self.access[idx])
+
+    @staticmethod
+    def concat(parts: list[Entries]) -> Entries:
+        """Several entry sets, one after the other."""
+        return Entries(
+            np.concatenate([p.edge for p in parts]).astype(np.int64),
+            np.concatenate([p.frac for p in parts]),
+            np.concatenate([p.access for p in parts]),
+        )
+
+
+def locate_entries(
+    points: np.ndarray, edges: np.ndarray, routable: np.ndarray, max_access_m: float
+) -> Entries:
+    """Nearest routable edge of each metric point, the fraction along it and the distance.
+
+    `edges` are metric LineStrings (index = edge index); only those with `routable` are
+    considered. Points farther than `max_access_m` from every routable edge get NO_EDGE.
+    """
+    usable = np.flatnonzero(routable)
+    edge = np.full(len(points), NO_EDGE, dtype=np.int64)
+    frac = np.zeros(len(points))
+    access = np.full(len(points), np.inf)
+    if len(points) == 0 or len(usable) == 0:
+        return Entries(edge, frac, access)
+    tree = shapely.STRtree(edges[usable])
+    p_idx, e_idx = tree.query_nearest(points, max_distance=max_access_m, all_matches=True)
+    # Ties (a point equally near two edges, e.g. at a corner) go to the lowest edge index, so
+    # the answer never depends on the tree's internal order.
+    order = np.lexsort((usable[e_idx], p_idx))
+    p_idx, e_idx = p_idx[order], e_idx[order]
+    first = np.r_[True, p_idx[1:] != p_idx[:-1]]
+    p_idx, e_idx = p_idx[first], usable[e_idx[first]]
+    geoms = edges[e_idx]
+    pts = points[p_idx]
+    edge[p_idx] = e_idx
+    frac[p_idx] = np.clip(shapely.line_locate_point(geoms, pts, normalized=True), 0.0, 1.0)
+    access[p_idx] = shapely.distance(geoms, pts)
+    return Entries(edge, frac, access)
+
+
+def nearest_source(
+    graph: Graph, sources: Entries, targets: Entries, limit: float = np.inf
+) -> tuple[np.ndarray, np.ndarray]:
+    """Walking distance from each target to its nearest source, and that source's index.
+
+    Unreachable targets (no entry edge, another component, or beyond `limit` metres) get
+    inf and -1. The access legs of both ends are included.
+    """
+    n = graph.n_nodes
+    ok = np.flatnonzero(sources.edge != NO_EDGE)
+    dist_node, src_node = _node_distances(graph, sources.take(ok), limit)
+    out = np.full(len(targets), np.inf)
+    which = np.full(len(targets), -1, dtype=np.int64)
+    on = np.flatnonzero(targets.edge != NO_EDGE)
+    if len(on) and len(ok):
+        e = targets.edge[on]
+        f = targets.frac[on]
+        length = graph.length[e]
+        via_s = dist_node[graph.source[e]] + f * length
+        via_t = dist_node[graph.target[e]] + (1 - f) * length
+        best = np.minimum(via_s, via_t)
+        node = np.where(via_s <= via_t, graph.source[e], graph.target[e])
+        who = np.where(np.isfinite(best), src_node[node] - n, -1)
+        # A source on the same edge is reached along it, without touching either end.
+        for j, s in enumerate(ok):
+            same = np.flatnonzero(e == sources.edge[s])
+            if len(same):
+                direct = sources.access[s] + np.abs(f[same] - sources.frac[s]) * length[same]
+                better = direct < best[same]
+                best[same[better]] = direct[better]
+                who[same[better]] = j
+        best = best + targets.access[on]
+        reached = best <= limit
+        out[on[reached]] = best[reached]
+        which[on[reached]] = ok[who[reached]]
+    return out, which
+
+
+def _node_distances(
+    graph: Graph, sources: Entries, limit: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distance of every node from its nearest source (one Dijkstra for all sources), and
+    the virtual node (n + source index) it was reached from."""
+    n, m = graph.n_nodes, len(sources)
+    if m == 0:
+        return np.full(n, np.inf), np.full(n, -1, dtype=np.int64)
+    matrix, virt = _with_sources(graph, sources)
+    dist, _, src = dijkstra(
+        matrix, directed=True, indices=virt, min_only=True, return_predecessors=True, limit=limit
+    )
+    return dist[:n], src[:n].astype(np.int64)
+
+
+def _csr(a: np.ndarray, b: np.ndarray, w: np.ndarray, size: int) -> csr_matrix:
+    """A sparse graph keeping the shortest of parallel arcs (scipy would add them up)."""
+    order = np.lexsort((w, b, a))
+    a, b, w = a[order], b[order], w[order]
+    first = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]
+    return csr_matrix((w[first], (a[first], b[first])), shape=(size, size))
+
+
+def tier_of(walk_m: np.ndarray, speed_kmh: float, tiers_min: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Minutes at the walking speed, and the smallest tier (minutes) that holds each walk
+    (0 where none does: uncovered)."""
+    minutes = walk_m / (speed_kmh * 1000.0 / 60.0)
+    tiers = np.sort(np.asarray(tiers_min, dtype=float))
+    pos = np.searchsorted(tiers, minutes, side="left")
+    tier = np.where(pos < len(tiers), tiers[np.minimum(pos, len(tiers) - 1)], 0).astype(int)
+    tier[~np.isfinite(minutes)] = 0
+    return minutes, tier
+
+
+def metres_of(minutes: float, speed_kmh: float) -> float:
+    """How far one walks in `minutes` at `speed_kmh`."""
+    return minutes * speed_kmh * 1000.0 / 60.0
+
+
+def source_distances(graph: Graph, sources: Entries, limit: float = np.inf) -> np.ndarray:
+    """Distance of every node from each source separately: an (m, n_nodes) array (inf
+    beyond `limit`)."""
+    n, m = graph.n_nodes, len(sources)
+    if m == 0:
+        return np.zeros((0, n))
+    matrix, virt = _with_sources(graph, sources)
+    dist = dijkstra(matrix, directed=True, indices=virt, limit=limit)
+    return dist[:, :n]  # type: ignore[no-any-return]
+
+
+def within(
+    graph: Graph, sources: Entries, targets: Entries, limit: float, chunk: int = 64
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (source, target, walk) pair with a walk of at most `limit` metres, access legs
+    and partial edges counted as in `nearest_source`; sources without an edge reach nothing."""
+    n = graph.n_nodes
+    on = np.flatnonzero(targets.edge != NO_EDGE)
+    e, f, acc = targets.edge[on], targets.frac[on], targets.access[on]
+    length, u, v = graph.length[e], graph.source[e], graph.target[e]
+    ok = np.flatnonzero(sources.edge != NO_EDGE)
+    found_s, found_t, found_d = [], [], []
+    if len(ok) and len(on):
+        matrix, virt = _with_sources(graph, sources.take(ok))
+        for start in range(0, len(ok), chunk):
+            rows = np.arange(start, min(start + chunk, len(ok)))
+            dist = dijkstra(matrix, directed=True, indices=virt[rows], limit=limit)[:, :n]
+            best = np.minimum(dist[:, u] + f * length, dist[:, v] + (1 - f) * length)
+            for r, s in enumerate(ok[rows]):
+                same = np.flatnonzero(e == sources.edge[s])
+                if len(same):
+                    direct = sources.access[s] + np.abs(f[same] - sources.frac[s]) * length[same]
+                    best[r, same] = np.minimum(best[r, same], direct)
+            best += acc
+            rr, tt = np.nonzero(best <= limit)
+            found_s.append(ok[rows[rr]])
+            found_t.append(on[tt])
+            found_d.append(best[rr, tt])
+    if not found_s:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    return np.concatenate(found_s), np.concatenate(found_t), np.concatenate(found_d)
+
+
+def _with_sources(graph: Graph, sources: Entries) -> tuple[csr_matrix, np.ndarray]:
+    """The graph plus one virtual node per source (arcs to both ends of its edge, weighted by
+    access + partial length); returns the matrix and the virtual node ids."""
+    n, m = graph.n_nodes, len(sources)
+    a, b, w = graph.arcs()
+    e = sources.edge
+    length = graph.length[e]
+    virt = n + np.arange(m)
+    matrix = _csr(
+        np.r_[a, virt, virt],
+        np.r_[b, graph.source[e], graph.target[e]],
+        np.r_[w, sources.access + sources.frac * length, sources.access + (1 - sources.frac) * length],
+        n + m,
+    )
+    return matrix, virt

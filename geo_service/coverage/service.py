@@ -1,0 +1,653 @@
+"""The 15-minute life circle, every door: compute, report, export, what-if, suggest.
+
+`compute` reads the walkable streets, buildings and centres from PostGIS, builds the
+topology, finds where each place enters the network, runs one multi-source Dijkstra for the
+nearest centre of every building, draws isochrones and gaps, and stores everything in one
+transaction (all or nothing). What-if and suggest work on an in-memory model of the stored
+network (loaded once per compute and cached per database), so they answer without touching
+the stored results.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from pyproj import CRS, Transformer
+from sqlalchemy import Connection, Engine
+
+from geo_service.coverage import figures as fig
+from geo_service.coverage import network, shapes, siting, store, topology
+from geo_service.coverage.network import Entries, Graph
+from geo_service.crs import parse_input_crs
+from geo_service.db.engine import reading
+from geo_service.errors import InvalidInput, NotFound, PayloadTooLarge
+from geo_service.grids.locate import parse_coordinates
+from geo_service.settings import Settings
+
+
+class _Clock:
+    """Wall time per stage."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.stages: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.stages[name] = round(now - self.last, 4)
+        self.last = now
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def _transformers(crs: CRS) -> tuple[Transformer, Transformer]:
+    return (
+        Transformer.from_crs("EPSG:4326", crs, always_xy=True),
+        Transformer.from_crs(crs, "EPSG:4326", always_xy=True),
+    )
+
+
+def _apply(tr: Transformer, geoms: np.ndarray) -> np.ndarray:
+    return shapely.transform(geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))  # type: ignore[no-any-return]
+
+
+def _xy(tr: Transformer, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    x, y = tr.transform(np.asarray(lon, float), np.asarray(lat, float))
+    return shapely.points(np.column_stack([x, y]))  # type: ignore[no-any-return]
+
+
+# -- compute --------------------------------------------------------------------------------
+def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> dict[str, Any]:
+    """Recompute coverage from the current streets, buildings and centres, and store it."""
+    tiers = _tiers(settings)
+    clock = _Clock()
+    with engine.begin() as conn:
+        store.lock(conn)
+        versions = store.versions(conn)
+        street_ids, streets = store.walkable_streets(conn)
+        if len(streets) == 0:
+            raise InvalidInput("no walkable streets: import roads (or an OSM extract) first")
+        bld = store.points(conn, "buildings")
+        ctr = store.points(conn, "centers")
+        clock.lap("read")
+        x0, y0, x1, y1 = shapely.total_bounds(streets)
+        crs = topology.utm_crs((x0 + x1) / 2, (y0 + y1) / 2)
+        to_m, to_ll = _transformers(crs)
+        topo = topology.build(
+            _apply(to_m, streets),
+            settings.coverage_node_tolerance_m,
+            split_crossings=settings.coverage_split_crossings,
+        )
+        lines_ll = _apply(to_ll, topo.geoms)
+        graph = Graph(topo.n_nodes, topo.source, topo.target, topology.geodesic_lengths(lines_ll))
+        clock.lap("topology")
+        max_access = settings.coverage_max_access_m
+        b_in = network.locate_entries(
+            _xy(to_m, bld["lon"], bld["lat"]), topo.geoms, topo.routable, max_access
+        )
+        c_in = network.locate_entries(
+            _xy(to_m, ctr["lon"], ctr["lat"]), topo.geoms, topo.routable, max_access
+        )
+        clock.lap("entries")
+        walk, which = network.nearest_source(graph, c_in, b_in)
+        minutes, tier = network.tier_of(walk, settings.coverage_walk_speed_kmh, tiers)
+        clock.lap("distances")
+        codes = np.append(ctr["code"], None)  # which = -1 -> None
+        store.clear(conn)
+        node_xy = np.column_stack(to_ll.transform(topo.node_xy[:, 0], topo.node_xy[:, 1]))
+        store.write_network(
+            conn,
+            node_xy.reshape(-1, 2),
+            topo.node_component,
+            topo.source,
+            topo.target,
+            street_ids[topo.street],
+            graph.length,
+            topo.component,
+            lines_ll,
+        )
+        store.write_centers(conn, ctr["code"], c_in.edge, c_in.frac, c_in.access)
+        store.write_buildings(
+            conn,
+            {
+                "id": bld["id"],
+                "center_code": codes[which],
+                "walk_m": walk,
+                "minutes": minutes,
+                "tier": tier,
+                "access": b_in.access,
+                "edge": b_in.edge,
+                "frac": b_in.frac,
+            },
+        )
+        clock.lap("store")
+        if shapes_too:
+            _shapes(conn, settings, tiers, graph, topo, c_in, ctr["code"], to_ll, to_m, bld, tier)
+            clock.lap("shapes")
+        store.analyze(conn)
+        run = {
+            "roads_version": versions["roads"],
+            "buildings_version": versions["buildings"],
+            "centers_version": versions["centers"],
+            "metric_srid": int(crs.to_epsg() or 0),
+            "walk_speed_kmh": settings.coverage_walk_speed_kmh,
+            "tiers_min": tiers,
+            "max_access_m": max_access,
+            "nodes": topo.n_nodes,
+            "edges": len(topo.geoms),
+            "components": int(topo.node_component.max() + 1) if topo.n_nodes else 0,
+            "seconds": round(clock.total, 3),
+            "timings": json.dumps(clock.stages),
+        }
+        run_id = store.insert_run(conn, run)
+    return {
+        "run": run_id,
+        "seconds": round(clock.total, 3),
+        "timings": clock.stages,
+        "buildings": len(bld["id"]),
+        "centers": len(ctr["id"]),
+        "nodes": topo.n_nodes,
+        "edges": len(topo.geoms),
+        "isolated_pieces": run["components"] - 1 if run["components"] else 0,
+        "buildings_without_street": int((b_in.edge < 0).sum()),
+        "centers_without_street": [str(c) for c in ctr["code"][c_in.edge < 0]],
+        "covered_buildings": int((tier > 0).sum()),
+    }
+
+
+def _shapes(
+    conn: Connection,
+    settings: Settings,
+    tiers: list[int],
+    graph: Graph,
+    topo: topology.Topology,
+    c_in: Entries,
+    center_codes: np.ndarray,
+    to_ll: Transformer,
+    to_m: Transformer,
+    bld: dict[str, np.ndarray],
+    tier: np.ndarray,
+) -> None:
+    """Isochrones per centre and tier, merged tiers, gap areas; stored in lon/lat."""
+    speed = settings.coverage_walk_speed_kmh
+    radii = [network.metres_of(t, speed) for t in tiers]
+    reach = np.flatnonzero(c_in.edge >= 0)
+    sources = c_in.take(reach)
+    dist = network.source_distances(graph, sources, limit=max(radii))
+    polys = shapes.isochrones(
+        graph, topo.geoms, dist, sources, radii, settings.coverage_isochrone_buffer_m
+    )
+    iso = [
+        (str(center_codes[c]), t, polys[i][j])
+        for i, c in enumerate(reach)
+        for j, t in enumerate(tiers)
+    ]
+    merged = [(t, shapes.merge([p[j] for p in polys])) for j, t in enumerate(tiers)]
+    uncovered = np.flatnonzero(tier == 0)
+    widest = merged[-1][1] if merged else shapely.MultiPolygon()
+    gap = shapes.gaps(
+        topo.geoms[topo.routable],
+        _xy(to_m, bld["lon"][uncovered], bld["lat"][uncovered]),
+        bld["households"][uncovered],
+        widest,
+        settings.coverage_isochrone_buffer_m,
+    )
+    store.write_shapes(
+        conn,
+        [(c, t, _apply(to_ll, np.array([g], dtype=object))[0]) for c, t, g in iso],
+        [(t, _apply(to_ll, np.array([g], dtype=object))[0]) for t, g in merged],
+        [(_apply(to_ll, np.array([g], dtype=object))[0], n, h) for g, n, h in gap],
+    )
+
+
+def _tiers(settings: Settings) -> list[int]:
+    tiers = sorted(set(settings.coverage_tiers_min))
+    if not tiers or tiers[0] <= 0:
+        raise InvalidInput(f"GEO_COVERAGE_TIERS_MIN={settings.coverage_tiers_min!r}: need minutes > 0")
+    return tiers
+
+
+# -- status and stored figures ----------------------------------------------------------------
+def status(conn: Connection, settings: Settings) -> dict[str, Any]:
+    """When coverage was computed, and whether it is stale (data or settings changed)."""
+    run = store.latest_run(conn)
+    if run is None:
+        raise NotFound("coverage has not been computed yet: run `geo-service coverage compute`")
+    now = store.versions(conn)
+    because = [
+        f"{kind} imported since (version {run[f'{kind}_version']} -> {now[kind]})"
+        for kind in store.KINDS
+        if now[kind] != run[f"{kind}_version"]
+    ]
+    if (
+        run["walk_speed_kmh"] != settings.coverage_walk_speed_kmh
+        or list(run["tiers_min"]) != _tiers(settings)
+        or run["max_access_m"] != settings.coverage_max_access_m
+    ):
+        because.append("coverage settings changed")
+    return {
+        "computed_at": run["computed_at"].isoformat(),
+        "stale": bool(because),
+        "stale_because": because,
+        "walk_speed_kmh": run["walk_speed_kmh"],
+        "tiers_min": list(run["tiers_min"]),
+        "max_access_m": run["max_access_m"],
+        "network": {"nodes": run["nodes"], "edges": run["edges"], "components": run["components"]},
+        "seconds": run["seconds"],
+    }
+
+
+def summary(engine: Engine, settings: Settings) -> dict[str, Any]:
+    """City-wide figures, the state of the network and whether the figures are stale."""
+    with reading(engine) as conn:
+        state = status(conn, settings)
+        counts = store.city_counts(conn)
+        pieces = store.components(conn)
+    city = fig.from_counts(counts, state["tiers_min"]).get("city") or fig.figures(
+        np.zeros(0, int), np.zeros(0), np.zeros(0, int), state["tiers_min"]
+    )
+    return {
+        **state,
+        "city": fig.with_shares(city),
+        "isolated_pieces": [p for p in pieces if not p["routable"]],
+    }
+
+
+def communities(engine: Engine, settings: Settings) -> dict[str, Any]:
+    """Figures per community."""
+    with reading(engine) as conn:
+        state = status(conn, settings)
+        counts, names = store.community_counts(conn)
+    per = fig.from_counts(counts, state["tiers_min"])
+    items = [
+        {"code": code, "name": names.get(code) if code else None, **fig.with_shares(per[code])}
+        for code in sorted(per, key=lambda c: (c is None, c or ""))
+    ]
+    return {**_state_head(state), "items": items}
+
+
+def grids(engine: Engine, settings: Settings, community: str | None = None) -> dict[str, Any]:
+    """Figures per grid (of one community when given)."""
+    with reading(engine) as conn:
+        state = status(conn, settings)
+        if community is not None and not store.community_exists(conn, community):
+            raise NotFound(f"unknown community code {community!r}")
+        counts, names = store.grid_counts(conn, community)
+    per = fig.from_counts(counts, state["tiers_min"])
+    items = [
+        {
+            "code": code,
+            **(names.get(code) or {"name": None, "community_code": None}),
+            **fig.with_shares(per[code]),
+        }
+        for code in sorted(per, key=lambda c: (c is None, c or ""))
+    ]
+    return {**_state_head(state), "items": items}
+
+
+def buildings(
+    engine: Engine,
+    settings: Settings,
+    *,
+    uncovered: bool = False,
+    tier: int | None = None,
+    community: str | None = None,
+    grid: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """A page of per-building results (the uncovered ones, farthest first, with `uncovered`)."""
+    with reading(engine) as conn:
+        state = status(conn, settings)
+        if tier is not None and tier not in state["tiers_min"]:
+            raise InvalidInput(f"tier={tier} is not one of the tiers {state['tiers_min']}")
+        total, rows = store.building_page(
+            conn,
+            uncovered=uncovered,
+            tier=tier,
+            community=community,
+            grid=grid,
+            limit=limit,
+            offset=offset,
+        )
+    return {**_state_head(state), "total": total, "limit": limit, "offset": offset, "items": rows}
+
+
+def layer(
+    engine: Engine, settings: Settings, name: str, center: str | None, tier: int | None
+) -> dict[str, Any]:
+    """Isochrones, merged tiers or gaps as a GeoJSON FeatureCollection (+ stale flag)."""
+    with reading(engine) as conn:
+        state = status(conn, settings)
+        doc = store.feature_collection(conn, name, center, tier)
+    return {**doc, **_state_head(state)}
+
+
+def components(engine: Engine) -> list[dict[str, Any]]:
+    """The connected pieces of the walking network (piece 0 is the routable one)."""
+    with reading(engine) as conn:
+        return store.components(conn)
+
+
+def export_csv(engine: Engine, settings: Settings, out: Path) -> dict[str, Any]:
+    """Write building code, nearest centre code, walk_m, minutes, tier for every building."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    with engine.connect() as conn:
+        state = status(conn, settings)
+        with out.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["building_code", "center_code", "walk_m", "minutes", "tier_min"])
+            for code, center, walk, minutes, tier in store.export_rows(conn):
+                writer.writerow(
+                    [
+                        code,
+                        center or "",
+                        "" if walk is None else f"{walk:.1f}",
+                        "" if minutes is None else f"{minutes:.2f}",
+                        tier or "",
+                    ]
+                )
+                rows += 1
+        conn.rollback()
+    return {"rows": rows, "output": str(out), "stale": state["stale"]}
+
+
+def _state_head(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: state[k] for k in ("computed_at", "stale", "stale_because", "tiers_min")}
+
+
+def building_coverage(conn: Connection, code: str) -> dict[str, Any] | None:
+    """Coverage fields of one building (None when coverage has not been computed)."""
+    return store.building_coverage(conn, code)
+
+
+# -- the in-memory model: what-if and suggest -----------------------------------------------
+@dataclass
+class Model:
+    """The stored network and entry points, ready for Dijkstra."""
+
+    run: tuple[int, Any]  # (id, computed_at) of the compute it mirrors
+    srid: int
+    graph: Graph
+    geoms: np.ndarray  # metric edges
+    routable: np.ndarray
+    buildings: Entries
+    households: np.ndarray
+    community: np.ndarray
+    community_names: dict[str, str]
+    center_codes: np.ndarray
+    centers: Entries
+    tiers: list[int]
+    speed: float
+    max_access_m: float
+    base_walk: np.ndarray
+    base_tier: np.ndarray
+    to_m: Transformer
+    to_ll: Transformer
+
+    def entries(self, lon: np.ndarray, lat: np.ndarray) -> Entries:
+        """Entry points of lon/lat places, by the same rule as compute."""
+        return network.locate_entries(
+            _xy(self.to_m, lon, lat), self.geoms, self.routable, self.max_access_m
+        )
+
+    def walks(self, sources: Entries, limit: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
+        """Each building's walk to the nearest of `sources`, and its tier."""
+        walk, _ = network.nearest_source(self.graph, sources, self.buildings, limit)
+        _, tier = network.tier_of(walk, self.speed, self.tiers)
+        return walk, tier
+
+
+_MODELS: dict[str, Model] = {}
+_MODEL_LOCK = threading.Lock()
+
+
+def model(engine: Engine, settings: Settings) -> tuple[Model, dict[str, Any]]:
+    """The model of the latest compute (cached per database), and the coverage status."""
+    with reading(engine) as conn:
+        state = status(conn, settings)
+        run = store.latest_run(conn)
+        assert run is not None
+        key = engine.url.render_as_string(hide_password=True)
+        with _MODEL_LOCK:
+            cached = _MODELS.get(key)
+            if cached is None or cached.run != (run["id"], run["computed_at"]):
+                cached = _load_model(conn, run)
+                _MODELS[key] = cached
+    return cached, state
+
+
+def _load_model(conn: Connection, run: dict[str, Any]) -> Model:
+    arrays = store.model_arrays(conn)
+    crs = CRS.from_epsg(run["metric_srid"])
+    to_m, to_ll = _transformers(crs)
+    geoms = _apply(to_m, shapely.from_wkb(arrays["wkb"])) if arrays["wkb"] else np.zeros(0, object)
+    graph = Graph(arrays["n_nodes"], arrays["source"], arrays["target"], arrays["length"])
+    tiers = list(run["tiers_min"])
+    b = Entries(arrays["b_edge"], arrays["b_frac"], arrays["b_access"])
+    c = Entries(arrays["c_edge"], arrays["c_frac"], arrays["c_access"])
+    walk, _ = network.nearest_source(graph, c, b)
+    _, tier = network.tier_of(walk, run["walk_speed_kmh"], tiers)
+    return Model(
+        run=(run["id"], run["computed_at"]),
+        srid=run["metric_srid"],
+        graph=graph,
+        geoms=geoms,
+        routable=arrays["component"] == 0,
+        buildings=b,
+        households=arrays["households"],
+        community=arrays["community"],
+        community_names=arrays["community_names"],
+        center_codes=arrays["center_code"],
+        centers=c,
+        tiers=tiers,
+        speed=run["walk_speed_kmh"],
+        max_access_m=run["max_access_m"],
+        base_walk=walk,
+        base_tier=tier,
+        to_m=to_m,
+        to_ll=to_ll,
+    )
+
+
+def what_if(
+    engine: Engine,
+    settings: Settings,
+    add: list[dict[str, Any]],
+    remove: list[str],
+    crs: str | None = None,
+) -> dict[str, Any]:
+    """Figures with centres added (lon/lat) and/or removed (codes), and the change per
+    community; nothing is stored."""
+    if len(add) + len(remove) > settings.coverage_whatif_max_centers:
+        raise PayloadTooLarge(
+            f"{len(add) + len(remove)} centres to add or remove; at most "
+            f"{settings.coverage_whatif_max_centers} per what-if"
+        )
+    m, state = model(engine, settings)
+    known = set(m.center_codes.tolist())
+    unknown = [code for code in remove if code not in known]
+    if unknown:
+        raise InvalidInput(f"unknown centre code(s) to remove: {', '.join(map(repr, unknown))}")
+    lon, lat = _lonlat(add, crs, "add")
+    new = m.entries(lon, lat)
+    far = np.flatnonzero(new.edge < 0)
+    keep = np.flatnonzero(~np.isin(m.center_codes, remove))
+    sources = Entries.concat([m.centers.take(keep), new])
+    walk, tier = m.walks(sources)
+    before = fig.figures(m.base_tier, m.base_walk, m.households, m.tiers)
+    after = fig.figures(tier, walk, m.households, m.tiers)
+    per_before = fig.by_group(m.community, m.base_tier, m.base_walk, m.households, m.tiers)
+    per_after = fig.by_group(m.community, tier, walk, m.households, m.tiers)
+    items = []
+    for code in sorted(per_after, key=lambda c: (c is None, c or "")):
+        delta = fig.change(per_before[code], per_after[code])
+        items.append(
+            {
+                "code": code,
+                "name": m.community_names.get(code) if code else None,
+                "before": fig.with_shares(per_before[code]),
+                "after": fig.with_shares(per_after[code]),
+                "change": delta,
+                "changed": any(d["households"] or d["buildings"] for d in delta),
+            }
+        )
+    return {
+        **_state_head(state),
+        "added": [
+            {
+                "lon": float(x),
+                "lat": float(y),
+                "access_m": None if new.edge[i] < 0 else round(float(new.access[i]), 1),
+                "on_network": bool(new.edge[i] >= 0),
+            }
+            for i, (x, y) in enumerate(zip(lon, lat, strict=True))
+        ],
+        "removed": sorted(set(remove)),
+        "warnings": [
+            f"added centre {i + 1} ({lon[i]:.6f}, {lat[i]:.6f}) is more than "
+            f"{m.max_access_m:g} m from any routable street: it covers nothing"
+            for i in far
+        ],
+        "city": {
+            "before": fig.with_shares(before),
+            "after": fig.with_shares(after),
+            "change": fig.change(before, after),
+        },
+        "communities": items,
+    }
+
+
+def _lonlat(items: list[dict[str, Any]], crs: str | None, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validated WGS-84 lon/lat of {lon, lat} items (converted from `crs`)."""
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "lon" not in item or "lat" not in item:
+            raise InvalidInput(f"{what}[{i}] = {item!r} needs lon and lat")
+    if not items:
+        return np.zeros(0), np.zeros(0)
+    x, y, reasons = parse_coordinates(
+        [it["lon"] for it in items], [it["lat"] for it in items], parse_input_crs(crs)
+    )
+    bad = [f"{what}[{i}]: {r}" for i, r in enumerate(reasons) if r]
+    if bad:
+        raise InvalidInput("; ".join(bad))
+    return np.asarray(x, float), np.asarray(y, float)
+
+
+def parse_points(text: str, what: str) -> list[dict[str, Any]]:
+    """"lon,lat;lon,lat;..." -> [{lon, lat}, ...] (values checked later)."""
+    items = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        pieces = part.split(",")
+        if len(pieces) != 2:
+            raise InvalidInput(f"{what}: {part!r} is not lon,lat")
+        items.append({"lon": pieces[0].strip(), "lat": pieces[1].strip()})
+    return items
+
+
+def suggest(
+    engine: Engine,
+    settings: Settings,
+    k: int,
+    candidates: list[dict[str, Any]] | None = None,
+    crs: str | None = None,
+) -> dict[str, Any]:
+    """k new sites maximising households newly within the widest tier (existing centres
+    kept), from the given candidate points or from street nodes in uncovered areas."""
+    if k < 1 or k > settings.coverage_suggest_max_k:
+        raise InvalidInput(f"k={k} is out of range: 1 to {settings.coverage_suggest_max_k}")
+    m, state = model(engine, settings)
+    limit = network.metres_of(max(m.tiers), m.speed)
+    open_b = np.flatnonzero((m.base_tier == 0) & (m.buildings.edge >= 0))
+    if candidates:
+        if len(candidates) > settings.coverage_suggest_max_candidates:
+            raise PayloadTooLarge(
+                f"{len(candidates)} candidates; at most {settings.coverage_suggest_max_candidates}"
+            )
+        lon, lat = _lonlat(candidates, crs, "candidates")
+        cand = m.entries(lon, lat)
+        far = np.flatnonzero(cand.edge < 0)
+        if len(far):
+            raise InvalidInput(
+                "candidate(s) farther than "
+                f"{m.max_access_m:g} m from any routable street: "
+                + ", ".join(f"{lon[i]:.6f},{lat[i]:.6f}" for i in far)
+            )
+        origin = "given"
+    else:
+        cand, lon, lat = _node_candidates(m, open_b, settings.coverage_suggest_max_candidates)
+        origin = "street nodes near uncovered buildings"
+    if k > len(cand):
+        raise InvalidInput(f"k={k} is more than the {len(cand)} candidate sites")
+    site, target, walk = network.within(m.graph, cand, m.buildings.take(open_b), limit)
+    _, tier = network.tier_of(walk, m.speed, m.tiers)
+    hit = tier > 0
+    choice = siting.mclp(
+        len(cand),
+        site[hit],
+        target[hit],
+        m.households[open_b].astype(float),
+        k,
+        settings.coverage_suggest_time_limit_s,
+    )
+    return {
+        **_state_head(state),
+        "k": k,
+        "candidates": {"count": len(cand), "from": origin},
+        "method": choice.method,
+        "optimal": choice.optimal,
+        "upper_bound_households": None
+        if choice.upper_bound is None
+        else round(choice.upper_bound, 1),
+        "notes": choice.notes,
+        "households_gained": choice.total,
+        "sites": [
+            {
+                "rank": r + 1,
+                "lon": float(lon[s]),
+                "lat": float(lat[s]),
+                "households_gained": g,
+            }
+            for r, (s, g) in enumerate(zip(choice.sites, choice.gains, strict=True))
+        ],
+    }
+
+
+def _node_candidates(
+    m: Model, open_b: np.ndarray, most: int
+) -> tuple[Entries, np.ndarray, np.ndarray]:
+    """Street nodes at the ends of the edges uncovered buildings enter by, ranked by the
+    uncovered households on those edges (the `most` first)."""
+    e = m.buildings.edge[open_b]
+    w = m.households[open_b].astype(float)
+    g = m.graph
+    nodes = np.r_[g.source[e], g.target[e]]
+    weight = np.bincount(nodes, weights=np.r_[w, w], minlength=g.n_nodes)
+    ranked = np.flatnonzero(weight > 0)
+    ranked = ranked[np.lexsort((ranked, -weight[ranked]))][:most]
+    # each node as an entry at the start or end of one routable edge touching it
+    edge_of = np.full(g.n_nodes, -1, dtype=np.int64)
+    frac_of = np.zeros(g.n_nodes)
+    r = np.flatnonzero(m.routable)
+    edge_of[g.target[r]] = r
+    frac_of[g.target[r]] = 1.0
+    edge_of[g.source[r]] = r
+    frac_of[g.source[r]] = 0.0
+    ranked = ranked[edge_of[ranked] >= 0]
+    edges = edge_of[ranked]
+    fracs = frac_of[ranked]
+    ends = shapely.line_interpolate_point(m.geoms[edges], fracs, normalized=True)
+    xy = shapely.get_coordinates(ends)
+    lon, lat = m.to_ll.transform(xy[:, 0], xy[:, 1]) if len(xy) else (np.zeros(0), np.zeros(0))
+    return Entries(edges, fracs, np.zeros(len(edges))), np.asarray(lon), np.asarray(lat)

@@ -1,0 +1,556 @@
+"""All SQL of the coverage domain.
+
+Bulk reads travel as WKB or plain arrays, bulk writes as binary COPY; everything else is
+SQLAlchemy Core text with bound parameters. Geometry is stored in EPSG:4326; areas and
+lengths are measured on the spheroid (geography).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+import shapely
+from sqlalchemy import Connection, text
+
+KINDS = ("roads", "buildings", "centers")  # the imports coverage depends on
+
+Row = dict[str, Any]
+
+
+def _raw(conn: Connection) -> psycopg.Connection:  # type: ignore[type-arg]
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    return raw  # type: ignore[no-any-return]
+
+
+def lock(conn: Connection) -> None:
+    """One compute at a time (a second waits, then recomputes on fresh data)."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('geo-coverage'))"))
+
+
+def versions(conn: Connection) -> dict[str, int]:
+    """Current data version of each kind coverage depends on (0 when never imported)."""
+    rows = conn.execute(
+        text("SELECT kind, version FROM dataset_versions WHERE kind = ANY(:k)"), {"k": list(KINDS)}
+    )
+    found = {kind: int(version) for kind, version in rows}
+    return {kind: found.get(kind, 0) for kind in KINDS}
+
+
+# -- inputs -------------------------------------------------------------------------------------
+def walkable_streets(conn: Connection) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and lon/lat LineStrings of the walkable street edges."""
+    with _raw(conn).cursor(binary=True) as cur:
+        cur.execute("SELECT id, ST_AsBinary(geom) FROM street_edges WHERE walkable ORDER BY id")
+        rows = cur.fetchall()
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    return ids, shapely.from_wkb([r[1] for r in rows])
+
+
+def points(conn: Connection, table: str) -> dict[str, np.ndarray]:
+    """id, code, lon, lat (and households for buildings) of `table` (buildings or centers)."""
+    assert table in ("buildings", "centers")
+    extra = ", households" if table == "buildings" else ", 0"
+    with _raw(conn).cursor() as cur:
+        cur.execute(f"SELECT id, code, ST_X(geom), ST_Y(geom){extra} FROM {table} ORDER BY id")
+        rows = cur.fetchall()
+    cols = list(zip(*rows, strict=True)) if rows else [(), (), (), (), ()]
+    return {
+        "id": np.asarray(cols[0], dtype=np.int64),
+        "code": np.asarray(cols[1], dtype=object),
+        "lon": np.asarray(cols[2], dtype=float),
+        "lat": np.asarray(cols[3], dtype=float),
+        "households": np.asarray(cols[4], dtype=np.int64),
+    }
+
+
+def center_codes(conn: Connection) -> set[str]:
+    """Codes of every centre."""
+    return set(conn.execute(text("SELECT code FROM centers")).scalars())
+
+
+# -- outputs ------------------------------------------------------------------------------------
+def _copy(conn: Connection, table: str, columns: Sequence[tuple[str, str]], data: list[Any]) -> None:
+    """COPY column arrays into `table` as CSV written by pandas (C speed); NaN/None become
+    NULL, geometry columns are given as hex EWKB, which PostGIS reads as text."""
+    names = [name for name, _ in columns]
+    frame = pd.DataFrame(dict(zip(names, data, strict=True)), columns=names)
+    for name, typ in columns:
+        if typ in ("int4", "int8"):
+            frame[name] = frame[name].astype("Int64")
+    buf = frame.to_csv(index=False, header=False, na_rep="")
+    with (
+        _raw(conn).cursor() as cur,
+        cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT csv)") as copy,
+    ):
+        copy.write(buf)
+
+
+def _ewkb(geoms: np.ndarray) -> np.ndarray:
+    return shapely.to_wkb(  # type: ignore[no-any-return]
+        shapely.set_srid(geoms, 4326), hex=True, include_srid=True, byte_order=1
+    )
+
+
+def _nums(values: np.ndarray) -> list[Any]:
+    """Python numbers, None for NaN/inf (NULL)."""
+    arr = np.asarray(values, dtype=float)
+    out: list[Any] = arr.tolist()
+    for i in np.flatnonzero(~np.isfinite(arr)):
+        out[i] = None
+    return out
+
+
+def clear(conn: Connection) -> None:
+    """Empty every derived coverage table (inside the caller's transaction)."""
+    conn.execute(
+        text(
+            "TRUNCATE coverage_nodes, coverage_edges, coverage_centers, coverage_buildings, "
+            "coverage_isochrones, coverage_tiers, coverage_gaps RESTART IDENTITY"
+        )
+    )
+
+
+def write_network(
+    conn: Connection,
+    node_lonlat: np.ndarray,
+    node_component: np.ndarray,
+    source: np.ndarray,
+    target: np.ndarray,
+    street_ids: np.ndarray,
+    length_m: np.ndarray,
+    component: np.ndarray,
+    lines_lonlat: np.ndarray,
+) -> None:
+    """Nodes (id = index + 1) and edges (id = index + 1, source/target = node ids).
+
+    The tables were just emptied: their GiST indexes are built once after the load, far
+    cheaper than maintaining them row by row."""
+    for table in ("coverage_nodes", "coverage_edges"):
+        conn.execute(text(f"DROP INDEX IF EXISTS {table}_geom_gist"))
+    n = len(node_lonlat)
+    _copy(
+        conn,
+        "coverage_nodes",
+        [("id", "int8"), ("component", "int4"), ("geom", "bytea")],
+        [
+            list(range(1, n + 1)),
+            node_component.tolist(),
+            _ewkb(shapely.points(node_lonlat)) if n else [],
+        ],
+    )
+    m = len(source)
+    _copy(
+        conn,
+        "coverage_edges",
+        [
+            ("id", "int8"),
+            ("source", "int8"),
+            ("target", "int8"),
+            ("street_edge_id", "int8"),
+            ("length_m", "float8"),
+            ("component", "int4"),
+            ("geom", "bytea"),
+        ],
+        [
+            list(range(1, m + 1)),
+            (source + 1).tolist(),
+            (target + 1).tolist(),
+            street_ids.tolist(),
+            length_m.tolist(),
+            component.tolist(),
+            _ewkb(lines_lonlat) if m else [],
+        ],
+    )
+    for table in ("coverage_nodes", "coverage_edges"):
+        conn.execute(text(f"CREATE INDEX {table}_geom_gist ON {table} USING gist (geom)"))
+
+
+def write_centers(
+    conn: Connection, codes: np.ndarray, edge: np.ndarray, frac: np.ndarray, access: np.ndarray
+) -> None:
+    """Entry point of each centre (edge id NULL when no street is within reach)."""
+    has = edge >= 0
+    _copy(
+        conn,
+        "coverage_centers",
+        [("center_code", "text"), ("edge_id", "int8"), ("edge_frac", "float8"), ("access_m", "float8")],
+        [
+            codes.tolist(),
+            [int(e) + 1 if h else None for e, h in zip(edge, has, strict=True)],
+            [float(f) if h else None for f, h in zip(frac, has, strict=True)],
+            _nums(np.where(has, access, np.nan)),
+        ],
+    )
+
+
+def write_buildings(conn: Connection, columns: dict[str, np.ndarray]) -> None:
+    """Per-building results; grid and community are found here, by PostGIS."""
+    conn.execute(
+        text(
+            "CREATE TEMP TABLE coverage_stage (building_id int4, center_code text, walk_m float8, "
+            "minutes float8, tier_min int4, access_m float8, edge_id int8, edge_frac float8) "
+            "ON COMMIT DROP"
+        )
+    )
+    has = columns["edge"] >= 0
+    tier = columns["tier"]
+    _copy(
+        conn,
+        "coverage_stage",
+        [
+            ("building_id", "int4"),
+            ("center_code", "text"),
+            ("walk_m", "float8"),
+            ("minutes", "float8"),
+            ("tier_min", "int4"),
+            ("access_m", "float8"),
+            ("edge_id", "int8"),
+            ("edge_frac", "float8"),
+        ],
+        [
+            columns["id"].tolist(),
+            columns["center_code"].tolist(),
+            _nums(columns["walk_m"]),
+            _nums(columns["minutes"]),
+            [int(t) if t > 0 else None for t in tier],
+            _nums(np.where(has, columns["access"], np.nan)),
+            [int(e) + 1 if h else None for e, h in zip(columns["edge"], has, strict=True)],
+            _nums(np.where(has, columns["frac"], np.nan)),
+        ],
+    )
+    # Grids are visited one by one with the buildings under them (each prepared once);
+    # a building outside every grid still gets the community it lies in.
+    conn.execute(
+        text(
+            """
+            INSERT INTO coverage_buildings (building_id, building_code, grid_code,
+                community_code, households, center_code, walk_m, minutes, tier_min, access_m,
+                edge_id, edge_frac)
+            SELECT s.building_id, b.code, g.code,
+                   coalesce(g.community_code,
+                            (SELECT c.code FROM communities c WHERE ST_Covers(c.geom, b.geom)
+                             ORDER BY c.code LIMIT 1)),
+                   b.households, s.center_code, s.walk_m, s.minutes, s.tier_min, s.access_m,
+                   s.edge_id, s.edge_frac
+            FROM coverage_stage s
+            JOIN buildings b ON b.id = s.building_id
+            LEFT JOIN (
+                SELECT DISTINCT ON (b2.id) b2.id, g2.code, g2.community_code
+                FROM grids g2 JOIN buildings b2 ON ST_Covers(g2.geom, b2.geom)
+                ORDER BY b2.id, g2.code
+            ) g ON g.id = s.building_id
+            """
+        )
+    )
+
+
+def write_shapes(
+    conn: Connection,
+    isochrones: list[tuple[str, int, Any]],
+    tiers: list[tuple[int, Any]],
+    gaps: list[tuple[Any, int, int]],
+) -> None:
+    """Isochrones (centre, tier, lon/lat geometry), merged tiers and gap areas; areas are
+    measured on the spheroid here."""
+    if isochrones:
+        _copy(
+            conn,
+            "coverage_isochrones",
+            [("center_code", "text"), ("tier_min", "int4"), ("area_m2", "float8"), ("geom", "bytea")],
+            [
+                [c for c, _, _ in isochrones],
+                [t for _, t, _ in isochrones],
+                [0.0] * len(isochrones),
+                _ewkb(_multi([g for _, _, g in isochrones])),
+            ],
+        )
+    if tiers:
+        _copy(
+            conn,
+            "coverage_tiers",
+            [("tier_min", "int4"), ("area_m2", "float8"), ("geom", "bytea")],
+            [
+                [t for t, _ in tiers],
+                [0.0] * len(tiers),
+                _ewkb(_multi([g for _, g in tiers])),
+            ],
+        )
+    if gaps:
+        _copy(
+            conn,
+            "coverage_gaps",
+            [("area_m2", "float8"), ("buildings", "int4"), ("households", "int4"), ("geom", "bytea")],
+            [
+                [0.0] * len(gaps),
+                [b for _, b, _ in gaps],
+                [h for _, _, h in gaps],
+                _ewkb(np.asarray([g for g, _, _ in gaps], dtype=object)),
+            ],
+        )
+    for table in ("coverage_isochrones", "coverage_tiers", "coverage_gaps"):
+        conn.execute(text(f"UPDATE {table} SET area_m2 = ST_Area(geom::geography)"))
+
+
+def _multi(geoms: list[Any]) -> np.ndarray:
+    """Each geometry as a MultiPolygon of its polygon parts (empty when it has none)."""
+    out = np.empty(len(geoms), dtype=object)
+    for i, g in enumerate(geoms):
+        parts = [p for p in shapely.get_parts(g) if p.geom_type == "Polygon" and not p.is_empty]
+        out[i] = shapely.MultiPolygon(parts)
+    return out
+
+
+def insert_run(conn: Connection, run: Row) -> int:
+    """Record a finished compute; returns its id."""
+    return int(
+        conn.execute(
+            text(
+                "INSERT INTO coverage_runs (roads_version, buildings_version, centers_version, "
+                "metric_srid, walk_speed_kmh, tiers_min, max_access_m, nodes, edges, components, "
+                "seconds, timings) VALUES (:roads_version, :buildings_version, :centers_version, "
+                ":metric_srid, :walk_speed_kmh, :tiers_min, :max_access_m, :nodes, :edges, "
+                ":components, :seconds, CAST(:timings AS jsonb)) RETURNING id"
+            ),
+            run,
+        ).scalar_one()
+    )
+
+
+def analyze(conn: Connection) -> None:
+    """Fresh planner statistics for the rewritten tables."""
+    for table in ("coverage_edges", "coverage_nodes", "coverage_buildings"):
+        conn.execute(text(f"ANALYZE {table}"))
+
+
+# -- reads --------------------------------------------------------------------------------------
+def latest_run(conn: Connection) -> Row | None:
+    """The last compute, or None."""
+    row = conn.execute(text("SELECT * FROM coverage_runs ORDER BY id DESC LIMIT 1")).first()
+    return dict(row._mapping) if row else None
+
+
+def _counts(conn: Connection, group: str, where: str = "", params: Row | None = None) -> list[Row]:
+    """Buildings and households per group and tier (NULL tier: uncovered), with those that
+    have no walk at all (unreachable)."""
+    sql = f"""
+        SELECT {group} AS code, cb.tier_min, count(*) AS buildings,
+               coalesce(sum(cb.households), 0) AS households,
+               count(*) FILTER (WHERE cb.walk_m IS NULL) AS unreachable_buildings,
+               coalesce(sum(cb.households) FILTER (WHERE cb.walk_m IS NULL), 0)
+                   AS unreachable_households
+        FROM coverage_buildings cb {where}
+        GROUP BY 1, 2
+    """
+    return [dict(r._mapping) for r in conn.execute(text(sql), params or {})]
+
+
+def city_counts(conn: Connection) -> list[Row]:
+    """Counts per tier, city-wide."""
+    return _counts(conn, "'city'")
+
+
+def community_counts(conn: Connection) -> tuple[list[Row], dict[str, str]]:
+    """Counts per community and tier, and the communities' names."""
+    names = dict(conn.execute(text("SELECT code, name FROM communities")).tuples().all())
+    return _counts(conn, "cb.community_code"), names
+
+
+def grid_counts(conn: Connection, community: str | None) -> tuple[list[Row], dict[str, Row]]:
+    """Counts per grid and tier (of one community when given), and the grids' names."""
+    rows = _counts(
+        conn,
+        "cb.grid_code",
+        "WHERE CAST(:community AS text) IS NULL OR cb.community_code = :community",
+        {"community": community},
+    )
+    grids = {
+        r.code: {"name": r.name, "community_code": r.community_code}
+        for r in conn.execute(text("SELECT code, name, community_code FROM grids"))
+    }
+    return rows, grids
+
+
+def community_exists(conn: Connection, code: str) -> bool:
+    """Whether a community code exists."""
+    return bool(
+        conn.execute(text("SELECT EXISTS (SELECT 1 FROM communities WHERE code = :c)"), {"c": code})
+        .scalar_one()
+    )
+
+
+_BUILDING_COLUMNS = """
+    cb.building_code AS code, b.address, cb.grid_code, cb.community_code, cb.households,
+    cb.center_code, round(cb.walk_m::numeric, 1)::float8 AS walk_m,
+    round(cb.minutes::numeric, 2)::float8 AS minutes, cb.tier_min,
+    round(cb.access_m::numeric, 1)::float8 AS access_m,
+    ST_X(b.geom) AS lon, ST_Y(b.geom) AS lat
+"""
+
+
+def building_page(
+    conn: Connection,
+    *,
+    uncovered: bool,
+    tier: int | None,
+    community: str | None,
+    grid: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[int, list[Row]]:
+    """A page of per-building results, farthest walk first when `uncovered`, else by code."""
+    where = """
+        WHERE (NOT :uncovered OR cb.tier_min IS NULL)
+          AND (CAST(:tier AS int) IS NULL OR cb.tier_min = :tier)
+          AND (CAST(:community AS text) IS NULL OR cb.community_code = :community)
+          AND (CAST(:grid AS text) IS NULL OR cb.grid_code = :grid)
+    """
+    params = {
+        "uncovered": uncovered,
+        "tier": tier,
+        "community": community,
+        "grid": grid,
+        "limit": limit,
+        "offset": offset,
+    }
+    total = conn.execute(text(f"SELECT count(*) FROM coverage_buildings cb {where}"), params)
+    order = "cb.walk_m DESC NULLS FIRST, cb.building_code" if uncovered else "cb.building_code"
+    rows = conn.execute(
+        text(
+            f"SELECT {_BUILDING_COLUMNS} FROM coverage_buildings cb "
+            f"JOIN buildings b ON b.id = cb.building_id {where} "
+            f"ORDER BY {order} LIMIT :limit OFFSET :offset"
+        ),
+        params,
+    )
+    return int(total.scalar_one()), [dict(r._mapping) for r in rows]
+
+
+def export_rows(conn: Connection) -> Iterator[tuple[Any, ...]]:
+    """building code, centre code, walk_m, minutes, tier of every building, by code."""
+    with _raw(conn).cursor(name="coverage_export") as cur:
+        cur.itersize = 20_000
+        cur.execute(
+            "SELECT building_code, center_code, walk_m, minutes, tier_min "
+            "FROM coverage_buildings ORDER BY building_code"
+        )
+        yield from cur
+
+
+def building_coverage(conn: Connection, code: str) -> Row | None:
+    """Coverage of one building, or None when it has not been computed."""
+    row = conn.execute(
+        text(
+            "SELECT cb.center_code, c.name AS center_name, "
+            "round(cb.walk_m::numeric, 1)::float8 AS walk_m, "
+            "round(cb.minutes::numeric, 2)::float8 AS minutes, cb.tier_min "
+            "FROM coverage_buildings cb LEFT JOIN centers c ON c.code = cb.center_code "
+            "WHERE cb.building_code = :code"
+        ),
+        {"code": code},
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+def components(conn: Connection) -> list[Row]:
+    """Connected pieces of the walking network: edges, length, a point on each, routable."""
+    rows = conn.execute(
+        text(
+            """
+            SELECT component, count(*) AS edges, round(sum(length_m)::numeric, 1)::float8
+                   AS length_m, component = 0 AS routable,
+                   ST_X(ST_PointOnSurface(ST_Collect(geom))) AS lon,
+                   ST_Y(ST_PointOnSurface(ST_Collect(geom))) AS lat,
+                   (array_agg(street_edge_id ORDER BY street_edge_id))[1:20] AS street_edge_ids
+            FROM coverage_edges GROUP BY component ORDER BY component
+            """
+        )
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def feature_collection(conn: Connection, layer: str, center: str | None, tier: int | None) -> Row:
+    """A GeoJSON FeatureCollection of isochrones, merged tiers or gaps (built by PostGIS)."""
+    sql = {
+        "isochrones": (
+            "SELECT center_code, tier_min, round(area_m2::numeric)::float8 AS area_m2, geom "
+            "FROM coverage_isochrones WHERE (CAST(:center AS text) IS NULL OR center_code = "
+            ":center) AND (CAST(:tier AS int) IS NULL OR tier_min = :tier) "
+            "ORDER BY center_code, tier_min"
+        ),
+        "tiers": (
+            "SELECT tier_min, round(area_m2::numeric)::float8 AS area_m2, geom "
+            "FROM coverage_tiers WHERE CAST(:tier AS int) IS NULL OR tier_min = :tier "
+            "ORDER BY tier_min"
+        ),
+        "gaps": (
+            "SELECT id, round(area_m2::numeric)::float8 AS area_m2, buildings, households, geom "
+            "FROM coverage_gaps ORDER BY households DESC, id"
+        ),
+    }[layer]
+    doc = conn.execute(
+        text(
+            "SELECT json_build_object('type', 'FeatureCollection', 'features', "
+            "coalesce(json_agg(ST_AsGeoJSON(t.*, 'geom', 7)::json), '[]'::json)) "
+            f"FROM ({sql}) t"
+        ),
+        {"center": center, "tier": tier},
+    ).scalar_one()
+    return doc  # type: ignore[no-any-return]
+
+
+# -- the in-memory model behind what-if and suggest ---------------------------------------------
+def model_arrays(conn: Connection) -> dict[str, Any]:
+    """What the what-if and siting model needs, as arrays: the edges (index = id - 1), each
+    building's entry point, households and community, each centre's entry point."""
+    raw = _raw(conn)
+    with raw.cursor(binary=True) as cur:
+        cur.execute(
+            "SELECT source - 1, target - 1, length_m, component, ST_AsBinary(geom) "
+            "FROM coverage_edges ORDER BY id"
+        )
+        edges = cur.fetchall()
+        cur.execute("SELECT count(*) FROM coverage_nodes")
+        row = cur.fetchone()
+        n_nodes = int(row[0]) if row else 0
+        cur.execute(
+            "SELECT building_id, households, community_code, coalesce(edge_id - 1, -1), "
+            "coalesce(edge_frac, 0), coalesce(access_m, 'Infinity'::float8) "
+            "FROM coverage_buildings ORDER BY building_id"
+        )
+        buildings = cur.fetchall()
+        cur.execute(
+            "SELECT cc.center_code, coalesce(cc.edge_id - 1, -1), coalesce(cc.edge_frac, 0), "
+            "coalesce(cc.access_m, 'Infinity'::float8) FROM coverage_centers cc "
+            "ORDER BY cc.center_code"
+        )
+        centers = cur.fetchall()
+        cur.execute("SELECT code, name FROM communities ORDER BY code")
+        names = dict(cur.fetchall())
+
+    def col(rows: list[Any], i: int, dtype: Any) -> np.ndarray:
+        return np.asarray([r[i] for r in rows], dtype=dtype)
+
+    return {
+        "n_nodes": n_nodes,
+        "source": col(edges, 0, np.int64),
+        "target": col(edges, 1, np.int64),
+        "length": col(edges, 2, float),
+        "component": col(edges, 3, np.int64),
+        "wkb": [r[4] for r in edges],
+        "building_id": col(buildings, 0, np.int64),
+        "households": col(buildings, 1, np.int64),
+        "community": col(buildings, 2, object),
+        "b_edge": col(buildings, 3, np.int64),
+        "b_frac": col(buildings, 4, float),
+        "b_access": col(buildings, 5, float),
+        "center_code": col(centers, 0, object),
+        "c_edge": col(centers, 1, np.int64),
+        "c_frac": col(centers, 2, float),
+        "c_access": col(centers, 3, float),
+        "community_names": names,
+    }

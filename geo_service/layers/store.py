@@ -1,0 +1,315 @@
+"""All SQL of the map layers: describing sources, GeoJSON pages, MVT tiles, points of hexbins.
+
+Layer SQL comes only from the validated layer files; identifiers in it are validated and
+quoted; request values (bbox, filters, paging, tile address) reach PostgreSQL only as bound
+parameters. Written for psycopg's asyncio connections (the API's read pool).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection, sql
+
+from geo_service.layers.catalogue import Layer
+from geo_service.layers.tiles import BUFFER, EXTENT, Tile
+
+# GeoJSON coordinates: 7 decimals of a degree is about a centimetre.
+_DIGITS = 7
+
+
+@dataclass(frozen=True)
+class Column:
+    """A source column: its name and PostgreSQL type name."""
+
+    name: str
+    pg_type: str
+
+    @property
+    def json_type(self) -> str:
+        """The JSON schema type of its values."""
+        if self.pg_type in ("int2", "int4", "int8"):
+            return "integer"
+        if self.pg_type in ("float4", "float8", "numeric"):
+            return "number"
+        if self.pg_type == "bool":
+            return "boolean"
+        if self.pg_type.startswith("_"):
+            return "array"
+        return "string"
+
+
+class SourceMissing(Exception):
+    """A layer whose table or columns are not in the database (yet)."""
+
+
+async def describe(conn: AsyncConnection[Any], layer: Layer) -> dict[str, Column]:
+    """Columns of a layer's source, checked against what the file names."""
+    query = sql.SQL("SELECT * FROM ({}) s LIMIT 0").format(sql.SQL(layer.source_sql))  # type: ignore[arg-type]
+    try:
+        async with conn.transaction(), conn.cursor() as cur:
+            await cur.execute(query)
+            described = [(d.name, d.type_code) for d in cur.description or []]
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+        raise SourceMissing(str(exc).splitlines()[0]) from exc
+    async with conn.cursor() as cur:
+        await cur.execute(
+            "SELECT oid, typname FROM pg_type WHERE oid = ANY(%s)",
+            [[oid for _, oid in described]],
+        )
+        names = dict(await cur.fetchall())
+    columns = {name: Column(name, names.get(oid, "unknown")) for name, oid in described}
+    needed = [layer.geometry]
+    if layer.hexbin is None:
+        needed += [layer.id_field, *layer.fields]
+    elif layer.hexbin.weight:
+        needed.append(layer.hexbin.weight)
+    missing = [name for name in needed if name not in columns]
+    if missing:
+        raise SourceMissing(f"the source has no column {', '.join(map(repr, missing))}")
+    if columns[layer.geometry].pg_type != "geometry":
+        raise SourceMissing(f"column {layer.geometry!r} is {columns[layer.geometry].pg_type}")
+    return columns
+
+
+async def versions(conn: AsyncConnection[Any], kinds: list[str]) -> tuple[int, ...]:
+    """The data versions of `kinds`, in that order (0 for a kind never imported)."""
+    async with conn.cursor() as cur:
+        await cur.execute(
+            "SELECT kind, version FROM dataset_versions WHERE kind = ANY(%s)",
+            [kinds],
+            prepare=True,
+        )
+        found = dict(await cur.fetchall())
+    return tuple(int(found.get(kind, 0)) for kind in kinds)
+
+
+async def extent(conn: AsyncConnection[Any], layer: Layer) -> list[float] | None:
+    """[west, south, east, north] of the layer's data, None when it is empty."""
+    query = sql.SQL("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM ("
+                    "SELECT ST_Extent(s.{g}) AS e FROM ({src}) s) x").format(
+        g=sql.Identifier(layer.geometry), src=sql.SQL(layer.source_sql)  # type: ignore[arg-type]
+    )
+    async with conn.cursor() as cur:
+        await cur.execute(query)
+        row = await cur.fetchone()
+    if row is None or row[0] is None:
+        return None
+    return [float(v) for v in row]
+
+
+# -- features --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What selects features: a bbox (or two across the antimeridian) and field values."""
+
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
+    equal: tuple[tuple[str, str, Any], ...] = ()  # (field, pg type for the cast, value)
+
+
+def _where(layer: Layer, filters: Filters, params: dict[str, Any]) -> sql.Composable:
+    geom = sql.SQL("s.") + sql.Identifier(layer.geometry)
+    clauses: list[sql.Composable] = []
+    if filters.boxes:
+        ors = []
+        for i, box in enumerate(filters.boxes):
+            names = [f"b{i}{c}" for c in "wsen"]
+            params.update(zip(names, box, strict=True))
+            env = sql.SQL(
+                "ST_MakeEnvelope(%({})s::float8, %({})s::float8, %({})s::float8, "
+                "%({})s::float8, 4326)"
+            ).format(*[sql.SQL(n) for n in names])
+            ors.append(sql.SQL("({g} && {e} AND ST_Intersects({g}, {e}))").format(g=geom, e=env))
+        clauses.append(sql.SQL("(") + sql.SQL(" OR ").join(ors) + sql.SQL(")"))
+    for i, (name, pg_type, value) in enumerate(filters.equal):
+        params[f"f{i}"] = value
+        if pg_type in ("int2", "int4", "int8", "float4", "float8", "numeric", "bool"):
+            clauses.append(
+                sql.SQL("s.{} = CAST(%({})s AS {})").format(
+                    sql.Identifier(name), sql.SQL(f"f{i}"), sql.SQL(pg_type)
+                )
+            )
+        else:
+            clauses.append(
+                sql.SQL("CAST(s.{} AS text) = %({})s").format(sql.Identifier(name), sql.SQL(f"f{i}"))
+            )
+    if not clauses:
+        return sql.SQL("")
+    return sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses)
+
+
+def _feature_json(layer: Layer) -> sql.Composable:
+    """A GeoJSON Feature as text: RFC 7946 (lon/lat, exterior rings counter-clockwise)."""
+    props = sql.SQL(", ").join(
+        sql.SQL("{}, s.{}").format(sql.Literal(name), sql.Identifier(name)) for name in layer.fields
+    )
+    return sql.SQL(
+        "'{{\"type\":\"Feature\",\"id\":' || to_json(s.{id})::text || "
+        "',\"geometry\":' || coalesce(ST_AsGeoJSON(ST_ForcePolygonCCW(s.{g}), {d}), 'null') || "
+        "',\"properties\":' || json_build_object({props})::text || '}}'"
+    ).format(
+        id=sql.Identifier(layer.id_field),
+        g=sql.Identifier(layer.geometry),
+        d=sql.Literal(_DIGITS),
+        props=props,
+    )
+
+
+async def feature_page(
+    conn: AsyncConnection[Any], layer: Layer, filters: Filters, limit: int, offset: int
+) -> tuple[int, int, str]:
+    """(numberMatched, numberReturned, features as comma-separated GeoJSON text), by id."""
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    where = _where(layer, filters, params)
+    src = sql.SQL(layer.source_sql)  # type: ignore[arg-type]
+    query = sql.SQL(
+        "SELECT (SELECT count(*) FROM ({src}) s {where}), p.n, p.body FROM ("
+        " SELECT count(*) AS n, coalesce(string_agg(q.j, ',' ORDER BY q.k), '') AS body FROM ("
+        "  SELECT s.{id} AS k, {feature} AS j FROM ({src}) s {where}"
+        "  ORDER BY s.{id} LIMIT %(limit)s OFFSET %(offset)s) q) p"
+    ).format(src=src, where=where, id=sql.Identifier(layer.id_field), feature=_feature_json(layer))
+    async with conn.cursor() as cur:
+        await cur.execute(query, params, prepare=True)
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), str(row[2])
+
+
+async def feature_one(
+    conn: AsyncConnection[Any], layer: Layer, id_type: str, fid: Any
+) -> str | None:
+    """One feature as GeoJSON text, None when no feature has that id."""
+    query = sql.SQL("SELECT {feature} FROM ({src}) s WHERE s.{id} = CAST(%(fid)s AS {t})").format(
+        feature=_feature_json(layer),
+        src=sql.SQL(layer.source_sql),  # type: ignore[arg-type]
+        id=sql.Identifier(layer.id_field),
+        t=sql.SQL(id_type),
+    )
+    async with conn.cursor() as cur:
+        await cur.execute(query, {"fid": fid}, prepare=True)
+        row = await cur.fetchone()
+    return None if row is None else str(row[0])
+
+
+# -- vector tiles ----------------------------------------------------------------------------
+
+
+def _tile_part(layer: Layer, z: int) -> sql.Composable:
+    """One layer of a tile: its features in the tile (plus buffer), simplified for zoom `z`,
+    as an MVT layer named after the layer id (empty bytes when none)."""
+    geom = sql.SQL("s.") + sql.Identifier(layer.geometry)
+    merc: sql.Composable = sql.SQL("ST_Transform({}, 3857)").format(geom)
+    tolerance = layer.simplify_at(z)
+    if tolerance > 0:
+        # Preserve collapsed geometries: a small building stays a speck, not a hole in the map.
+        merc = sql.SQL("ST_Simplify({}, {}, true)").format(merc, sql.Literal(tolerance))
+    props = sql.SQL("").join(sql.SQL("s.{}, ").format(sql.Identifier(f)) for f in layer.fields)
+    return sql.SQL(
+        "(SELECT coalesce(ST_AsMVT(t, {name}, {extent}, 'mvt_geom'), ''::bytea) FROM ("
+        " SELECT {props}ST_AsMVTGeom({merc}, ST_TileEnvelope(%(z)s::int4, %(x)s::int4, %(y)s::int4), "
+        "{extent}, {buffer}, true) AS mvt_geom"
+        " FROM ({src}) s"
+        " WHERE {geom} && ST_Transform(ST_TileEnvelope(%(z)s::int4, %(x)s::int4, %(y)s::int4, "
+        "margin => {margin}), 4326)"
+        ") t WHERE t.mvt_geom IS NOT NULL)"
+    ).format(
+        name=sql.Literal(layer.id),
+        extent=sql.Literal(EXTENT),
+        buffer=sql.Literal(BUFFER),
+        margin=sql.Literal(BUFFER / EXTENT),
+        props=props,
+        merc=merc,
+        src=sql.SQL(layer.source_sql),  # type: ignore[arg-type]
+        geom=geom,
+    )
+
+
+async def tile(conn: AsyncConnection[Any], layers: list[Layer], t: Tile) -> bytes:
+    """The MVT tile of table layers: one statement, one MVT layer each, in the given order."""
+    if not layers:
+        return b""
+    query = sql.SQL("SELECT ") + sql.SQL(" || ").join(_tile_part(layer, t.z) for layer in layers)
+    async with conn.cursor() as cur:
+        await cur.execute(query, {"z": t.z, "x": t.x, "y": t.y}, prepare=True)
+        row = await cur.fetchone()
+    return bytes(row[0]) if row and row[0] is not None else b""
+
+
+# -- hexbins ---------------------------------------------------------------------------------
+
+
+async def points(
+    conn: AsyncConnection[Any],
+    layer: Layer,
+    box: tuple[float, float, float, float] | None,
+) -> tuple[list[float], list[float], list[float]]:
+    """Longitudes, latitudes and weights (1 without a weight column) of a hexbin layer's
+    points, within `box` when given."""
+    assert layer.hexbin is not None
+    weight = (
+        sql.SQL("s.{}::float8").format(sql.Identifier(layer.hexbin.weight))
+        if layer.hexbin.weight
+        else sql.SQL("1.0::float8")
+    )
+    params: dict[str, Any] = {}
+    where = _where(layer, Filters(boxes=(box,) if box else ()), params)
+    g = sql.Identifier(layer.geometry)
+    query = sql.SQL(
+        "SELECT coalesce(array_agg(ST_X(p)), '{{}}'), coalesce(array_agg(ST_Y(p)), '{{}}'), "
+        "coalesce(array_agg(w), '{{}}') FROM ("
+        " SELECT ST_PointOnSurface(s.{g}) AS p, {weight} AS w FROM ({src}) s {where}) q "
+        "WHERE NOT ST_IsEmpty(p)"
+    ).format(g=g, weight=weight, src=sql.SQL(layer.source_sql), where=where)  # type: ignore[arg-type]
+    async with conn.cursor() as cur:
+        await cur.execute(query, params, prepare=True)
+        row = await cur.fetchone()
+    assert row is not None
+    return list(row[0]), list(row[1]), [float(w or 0) for w in row[2]]
+
+
+async def hexbin_tile(
+    conn: AsyncConnection[Any],
+    layer: Layer,
+    t: Tile,
+    cells: list[str],
+    counts: list[int],
+    weights: list[float],
+    rings: list[str],
+) -> bytes:
+    """The MVT layer of hexagons given as WKT polygons with their cell, count and weight."""
+    assert layer.hexbin is not None
+    weight = (
+        sql.SQL(", u.weight AS {}").format(sql.Identifier(layer.hexbin.weight))
+        if layer.hexbin.weight
+        else sql.SQL("")
+    )
+    query = sql.SQL(
+        "SELECT coalesce(ST_AsMVT(t, {name}, {extent}, 'mvt_geom'), ''::bytea) FROM ("
+        " SELECT u.cell, u.count{weight}, ST_AsMVTGeom(ST_Transform(ST_GeomFromText(u.wkt, 4326),"
+        " 3857), ST_TileEnvelope(%(z)s::int4, %(x)s::int4, %(y)s::int4), {extent}, {buffer}, true) AS mvt_geom"
+        " FROM unnest(%(cells)s::text[], %(counts)s::int8[], %(weights)s::float8[],"
+        " %(wkts)s::text[]) AS u(cell, count, weight, wkt)"
+        ") t WHERE t.mvt_geom IS NOT NULL"
+    ).format(
+        name=sql.Literal(layer.id),
+        extent=sql.Literal(EXTENT),
+        buffer=sql.Literal(BUFFER),
+        weight=weight,
+    )
+    params = {
+        "z": t.z,
+        "x": t.x,
+        "y": t.y,
+        "cells": cells,
+        "counts": counts,
+        "weights": weights,
+        "wkts": rings,
+    }
+    async with conn.cursor() as cur:
+        await cur.execute(query, params, prepare=True)
+        row = await cur.fetchone()
+    return bytes(row[0]) if row and row[0] is not None else b""

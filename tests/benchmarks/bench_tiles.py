@@ -1,0 +1,263 @@
+"""Vector tiles and OGC API Features items against tipg (PyPI), both serving the same `city`
+tables from the same PostGIS, one server process each, requests one at a time over HTTP.
+
+- cold: a tile our server has not made yet (measured on a second instance of ours with the
+  tile cache off, so every request makes the tile in PostGIS); tipg has no tile cache, so
+  each of its requests is cold and warm alike;
+- warm: the same tiles again (ours answer from the server-side cache keyed by data version).
+tipg gets the same properties and, for buildings, the footprints with their own GiST index.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import mapbox_vector_tile
+from sqlalchemy import text
+
+from geo_service.ingest import ImportOptions, import_file
+from tests.benchmarks.common import (
+    ROOT,
+    Result,
+    bench_url,
+    city_dir,
+    free_port,
+    scratch_engine,
+    settings,
+)
+
+DATABASE = "geo_bench_tiles"  # not geo_bench: another benchmark may use that one meanwhile
+CENTRE = (117.8101, 30.9300)  # the middle of the synthetic city
+ROUNDS = 3
+WARM_REPEATS = 3
+LAYERS = {
+    # layer: (zooms, tipg collection, tipg query)
+    "grids": (
+        range(12, 17),
+        "public.grids",
+        "properties=code,name,community_code,area_m2",
+    ),
+    "buildings": (
+        range(13, 17),  # the layer starts at zoom 13 (a z12 tile would hold ~13,000 houses)
+        "public.buildings",
+        "geom=footprint&properties=code,address,name,households",
+    ),
+}
+
+
+def run() -> list[Result]:
+    """Import the city, serve it three ways, time tiles and items."""
+    s = settings()
+    folder = city_dir()
+    engine = scratch_engine(s, DATABASE)
+    for kind, name in (
+        ("communities", "communities.shp"),
+        ("grids", "grids.shp"),
+        ("buildings", "buildings.shp"),
+    ):
+        import_file(engine, s, kind, folder / name, ImportOptions())
+    with engine.begin() as conn:
+        # tipg draws the footprint column: give it an index of its own, as ours has one.
+        conn.execute(text("CREATE INDEX buildings_footprint_gist ON buildings USING gist (footprint)"))
+        conn.execute(text("ANALYZE buildings"))
+    url = bench_url(engine).replace("postgresql+psycopg://", "postgresql://")
+    servers = []
+    try:
+        ours = _serve_ours(url, cache_mb=256)
+        cold = _serve_ours(url, cache_mb=0)
+        tipg = _serve_tipg(url)
+        servers = [ours, cold, tipg]
+        for _, _, base in servers:
+            _wait(f"{base}/", 90)
+        results = _tiles(ours[2], cold[2], tipg[2]) + _items(ours[2], tipg[2])
+    finally:
+        for proc, _, _ in servers:
+            proc.terminate()
+            proc.wait(10)
+        engine.dispose()
+    return results
+
+
+def _serve_ours(url: str, cache_mb: int) -> tuple[subprocess.Popen[bytes], int, str]:
+    port = free_port()
+    env = {**os.environ, "GEO_DATABASE_URL": url, "GEO_TILE_CACHE_MB": str(cache_mb)}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "geo-service"), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    return proc, port, f"http://127.0.0.1:{port}"
+
+
+def _serve_tipg(url: str) -> tuple[subprocess.Popen[bytes], int, str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "TIPG_DB_SCHEMAS": '["public"]',
+        "TIPG_DB_TABLES": '["public.grids", "public.buildings"]',
+        "TIPG_DB_FUNCTIONS": "[]",
+        "TIPG_ADD_TILES_VIEWER": "false",
+    }
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "uvicorn"),
+            "tipg.main:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd="/tmp",  # away from any .env of the repository
+    )
+    return proc, port, f"http://127.0.0.1:{port}"
+
+
+def _wait(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"server did not answer at {url}")
+
+
+def _tile_set(zooms: range) -> list[tuple[int, int, int]]:
+    """2 x 2 tiles at the city's centre at each zoom."""
+    tiles = []
+    for z in zooms:
+        n = 2**z
+        x = int((CENTRE[0] + 180) / 360 * n)
+        y = int((1 - math.asinh(math.tan(math.radians(CENTRE[1]))) / math.pi) / 2 * n)
+        tiles += [(z, x + dx, y + dy) for dx in (0, 1) for dy in (0, 1)]
+    return tiles
+
+
+def _time(client: httpx.Client, url: str) -> float:
+    start = time.perf_counter()
+    response = client.get(url)
+    took = time.perf_counter() - start
+    if response.status_code != 200:
+        raise RuntimeError(f"{url}: {response.status_code} {response.text[:200]}")
+    return took * 1000
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _tiles(ours: str, cold: str, tipg: str) -> list[Result]:
+    results = []
+    headers = {"Accept-Encoding": "gzip"}
+    with httpx.Client(headers=headers, timeout=60) as client:
+        for layer, (zooms, collection, query) in LAYERS.items():
+            tiles = _tile_set(zooms)
+
+            def our_url(t: tuple[int, int, int], base: str, layer: str = layer) -> str:
+                return f"{base}/tiles/{layer}/{t[0]}/{t[1]}/{t[2]}.mvt"
+
+            def tipg_url(t: tuple[int, int, int], c: str = collection, q: str = query) -> str:
+                return f"{tipg}/collections/{c}/tiles/WebMercatorQuad/{t[0]}/{t[1]}/{t[2]}?{q}"
+
+            _same_features(client, our_url(tiles[4], ours), tipg_url(tiles[4]), layer)
+            for t in tiles:  # table and index pages into PostgreSQL's buffers, for both
+                client.get(tipg_url(t))
+                client.get(our_url(t, cold))
+            times: dict[str, list[float]] = {"cold": [], "warm": [], "tipg": []}
+            # The first request of each tile on the cached server is its cold one too.
+            for t in tiles:
+                times["cold"].append(_time(client, our_url(t, ours)))
+            for _ in range(ROUNDS):
+                for t in tiles:
+                    times["tipg"].append(_time(client, tipg_url(t)))
+                    times["cold"].append(_time(client, our_url(t, cold)))
+                    for _ in range(WARM_REPEATS):
+                        times["warm"].append(_time(client, our_url(t, ours)))
+            label = f"{layer} tiles z{zooms[0]}-{zooms[-1]} ({len(tiles)} tiles)"
+            for kind in ("cold", "warm"):
+                for q, name in ((0.5, "p50"), (0.95, "p95")):
+                    results.append(
+                        Result(
+                            f"{label} {kind} {name}",
+                            _pct(times[kind], q),
+                            "tipg",
+                            _pct(times["tipg"], q),
+                            "ms",
+                        )
+                    )
+    return results
+
+
+def _same_features(client: httpx.Client, ours: str, tipg: str, layer: str) -> None:
+    """Both servers draw the same features (else the comparison means nothing)."""
+    a = mapbox_vector_tile.decode(client.get(ours).content).get(layer, {"features": []})
+    b = mapbox_vector_tile.decode(client.get(tipg).content).get("default", {"features": []})
+    key = "code"
+    ours_codes = {f["properties"][key] for f in a["features"]}
+    tipg_codes = {f["properties"][key] for f in b["features"]}
+    if not ours_codes or ours_codes != tipg_codes:
+        raise RuntimeError(
+            f"{layer}: ours {len(ours_codes)} features, tipg {len(tipg_codes)}: not comparable"
+        )
+
+
+def _items(ours: str, tipg: str) -> list[Result]:
+    """GeoJSON pages of 100 grids, and of the buildings in a 1 km box."""
+    w, s = CENTRE[0] - 0.005, CENTRE[1] - 0.0045
+    bbox = f"{w},{s},{w + 0.01},{s + 0.009}"
+    cases: list[tuple[str, Callable[[int], str], Callable[[int], str]]] = [
+        (
+            "items: 100 grids per page",
+            lambda k: f"{ours}/ogc/collections/grids/items?limit=100&offset={100 * k}",
+            lambda k: f"{tipg}/collections/public.grids/items?f=geojson&limit=100"
+            f"&offset={100 * k}&properties=code,name,community_code,area_m2",
+        ),
+        (
+            "items: buildings in a 1 km bbox",
+            lambda k: f"{ours}/ogc/collections/buildings/items?limit=500&bbox={bbox}",
+            lambda k: f"{tipg}/collections/public.buildings/items?f=geojson&limit=500"
+            f"&bbox={bbox}&geom-column=footprint&properties=code,address,name,households",
+        ),
+    ]
+    results = []
+    with httpx.Client(headers={"Accept-Encoding": "gzip"}, timeout=60) as client:
+        for name, our_url, tipg_url in cases:
+            ours_n = client.get(our_url(0)).json()["numberReturned"]
+            tipg_n = client.get(tipg_url(0)).json()["numberReturned"]
+            if ours_n != tipg_n:
+                raise RuntimeError(f"{name}: ours {ours_n} features, tipg {tipg_n}")
+            mine, theirs = [], []
+            for _ in range(ROUNDS):
+                for k in range(8):
+                    theirs.append(_time(client, tipg_url(k)))
+                    mine.append(_time(client, our_url(k)))
+            results.append(
+                Result(
+                    f"{name} p50 ({ours_n} features)",
+                    statistics.median(mine),
+                    "tipg",
+                    statistics.median(theirs),
+                    "ms",
+                )
+            )
+    return results

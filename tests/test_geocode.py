@@ -1,0 +1,223 @@
+"""Forward geocoding on the demo city's register: the accuracy goals, the answer's shape over
+HTTP and the CLI, partial and ambiguous answers, and bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from typer.testing import CliRunner
+
+from geo_service.api.app import create_app
+from geo_service.buildings.address import parse
+from geo_service.buildings.geocode import Entry, Query, rank
+from geo_service.buildings.service import geocode_on, refresh_address_index
+from geo_service.cli import app as cli_app
+from geo_service.db.engine import reading
+from geo_service.ingest import import_file
+from geo_service.settings import Settings
+from tests.conftest import DATA_TABLES
+from tests.geocode_cases import Register, cases, measure
+
+DEMO = ("communities", "grids", "workers", "buildings")
+DEMO_DIR = Path(__file__).parent.parent / "shapefiles" / "demo"
+
+
+@pytest.fixture(scope="module")
+def demo(engine: Engine, settings: Settings) -> Engine:
+    """The committed demo city (3,016 buildings), imported once for this module's reads."""
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE"))
+    for kind in DEMO:
+        name = f"{kind}.csv" if kind == "workers" else f"{kind}.shp"
+        import_file(engine, settings, kind, DEMO_DIR / name)
+    assert refresh_address_index(engine) == 3016  # what `geo-service import` does next
+    return engine
+
+
+@pytest.fixture(scope="module")
+def client(demo: Engine, settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, engine=demo)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def register(demo: Engine) -> Register:
+    with reading(demo) as conn:
+        return Register.of(conn.execute(text("SELECT code, address FROM buildings")).all())
+
+
+def top(client: TestClient, q: str) -> dict:
+    response = client.get("/api/v1/geocode", params={"q": q})
+    assert response.status_code == 200, response.text
+    candidates = response.json()["candidates"]
+    return candidates[0] if candidates else {}
+
+
+def test_accuracy_goals_on_rewritten_demo_addresses(demo: Engine, settings: Settings, register):
+    """Top-1 >= 95% on real variants; confident (>= 0.8) wrong answers under 1% of queries."""
+    results = []
+    with reading(demo) as conn:
+        for case in cases(register, sample=120):
+            answer = geocode_on(conn, settings, case.text, 1)["candidates"]
+            got = answer[0] if answer else None
+            results.append(
+                (case, got["building_code"] if got else None, got["confidence"] if got else 0.0)
+            )
+    figures = measure(results)
+    assert figures.real > 1000 and figures.queries > figures.real
+    assert figures.top1 >= 0.95, figures.by_variant
+    assert figures.confident_wrong < 0.01, figures.by_variant
+
+
+def test_a_full_address_is_an_exact_match_with_grid_and_workers(client, register):
+    code = "B0000001"
+    p = register.parts[code]
+    best = top(client, f"{p.road}{p.door}号{p.estate}{p.building}栋")
+    assert best["building_code"] == code and best["match_type"] == "exact"
+    assert best["confidence"] == 1.0
+    detail = client.get(f"/api/v1/buildings/{code}").json()
+    assert best["grid_code"] == detail["grid_code"] and best["community_name"]
+    assert best["workers"] and {"code", "name"} <= set(best["workers"][0])
+    assert "phone" not in best["workers"][0]  # a geocoding answer carries no personal data
+    assert (best["lon"], best["lat"]) == pytest.approx((detail["lon"], detail["lat"]), abs=1e-6)
+
+
+def test_a_spoken_address_with_numerals_typo_and_unit_is_found(client, register):
+    p = register.parts["B0000002"]
+    spoken = f"{p.road}{18}好{p.estate}二幢1单元502室".replace("18", p.door or "")
+    best = top(client, spoken)
+    assert best["building_code"] == "B0000002"
+    assert best["match_type"] in ("exact", "structured") and best["confidence"] >= 0.8
+
+
+def test_road_and_door_only_is_a_partial_answer_at_the_door(client, register):
+    p = register.parts["B0000001"]
+    best = top(client, f"{p.road}{p.door}号")
+    assert best["match_type"] == "partial" and best["building_code"] is None
+    assert best["buildings"] >= 1 and best["confidence"] >= 0.8
+
+
+def test_a_building_that_does_not_exist_gets_the_door_with_low_confidence(client, register):
+    p = register.parts["B0000001"]
+    best = top(client, f"{p.road}{p.door}号{p.estate}99栋")
+    assert best["match_type"] == "partial" and best["building_code"] is None
+    assert best["confidence"] < 0.8
+
+
+def test_a_community_and_building_number_lists_every_such_building_unsure(client, demo):
+    with reading(demo) as conn:
+        community = conn.execute(text("SELECT name FROM communities ORDER BY code")).scalar()
+    body = client.get("/api/v1/geocode", params={"q": f"{community}1栋", "limit": 50}).json()
+    found = [c for c in body["candidates"] if c["building_code"]]
+    assert len(found) > 1 and all(c["community_name"] == community for c in found)
+    assert all(c["confidence"] < 0.8 for c in found)
+
+
+@pytest.mark.parametrize(
+    ("q", "status"),
+    [
+        ("", 422),
+        ("   ", 422),
+        ("长江西路18号" * 1250, 422),  # 10,000 characters, past the query-string limit
+        ("长江西路18号金山花园3栋" * 17, 422),  # 221 characters, past geocode_max_chars
+        ("！？。，、；", 200),
+        ("'; DROP TABLE buildings; --", 200),
+        ("1 OR 1=1", 200),
+        ("%_%", 200),
+        ("请尽快处理", 200),
+    ],
+)
+def test_bad_queries_get_a_clear_error_or_no_candidates(client, demo, q, status):
+    response = client.get("/api/v1/geocode", params={"q": q})
+    assert response.status_code == status
+    if status == 200:
+        body = response.json()
+        assert body["candidates"] == [] and body["message"]
+    else:
+        assert response.json()["message"]
+    with reading(demo) as conn:
+        assert conn.execute(text("SELECT count(*) FROM buildings")).scalar_one() == 3016
+
+
+def test_limit_is_bounded(client):
+    assert client.get("/api/v1/geocode", params={"q": "皖江街1号", "limit": 51}).status_code == 422
+
+
+def test_cli_geocode_prints_the_building_and_fails_on_nothing_found(demo, register, db_url):
+    p = register.parts["B0000001"]
+    runner, env = CliRunner(), {"GEO_DATABASE_URL": db_url}
+    args = ["geocode", f"{p.road}{p.door}号{p.estate}1栋", "--json"]
+    result = runner.invoke(cli_app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert '"building_code": "B0000001"' in result.output
+    result = runner.invoke(cli_app, ["geocode", "请尽快处理"], env=env)
+    assert result.exit_code == 4 and "no road, estate or community" in result.output
+
+
+# -- the ranking rules, pure ----------------------------------------------------------------
+
+
+def entry(code: str | None, road="皖江街", door="1", estate="锦绣名邸", building="1") -> Entry:
+    key = f"{road}{door}号{estate}{building}栋"
+    return Entry(code, key, road, door, estate, building, 117.8, 30.9)
+
+
+def query(text_: str, known_road: bool = True, known_estate: bool = True) -> Query:
+    return Query(parse(text_), known_road, known_estate)
+
+
+def test_nothing_to_locate_ranks_nothing():
+    assert rank(query("3栋502室"), [entry("B1")], 5) == []
+
+
+def test_a_building_with_another_number_is_never_proposed():
+    assert rank(query("皖江街1号锦绣名邸2栋"), [entry("B1", building="1")], 5) == []
+
+
+def test_a_real_road_is_not_a_typo_of_another_real_road():
+    # 皖江路 exists too: a building on 皖江街 only agrees on the estate and the number.
+    [m] = rank(query("皖江路1号锦绣名邸1栋", known_road=True), [entry("B1")], 5)
+    assert m.match_type == "fuzzy" and m.confidence < 0.8
+    [m] = rank(query("皖江路1号锦绣名邸1栋", known_road=False), [entry("B1")], 5)
+    assert m.match_type == "fuzzy" and m.confidence >= 0.8  # a typo of the only such road
+
+
+def test_equally_good_buildings_share_the_confidence():
+    matches = rank(query("锦绣名邸1栋"), [entry("B1"), entry("B2", road="义安路")], 5)
+    assert [m.entry.code for m in matches] == ["B1", "B2"]
+    assert all(m.confidence < 0.5 for m in matches)
+
+
+# -- the address index follows the register ---------------------------------------------------
+
+
+def test_the_index_follows_a_changed_register_without_a_refresh_call(
+    db: Engine, settings: Settings, tmp_path: Path
+):
+    """Geocoding refreshes a stale index itself: an address changed by a re-import is found
+    under its new text, not its old one; a building removed with --replace is gone."""
+    import geopandas as gpd
+
+    from geo_service.ingest import ImportOptions
+
+    for kind in ("communities", "grids"):
+        import_file(db, settings, kind, DEMO_DIR / f"{kind}.shp")
+    frame = gpd.read_file(DEMO_DIR / "buildings.shp").iloc[:50].copy()
+    frame.to_file(tmp_path / "b.shp", encoding="utf-8")
+    import_file(db, settings, "buildings", tmp_path / "b.shp")
+    old = frame.loc[0, "address"]
+    frame.loc[0, "address"] = "安徽省铜陵市铜官区新建路8号新建小区1栋"
+    frame = frame.iloc[:40]
+    frame.to_file(tmp_path / "b.shp", encoding="utf-8")
+    import_file(db, settings, "buildings", tmp_path / "b.shp", ImportOptions(replace=True))
+    with TestClient(create_app(settings, engine=db)) as client:
+        assert top(client, "新建路8号新建小区1栋")["building_code"] == frame.loc[0, "code"]
+        stale = top(client, old)
+        assert stale.get("building_code") != frame.loc[0, "code"] or stale["confidence"] < 0.8
+    with reading(db) as conn:
+        indexed = conn.execute(text("SELECT count(*) FROM building_addresses")).scalar_one()
+    assert indexed == 40

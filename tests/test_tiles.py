@@ -1,0 +1,185 @@
+"""Vector tiles decoded with an independent decoder (mapbox-vector-tile) and checked against
+the database; ETag/304; an import between two requests changes the tile; TileJSON 3.0."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import mapbox_vector_tile
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from geo_service.api.app import create_app
+from geo_service.ingest import ImportOptions, import_file
+from geo_service.settings import Settings
+from tests import factories as f
+from tests.map_data import plant, rows, tile_of
+
+ORIGIN = (117.812, 30.931)  # inside the planted communities
+IN_TILE = (
+    "ST_Intersects({g}, ST_Transform(ST_TileEnvelope(:z, :x, :y), 4326))"
+)
+
+
+@pytest.fixture
+def planted(db: Engine, settings: Settings, tmp_path) -> Engine:
+    return plant(db, settings, tmp_path / "map")
+
+
+@pytest.fixture
+def client(planted: Engine, settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, engine=planted)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def bare_client(engine: Engine, settings: Settings) -> Iterator[TestClient]:
+    """A client for requests refused before any data is read."""
+    with TestClient(create_app(settings, engine=engine)) as client:
+        yield client
+
+
+def get_tile(client: TestClient, layers: str, z: int, x: int, y: int, **headers):
+    return client.get(f"/tiles/{layers}/{z}/{x}/{y}.mvt", headers=headers)
+
+
+def decode(response) -> dict:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/vnd.mapbox-vector-tile"
+    return mapbox_vector_tile.decode(response.content)
+
+
+def test_a_grids_tile_holds_the_grids_in_it_with_their_attributes(client, planted):
+    z, x, y = tile_of(*ORIGIN, 15)
+    response = get_tile(client, "grids", z, x, y, **{"Accept-Encoding": "gzip"})
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.headers["etag"] and response.headers["cache-control"]
+    layer = decode(response)["grids"]
+    assert layer["extent"] == 4096
+    expected = rows(
+        planted,
+        "SELECT code, name, community_code, area_m2 FROM grids WHERE "
+        + IN_TILE.format(g="geom")
+        + " ORDER BY code",
+        z=z,
+        x=x,
+        y=y,
+    )
+    assert expected
+    got = sorted((feat["properties"] for feat in layer["features"]), key=lambda p: p["code"])
+    assert [p["code"] for p in got] == [r["code"] for r in expected]
+    for props, row in zip(got, expected, strict=True):
+        assert props["name"] == row["name"] and props["community_code"] == row["community_code"]
+        assert props["area_m2"] == pytest.approx(row["area_m2"])
+    for feat in layer["features"]:
+        assert feat["geometry"]["type"] in ("Polygon", "MultiPolygon")
+
+
+def test_several_layers_in_one_tile(client, planted):
+    z, x, y = tile_of(*ORIGIN, 15)
+    tile = decode(get_tile(client, "grids,buildings,centres", z, x, y))
+    assert list(tile) == ["grids", "buildings", "centres"]
+    expected = rows(
+        planted,
+        "SELECT code, households FROM buildings WHERE "
+        + IN_TILE.format(g="coalesce(footprint, geom)"),
+        z=z,
+        x=x,
+        y=y,
+    )
+    assert {(p["properties"]["code"], p["properties"]["households"]) for p in tile["buildings"]["features"]} == {
+        (r["code"], r["households"]) for r in expected
+    }
+    assert all(feat["geometry"]["type"] == "Polygon" for feat in tile["buildings"]["features"])
+
+
+def test_layers_outside_their_zoom_range_are_left_out(client):
+    z, x, y = tile_of(*ORIGIN, 11)  # buildings start at 13
+    tile = decode(get_tile(client, "grids,buildings", z, x, y))
+    assert "grids" in tile and "buildings" not in tile
+
+
+def test_etag_and_304(client):
+    z, x, y = tile_of(*ORIGIN, 14)
+    first = get_tile(client, "grids", z, x, y)
+    etag = first.headers["etag"]
+    again = get_tile(client, "grids", z, x, y, **{"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag
+    other = get_tile(client, "grids", z, x, y, **{"If-None-Match": '"something-else"'})
+    assert other.status_code == 200 and other.content == first.content
+
+
+def test_an_import_between_two_requests_changes_the_tile(client, settings, tmp_path):
+    z, x, y = tile_of(*ORIGIN, 15)
+    before = get_tile(client, "grids", z, x, y)
+    names = {p["properties"]["name"] for p in decode(before)["grids"]["features"]}
+    assert "改名网格" not in names
+    grids = f.grids()
+    grids["name"] = "改名网格"
+    f.write(grids, tmp_path / "renamed.shp")
+    import_file(client.app.state.engine, settings, "grids", tmp_path / "renamed.shp", ImportOptions())
+    after = get_tile(client, "grids", z, x, y, **{"If-None-Match": before.headers["etag"]})
+    assert after.status_code == 200
+    assert after.headers["etag"] != before.headers["etag"]
+    assert {p["properties"]["name"] for p in decode(after)["grids"]["features"]} == {"改名网格"}
+
+
+def test_live_incident_tiles_follow_each_report(client):
+    z, x, y = tile_of(*ORIGIN, 15)
+    empty = get_tile(client, "incidents,incident_hexbins", z, x, y)
+    assert decode(empty) == {}
+    for n in (1, 2):
+        response = client.post(
+            "/api/v1/incidents",
+            json={"category": "exposed_rubbish", "lon": ORIGIN[0], "lat": ORIGIN[1] + n * 1e-4},
+        )
+        assert response.status_code == 201
+    tile = decode(get_tile(client, "incidents,incident_hexbins", z, x, y))
+    refs = sorted(feat["properties"]["ref"] for feat in tile["incidents"]["features"])
+    assert refs == ["E000001", "E000002"]
+    assert all(feat["properties"]["overdue"] is False for feat in tile["incidents"]["features"])
+    assert sum(feat["properties"]["count"] for feat in tile["incident_hexbins"]["features"]) == 2
+    assert get_tile(client, "incidents", z, x, y).headers["etag"] != empty.headers["etag"]
+
+
+def test_household_hexbins_in_a_tile_sum_to_the_households(client, planted):
+    z, x, y = tile_of(*ORIGIN, 13)
+    tile = decode(get_tile(client, "household_hexbins", z, x, y))
+    total = rows(planted, "SELECT sum(households) AS n FROM buildings")[0]["n"]
+    assert sum(feat["properties"]["households"] for feat in tile["household_hexbins"]["features"]) == total
+    for feat in tile["household_hexbins"]["features"]:
+        assert feat["geometry"]["type"] == "Polygon"
+
+
+def test_tilejson_describes_the_layers(client):
+    body = client.get("/tiles/grids,buildings.json").json()
+    assert body["tilejson"] == "3.0.0"
+    assert body["tiles"][0].endswith("/tiles/grids,buildings/{z}/{x}/{y}.mvt")
+    assert body["minzoom"] == 10 and body["maxzoom"] == 22
+    assert [layer["id"] for layer in body["vector_layers"]] == ["grids", "buildings"]
+    assert "households" in body["vector_layers"][1]["fields"]
+    west, south, east, north = body["bounds"]
+    assert 117.80 < west < east < 117.83 and 30.92 < south < north < 30.94
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "fragment"),
+    [
+        ("/tiles/grids/25/0/0.mvt", 400, "zoom 25"),
+        ("/tiles/grids/3/8/0.mvt", 400, "x 8"),
+        ("/tiles/grids/3/0/8.mvt", 400, "y 8"),
+        ("/tiles/grids/-1/0/0.mvt", 400, "'-1'"),
+        ("/tiles/grids/z/0/0.mvt", 400, "'z'"),
+        ("/tiles/nowhere/3/0/0.mvt", 404, "'nowhere'"),
+        ("/tiles/grids,nowhere/3/0/0.mvt", 404, "'nowhere'"),
+        ("/tiles/grids,grids/3/0/0.mvt", 400, "twice"),
+        ("/tiles/Grids!/3/0/0.mvt", 400, "'Grids!'"),
+        ("/tiles/nowhere.json", 404, "'nowhere'"),
+    ],
+)
+def test_bad_tile_requests_are_4xx_naming_the_value(bare_client, path, status, fragment):
+    response = bare_client.get(path)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["message"]
