@@ -192,32 +192,39 @@ def test_equally_good_buildings_share_the_confidence():
     assert all(m.confidence < 0.5 for m in matches)
 
 
-# -- the address index follows the register ---------------------------------------------------
+# -- incidents by address ----------------------------------------------------------------------
 
 
-def test_the_index_follows_a_changed_register_without_a_refresh_call(
-    db: Engine, settings: Settings, tmp_path: Path
-):
-    """Geocoding refreshes a stale index itself: an address changed by a re-import is found
-    under its new text, not its old one; a building removed with --replace is gone."""
-    import geopandas as gpd
+def report(client: TestClient, address: str) -> dict:
+    response = client.post(
+        "/api/v1/incidents", json={"category": "exposed_rubbish", "address": address}
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
 
-    from geo_service.ingest import ImportOptions
 
-    for kind in ("communities", "grids"):
-        import_file(db, settings, kind, DEMO_DIR / f"{kind}.shp")
-    frame = gpd.read_file(DEMO_DIR / "buildings.shp").iloc[:50].copy()
-    frame.to_file(tmp_path / "b.shp", encoding="utf-8")
-    import_file(db, settings, "buildings", tmp_path / "b.shp")
-    old = frame.loc[0, "address"]
-    frame.loc[0, "address"] = "安徽省铜陵市铜官区新建路8号新建小区1栋"
-    frame = frame.iloc[:40]
-    frame.to_file(tmp_path / "b.shp", encoding="utf-8")
-    import_file(db, settings, "buildings", tmp_path / "b.shp", ImportOptions(replace=True))
-    with TestClient(create_app(settings, engine=db)) as client:
-        assert top(client, "新建路8号新建小区1栋")["building_code"] == frame.loc[0, "code"]
-        stale = top(client, old)
-        assert stale.get("building_code") != frame.loc[0, "code"] or stale["confidence"] < 0.8
-    with reading(db) as conn:
-        indexed = conn.execute(text("SELECT count(*) FROM building_addresses")).scalar_one()
-    assert indexed == 40
+def test_an_address_only_report_that_geocodes_surely_is_dispatched(client, register):
+    p = register.parts["B0000003"]
+    incident = report(client, f"{p.road}{p.door}号{p.estate}{p.building}栋楼下垃圾堆放")
+    building = client.get("/api/v1/buildings/B0000003").json()
+    assert incident["status"] == "dispatched" and not incident["needs_location"]
+    assert incident["grid_code"] == building["grid_code"]
+    assert incident["address_candidates"][0]["building_code"] == "B0000003"
+    receive = incident["events"][0]
+    assert "geocoded to B0000003 (exact, confidence 1.00)" in receive["note"]
+
+
+def test_an_unsure_address_waits_for_a_dispatcher_with_the_candidates(client, register):
+    ambiguous = next(k for k, n in register.estate_building.items() if n > 1)
+    incident = report(client, f"{ambiguous[0]}{ambiguous[1]}栋")
+    assert incident["status"] == "needs_location" and incident["grid_code"] is None
+    proposed = incident["address_candidates"]
+    assert len(proposed) >= 2 and all(c["confidence"] < 0.8 for c in proposed)
+    assert {"building_code", "address", "lon", "lat", "grid_code"} <= set(proposed[0])
+    assert "below 0.8" in incident["events"][0]["note"]
+
+
+def test_an_address_geocoding_cannot_read_is_still_kept(client):
+    incident = report(client, "就在那个老地方")
+    assert incident["status"] == "needs_location" and incident["address_candidates"] == []
+    assert "address not geocoded" in incident["events"][0]["note"]

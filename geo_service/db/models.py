@@ -240,6 +240,8 @@ incidents = Table(
     Column("locate_status", Text),
     Column("distance_m", Float),
     Column("candidates", ARRAY(Text), nullable=False, server_default="{}"),
+    # Buildings geocoding proposed for an address-only report (migration 0003_geocode).
+    Column("address_candidates", JSONB, nullable=False, server_default="[]"),
     Column("needs_location", Boolean, nullable=False, server_default="false"),
     Column("near_boundary", Boolean, nullable=False, server_default="false"),
     Column("near_grids", ARRAY(Text), nullable=False, server_default="{}"),

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Connection, Engine
 
+from geo_service.buildings.service import geocode_on, refresh_address_index
 from geo_service.crs import parse_input_crs
 from geo_service.errors import Conflict, GeoServiceError, InvalidInput, NotFound
 from geo_service.grids.locate import Location, locate_points
@@ -179,6 +180,8 @@ def create_incident(
         raise InvalidInput("a report needs lon and lat (with crs when not WGS-84) or an address")
     request_hash = _hash(report, source)
     now = now or _now()
+    if point is None:
+        refresh_address_index(engine)  # geocoding below must read a current index
     with engine.begin() as conn:
         if idempotency_key is not None:
             earlier = store.by_idempotency_key(conn, idempotency_key)
@@ -199,13 +202,20 @@ def create_incident(
             "request_hash": request_hash,
         }
         events: list[dict[str, Any]] = []
+        geocoded = ""
         if point is None:
-            note = f"received via {source}; address only: waiting for a location"
+            assert report.address is not None
+            point, geocoded, proposed = _geocode(conn, settings, report.address)
+            values["address_candidates"] = proposed
+        if point is None:
+            note = _joined(
+                f"received via {source}", geocoded, "address only: waiting for a location"
+            )
             events.append(_event("receive", None, "needs_location", SYSTEM, note, now))
             values.update(status="needs_location", needs_location=True)
         else:
             located = _locate(conn, settings, category, point, now)
-            note = _joined(f"received via {source}", located.note)
+            note = _joined(f"received via {source}", geocoded, located.note)
             events.append(_event("receive", None, "received", SYSTEM, note, now))
             values.update(located.values)
             values["status"] = _route(settings, category, located, "received", values, events, now)
@@ -283,6 +293,31 @@ class _Located:
     location: Location
     values: dict[str, Any]
     note: str
+
+
+def _geocode(
+    conn: Connection, settings: Settings, address: str
+) -> tuple[_Point | None, str, list[dict[str, Any]]]:
+    """Geocode an address-only report: (its point when the best candidate is sure enough,
+    the note for its history, the candidates to keep for a dispatcher)."""
+    try:
+        answer = geocode_on(conn, settings, address, 5)
+    except InvalidInput as exc:  # the report is kept all the same
+        return None, f"address not geocoded: {exc.message}", []
+    proposed = [{k: c.get(k) for k in _CANDIDATE_FIELDS} for c in answer["candidates"]]
+    if not proposed:
+        return None, f"address not geocoded: {answer.get('message', 'no candidates')}", []
+    best = answer["candidates"][0]
+    what = best["building_code"] or best["address"]
+    summary = f"geocoded to {what} ({best['match_type']}, confidence {best['confidence']:.2f})"
+    if best["confidence"] < settings.geocode_dispatch_confidence:
+        return None, f"{summary}: below {settings.geocode_dispatch_confidence:g}", proposed
+    return _Point(best["lon"], best["lat"], "wgs84"), summary, proposed
+
+
+_CANDIDATE_FIELDS = (
+    "building_code", "address", "match_type", "confidence", "lon", "lat", "grid_code",
+)  # fmt: skip
 
 
 def _locate(
@@ -557,6 +592,7 @@ def _incident_out(
         "locate_status": row["locate_status"],
         "distance_m": row["distance_m"],
         "candidates": list(row["candidates"] or []),
+        "address_candidates": list(row.get("address_candidates") or []),
         "needs_location": row["needs_location"],
         "near_boundary": row["near_boundary"],
         "near_grids": list(row["near_grids"] or []),

@@ -1,5 +1,6 @@
 """Address index of the building register: each building's address parsed into its GB/T 37149
-parts, with the indexes forward geocoding looks candidates up by.
+parts, with the indexes forward geocoding looks candidates up by; geocoding candidates of
+address-only incidents.
 
 Revision ID: 0003_geocode
 Revises: 0002
@@ -8,6 +9,7 @@ Create Date: 2026-11-26
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0003_geocode"
 down_revision = "0002"
@@ -51,6 +53,15 @@ def upgrade() -> None:
     op.execute("CREATE INDEX address_names_trgm ON address_names USING gin (name gin_trgm_ops)")
 
 
+    # An address-only incident keeps the buildings geocoding proposed for it, for the
+    # dispatcher who must choose when none was sure enough.
+    op.add_column(
+        "incidents",
+        sa.Column("address_candidates", JSONB, nullable=False, server_default="[]"),
+    )
+
+
 def downgrade() -> None:
+    op.drop_column("incidents", "address_candidates")
     op.drop_table("address_names")
     op.drop_table("building_addresses")

@@ -1,0 +1,42 @@
+"""The address index follows the building register: changed and removed addresses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from geo_service.api.app import create_app
+from geo_service.db.engine import reading
+from geo_service.ingest import import_file
+from geo_service.settings import Settings
+from tests.test_geocode import DEMO_DIR, top
+
+
+def test_the_index_follows_a_changed_register_without_a_refresh_call(
+    db: Engine, settings: Settings, tmp_path: Path
+):
+    """Geocoding refreshes a stale index itself: an address changed by a re-import is found
+    under its new text, not its old one; a building removed with --replace is gone."""
+    import geopandas as gpd
+
+    from geo_service.ingest import ImportOptions
+
+    for kind in ("communities", "grids"):
+        import_file(db, settings, kind, DEMO_DIR / f"{kind}.shp")
+    frame = gpd.read_file(DEMO_DIR / "buildings.shp").iloc[:50].copy()
+    frame.to_file(tmp_path / "b.shp", encoding="utf-8")
+    import_file(db, settings, "buildings", tmp_path / "b.shp")
+    old = frame.loc[0, "address"]
+    frame.loc[0, "address"] = "安徽省铜陵市铜官区新建路8号新建小区1栋"
+    frame = frame.iloc[:40]
+    frame.to_file(tmp_path / "b.shp", encoding="utf-8")
+    import_file(db, settings, "buildings", tmp_path / "b.shp", ImportOptions(replace=True))
+    with TestClient(create_app(settings, engine=db)) as client:
+        assert top(client, "新建路8号新建小区1栋")["building_code"] == frame.loc[0, "code"]
+        stale = top(client, old)
+        assert stale.get("building_code") != frame.loc[0, "code"] or stale["confidence"] < 0.8
+    with reading(db) as conn:
+        indexed = conn.execute(text("SELECT count(*) FROM building_addresses")).scalar_one()
+    assert indexed == 40
