@@ -201,8 +201,19 @@ def import_cmd(
     rejects: Annotated[Path | None, typer.Option(help="where to write rejected rows")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Import a file of one kind: all rows or none, idempotent by code."""
+    """Import a file of one kind: all rows or none, idempotent by code.
+
+    KIND osm reads an OpenStreetMap extract (.osm.pbf): its walkable ways become roads,
+    and its buildings and community centres too unless --map buildings=no / centers=no."""
     from geo_service.ingest import ImportOptions, import_file
+
+    if kind == "osm":
+        from geo_service.coverage.osm import import_osm
+
+        reports = import_osm(state.engine(), state.settings, path, _parse_map(map_ or []))
+        for report in reports:
+            _print_json(report.to_dict()) if as_json else _render_import(report)
+        return
 
     options = ImportOptions(
         crs=crs,
@@ -439,6 +450,104 @@ def incidents_stats_cmd(
             str(group["overdue"]),
         )
     out.print(table)
+
+
+# -- coverage (the 15-minute life circle) -------------------------------------------------------
+coverage_app = typer.Typer(
+    help="The 15-minute life circle: walking coverage of neighbourhood centres.",
+    no_args_is_help=True,
+)
+app.add_typer(coverage_app, name="coverage")
+
+
+@coverage_app.command("compute")
+def coverage_compute_cmd(
+    shapes: Annotated[bool, typer.Option(help="also draw isochrones, tiers and gaps")] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recompute walking distances, figures, isochrones and gaps from the current data."""
+    from geo_service.coverage.service import compute
+
+    report = compute(state.engine(), state.settings, shapes_too=shapes)
+    if as_json:
+        _print_json(report)
+        return
+    stages = ", ".join(f"{k} {v:.2f} s" for k, v in report["timings"].items())
+    out.print(
+        f"coverage computed in {report['seconds']:.2f} s ({stages}): {report['buildings']:,} "
+        f"buildings, {report['centers']} centres, network of {report['nodes']:,} nodes and "
+        f"{report['edges']:,} edges; {report['covered_buildings']:,} buildings within the "
+        f"widest tier",
+        highlight=False,
+    )
+    if report["isolated_pieces"]:
+        out.print(
+            f"  {report['isolated_pieces']} isolated pieces of the street network are not routed "
+            "on: `geo-service coverage report` lists them"
+        )
+    if report["buildings_without_street"]:
+        out.print(
+            f"  {report['buildings_without_street']:,} buildings have no street within "
+            f"{state.settings.coverage_max_access_m:g} m (unreachable)"
+        )
+    for code in report["centers_without_street"]:
+        out.print(f"  centre {code} has no street within reach: it covers nothing")
+
+
+@coverage_app.command("report")
+def coverage_report_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Buildings and households within each tier, city-wide and per community."""
+    from geo_service.coverage.service import communities, summary
+
+    city = summary(state.engine(), state.settings)
+    per = communities(state.engine(), state.settings)
+    if as_json:
+        _print_json({**city, "communities": per["items"]})
+        return
+    if city["stale"]:
+        err.print("[yellow]stale:[/] " + "; ".join(city["stale_because"]), highlight=False)
+    tiers = city["tiers_min"]
+    table = Table(
+        "community",
+        "buildings",
+        "households",
+        *(f"≤{t} min hh" for t in tiers),
+        f"≤{tiers[-1]} min %",
+        "unreachable",
+        title=f"15-minute life circle (computed {city['computed_at']})",
+    )
+    for row in [*per["items"], {"code": "city", "name": "", **city["city"]}]:
+        last = row["tiers"][-1]
+        share = last["household_share"]
+        table.add_row(
+            f"{row['code'] or '(none)'} {row.get('name') or ''}",
+            f"{row['buildings']:,}",
+            f"{row['households']:,}",
+            *(f"{t['households']:,}" for t in row["tiers"]),
+            "-" if share is None else f"{share:.1%}",
+            f"{row['unreachable_buildings']:,}",
+        )
+    out.print(table)
+    for piece in city["isolated_pieces"]:
+        out.print(
+            f"  isolated piece {piece['component']}: {piece['edges']} edges, "
+            f"{piece['length_m']:,.0f} m near {piece['lon']:.6f},{piece['lat']:.6f} "
+            f"(street edges {', '.join(map(str, piece['street_edge_ids'][:5]))})",
+            highlight=False,
+        )
+
+
+@coverage_app.command("export")
+def coverage_export_cmd(
+    output: Annotated[Path, typer.Argument(help="CSV to write")],
+) -> None:
+    """Write building_code, center_code, walk_m, minutes, tier_min for every building."""
+    from geo_service.coverage.service import export_csv
+
+    report = export_csv(state.engine(), state.settings, output)
+    out.print(f"wrote {report['rows']:,} buildings to {report['output']}")
+    if report["stale"]:
+        err.print("[yellow]stale:[/] data changed since the last compute", highlight=False)
 
 
 # -- synthetic data, demo, serve --------------------------------------------------------------

@@ -83,8 +83,7 @@ def test_items_are_valid_geojson_with_the_declared_fields(client: TestClient, pl
     FeatureCollection.model_validate(body)
     assert body["numberMatched"] == body["numberReturned"] == 8
     expected = {
-        r["code"]: r
-        for r in rows(planted, "SELECT code, name, community_code, area_m2 FROM grids")
+        r["code"]: r for r in rows(planted, "SELECT code, name, community_code, area_m2 FROM grids")
     }
     for feature in body["features"]:
         check_rfc7946(feature)
@@ -233,4 +232,6 @@ def test_a_layer_whose_table_is_missing_is_skipped_with_a_warning(
         ids = [c["id"] for c in client.get(f"{OGC}/collections").json()["collections"]]
         assert ids == ["grids"]
         assert client.get(f"{OGC}/collections/later/items").status_code == 404
-    assert any("later" in r.getMessage() and "not_built_yet" in r.getMessage() for r in caplog.records)
+    assert any(
+        "later" in r.getMessage() and "not_built_yet" in r.getMessage() for r in caplog.records
+    )

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from geo_service.errors import BadRequest
 from geo_service.layers.catalogue import LayerFileError, default_layers_dir, load_catalogue
 from geo_service.layers.hexbin import Hexagon, aggregate, reach, touching
 from geo_service.layers.ogc import parse_bbox
-from geo_service.layers.tiles import BadTile, TileCache, CachedTile, etag_matches, parse_tile
-from geo_service.errors import BadRequest
+from geo_service.layers.tiles import BadTile, CachedTile, TileCache, etag_matches, parse_tile
 
 GOOD = """
 title = { zh = "网格", en = "Grids" }
@@ -71,7 +71,10 @@ def test_a_good_file_loads_and_its_id_is_the_file_name(tmp_path):
         (lambda t: t.replace('title = { zh = "网格", en = "Grids" }\n', ""), ["title", "required"]),
         (lambda t: t.replace('"admin", "anonymous"', '"admin", "mayor"'), ["roles.1", "mayor"]),
         (lambda t: t.replace('table = "grids"', 'table = "grids; drop"'), ["table"]),
-        (lambda t: t.replace('table = "grids"', 'table = "grids"\nsql = "SELECT 1"'), ["exactly one"]),
+        (
+            lambda t: t.replace('table = "grids"', 'table = "grids"\nsql = "SELECT 1"'),
+            ["exactly one"],
+        ),
         (lambda t: t.replace('popup = ["name"]', 'popup = ["phone_no"]'), ["phone_no"]),
         (lambda t: t.replace('id_field = "code"', 'id_field = "gid"'), ["gid"]),
         (lambda t: t + "[simplify]\n5 = 1.0\n", ["simplify", "zoom 0"]),
@@ -80,13 +83,23 @@ def test_a_good_file_loads_and_its_id_is_the_file_name(tmp_path):
             lambda t: t.replace("[fields.name]", "[fields.name]\n[fields.reporter_phone]"),
             ["reporter_phone", "anonymous"],
         ),
-        (lambda t: t.replace("[fields.name]", "[fields.name]\npersonal = true"), ["'name'", "personal"]),
         (
-            lambda t: t.replace('table = "grids"', 'sql = "SELECT code, description AS name, geom FROM incidents"'),
+            lambda t: t.replace("[fields.name]", "[fields.name]\npersonal = true"),
+            ["'name'", "personal"],
+        ),
+        (
+            lambda t: t.replace(
+                'table = "grids"', 'sql = "SELECT code, description AS name, geom FROM incidents"'
+            ),
             ["description", "anonymous"],
         ),
         (lambda t: t.replace('table = "grids"', 'sql = "DELETE FROM grids"'), ["SELECT"]),
-        (lambda t: t.replace('table = "grids"', "sql = \"SELECT * FROM grids WHERE name LIKE 'a%'\""), ["%"]),
+        (
+            lambda t: t.replace(
+                'table = "grids"', "sql = \"SELECT * FROM grids WHERE name LIKE 'a%'\""
+            ),
+            ["%"],
+        ),
         (lambda t: t.replace("[style]", "[style\n"), ["not valid TOML"]),
     ],
 )
@@ -123,7 +136,12 @@ def test_simplification_and_h3_resolution_follow_the_zoom_steps():
 
 @pytest.mark.parametrize(
     ("z", "x", "y", "fragment"),
-    [("25", "0", "0", "zoom 25"), ("3", "8", "0", "x 8"), ("3", "0", "9", "y 9"), ("a", "0", "0", "'a'")],
+    [
+        ("25", "0", "0", "zoom 25"),
+        ("3", "8", "0", "x 8"),
+        ("3", "0", "9", "y 9"),
+        ("a", "0", "0", "'a'"),
+    ],
 )
 def test_a_tile_that_does_not_exist_is_named(z, x, y, fragment):
     with pytest.raises(BadTile, match=fragment):

@@ -17,9 +17,7 @@ from tests import factories as f
 from tests.map_data import plant, rows, tile_of
 
 ORIGIN = (117.812, 30.931)  # inside the planted communities
-IN_TILE = (
-    "ST_Intersects({g}, ST_Transform(ST_TileEnvelope(:z, :x, :y), 4326))"
-)
+IN_TILE = "ST_Intersects({g}, ST_Transform(ST_TileEnvelope(:z, :x, :y), 4326))"
 
 
 @pytest.fixture
@@ -88,9 +86,10 @@ def test_several_layers_in_one_tile(client, planted):
         x=x,
         y=y,
     )
-    assert {(p["properties"]["code"], p["properties"]["households"]) for p in tile["buildings"]["features"]} == {
-        (r["code"], r["households"]) for r in expected
-    }
+    assert {
+        (p["properties"]["code"], p["properties"]["households"])
+        for p in tile["buildings"]["features"]
+    } == {(r["code"], r["households"]) for r in expected}
     assert all(feat["geometry"]["type"] == "Polygon" for feat in tile["buildings"]["features"])
 
 
@@ -119,7 +118,9 @@ def test_an_import_between_two_requests_changes_the_tile(client, settings, tmp_p
     grids = f.grids()
     grids["name"] = "改名网格"
     f.write(grids, tmp_path / "renamed.shp")
-    import_file(client.app.state.engine, settings, "grids", tmp_path / "renamed.shp", ImportOptions())
+    import_file(
+        client.app.state.engine, settings, "grids", tmp_path / "renamed.shp", ImportOptions()
+    )
     after = get_tile(client, "grids", z, x, y, **{"If-None-Match": before.headers["etag"]})
     assert after.status_code == 200
     assert after.headers["etag"] != before.headers["etag"]
@@ -148,7 +149,10 @@ def test_household_hexbins_in_a_tile_sum_to_the_households(client, planted):
     z, x, y = tile_of(*ORIGIN, 13)
     tile = decode(get_tile(client, "household_hexbins", z, x, y))
     total = rows(planted, "SELECT sum(households) AS n FROM buildings")[0]["n"]
-    assert sum(feat["properties"]["households"] for feat in tile["household_hexbins"]["features"]) == total
+    assert (
+        sum(feat["properties"]["households"] for feat in tile["household_hexbins"]["features"])
+        == total
+    )
     for feat in tile["household_hexbins"]["features"]:
         assert feat["geometry"]["type"] == "Polygon"
 

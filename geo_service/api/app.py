@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from geo_service import __version__
-from geo_service.api import buildings, errors, grids, health, incidents, locate, open311
+from geo_service.api import buildings, coverage, errors, grids, health, incidents, locate, open311
 from geo_service.api import features as ogc_features
 from geo_service.api import tiles as vector_tiles
 from geo_service.api.limits import BodyLimit
@@ -53,6 +53,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(buildings.router)
     app.include_router(incidents.router)
     app.include_router(open311.router)
+    app.include_router(coverage.router)
     app.include_router(ogc_features.router)
     app.include_router(vector_tiles.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

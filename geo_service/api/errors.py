@@ -59,9 +59,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # The same shape as a domain error, naming each bad parameter and why.
-        problems = [
-            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in exc.errors()
-        ]
+        problems = [f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in exc.errors()]
         body = {
             "error": InvalidInput.code,
             "message": "; ".join(problems),

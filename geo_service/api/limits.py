@@ -19,7 +19,11 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is None and b"transfer-encoding" not in headers:
+            await self.app(scope, receive, send)  # no body: nothing to count
+            return
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._too_large(send, int(declared))
             return

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 
-from geo_service.api.deps import EngineDep, ReadPoolDep, SettingsDep
+from geo_service.api.deps import EngineDep, SettingsDep
 from geo_service.crs import parse_input_crs
 from geo_service.db.engine import reading
 from geo_service.errors import InvalidInput, PayloadTooLarge
@@ -16,14 +18,21 @@ from geo_service.grids.locate import locate_points, locate_points_async
 
 router = APIRouter(prefix="/api/v1", tags=["locate"])
 
-CrsQuery = Annotated[
-    str,
-    Query(
-        description="coordinate system of the input: wgs84, cgcs2000, gcj02 (Amap, Tencent, "
-        "WeChat), bd09 (Baidu) or EPSG:n",
-        max_length=64,
-    ),
-]
+CRS_DESCRIPTION = (
+    "coordinate system of the input: wgs84, cgcs2000, gcj02 (Amap, Tencent, WeChat), "
+    "bd09 (Baidu) or EPSG:n"
+)
+CrsQuery = Annotated[str, Query(description=CRS_DESCRIPTION, max_length=64)]
+
+
+def _param(query: Mapping[str, str], name: str) -> str:
+    """A required query parameter of at most 64 characters."""
+    value = query.get(name)
+    if value is None:
+        raise InvalidInput(f"query parameter {name} is required")
+    if len(value) > 64:
+        raise InvalidInput(f"{name} is longer than 64 characters: {value[:64]!r}...")
+    return value
 
 
 class LocatedWorker(BaseModel):
@@ -59,20 +68,42 @@ class BatchOut(BaseModel):
     results: list[LocationOut]
 
 
-@router.get("/locate", response_model=LocationOut)
-async def locate_one(
-    pool: ReadPoolDep,
-    settings: SettingsDep,
-    lon: Annotated[str, Query(max_length=64)],
-    lat: Annotated[str, Query(max_length=64)],
-    crs: CrsQuery = "wgs84",
-) -> LocationOut:
+_ONE_POINT_PARAMETERS = [
+    {"name": "lon", "in": "query", "required": True, "schema": {"type": "string", "maxLength": 64}},
+    {"name": "lat", "in": "query", "required": True, "schema": {"type": "string", "maxLength": 64}},
+    {
+        "name": "crs",
+        "in": "query",
+        "required": False,
+        "description": CRS_DESCRIPTION,
+        "schema": {"type": "string", "maxLength": 64, "default": "wgs84"},
+    },
+]
+
+
+@router.get(
+    "/locate", response_model=LocationOut, openapi_extra={"parameters": _ONE_POINT_PARAMETERS}
+)
+async def locate_one(request: Request) -> LocationOut:
     """The grid, community and workers of one point; 422 when the coordinates are unusable."""
+    # The dispatcher's hot path, kept lean: the three query parameters are read and checked
+    # here (documented above) instead of by FastAPI's per-request validation, app state is
+    # read directly, and the connection is borrowed with getconn/putconn.
+    query = request.query_params
+    lon, lat = _param(query, "lon"), _param(query, "lat")
+    crs = query.get("crs", "wgs84")
+    if len(crs) > 64:
+        raise InvalidInput(f"crs is longer than 64 characters: {crs[:64]!r}...")
+    state = request.app.state
     input_crs = parse_input_crs(crs)
-    async with pool.connection() as conn:
+    pool: AsyncConnectionPool = state.read_pool
+    conn = await pool.getconn()
+    try:
         [found] = await locate_points_async(
-            conn, [lon], [lat], input_crs, settings.locate_tolerance_m
+            conn, [lon], [lat], input_crs, state.settings.locate_tolerance_m
         )
+    finally:
+        await pool.putconn(conn)
     if found.status == "invalid":
         raise InvalidInput(found.message or "invalid coordinates")
     # The dispatcher's hot path: the dataclass is already the documented shape, so it is

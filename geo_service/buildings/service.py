@@ -69,9 +69,14 @@ def search(
 
 
 def building(engine: Engine, code: str) -> dict[str, Any]:
-    """One building: address, households, footprint, grid, community and the grid's workers."""
+    """One building: address, households, footprint, grid, community and the grid's workers,
+    and its walk to the nearest centre (`coverage`, null until coverage is computed)."""
+    from geo_service.coverage.store import building_coverage
+
     with reading(engine) as conn:
         row = store.one(conn, code)
+        if row is not None:
+            row["coverage"] = building_coverage(conn, code)
     if row is None:
         raise NotFound(f"unknown building code {code!r}")
     row["workers"] = row["workers"] or []

@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 
 
-def figures(tier: np.ndarray, walk: np.ndarray, households: np.ndarray, tiers: list[int]) -> dict[str, Any]:
+def figures(
+    tier: np.ndarray, walk: np.ndarray, households: np.ndarray, tiers: list[int]
+) -> dict[str, Any]:
     """Buildings and households in total, within each tier (cumulative), and unreachable."""
     reach = ~np.isfinite(walk)
     return {
@@ -31,12 +33,35 @@ def figures(tier: np.ndarray, walk: np.ndarray, households: np.ndarray, tiers: l
 def by_group(
     groups: np.ndarray, tier: np.ndarray, walk: np.ndarray, households: np.ndarray, tiers: list[int]
 ) -> dict[Any, dict[str, Any]]:
-    """`figures` for every distinct value of `groups` (None included)."""
-    keys = np.asarray([("" if g is None else str(g)) for g in groups])
+    """`figures` for every distinct value of `groups` (None included), counted with one
+    bincount per figure rather than one mask per group."""
+    keys = np.asarray(["" if g is None else str(g) for g in groups], dtype=object)
+    names, index = np.unique(keys.astype(str), return_inverse=True)
+    n = len(names)
+    hh = households.astype(float)
+    reach = ~np.isfinite(walk)
+
+    def count(mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        w = None if weights is None else weights[mask]
+        return np.bincount(index[mask], weights=w, minlength=n).astype(np.int64)
+
+    b_all, h_all = count(np.ones(len(tier), bool)), count(np.ones(len(tier), bool), hh)
+    b_un, h_un = count(reach), count(reach, hh)
+    within = [((tier > 0) & (tier <= t)) for t in sorted(tiers)]
+    b_t = [count(m) for m in within]
+    h_t = [count(m, hh) for m in within]
     out: dict[Any, dict[str, Any]] = {}
-    for key in np.unique(keys):
-        mask = keys == key
-        out[key or None] = figures(tier[mask], walk[mask], households[mask], tiers)
+    for i, name in enumerate(names):
+        out[str(name) or None] = {
+            "buildings": int(b_all[i]),
+            "households": int(h_all[i]),
+            "unreachable_buildings": int(b_un[i]),
+            "unreachable_households": int(h_un[i]),
+            "tiers": [
+                {"tier_min": t, "buildings": int(b_t[j][i]), "households": int(h_t[j][i])}
+                for j, t in enumerate(sorted(tiers))
+            ],
+        }
     return out
 
 

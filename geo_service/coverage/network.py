@@ -84,7 +84,7 @@ def locate_entries(
     # the answer never depends on the tree's internal order.
     order = np.lexsort((usable[e_idx], p_idx))
     p_idx, e_idx = p_idx[order], e_idx[order]
-    first = np.r_[True, p_idx[1:] != p_idx[:-1]]
+    first = np.r_[True, p_idx[1:] != p_idx[:-1]][: len(p_idx)]
     p_idx, e_idx = p_idx[first], usable[e_idx[first]]
     geoms = edges[e_idx]
     pts = points[p_idx]
@@ -132,9 +132,7 @@ def nearest_source(
     return out, which
 
 
-def _node_distances(
-    graph: Graph, sources: Entries, limit: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _node_distances(graph: Graph, sources: Entries, limit: float) -> tuple[np.ndarray, np.ndarray]:
     """Distance of every node from its nearest source (one Dijkstra for all sources), and
     the virtual node (n + source index) it was reached from."""
     n, m = graph.n_nodes, len(sources)
@@ -155,7 +153,9 @@ def _csr(a: np.ndarray, b: np.ndarray, w: np.ndarray, size: int) -> csr_matrix:
     return csr_matrix((w[first], (a[first], b[first])), shape=(size, size))
 
 
-def tier_of(walk_m: np.ndarray, speed_kmh: float, tiers_min: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def tier_of(
+    walk_m: np.ndarray, speed_kmh: float, tiers_min: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Minutes at the walking speed, and the smallest tier (minutes) that holds each walk
     (0 where none does: uncovered)."""
     minutes = walk_m / (speed_kmh * 1000.0 / 60.0)
@@ -225,7 +225,9 @@ def _with_sources(graph: Graph, sources: Entries) -> tuple[csr_matrix, np.ndarra
     matrix = _csr(
         np.r_[a, virt, virt],
         np.r_[b, graph.source[e], graph.target[e]],
-        np.r_[w, sources.access + sources.frac * length, sources.access + (1 - sources.frac) * length],
+        np.r_[
+            w, sources.access + sources.frac * length, sources.access + (1 - sources.frac) * length
+        ],
         n + m,
     )
     return matrix, virt

@@ -14,6 +14,7 @@ import csv
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from geo_service.db.engine import reading
 from geo_service.errors import InvalidInput, NotFound, PayloadTooLarge
 from geo_service.grids.locate import parse_coordinates
 from geo_service.settings import Settings
+
+OSM_PREFIX = "osm-"  # codes of roads imported from an OpenStreetMap extract (coverage/osm.py)
 
 
 class _Clock:
@@ -74,7 +77,7 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
     with engine.begin() as conn:
         store.lock(conn)
         versions = store.versions(conn)
-        street_ids, streets = store.walkable_streets(conn)
+        street_ids, streets, street_codes = store.walkable_streets(conn)
         if len(streets) == 0:
             raise InvalidInput("no walkable streets: import roads (or an OSM extract) first")
         bld = store.points(conn, "buildings")
@@ -87,6 +90,8 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
             _apply(to_m, streets),
             settings.coverage_node_tolerance_m,
             split_crossings=settings.coverage_split_crossings,
+            # OSM ways meet only at shared nodes: no T-junction or crossing guesses for them
+            noded=np.char.startswith(street_codes.astype(str), OSM_PREFIX),
         )
         lines_ll = _apply(to_ll, topo.geoms)
         graph = Graph(topo.n_nodes, topo.source, topo.target, topology.geodesic_lengths(lines_ll))
@@ -102,40 +107,46 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         walk, which = network.nearest_source(graph, c_in, b_in)
         minutes, tier = network.tier_of(walk, settings.coverage_walk_speed_kmh, tiers)
         clock.lap("distances")
-        codes = np.append(ctr["code"], None)  # which = -1 -> None
-        store.clear(conn)
-        node_xy = np.column_stack(to_ll.transform(topo.node_xy[:, 0], topo.node_xy[:, 1]))
-        store.write_network(
-            conn,
-            node_xy.reshape(-1, 2),
-            topo.node_component,
-            topo.source,
-            topo.target,
-            street_ids[topo.street],
-            graph.length,
-            topo.component,
-            lines_ll,
-        )
-        store.write_centers(conn, ctr["code"], c_in.edge, c_in.frac, c_in.access)
-        store.write_buildings(
-            conn,
-            {
-                "id": bld["id"],
-                "center_code": codes[which],
-                "walk_m": walk,
-                "minutes": minutes,
-                "tier": tier,
-                "access": b_in.access,
-                "edge": b_in.edge,
-                "frac": b_in.frac,
-            },
-        )
-        clock.lap("store")
-        if shapes_too:
-            _shapes(conn, settings, tiers, graph, topo, c_in, ctr["code"], to_ll, to_m, bld, tier)
-            clock.lap("shapes")
+        # The shapes are drawn (GEOS, in this process) while PostgreSQL stores the walks.
+        with ThreadPoolExecutor(1) as pool:
+            drawing = (
+                pool.submit(_draw, settings, tiers, graph, topo, c_in, ctr, bld, tier, to_m, to_ll)
+                if shapes_too
+                else None
+            )
+            store.clear(conn)
+            node_xy = np.column_stack(to_ll.transform(topo.node_xy[:, 0], topo.node_xy[:, 1]))
+            store.write_network(
+                conn,
+                node_xy.reshape(-1, 2),
+                topo.node_component,
+                topo.source,
+                topo.target,
+                street_ids[topo.street],
+                graph.length,
+                topo.component,
+                lines_ll,
+            )
+            store.write_centers(conn, ctr["id"], c_in.edge, c_in.frac, c_in.access)
+            store.write_buildings(
+                conn,
+                {
+                    "id": bld["id"],
+                    "center_id": np.where(which >= 0, ctr["id"][np.maximum(which, 0)], -1),
+                    "walk_m": walk,
+                    "minutes": minutes,
+                    "tier": tier,
+                    "access": b_in.access,
+                    "edge": b_in.edge,
+                    "frac": b_in.frac,
+                },
+            )
+            clock.lap("store")
+            if drawing is not None:
+                store.write_shapes(conn, *drawing.result())
+                clock.lap("shapes (drawn while storing)")
         store.analyze(conn)
-        run = {
+        run: dict[str, Any] = {
             "roads_version": versions["roads"],
             "buildings_version": versions["buildings"],
             "centers_version": versions["centers"],
@@ -158,27 +169,26 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         "centers": len(ctr["id"]),
         "nodes": topo.n_nodes,
         "edges": len(topo.geoms),
-        "isolated_pieces": run["components"] - 1 if run["components"] else 0,
+        "isolated_pieces": max(0, int(run["components"]) - 1),
         "buildings_without_street": int((b_in.edge < 0).sum()),
         "centers_without_street": [str(c) for c in ctr["code"][c_in.edge < 0]],
         "covered_buildings": int((tier > 0).sum()),
     }
 
 
-def _shapes(
-    conn: Connection,
+def _draw(
     settings: Settings,
     tiers: list[int],
     graph: Graph,
     topo: topology.Topology,
     c_in: Entries,
-    center_codes: np.ndarray,
-    to_ll: Transformer,
-    to_m: Transformer,
+    ctr: dict[str, np.ndarray],
     bld: dict[str, np.ndarray],
     tier: np.ndarray,
-) -> None:
-    """Isochrones per centre and tier, merged tiers, gap areas; stored in lon/lat."""
+    to_m: Transformer,
+    to_ll: Transformer,
+) -> tuple[list[tuple[str, int, Any]], list[tuple[int, Any]], list[tuple[Any, int, int]]]:
+    """Isochrones per centre and tier, merged tiers and gap areas, in lon/lat."""
     speed = settings.coverage_walk_speed_kmh
     radii = [network.metres_of(t, speed) for t in tiers]
     reach = np.flatnonzero(c_in.edge >= 0)
@@ -187,33 +197,35 @@ def _shapes(
     polys = shapes.isochrones(
         graph, topo.geoms, dist, sources, radii, settings.coverage_isochrone_buffer_m
     )
-    iso = [
-        (str(center_codes[c]), t, polys[i][j])
-        for i, c in enumerate(reach)
-        for j, t in enumerate(tiers)
-    ]
     merged = [(t, shapes.merge([p[j] for p in polys])) for j, t in enumerate(tiers)]
     uncovered = np.flatnonzero(tier == 0)
-    widest = merged[-1][1] if merged else shapely.MultiPolygon()
     gap = shapes.gaps(
         topo.geoms[topo.routable],
         _xy(to_m, bld["lon"][uncovered], bld["lat"][uncovered]),
         bld["households"][uncovered],
-        widest,
+        merged[-1][1] if merged else shapely.MultiPolygon(),
         settings.coverage_isochrone_buffer_m,
     )
-    store.write_shapes(
-        conn,
-        [(c, t, _apply(to_ll, np.array([g], dtype=object))[0]) for c, t, g in iso],
-        [(t, _apply(to_ll, np.array([g], dtype=object))[0]) for t, g in merged],
-        [(_apply(to_ll, np.array([g], dtype=object))[0], n, h) for g, n, h in gap],
+
+    def ll(geoms: list[Any]) -> list[Any]:
+        return list(_apply(to_ll, np.asarray(geoms, dtype=object))) if geoms else []
+
+    iso_ll = ll([p for row in polys for p in row])
+    codes = [str(ctr["code"][c]) for c in reach for _ in tiers]
+    tier_of = [t for _ in reach for t in tiers]
+    return (
+        list(zip(codes, tier_of, iso_ll, strict=True)),
+        list(zip(tiers, ll([g for _, g in merged]), strict=True)),
+        [(g, n, h) for g, (_, n, h) in zip(ll([g for g, _, _ in gap]), gap, strict=True)],
     )
 
 
 def _tiers(settings: Settings) -> list[int]:
     tiers = sorted(set(settings.coverage_tiers_min))
     if not tiers or tiers[0] <= 0:
-        raise InvalidInput(f"GEO_COVERAGE_TIERS_MIN={settings.coverage_tiers_min!r}: need minutes > 0")
+        raise InvalidInput(
+            f"GEO_COVERAGE_TIERS_MIN={settings.coverage_tiers_min!r}: need minutes > 0"
+        )
     return tiers
 
 
@@ -529,7 +541,9 @@ def what_if(
     }
 
 
-def _lonlat(items: list[dict[str, Any]], crs: str | None, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _lonlat(
+    items: list[dict[str, Any]], crs: str | None, what: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Validated WGS-84 lon/lat of {lon, lat} items (converted from `crs`)."""
     for i, item in enumerate(items):
         if not isinstance(item, dict) or "lon" not in item or "lat" not in item:
@@ -546,7 +560,7 @@ def _lonlat(items: list[dict[str, Any]], crs: str | None, what: str) -> tuple[np
 
 
 def parse_points(text: str, what: str) -> list[dict[str, Any]]:
-    """"lon,lat;lon,lat;..." -> [{lon, lat}, ...] (values checked later)."""
+    """ "lon,lat;lon,lat;..." -> [{lon, lat}, ...] (values checked later)."""
     items = []
     for part in filter(None, (p.strip() for p in text.split(";"))):
         pieces = part.split(",")

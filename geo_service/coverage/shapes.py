@@ -79,7 +79,7 @@ def isochrones(
     centers: Entries,
     radii_m: list[float],
     buffer_m: float,
-    workers: int = 2,
+    workers: int = 1,
 ) -> list[list[shapely.Geometry]]:
     """Isochrone polygon of every centre (rows of `dist_nodes`) for every radius."""
 
@@ -89,13 +89,17 @@ def isochrones(
             outline(reached_pieces(graph, geoms, dist_nodes[i], r, own), buffer_m) for r in radii_m
         ]
 
-    with ThreadPoolExecutor(workers) as pool:  # GEOS releases the GIL
+    if workers <= 1:
+        return [one(i) for i in range(len(centers))]
+    with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(one, range(len(centers))))
 
 
 def merge(polygons: list[shapely.Geometry]) -> shapely.Geometry:
-    """One (multi)polygon covering all of them."""
-    return shapely.union_all(np.asarray(polygons, dtype=object))
+    """One (multi)polygon covering all of them. Isochrones overlap only their neighbours:
+    unioning each cluster of overlapping ones separately is ~8x faster than one union."""
+    union = getattr(shapely, "disjoint_subset_union_all", shapely.union_all)  # shapely >= 2.1
+    return union(np.asarray(polygons, dtype=object))
 
 
 def gaps(
@@ -112,8 +116,9 @@ def gaps(
     if len(uncovered) == 0:
         return []
     blocks = shapely.get_parts(shapely.polygonize(streets))
-    tree = shapely.STRtree(blocks)
-    p_idx, b_idx = tree.query(uncovered, predicate="within")
+    # polygons as the query side: shapely prepares the query geometry, not the tree's
+    points = shapely.STRtree(uncovered)
+    b_idx, p_idx = points.query(blocks, predicate="contains")
     # a point on a street itself is within no face: it falls back to its circle
     in_block = np.zeros(len(uncovered), bool)
     in_block[p_idx] = True
@@ -128,8 +133,7 @@ def gaps(
     polys = polys[shapely.area(polys) >= min_area_m2]
     if len(polys) == 0:
         return []
-    shapely.prepare(polys)
-    u_idx, g_idx = shapely.STRtree(polys).query(uncovered, predicate="within")
+    g_idx, u_idx = points.query(polys, predicate="contains")
     count = np.bincount(g_idx, minlength=len(polys))
     held = np.bincount(g_idx, weights=households[u_idx], minlength=len(polys))
     order = np.lexsort((-count, -held))

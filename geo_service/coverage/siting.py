@@ -42,7 +42,11 @@ def demands(
     for i, (s, e) in enumerate(zip(starts, np.r_[starts[1:], len(site)], strict=True)):
         dem_of[i] = groups.setdefault(tuple(site[s:e].tolist()), len(groups))
     weight = np.bincount(dem_of, weights=weights[building[starts]], minlength=len(groups))
-    pairs_site = np.concatenate([np.asarray(key, dtype=np.int64) for key in groups]) if groups else np.zeros(0, np.int64)
+    pairs_site = (
+        np.concatenate([np.asarray(key, dtype=np.int64) for key in groups])
+        if groups
+        else np.zeros(0, np.int64)
+    )
     pairs_dem = np.repeat(np.arange(len(groups)), [len(key) for key in groups])
     return pairs_site, pairs_dem, weight
 
@@ -60,11 +64,13 @@ def greedy_order(
         s = left.pop(best)
         covered[members[s]] = True
         order.append(s)
-        gains.append(int(round(gain[best])))
+        gains.append(round(gain[best]))
     return order, gains
 
 
-def greedy(n_sites: int, site: np.ndarray, dem: np.ndarray, weight: np.ndarray, k: int) -> list[int]:
+def greedy(
+    n_sites: int, site: np.ndarray, dem: np.ndarray, weight: np.ndarray, k: int
+) -> list[int]:
     """k sites by repeated best marginal gain."""
     covered = np.zeros(len(weight), bool)
     chosen: list[int] = []

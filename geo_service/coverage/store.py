@@ -8,10 +8,10 @@ lengths are measured on the spheroid (geography).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import psycopg
 import shapely
 from sqlalchemy import Connection, text
@@ -42,13 +42,16 @@ def versions(conn: Connection) -> dict[str, int]:
 
 
 # -- inputs -------------------------------------------------------------------------------------
-def walkable_streets(conn: Connection) -> tuple[np.ndarray, np.ndarray]:
-    """Ids and lon/lat LineStrings of the walkable street edges."""
+def walkable_streets(conn: Connection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ids, lon/lat LineStrings and codes of the walkable street edges."""
     with _raw(conn).cursor(binary=True) as cur:
-        cur.execute("SELECT id, ST_AsBinary(geom) FROM street_edges WHERE walkable ORDER BY id")
+        cur.execute(
+            "SELECT id, ST_AsBinary(geom), code FROM street_edges WHERE walkable ORDER BY id"
+        )
         rows = cur.fetchall()
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    return ids, shapely.from_wkb([r[1] for r in rows])
+    codes = np.asarray([r[2] for r in rows], dtype=object)
+    return ids, shapely.from_wkb([r[1] for r in rows]), codes
 
 
 def points(conn: Connection, table: str) -> dict[str, np.ndarray]:
@@ -74,35 +77,53 @@ def center_codes(conn: Connection) -> set[str]:
 
 
 # -- outputs ------------------------------------------------------------------------------------
-def _copy(conn: Connection, table: str, columns: Sequence[tuple[str, str]], data: list[Any]) -> None:
-    """COPY column arrays into `table` as CSV written by pandas (C speed); NaN/None become
-    NULL, geometry columns are given as hex EWKB, which PostGIS reads as text."""
-    names = [name for name, _ in columns]
-    frame = pd.DataFrame(dict(zip(names, data, strict=True)), columns=names)
-    for name, typ in columns:
-        if typ in ("int4", "int8"):
-            frame[name] = frame[name].astype("Int64")
-    buf = frame.to_csv(index=False, header=False, na_rep="")
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+_BINARY = {"int4": ">i4", "int8": ">i8", "float8": ">f8"}
+
+
+def _copy(
+    conn: Connection,
+    table: str,
+    columns: Sequence[tuple[str, str, np.ndarray]],
+    blob: tuple[str, Sequence[bytes]] | None = None,
+) -> None:
+    """Binary COPY of fixed-width numeric columns (name, int4|int8|float8, array), plus an
+    optional last column of raw values (e.g. EWKB for a geometry column). The rows are laid
+    out by numpy; only the variable-width column is joined row by row."""
+    n = len(columns[0][2]) if columns else len(blob[1]) if blob else 0
+    fields = [("n", ">i2")]
+    for name, typ, _ in columns:
+        fields += [(f"l_{name}", ">i4"), (name, _BINARY[typ])]
+    if blob is not None:
+        fields.append(("l_blob", ">i4"))
+    rows = np.zeros(n, dtype=np.dtype(fields))
+    rows["n"] = len(columns) + (blob is not None)
+    for name, typ, values in columns:
+        rows[f"l_{name}"] = np.dtype(_BINARY[typ]).itemsize
+        rows[name] = values
+    if blob is None:
+        body = rows.tobytes()
+    else:
+        rows["l_blob"] = np.fromiter(map(len, blob[1]), dtype=np.int64, count=n)
+        raw = memoryview(rows.tobytes())
+        width = rows.dtype.itemsize
+        body = b"".join(
+            chain.from_iterable(
+                (raw[i * width : (i + 1) * width], value) for i, value in enumerate(blob[1])
+            )
+        )
+    names = [name for name, _, _ in columns] + ([blob[0]] if blob else [])
     with (
         _raw(conn).cursor() as cur,
-        cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT csv)") as copy,
+        cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as copy,
     ):
-        copy.write(buf)
+        copy.write(_COPY_HEADER + body + _COPY_TRAILER)
 
 
-def _ewkb(geoms: np.ndarray) -> np.ndarray:
-    return shapely.to_wkb(  # type: ignore[no-any-return]
-        shapely.set_srid(geoms, 4326), hex=True, include_srid=True, byte_order=1
-    )
-
-
-def _nums(values: np.ndarray) -> list[Any]:
-    """Python numbers, None for NaN/inf (NULL)."""
-    arr = np.asarray(values, dtype=float)
-    out: list[Any] = arr.tolist()
-    for i in np.flatnonzero(~np.isfinite(arr)):
-        out[i] = None
-    return out
+def _ewkb(geoms: np.ndarray) -> list[bytes]:
+    """EWKB (SRID 4326) of each geometry: what a binary COPY into a geometry column reads."""
+    return list(shapely.to_wkb(shapely.set_srid(geoms, 4326), include_srid=True, byte_order=1))
 
 
 def clear(conn: Connection) -> None:
@@ -132,99 +153,98 @@ def write_network(
     cheaper than maintaining them row by row."""
     for table in ("coverage_nodes", "coverage_edges"):
         conn.execute(text(f"DROP INDEX IF EXISTS {table}_geom_gist"))
-    n = len(node_lonlat)
+    n, m = len(node_lonlat), len(source)
     _copy(
         conn,
         "coverage_nodes",
-        [("id", "int8"), ("component", "int4"), ("geom", "bytea")],
-        [
-            list(range(1, n + 1)),
-            node_component.tolist(),
-            _ewkb(shapely.points(node_lonlat)) if n else [],
-        ],
+        [("id", "int8", np.arange(1, n + 1)), ("component", "int4", node_component)],
+        ("geom", _ewkb(shapely.points(node_lonlat)) if n else []),
     )
-    m = len(source)
     _copy(
         conn,
         "coverage_edges",
         [
-            ("id", "int8"),
-            ("source", "int8"),
-            ("target", "int8"),
-            ("street_edge_id", "int8"),
-            ("length_m", "float8"),
-            ("component", "int4"),
-            ("geom", "bytea"),
+            ("id", "int8", np.arange(1, m + 1)),
+            ("source", "int8", source + 1),
+            ("target", "int8", target + 1),
+            ("street_edge_id", "int8", street_ids),
+            ("length_m", "float8", length_m),
+            ("component", "int4", component),
         ],
-        [
-            list(range(1, m + 1)),
-            (source + 1).tolist(),
-            (target + 1).tolist(),
-            street_ids.tolist(),
-            length_m.tolist(),
-            component.tolist(),
-            _ewkb(lines_lonlat) if m else [],
-        ],
+        ("geom", _ewkb(lines_lonlat) if m else []),
     )
     for table in ("coverage_nodes", "coverage_edges"):
         conn.execute(text(f"CREATE INDEX {table}_geom_gist ON {table} USING gist (geom)"))
 
 
 def write_centers(
-    conn: Connection, codes: np.ndarray, edge: np.ndarray, frac: np.ndarray, access: np.ndarray
+    conn: Connection, ids: np.ndarray, edge: np.ndarray, frac: np.ndarray, access: np.ndarray
 ) -> None:
-    """Entry point of each centre (edge id NULL when no street is within reach)."""
-    has = edge >= 0
+    """Entry point of each centre (edge NULL when no street is within reach)."""
+    conn.execute(
+        text(
+            "CREATE TEMP TABLE coverage_center_stage (center_id int4, edge int8, frac float8, "
+            "access float8) ON COMMIT DROP"
+        )
+    )
     _copy(
         conn,
-        "coverage_centers",
-        [("center_code", "text"), ("edge_id", "int8"), ("edge_frac", "float8"), ("access_m", "float8")],
+        "coverage_center_stage",
         [
-            codes.tolist(),
-            [int(e) + 1 if h else None for e, h in zip(edge, has, strict=True)],
-            [float(f) if h else None for f, h in zip(frac, has, strict=True)],
-            _nums(np.where(has, access, np.nan)),
+            ("center_id", "int4", ids),
+            ("edge", "int8", edge),
+            ("frac", "float8", frac),
+            ("access", "float8", access),
         ],
+    )
+    conn.execute(
+        text(
+            "INSERT INTO coverage_centers (center_code, edge_id, edge_frac, access_m) "
+            "SELECT c.code, nullif(s.edge, -1) + 1, CASE WHEN s.edge >= 0 THEN s.frac END, "
+            "CASE WHEN s.edge >= 0 THEN s.access END "
+            "FROM coverage_center_stage s JOIN centers c ON c.id = s.center_id"
+        )
     )
 
 
 def write_buildings(conn: Connection, columns: dict[str, np.ndarray]) -> None:
-    """Per-building results; grid and community are found here, by PostGIS."""
+    """Per-building results; grid and community are found here, by PostGIS.
+
+    Staged as fixed-width numbers (-1 and NaN standing for none), turned into NULLs and
+    codes by the INSERT."""
     conn.execute(
         text(
-            "CREATE TEMP TABLE coverage_stage (building_id int4, center_code text, walk_m float8, "
-            "minutes float8, tier_min int4, access_m float8, edge_id int8, edge_frac float8) "
+            "CREATE TEMP TABLE coverage_stage (building_id int4, center_id int4, walk_m float8, "
+            "minutes float8, tier_min int4, access_m float8, edge int8, edge_frac float8) "
             "ON COMMIT DROP"
         )
     )
-    has = columns["edge"] >= 0
-    tier = columns["tier"]
     _copy(
         conn,
         "coverage_stage",
         [
-            ("building_id", "int4"),
-            ("center_code", "text"),
-            ("walk_m", "float8"),
-            ("minutes", "float8"),
-            ("tier_min", "int4"),
-            ("access_m", "float8"),
-            ("edge_id", "int8"),
-            ("edge_frac", "float8"),
-        ],
-        [
-            columns["id"].tolist(),
-            columns["center_code"].tolist(),
-            _nums(columns["walk_m"]),
-            _nums(columns["minutes"]),
-            [int(t) if t > 0 else None for t in tier],
-            _nums(np.where(has, columns["access"], np.nan)),
-            [int(e) + 1 if h else None for e, h in zip(columns["edge"], has, strict=True)],
-            _nums(np.where(has, columns["frac"], np.nan)),
+            ("building_id", "int4", columns["id"]),
+            ("center_id", "int4", columns["center_id"]),
+            (
+                "walk_m",
+                "float8",
+                np.where(np.isfinite(columns["walk_m"]), columns["walk_m"], np.nan),
+            ),
+            (
+                "minutes",
+                "float8",
+                np.where(np.isfinite(columns["minutes"]), columns["minutes"], np.nan),
+            ),
+            ("tier_min", "int4", columns["tier"]),
+            ("access_m", "float8", columns["access"]),
+            ("edge", "int8", columns["edge"]),
+            ("edge_frac", "float8", columns["frac"]),
         ],
     )
-    # Grids are visited one by one with the buildings under them (each prepared once);
-    # a building outside every grid still gets the community it lies in.
+    # Grids are visited one by one with the buildings under them (each prepared once), 6x
+    # faster than probing the grid index building by building, which a parallel plan would
+    # choose; a building outside every grid still gets the community it lies in.
+    conn.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
     conn.execute(
         text(
             """
@@ -235,14 +255,20 @@ def write_buildings(conn: Connection, columns: dict[str, np.ndarray]) -> None:
                    coalesce(g.community_code,
                             (SELECT c.code FROM communities c WHERE ST_Covers(c.geom, b.geom)
                              ORDER BY c.code LIMIT 1)),
-                   b.households, s.center_code, s.walk_m, s.minutes, s.tier_min, s.access_m,
-                   s.edge_id, s.edge_frac
+                   b.households, ctr.code, nullif(s.walk_m, 'NaN'), nullif(s.minutes, 'NaN'),
+                   nullif(s.tier_min, 0),
+                   CASE WHEN s.edge >= 0 THEN s.access_m END, nullif(s.edge, -1) + 1,
+                   CASE WHEN s.edge >= 0 THEN s.edge_frac END
             FROM coverage_stage s
             JOIN buildings b ON b.id = s.building_id
+            LEFT JOIN centers ctr ON ctr.id = s.center_id
             LEFT JOIN (
-                SELECT DISTINCT ON (b2.id) b2.id, g2.code, g2.community_code
-                FROM grids g2 JOIN buildings b2 ON ST_Covers(g2.geom, b2.geom)
-                ORDER BY b2.id, g2.code
+                SELECT DISTINCT ON (q.id) q.id, g2.code, g2.community_code
+                FROM grids g2
+                CROSS JOIN LATERAL (
+                    SELECT b2.id FROM buildings b2 WHERE ST_Covers(g2.geom, b2.geom)
+                ) q
+                ORDER BY q.id, g2.code
             ) g ON g.id = s.building_id
             """
         )
@@ -257,40 +283,32 @@ def write_shapes(
 ) -> None:
     """Isochrones (centre, tier, lon/lat geometry), merged tiers and gap areas; areas are
     measured on the spheroid here."""
-    if isochrones:
-        _copy(
-            conn,
-            "coverage_isochrones",
-            [("center_code", "text"), ("tier_min", "int4"), ("area_m2", "float8"), ("geom", "bytea")],
-            [
-                [c for c, _, _ in isochrones],
-                [t for _, t, _ in isochrones],
-                [0.0] * len(isochrones),
-                _ewkb(_multi([g for _, _, g in isochrones])),
-            ],
+    for center, tier, geom in isochrones:
+        conn.execute(
+            text(
+                "INSERT INTO coverage_isochrones (center_code, tier_min, area_m2, geom) "
+                "VALUES (:c, :t, 0, ST_GeomFromEWKB(:g))"
+            ),
+            {"c": center, "t": tier, "g": _ewkb(_multi([geom]))[0]},
         )
-    if tiers:
-        _copy(
-            conn,
-            "coverage_tiers",
-            [("tier_min", "int4"), ("area_m2", "float8"), ("geom", "bytea")],
-            [
-                [t for t, _ in tiers],
-                [0.0] * len(tiers),
-                _ewkb(_multi([g for _, g in tiers])),
-            ],
+    for tier, geom in tiers:
+        conn.execute(
+            text(
+                "INSERT INTO coverage_tiers (tier_min, area_m2, geom) "
+                "VALUES (:t, 0, ST_GeomFromEWKB(:g))"
+            ),
+            {"t": tier, "g": _ewkb(_multi([geom]))[0]},
         )
     if gaps:
         _copy(
             conn,
             "coverage_gaps",
-            [("area_m2", "float8"), ("buildings", "int4"), ("households", "int4"), ("geom", "bytea")],
             [
-                [0.0] * len(gaps),
-                [b for _, b, _ in gaps],
-                [h for _, _, h in gaps],
-                _ewkb(np.asarray([g for g, _, _ in gaps], dtype=object)),
+                ("area_m2", "float8", np.zeros(len(gaps))),
+                ("buildings", "int4", np.asarray([b for _, b, _ in gaps])),
+                ("households", "int4", np.asarray([h for _, _, h in gaps])),
             ],
+            ("geom", _ewkb(np.asarray([g for g, _, _ in gaps], dtype=object))),
         )
     for table in ("coverage_isochrones", "coverage_tiers", "coverage_gaps"):
         conn.execute(text(f"UPDATE {table} SET area_m2 = ST_Area(geom::geography)"))
@@ -356,7 +374,7 @@ def city_counts(conn: Connection) -> list[Row]:
 
 def community_counts(conn: Connection) -> tuple[list[Row], dict[str, str]]:
     """Counts per community and tier, and the communities' names."""
-    names = dict(conn.execute(text("SELECT code, name FROM communities")).tuples().all())
+    names = {code: name for code, name in conn.execute(text("SELECT code, name FROM communities"))}
     return _counts(conn, "cb.community_code"), names
 
 
@@ -378,8 +396,9 @@ def grid_counts(conn: Connection, community: str | None) -> tuple[list[Row], dic
 def community_exists(conn: Connection, code: str) -> bool:
     """Whether a community code exists."""
     return bool(
-        conn.execute(text("SELECT EXISTS (SELECT 1 FROM communities WHERE code = :c)"), {"c": code})
-        .scalar_one()
+        conn.execute(
+            text("SELECT EXISTS (SELECT 1 FROM communities WHERE code = :c)"), {"c": code}
+        ).scalar_one()
     )
 
 
@@ -530,7 +549,7 @@ def model_arrays(conn: Connection) -> dict[str, Any]:
         )
         centers = cur.fetchall()
         cur.execute("SELECT code, name FROM communities ORDER BY code")
-        names = dict(cur.fetchall())
+        names: dict[str, str] = dict(cur.fetchall())
 
     def col(rows: list[Any], i: int, dtype: Any) -> np.ndarray:
         return np.asarray([r[i] for r in rows], dtype=dtype)

@@ -11,6 +11,7 @@ can be reported instead of silently routed on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import shapely
@@ -61,15 +62,24 @@ def geodesic_lengths(lines_lonlat: np.ndarray) -> np.ndarray:
     return np.bincount(idx[:-1], weights=seg, minlength=len(lines_lonlat))
 
 
-def build(lines: np.ndarray, tolerance_m: float, *, split_crossings: bool = False) -> Topology:
+def build(
+    lines: np.ndarray,
+    tolerance_m: float,
+    *,
+    split_crossings: bool = False,
+    noded: np.ndarray | None = None,
+) -> Topology:
     """Split metric LineStrings where streets meet and label nodes, edges and components.
 
-    `tolerance_m`: points closer than this are the same node.
+    `tolerance_m`: points closer than this are the same node. `noded` marks lines that meet
+    others only at shared vertices (OpenStreetMap ways): they are never split at, nor
+    joined by, a T-junction or crossing without a vertex.
     """
     lines = np.asarray(lines, dtype=object)
-    keep = ~shapely.is_empty(lines) & (shapely.length(lines) > tolerance_m)
+    keep = ~shapely.is_empty(lines) & (shapely.length(lines) > 0)
     index = np.flatnonzero(keep)
     lines = lines[index]
+    trusted = np.zeros(len(lines), bool) if noded is None else np.asarray(noded, bool)[index]
     coords, owner = shapely.get_coordinates(lines, return_index=True)
     keys = _keys(coords, tolerance_m)
     first = np.r_[0, np.flatnonzero(np.diff(owner)) + 1]
@@ -86,7 +96,7 @@ def build(lines: np.ndarray, tolerance_m: float, *, split_crossings: bool = Fals
     node_vertex = is_end | (lines_per_key[key_id] >= 2) | ends_at[key_id]
 
     extra = _junction_points(
-        lines, coords, key_ids, key_id, pairs, is_end, tolerance_m, split_crossings
+        lines, coords, owner, key_ids, key_id, pairs, is_end, tolerance_m, split_crossings, trusted
     )
     pieces, piece_owner, ends = _split(lines, coords, owner, node_vertex, first, last, extra)
     uniq, node_of = np.unique(_keys(ends, tolerance_m), return_inverse=True)
@@ -116,18 +126,21 @@ def _keys(xy: np.ndarray, tolerance_m: float) -> np.ndarray:
 def _junction_points(
     lines: np.ndarray,
     coords: np.ndarray,
+    owner: np.ndarray,
     key_ids: np.ndarray,
     key_id: np.ndarray,
     have: np.ndarray,
     is_end: np.ndarray,
     tolerance_m: float,
     split_crossings: bool,
+    trusted: np.ndarray,
 ) -> dict[int, list[tuple[float, float]]]:
     """Points where a line must be split although it has no vertex there: another line ends
     on it (T-junction) or, with `split_crossings`, crosses it. {line index: [points]}.
 
     `key_ids` are the sorted distinct vertex keys, `key_id` each vertex's rank among them,
-    `have` the sorted composite (line * len(key_ids) + rank) of every line's vertices."""
+    `have` the sorted composite (line * len(key_ids) + rank) of every line's vertices;
+    `trusted` lines take part in neither."""
     tree = shapely.STRtree(lines)
     extra: dict[int, list[tuple[float, float]]] = {}
 
@@ -139,9 +152,10 @@ def _junction_points(
     # One probe per distinct end point: lines that end together share it.
     _, one = np.unique(key_id[is_end], return_index=True)
     ends = np.flatnonzero(is_end)[one]
+    ends = ends[~trusted[owner[ends]]]
     pts = shapely.points(coords[ends])
     p_idx, l_idx = tree.query(pts, predicate="dwithin", distance=tolerance_m)
-    tee = ~has_vertex(l_idx, key_id[ends[p_idx]])
+    tee = ~has_vertex(l_idx, key_id[ends[p_idx]]) & ~trusted[l_idx]
     # The end point itself goes into the through street (it lies within the tolerance of
     # it), so both pieces and the ending line share exactly one node.
     for pi, line in zip(p_idx[tee], l_idx[tee], strict=True):
@@ -150,6 +164,7 @@ def _junction_points(
     if split_crossings:
         a, b = tree.query(lines, predicate="intersects")
         a, b = a[a < b], b[a < b]
+        a, b = a[~trusted[a] & ~trusted[b]], b[~trusted[a] & ~trusted[b]]
         xy, which = shapely.get_coordinates(
             shapely.intersection(lines[a], lines[b]), return_index=True
         )
@@ -189,8 +204,8 @@ def _split(
         xy = coords[span]
         along = shapely.line_locate_point(geom, shapely.points(xy))
         cut = node_vertex[span].copy()
-        if line in extra:
-            add = np.asarray(extra[line])
+        if int(line) in extra:
+            add: np.ndarray = np.asarray(extra[int(line)], dtype=float)
             add_along = shapely.line_locate_point(geom, shapely.points(add))
             xy = np.vstack([xy, add])
             along = np.r_[along, add_along]
@@ -201,7 +216,7 @@ def _split(
             # Original vertex order matters for self-overlapping lines; `along` is monotonic
             # for simple lines, which is what streets are.
         cuts = np.flatnonzero(cut)
-        for s, e in zip(cuts[:-1], cuts[1:], strict=True):
+        for s, e in pairwise(cuts):
             part = xy[s : e + 1]
             if len(part) >= 2 and np.hypot(*(part[-1] - part[0])) + _run(part) > 0:
                 pieces.append(shapely.linestrings(part))

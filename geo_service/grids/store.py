@@ -121,12 +121,18 @@ def nearest_sql(point: str, tol: str) -> str:
 
 
 # Written for psycopg directly (see `locate`), hence %(name)s placeholders.
-_LOCATE = f"""
-    WITH pts AS (
+_POINTS = """
         SELECT u.i, ST_SetSRID(ST_MakePoint(u.x, u.y), 4326) AS geom
         FROM unnest(CAST(%(xs)s AS float8[]), CAST(%(ys)s AS float8[]))
              WITH ORDINALITY AS u(x, y, i)
-    ), facts AS (
+"""
+# One point (GET /locate): two scalars bind and plan cheaper than two one-element arrays.
+_ONE_POINT = """
+        SELECT 1::int8 AS i,
+               ST_SetSRID(ST_MakePoint(CAST(%(x)s AS float8), CAST(%(y)s AS float8)), 4326) AS geom
+"""
+_FACTS = f"""
+    WITH pts AS ({{points}}), facts AS (
         SELECT p.i, p.geom,
                coalesce(array_agg(g.code ORDER BY g.code) FILTER (WHERE g.code IS NOT NULL),
                         '{{}}') AS candidates,
@@ -146,6 +152,8 @@ _LOCATE = f"""
     LEFT JOIN communities c ON c.code = g.community_code
     ORDER BY f.i
     """
+_LOCATE = _FACTS.replace("{points}", _POINTS)
+_LOCATE_ONE = _FACTS.replace("{points}", _ONE_POINT)
 
 
 def locate(conn: Connection, xs: list[float], ys: list[float], tolerance_m: float) -> list[dict]:  # type: ignore[type-arg]
@@ -170,7 +178,11 @@ async def locate_async(
 ) -> list[dict]:  # type: ignore[type-arg]
     """`locate` on an asyncio psycopg connection (the API's read pool)."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_LOCATE, {"xs": xs, "ys": ys, "tol": tolerance_m}, prepare=True)
+        if len(xs) == 1:
+            params = {"x": xs[0], "y": ys[0], "tol": tolerance_m}
+            await cur.execute(_LOCATE_ONE, params, prepare=True)
+        else:
+            await cur.execute(_LOCATE, {"xs": xs, "ys": ys, "tol": tolerance_m}, prepare=True)
         return await cur.fetchall()
 
 

@@ -1,4 +1,4 @@
-"""Map layers: the catalogue of `layers/*.toml`, OGC API Features items, vector tiles, H3 hexbins."""
+"""Map layers: the catalogue of `layers/*.toml`, OGC API Features, vector tiles, H3 hexbins."""
 
 from geo_service.layers.catalogue import Catalogue, Layer, LayerFileError, load_catalogue
 from geo_service.layers.service import LayerService

@@ -150,9 +150,7 @@ def landing(base: str, title: str) -> dict[str, Any]:
         "description": "Map layers of geo-service: OGC API - Features (Part 1, core + GeoJSON)",
         "links": [
             link(f"{base}/", "self", title="this document"),
-            link(
-                f"{base}/api", "service-desc", "application/vnd.oai.openapi+json;version=3.0"
-            ),
+            link(f"{base}/api", "service-desc", "application/vnd.oai.openapi+json;version=3.0"),
             link(f"{base}/conformance", "conformance", title="conformance classes"),
             link(f"{base}/collections", "data", title="collections"),
         ],
@@ -238,7 +236,10 @@ def page_links(
 
 
 def tilejson(
-    tiles_url: str, layers: list[Layer], bbox: list[float] | None, columns: list[Mapping[str, Column]]
+    tiles_url: str,
+    layers: list[Layer],
+    bbox: list[float] | None,
+    columns: list[Mapping[str, Column]],
 ) -> dict[str, Any]:
     """TileJSON 3.0.0 of one or several layers served together."""
     minzoom = min(layer.minzoom for layer in layers)

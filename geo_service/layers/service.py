@@ -81,9 +81,7 @@ class LayerService:
             try:
                 columns = await store.describe(conn, layer)
             except store.SourceMissing as exc:
-                log.warning(
-                    "layer %r (%s) skipped: %s", layer.id, layer.source_file, exc
-                )
+                log.warning("layer %r (%s) skipped: %s", layer.id, layer.source_file, exc)
                 continue
             resolved[layer.id] = Resolved(layer, columns)
         log.info("map layers: %s", ", ".join(resolved) or "none")
@@ -149,10 +147,11 @@ class LayerService:
                     conn, r.layer, query.filters, query.limit, query.offset
                 )
         links = ogc.page_links(url, params, query.offset, query.limit, returned, matched)
+        # The features arrive as GeoJSON text from PostgreSQL: spliced, never parsed again.
         body = (
-            '{"type":"FeatureCollection","numberMatched":%d,"numberReturned":%d,'
-            '"links":%s,"features":[%s]}'
-            % (matched, returned, json.dumps(links, ensure_ascii=False), features)
+            f'{{"type":"FeatureCollection","numberMatched":{matched},'
+            f'"numberReturned":{returned},"links":{json.dumps(links, ensure_ascii=False)},'
+            f'"features":[{features}]}}'
         )
         return Items(body, matched, returned)
 
@@ -212,9 +211,7 @@ class LayerService:
 
     # -- tiles -----------------------------------------------------------------------------
 
-    async def tile(
-        self, pool: AsyncConnectionPool, layer_ids: list[str], t: Tile
-    ) -> CachedTile:
+    async def tile(self, pool: AsyncConnectionPool, layer_ids: list[str], t: Tile) -> CachedTile:
         """The tile of the layers (in the order asked), from the cache when the data versions
         of every layer are those it was made with; live layers are made on every request."""
         resolved = [await self.layer(pool, layer_id) for layer_id in layer_ids]

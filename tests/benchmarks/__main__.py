@@ -14,7 +14,14 @@ import time
 
 from tests.benchmarks.common import ROOT
 
-MODULES = ("bench_import", "bench_assign", "bench_locate", "bench_tiles")
+MODULES = (
+    "bench_import",
+    "bench_assign",
+    "bench_locate",
+    "bench_geocode",
+    "bench_tiles",
+    "bench_coverage",
+)
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 HEADER = "| benchmark | ours | peer | peer's | ours vs peer |\n|---|---|---|---|---|"
 

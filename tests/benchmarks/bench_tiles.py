@@ -50,7 +50,7 @@ LAYERS = {
     "buildings": (
         range(13, 17),  # the layer starts at zoom 13 (a z12 tile would hold ~13,000 houses)
         "public.buildings",
-        "geom=footprint&properties=code,address,name,households",
+        "geom-column=footprint&properties=code,address,name,households",
     ),
 }
 
@@ -68,7 +68,9 @@ def run() -> list[Result]:
         import_file(engine, s, kind, folder / name, ImportOptions())
     with engine.begin() as conn:
         # tipg draws the footprint column: give it an index of its own, as ours has one.
-        conn.execute(text("CREATE INDEX buildings_footprint_gist ON buildings USING gist (footprint)"))
+        conn.execute(
+            text("CREATE INDEX buildings_footprint_gist ON buildings USING gist (footprint)")
+        )
         conn.execute(text("ANALYZE buildings"))
     url = bench_url(engine).replace("postgresql+psycopg://", "postgresql://")
     servers = []
@@ -215,7 +217,8 @@ def _same_features(client: httpx.Client, ours: str, tipg: str, layer: str) -> No
     key = "code"
     ours_codes = {f["properties"][key] for f in a["features"]}
     tipg_codes = {f["properties"][key] for f in b["features"]}
-    if not ours_codes or ours_codes != tipg_codes:
+    # Ours also hold the features within the tile's 64-pixel buffer (tipg's stop at its edge).
+    if not tipg_codes or not tipg_codes <= ours_codes or len(ours_codes) > 1.1 * len(tipg_codes):
         raise RuntimeError(
             f"{layer}: ours {len(ours_codes)} features, tipg {len(tipg_codes)}: not comparable"
         )
@@ -229,14 +232,18 @@ def _items(ours: str, tipg: str) -> list[Result]:
         (
             "items: 100 grids per page",
             lambda k: f"{ours}/ogc/collections/grids/items?limit=100&offset={100 * k}",
-            lambda k: f"{tipg}/collections/public.grids/items?f=geojson&limit=100"
-            f"&offset={100 * k}&properties=code,name,community_code,area_m2",
+            lambda k: (
+                f"{tipg}/collections/public.grids/items?f=geojson&limit=100"
+                f"&offset={100 * k}&properties=code,name,community_code,area_m2"
+            ),
         ),
         (
             "items: buildings in a 1 km bbox",
             lambda k: f"{ours}/ogc/collections/buildings/items?limit=500&bbox={bbox}",
-            lambda k: f"{tipg}/collections/public.buildings/items?f=geojson&limit=500"
-            f"&bbox={bbox}&geom-column=footprint&properties=code,address,name,households",
+            lambda k: (
+                f"{tipg}/collections/public.buildings/items?f=geojson&limit=500"
+                f"&bbox={bbox}&geom-column=footprint&properties=code,address,name,households"
+            ),
         ),
     ]
     results = []

@@ -27,6 +27,7 @@ class Result:
     peer: float
     unit: str = "s"
     higher_is_better: bool = False  # throughputs; times are lower-is-better
+    digits: int | None = None  # decimals shown (default: 0 for throughputs, 3 for times)
 
     @property
     def ratio(self) -> float:
@@ -36,7 +37,7 @@ class Result:
 
     def row(self) -> str:
         """A markdown table row."""
-        digits = 0 if self.higher_is_better else 3
+        digits = self.digits if self.digits is not None else 0 if self.higher_is_better else 3
         return (
             f"| {self.name} | {self.ours:,.{digits}f} {self.unit} | {self.peer_name} | "
             f"{self.peer:,.{digits}f} {self.unit} | {self.ratio:.2f}× |"

@@ -52,7 +52,6 @@ def upgrade() -> None:
     )
     op.execute("CREATE INDEX address_names_trgm ON address_names USING gin (name gin_trgm_ops)")
 
-
     # An address-only incident keeps the buildings geocoding proposed for it, for the
     # dispatcher who must choose when none was sure enough.
     op.add_column(

@@ -1,0 +1,136 @@
+"""Coverage routes: the 15-minute life circle (figures, buildings, shapes, what-if, siting).
+
+Every answer carries `stale`: true when centres, buildings or roads were imported (or the
+coverage settings changed) since the last `geo-service coverage compute`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+
+from geo_service.api.deps import EngineDep, SettingsDep
+from geo_service.api.locate import CrsQuery
+from geo_service.coverage import service
+from geo_service.errors import InvalidInput
+
+router = APIRouter(prefix="/api/v1/coverage", tags=["coverage"])
+
+CodeQuery = Annotated[str | None, Query(max_length=64)]
+
+
+@router.get("/summary")
+def summary(engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
+    """City-wide buildings and households within each tier, unreachable ones, isolated
+    pieces of the street network, and whether the figures are stale."""
+    return service.summary(engine, settings)
+
+
+@router.get("/communities")
+def communities(engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
+    """Figures per community."""
+    return service.communities(engine, settings)
+
+
+@router.get("/grids")
+def grids(engine: EngineDep, settings: SettingsDep, community: CodeQuery = None) -> dict[str, Any]:
+    """Figures per grid (of one community with `community=`)."""
+    return service.grids(engine, settings, community)
+
+
+@router.get("/buildings")
+def buildings(
+    engine: EngineDep,
+    settings: SettingsDep,
+    uncovered: bool = False,
+    tier: int | None = None,
+    community: CodeQuery = None,
+    grid: CodeQuery = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Per-building walks: nearest centre, metres, minutes, tier (`uncovered=true`: the ones
+    outside every tier, farthest first)."""
+    return service.buildings(
+        engine,
+        settings,
+        uncovered=uncovered,
+        tier=tier,
+        community=community,
+        grid=grid,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/isochrones")
+def isochrones(
+    engine: EngineDep, settings: SettingsDep, center: CodeQuery = None, tier: int | None = None
+) -> dict[str, Any]:
+    """GeoJSON: the area within each tier of each centre, following the streets."""
+    return service.layer(engine, settings, "isochrones", center, tier)
+
+
+@router.get("/tiers")
+def tiers(engine: EngineDep, settings: SettingsDep, tier: int | None = None) -> dict[str, Any]:
+    """GeoJSON: the isochrones of all centres merged, one (multi)polygon per tier."""
+    return service.layer(engine, settings, "tiers", None, tier)
+
+
+@router.get("/gaps")
+def gaps(engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
+    """GeoJSON: built-up blocks outside the widest tier, with their uncovered households."""
+    return service.layer(engine, settings, "gaps", None, None)
+
+
+@router.get("/components")
+def components(engine: EngineDep) -> list[dict[str, Any]]:
+    """Connected pieces of the walking network; only piece 0 is routed on."""
+    return service.components(engine)
+
+
+@router.post("/what-if")
+def what_if(
+    engine: EngineDep,
+    settings: SettingsDep,
+    body: Annotated[
+        dict[str, Any],
+        Body(
+            examples=[{"add": [{"lon": 117.81, "lat": 30.93}], "remove": ["C001"]}],
+            description="add: [{lon, lat}], remove: [centre code], crs (default wgs84)",
+        ),
+    ],
+) -> dict[str, Any]:
+    """Figures with centres added and/or removed, and the change per community; nothing is
+    stored."""
+    add = body.get("add") or []
+    remove = body.get("remove") or []
+    if not isinstance(add, list):
+        raise InvalidInput(f"add must be a list of {{lon, lat}}, not {add!r}")
+    if not isinstance(remove, list) or not all(isinstance(c, str) for c in remove):
+        raise InvalidInput(f"remove must be a list of centre codes, not {remove!r}")
+    crs = body.get("crs")
+    if crs is not None and not isinstance(crs, str):
+        raise InvalidInput(f"crs must be a string, not {crs!r}")
+    return service.what_if(engine, settings, add, remove, crs)
+
+
+@router.get("/suggest")
+def suggest(
+    engine: EngineDep,
+    settings: SettingsDep,
+    k: Annotated[int, Query(description="how many new sites")] = 3,
+    candidates: Annotated[
+        str | None,
+        Query(
+            description="lon,lat;lon,lat;... (default: street nodes near uncovered buildings)",
+            max_length=100_000,
+        ),
+    ] = None,
+    crs: CrsQuery = "wgs84",
+) -> dict[str, Any]:
+    """k new centre sites that bring the most households within the widest tier, with the
+    gain of each (existing centres kept)."""
+    points = service.parse_points(candidates, "candidates") if candidates else None
+    return service.suggest(engine, settings, k, points, crs)

@@ -1,0 +1,161 @@
+"""`geo-service import osm FILE.osm.pbf`: the walkable network (and optionally buildings and
+community centres) of a real OpenStreetMap extract, through the ordinary importer.
+
+pyrosm reads the extract (offline, no server) and splits ways at the OSM nodes they share;
+ways that cross without a shared node (bridges, tunnels) stay apart. Each kind then goes
+through `import_file` like any other file, so validation, idempotency by code and data
+versions (which mark coverage stale) are the same. OSM carries no household counts: a
+building counts `building:flats` households when tagged, else 1.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+from sqlalchemy import Engine
+
+from geo_service.errors import InvalidInput, NotFound
+from geo_service.ingest import ImportOptions, import_file
+from geo_service.ingest.importer import ImportReport
+from geo_service.settings import Settings
+
+CENTER_AMENITIES = ("community_centre", "social_centre", "social_facility")
+PARTS = ("roads", "buildings", "centers")
+
+
+def import_osm(
+    engine: Engine,
+    settings: Settings,
+    path: Path,
+    options: dict[str, str] | None = None,
+    rejects_dir: Path | None = None,
+) -> list[ImportReport]:
+    """Import the walkable ways as roads, then buildings and centres (each one transaction).
+
+    `options`: buildings=no / centers=no to skip those kinds. Rows the importer rejects
+    (e.g. a building outline with too few points) are left out and written, with their
+    reasons, to `rejects_dir` (default: the working folder)."""
+    opts = options or {}
+    unknown = sorted(set(opts) - {"buildings", "centers"})
+    if unknown:
+        raise InvalidInput(f"osm import: unknown option(s) {unknown}; use buildings=no, centers=no")
+    if not path.exists():
+        raise NotFound(f"no such file: {path}")
+    if not path.name.endswith(".pbf"):
+        raise InvalidInput(f"{path.name}: an OpenStreetMap extract must be a .osm.pbf file")
+    frames = read_osm(
+        path,
+        buildings=opts.get("buildings", "yes") != "no",
+        centers=opts.get("centers", "yes") != "no",
+    )
+    reports = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in PARTS:
+            frame = frames.get(kind)
+            if frame is None or frame.empty:
+                continue
+            file = Path(tmp) / f"{kind}.gpkg"
+            frame.to_file(file, engine="pyogrio")
+            stem = path.name.removesuffix(".pbf").removesuffix(".osm")
+            rejects = (rejects_dir or Path.cwd()) / f"{stem}.{kind}.rejects.csv"
+            report = import_file(
+                engine, settings, kind, file, ImportOptions(keep_going=True, rejects_path=rejects)
+            )
+            report.source = f"{path}#{kind}"
+            reports.append(report)
+    return reports
+
+
+def read_osm(
+    path: Path, *, buildings: bool = True, centers: bool = True
+) -> dict[str, gpd.GeoDataFrame]:
+    """The walkable network split at shared nodes, and optionally buildings and centres, in
+    the import schema (code, name, ...; WGS-84)."""
+    try:
+        import pyrosm
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise InvalidInput("reading OSM extracts needs pyrosm: pip install pyrosm") from exc
+    try:
+        osm = pyrosm.OSM(str(path))
+        edges = osm.get_network(network_type="walking", nodes=True)[1]
+    except Exception as exc:
+        raise InvalidInput(f"{path.name} is not a readable OSM extract: {exc}") from exc
+    out: dict[str, gpd.GeoDataFrame] = {}
+    if edges is not None and len(edges):
+        edges = edges[edges.geom_type == "LineString"]
+        roads = gpd.GeoDataFrame(
+            {
+                "code": [
+                    f"osm-{i}-{u}-{v}"
+                    for i, u, v in zip(edges["id"], edges["u"], edges["v"], strict=True)
+                ],
+                "name": edges.get("name", pd.Series([None] * len(edges))).astype(object).to_numpy(),
+            },
+            geometry=edges.geometry.to_numpy(),
+            crs=4326,
+        )
+        out["roads"] = roads.drop_duplicates("code")
+    if buildings:
+        found = osm.get_buildings()
+        if found is not None and len(found):
+            out["buildings"] = _buildings(found)
+    if centers:
+        found = osm.get_pois(custom_filter={"amenity": list(CENTER_AMENITIES)})
+        if found is not None and len(found):
+            out["centers"] = gpd.GeoDataFrame(
+                {
+                    "code": [
+                        f"osm-{t}-{i}" for t, i in zip(found["osm_type"], found["id"], strict=True)
+                    ],
+                    "name": _text(found, "name").fillna(_text(found, "amenity")).to_numpy(),
+                    "kind": _text(found, "amenity").to_numpy(),
+                },
+                geometry=found.geometry.representative_point().to_numpy(),
+                crs=4326,
+            )
+    return out
+
+
+def _text(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column in frame:
+        return frame[column].astype(object).where(frame[column].notna(), None)
+    return pd.Series([None] * len(frame), index=frame.index, dtype=object)
+
+
+def _buildings(found: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """OSM buildings in the import schema; the address from addr:* tags, else the name,
+    else the OSM id."""
+    code = [f"osm-{t}-{i}" for t, i in zip(found["osm_type"], found["id"], strict=True)]
+    street, number, name = (
+        _text(found, "addr:street"),
+        _text(found, "addr:housenumber"),
+        _text(found, "name"),
+    )
+    address = [
+        " ".join(p for p in (s, n) if p) or nm or c
+        for s, n, nm, c in zip(street, number, name, code, strict=True)
+    ]
+    return gpd.GeoDataFrame(
+        {
+            "code": code,
+            "address": address,
+            "name": name.to_numpy(),
+            "households": [_flats(t) for t in _text(found, "tags")],
+        },
+        geometry=found.geometry.to_numpy(),
+        crs=4326,
+    )
+
+
+def _flats(tags: Any) -> int:
+    """building:flats when tagged as a whole number, else 1."""
+    try:
+        value = json.loads(tags).get("building:flats") if isinstance(tags, str) else None
+        return max(1, int(value)) if value is not None else 1
+    except (ValueError, TypeError, AttributeError):
+        return 1

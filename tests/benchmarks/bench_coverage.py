@@ -1,0 +1,125 @@
+"""The 15-minute life circle on the `city` data (120k buildings, 61 centres, ~100k edges).
+
+Peers on the same stored network (coverage_edges, routable piece), to the widest tier:
+(a) pgRouting `pgr_drivingDistance` run once per centre (it reads the edges each call);
+(b) networkx single-source Dijkstra per centre (graph already in memory).
+Ours: one multi-source Dijkstra from the exact entry points of all centres, then every
+building's walk: (a) timed including reading the network from PostGIS, (b) in memory.
+The full `coverage compute` and a warm what-if are printed against their goals (5 s, 0.5 s).
+"""
+
+from __future__ import annotations
+
+import time
+
+import networkx as nx
+from sqlalchemy import text
+
+from geo_service.coverage import network, service, store
+from geo_service.coverage.network import Entries, Graph
+from geo_service.db.engine import reading
+from geo_service.ingest import ImportOptions, import_file
+from tests.benchmarks.common import Result, city_dir, scratch_engine, settings, timed
+
+DATABASE = "geo_bench_coverage"
+
+
+def run() -> list[Result]:
+    """Import the city, compute once, then time ours and the peers."""
+    s = settings()
+    folder = city_dir()
+    engine = scratch_engine(s, DATABASE)
+    for kind in ("communities", "grids", "buildings", "centers", "roads"):
+        import_file(engine, s, kind, folder / f"{kind}.shp", ImportOptions())
+    service.compute(engine, s)
+    limit = network.metres_of(max(s.coverage_tiers_min), s.coverage_walk_speed_kmh)
+
+    def load() -> tuple[Graph, Entries, Entries]:
+        with reading(engine) as conn:
+            a = store.model_arrays(conn)
+        graph = Graph(a["n_nodes"], a["source"], a["target"], a["length"])
+        return (
+            graph,
+            Entries(a["c_edge"], a["c_frac"], a["c_access"]),
+            Entries(a["b_edge"], a["b_frac"], a["b_access"]),
+        )
+
+    graph, centers, buildings = load()
+
+    def ours_from_db() -> None:
+        g, c, b = load()
+        network.nearest_source(g, c, b, limit)
+
+    def ours_in_memory() -> None:
+        network.nearest_source(graph, centers, buildings, limit)
+
+    starts = graph.source[centers.edge[centers.edge >= 0]]  # a node of each centre's street
+
+    def pgrouting() -> None:
+        with reading(engine) as conn:
+            for node in starts.tolist():
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM pgr_drivingDistance('SELECT id, source, target, "
+                        "length_m AS cost, length_m AS reverse_cost FROM coverage_edges "
+                        "WHERE component = 0', CAST(:n AS bigint), CAST(:d AS float8))"
+                    ),
+                    {"n": node + 1, "d": limit},
+                ).scalar_one()
+
+    nxg = nx.Graph()
+    nxg.add_weighted_edges_from(
+        zip(graph.source.tolist(), graph.target.tolist(), graph.length.tolist(), strict=True)
+    )
+
+    def networkx() -> None:
+        for node in starts.tolist():
+            nx.single_source_dijkstra_path_length(nxg, node, cutoff=limit)
+
+    full = timed(lambda: service.compute(engine, s), repeat=1)
+    core = timed(lambda: service.compute(engine, s, shapes_too=False), repeat=3)
+    ours_db = timed(ours_from_db)
+    ours_mem = timed(ours_in_memory)
+    pgr = timed(pgrouting, repeat=1)
+    nxs = timed(networkx, repeat=1)
+    lon, lat = 117.80, 30.92
+    service.what_if(engine, s, [{"lon": lon, "lat": lat}], ["C001"])  # load the model
+    started = time.perf_counter()
+    answers = [
+        service.what_if(engine, s, [{"lon": lon + 0.01 * i, "lat": lat}], ["C001"])
+        for i in range(5)
+    ]
+    what_if = (time.perf_counter() - started) / len(answers)
+    with engine.connect() as conn:
+        n_b = conn.execute(text("SELECT count(*) FROM coverage_buildings")).scalar_one()
+    engine.dispose()
+    n_c = len(starts)
+    return [
+        Result(
+            f"walks of {n_b:,} buildings to the nearest of {n_c} centres, network read "
+            "from PostGIS, one multi-source Dijkstra",
+            ours_db,
+            f"pgr_drivingDistance × {n_c} centres (node distances only)",
+            pgr,
+        ),
+        Result(
+            f"same, network in memory ({graph.n_nodes:,} nodes, {len(graph.source):,} edges)",
+            ours_mem,
+            f"networkx single-source Dijkstra × {n_c} centres",
+            nxs,
+        ),
+        Result(
+            "`coverage compute` without shapes (topology, entries, walks, stored)",
+            core,
+            "goal: under 5 s",
+            5.0,
+        ),
+        Result(
+            "`coverage compute` full (+ isochrones per centre and tier, merged tiers, gaps)",
+            full,
+            "goal: under 5 s",
+            5.0,
+        ),
+        Result("what-if (add one centre, remove one), warm", what_if, "goal: under 0.5 s", 0.5),
+    ]
+

@@ -1,0 +1,368 @@
+"""The 15-minute life circle on small planted streets (metres from the planted origin):
+topology, partial edges, tiers, the river with one bridge, stale marking, what-if, siting,
+shapes, bad input, CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+from fastapi.testclient import TestClient
+from shapely.geometry import LineString, Point
+from sqlalchemy import Engine, text
+from typer.testing import CliRunner
+
+from geo_service.api.app import create_app
+from geo_service.cli import app as cli_app
+from geo_service.coverage import service, topology
+from geo_service.ingest import ImportOptions, import_file
+from geo_service.settings import Settings
+from tests import factories as f
+
+X0, Y0 = f.X0, f.Y0
+
+
+def line(*pts: tuple[float, float]) -> LineString:
+    return LineString([(X0 + x, Y0 + y) for x, y in pts])
+
+
+def pt(x: float, y: float) -> Point:
+    return Point(X0 + x, Y0 + y)
+
+
+def lonlat(x: float, y: float) -> tuple[float, float]:
+    g = f.frame([{"geometry": pt(x, y)}]).geometry.iloc[0]
+    return g.x, g.y
+
+
+def plant(
+    engine: Engine,
+    settings: Settings,
+    folder: Path,
+    roads: list[LineString],
+    buildings: list[tuple[str, float, float, int]],
+    centers: list[tuple[str, float, float]],
+) -> None:
+    """Import roads, point buildings (code, x, y, households) and centres (code, x, y)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    f.frame([{"code": f"R{i}", "name": "路", "geometry": g} for i, g in enumerate(roads)]).to_file(
+        folder / "roads.geojson"
+    )
+    f.frame(
+        [
+            {
+                "code": c,
+                "address": f"安徽省铜陵市铜官区长江路{i + 1}号",
+                "households": h,
+                "geometry": pt(x, y),
+            }
+            for i, (c, x, y, h) in enumerate(buildings)
+        ]
+    ).to_file(folder / "buildings.geojson")
+    f.frame([{"code": c, "name": f"{c}中心", "geometry": pt(x, y)} for c, x, y in centers]).to_file(
+        folder / "centers.geojson"
+    )
+    for kind in ("roads", "buildings", "centers"):
+        import_file(engine, settings, kind, folder / f"{kind}.geojson", ImportOptions())
+
+
+def walks(engine: Engine) -> dict[str, tuple[str | None, float | None, int | None]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT building_code, center_code, walk_m, tier_min FROM coverage_buildings")
+        )
+        return {code: (center, walk, tier) for code, center, walk, tier in rows}
+
+
+# -- topology (pure) ------------------------------------------------------------------------
+def test_lines_are_split_where_they_share_a_vertex_or_one_ends_on_the_other():
+    cross = [line((0, 0), (100, 0), (200, 0)), line((100, -100), (100, 0), (100, 100))]
+    topo = topology.build(np.array(cross, dtype=object), 0.05)
+    assert len(topo.geoms) == 4 and topo.n_nodes == 5
+    tee = [line((0, 0), (200, 0)), line((100, 0), (100, 100))]  # no vertex at (100, 0)
+    topo = topology.build(np.array(tee, dtype=object), 0.05)
+    assert len(topo.geoms) == 3 and topo.n_nodes == 4
+    assert sorted(np.round(shapely.length(topo.geoms))) == [100, 100, 100]
+
+
+def test_a_crossing_without_shared_vertex_is_a_bridge_unless_asked_to_join():
+    bridge = np.array([line((0, 0), (200, 0)), line((100, -100), (100, 100))], dtype=object)
+    topo = topology.build(bridge, 0.05)
+    assert len(topo.geoms) == 2 and set(topo.component) == {0, 1}
+    joined = topology.build(bridge, 0.05, split_crossings=True)
+    assert len(joined.geoms) == 4 and set(joined.component) == {0}
+
+
+# -- distances --------------------------------------------------------------------------------
+def test_partial_edges_and_access_legs_count(db: Engine, settings: Settings, tmp_path: Path):
+    # one 1 km street; the centre stands 10 m off it at x=100, the building 20 m off at x=700
+    plant(
+        db, settings, tmp_path, [line((0, 0), (1000, 0))], [("B1", 700, 20, 5)], [("C1", 100, -10)]
+    )
+    service.compute(db, settings)
+    center, walk, tier = walks(db)["B1"]
+    assert center == "C1"
+    assert walk == pytest.approx(10 + 600 + 20, abs=1.0)  # not via a node at either end
+    assert tier == 10  # 630 m at 4 km/h is 9.5 minutes
+
+
+def test_tiers_follow_walking_speed_and_households_add_up(
+    db: Engine, settings: Settings, tmp_path: Path
+):
+    # 4 km/h: 5 min = 333 m, 10 min = 667 m, 15 min = 1,000 m
+    plant(
+        db,
+        settings,
+        tmp_path,
+        [line((0, 0), (3000, 0))],
+        [("B5", 300, 0, 10), ("B10", 600, 0, 20), ("B15", 950, 0, 30), ("BX", 1200, 0, 40)],
+        [("C1", 0, 0)],
+    )
+    service.compute(db, settings)
+    assert {code: tier for code, (_, _, tier) in walks(db).items()} == {
+        "B5": 5,
+        "B10": 10,
+        "B15": 15,
+        "BX": None,
+    }
+    city = service.summary(db, settings)["city"]
+    assert [(t["tier_min"], t["buildings"], t["households"]) for t in city["tiers"]] == [
+        (5, 1, 10),
+        (10, 2, 30),
+        (15, 3, 60),
+    ]
+    assert city["households"] == 100 and city["tiers"][-1]["household_share"] == 0.6
+    slower = settings.model_copy(update={"coverage_walk_speed_kmh": 3.0})
+    assert service.summary(db, slower)["stale_because"] == ["coverage settings changed"]
+
+
+def test_river_with_one_bridge_leaves_the_building_across_uncovered(
+    db: Engine, settings: Settings, tmp_path: Path
+):
+    # Two banks 200 m apart, one bridge 1 km east. The centre is on the south bank; the
+    # building faces it 210 m away across the water: a straight-line buffer covers it,
+    # the streets do not (2.2 km round by the bridge).
+    roads = [
+        line((-200, 0), (1000, 0)),
+        line((-200, 200), (1000, 200)),
+        line((1000, 0), (1000, 200)),  # the bridge
+    ]
+    plant(db, settings, tmp_path, roads, [("B1", 0, 210, 8), ("B2", 600, -10, 8)], [("C1", 0, 0)])
+    service.compute(db, settings)
+    result = walks(db)
+    straight = pt(0, 210).distance(pt(0, 0))
+    assert straight < 1000 / 4  # well inside any straight-line circle of 15 minutes
+    center, walk, tier = result["B1"]
+    assert center == "C1" and walk == pytest.approx(1000 + 200 + 1000 + 10, abs=2)
+    assert tier is None
+    assert result["B2"][2] == 10  # 610 m along the same bank: covered
+    page = service.buildings(db, settings, uncovered=True)
+    assert [b["code"] for b in page["items"]] == ["B1"]
+
+
+def test_isolated_pieces_are_listed_and_not_routed_on(
+    db: Engine, settings: Settings, tmp_path: Path
+):
+    roads = [line((0, 0), (500, 0)), line((0, 1000), (100, 1000))]  # the second is alone
+    plant(
+        db,
+        settings,
+        tmp_path,
+        roads,
+        [("NEAR", 50, 1010, 3), ("MAIN", 400, 10, 3)],
+        [("C1", 0, 0), ("C2", 60, 1000)],
+    )
+    report = service.compute(db, settings)
+    assert report["isolated_pieces"] == 1
+    # the centre on the isolated piece is more than 300 m from the routable network
+    assert report["centers_without_street"] == ["C2"]
+    summary = service.summary(db, settings)
+    [piece] = summary["isolated_pieces"]
+    assert piece["edges"] == 1 and piece["length_m"] == pytest.approx(100, abs=1)
+    result = walks(db)
+    assert result["NEAR"] == (None, None, None)  # unreachable, not silently "covered"
+    assert summary["city"]["unreachable_buildings"] == 1
+
+
+# -- stale marking, what-if, siting, shapes, API ----------------------------------------------
+@pytest.fixture
+def lattice(db: Engine, settings: Settings, tmp_path: Path) -> Engine:
+    """A 3 km × 1 km street lattice (100 m blocks) with buildings along the streets and
+    two centres in the west, so the east is uncovered."""
+    # one segment per block side: streets meet at shared end points, as in city GIS data
+    roads = [line((x, y), (x + 100, y)) for y in range(0, 1001, 100) for x in range(0, 3000, 100)]
+    roads += [line((x, y), (x, y + 100)) for x in range(0, 3001, 100) for y in range(0, 1000, 100)]
+    buildings = [
+        (f"B{x:04d}{y:04d}", x + 50, y + 15, 10 + (x // 100) % 3)
+        for x in range(0, 3000, 100)
+        for y in range(0, 1000, 200)
+    ]
+    f.write(f.communities(), tmp_path / "communities.shp")
+    import_file(db, settings, "communities", tmp_path / "communities.shp", ImportOptions())
+    plant(db, settings, tmp_path, roads, buildings, [("C1", 100, 500), ("C2", 300, 300)])
+    service.compute(db, settings)
+    return db
+
+
+@pytest.fixture
+def client(lattice: Engine, settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, engine=lattice)) as client:
+        yield client
+
+
+def test_importing_centres_makes_coverage_stale_until_recomputed(
+    lattice: Engine, settings: Settings, tmp_path: Path, client: TestClient
+):
+    assert client.get("/api/v1/coverage/summary").json()["stale"] is False
+    moved = f.frame([{"code": "C1", "name": "C1中心", "geometry": pt(1500, 500)}])
+    moved.to_file(tmp_path / "moved.geojson")
+    import_file(lattice, settings, "centers", tmp_path / "moved.geojson", ImportOptions())
+    body = client.get("/api/v1/coverage/summary").json()
+    assert body["stale"] is True and body["stale_because"][0].startswith("centers imported")
+    assert client.get("/api/v1/coverage/communities").json()["stale"] is True
+    service.compute(lattice, settings)
+    assert client.get("/api/v1/coverage/summary").json()["stale"] is False
+
+
+def test_what_if_answers_without_changing_stored_results(lattice: Engine, client: TestClient):
+    before_rows = walks(lattice)
+    summary = client.get("/api/v1/coverage/summary").json()
+    same = client.post("/api/v1/coverage/what-if", json={}).json()
+    assert same["city"]["after"]["tiers"] == summary["city"]["tiers"]  # one definition
+    lon, lat = lonlat(1600, 500)
+    body = client.post(
+        "/api/v1/coverage/what-if", json={"add": [{"lon": lon, "lat": lat}], "remove": ["C2"]}
+    ).json()
+    gained = body["city"]["change"][-1]["households"]
+    assert gained > 0
+    assert body["removed"] == ["C2"] and body["added"][0]["on_network"] is True
+    assert sum(c["change"][-1]["households"] for c in body["communities"]) == gained
+    assert walks(lattice) == before_rows  # nothing stored
+    assert client.get("/api/v1/coverage/summary").json() == summary
+
+
+def test_suggested_sites_gain_what_a_recompute_with_them_gains(lattice: Engine, client: TestClient):
+    body = client.get("/api/v1/coverage/suggest", params={"k": 2}).json()
+    assert body["method"] == "highs" and body["optimal"] is True
+    gains = [s["households_gained"] for s in body["sites"]]
+    assert len(gains) == 2 and gains == sorted(gains, reverse=True) and gains[-1] > 0
+    add = [{"lon": s["lon"], "lat": s["lat"]} for s in body["sites"]]
+    check = client.post("/api/v1/coverage/what-if", json={"add": add}).json()
+    assert check["city"]["change"][-1]["households"] == body["households_gained"] == sum(gains)
+
+
+def test_suggest_from_given_candidates_picks_the_better_one(client: TestClient):
+    near = "{:f},{:f}".format(*lonlat(300, 300))  # beside C2: gains little
+    far = "{:f},{:f}".format(*lonlat(1500, 500))
+    body = client.get(
+        "/api/v1/coverage/suggest", params={"k": 1, "candidates": f"{near};{far}"}
+    ).json()
+    assert body["candidates"] == {"count": 2, "from": "given"}
+    assert (body["sites"][0]["lon"], body["sites"][0]["lat"]) == pytest.approx(
+        lonlat(1500, 500), abs=1e-6
+    )
+
+
+def test_isochrones_follow_the_streets_and_gaps_hold_the_uncovered(client: TestClient):
+    iso = client.get("/api/v1/coverage/isochrones", params={"center": "C1", "tier": 5}).json()
+    [feature] = iso["features"]
+    shape = shapely.geometry.shape(feature["geometry"])
+    assert shape.contains(Point(lonlat(100, 800)))  # 300 m up the street
+    assert not shape.contains(Point(lonlat(100, 900)))  # 400 m up the street
+    # 283 m in a straight line, inside any 333 m circle; 400 m on foot round the block
+    assert not shape.contains(Point(lonlat(300, 700)))
+    tiers = client.get("/api/v1/coverage/tiers").json()
+    assert [t["properties"]["tier_min"] for t in tiers["features"]] == [5, 10, 15]
+    gaps = client.get("/api/v1/coverage/gaps").json()["features"]
+    uncovered = client.get(
+        "/api/v1/coverage/buildings", params={"uncovered": "true", "limit": 1000}
+    ).json()
+    assert gaps and sum(g["properties"]["buildings"] for g in gaps) == uncovered["total"]
+    far = Point(uncovered["items"][0]["lon"], uncovered["items"][0]["lat"])
+    assert any(shapely.geometry.shape(g["geometry"]).contains(far) for g in gaps)
+
+
+def test_building_detail_gains_its_walk(client: TestClient):
+    body = client.get("/api/v1/buildings/B01000400").json()  # 165 m from C1 by the streets
+    assert body["coverage"]["center_code"] == "C1" and body["coverage"]["tier_min"] == 5
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "status", "fragment"),
+    [
+        ("post", "/what-if", {"remove": ["C999"]}, 422, "'C999'"),
+        ("post", "/what-if", {"add": [{"lon": 200, "lat": 30.9}]}, 422, "200"),
+        ("post", "/what-if", {"add": [{"lon": 117.8}]}, 422, "needs lon and lat"),
+        ("post", "/what-if", {"remove": "C1"}, 422, "'C1'"),
+        ("get", "/suggest", {"k": 21}, 422, "k=21"),
+        ("get", "/suggest", {"k": 3, "candidates": "117.81,30.93"}, 422, "k=3"),
+        ("get", "/suggest", {"k": 1, "candidates": "117.81"}, 422, "'117.81'"),
+        ("get", "/suggest", {"k": 1, "candidates": "120.5,30.93"}, 422, "120.500000,30.930000"),
+        ("get", "/grids", {"community": "999"}, 404, "'999'"),
+        ("get", "/buildings", {"tier": 7}, 422, "tier=7"),
+    ],
+)
+def test_bad_input_is_a_clear_4xx_naming_the_value(
+    client: TestClient, method, path, payload, status, fragment
+):
+    if method == "post":
+        response = client.post(f"/api/v1/coverage{path}", json=payload)
+    else:
+        response = client.get(f"/api/v1/coverage{path}", params=payload)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["message"]
+
+
+def test_summary_before_any_compute_says_how_to_get_one(db: Engine, settings: Settings):
+    with TestClient(create_app(settings, engine=db)) as client:
+        response = client.get("/api/v1/coverage/summary")
+    assert response.status_code == 404 and "coverage compute" in response.json()["message"]
+
+
+def test_cli_compute_report_export(lattice: Engine, db_url: str, tmp_path: Path):
+    runner, env = CliRunner(), {"GEO_DATABASE_URL": db_url}
+    result = runner.invoke(cli_app, ["coverage", "compute"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "150 buildings" in result.output
+    result = runner.invoke(cli_app, ["coverage", "report", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    assert '"stale": false' in result.output and '"communities"' in result.output
+    out = tmp_path / "walks.csv"
+    result = runner.invoke(cli_app, ["coverage", "export", str(out)], env=env)
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert lines[0] == "building_code,center_code,walk_m,minutes,tier_min" and len(lines) == 151
+    _, center, walk, minutes, _ = lines[1].split(",")
+    assert center in ("C1", "C2") and float(minutes) == pytest.approx(
+        float(walk) / (4000 / 60), abs=0.01
+    )
+
+
+@pytest.mark.slow
+def test_suggested_sites_on_the_demo_city_gain_what_recomputing_with_them_gains(
+    db: Engine, settings: Settings, tmp_path: Path
+):
+    from geo_service.cli import DEMO_DIR
+
+    for kind in ("communities", "grids", "buildings", "centers", "roads"):
+        import_file(db, settings, kind, DEMO_DIR / f"{kind}.shp", ImportOptions())
+    service.compute(db, settings, shapes_too=False)
+    before = service.summary(db, settings)["city"]["tiers"][-1]["households"]
+    body = service.suggest(db, settings, 3)
+    assert len(body["sites"]) == 3 and body["households_gained"] > 0
+    # import the sites as real centres and recompute everything from scratch
+    f.frame(
+        [
+            {"code": f"S{s['rank']}", "name": "新中心", "geometry": Point(s["lon"], s["lat"])}
+            for s in body["sites"]
+        ],
+        crs="EPSG:4326",
+    ).to_file(tmp_path / "sites.geojson")
+    import_file(db, settings, "centers", tmp_path / "sites.geojson", ImportOptions())
+    assert service.summary(db, settings)["stale"] is True
+    service.compute(db, settings, shapes_too=False)
+    after = service.summary(db, settings)["city"]["tiers"][-1]["households"]
+    assert after - before == body["households_gained"]
