@@ -163,11 +163,31 @@ def load_into_empty(
         return False
     if conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {target.table})")).scalar_one():
         return False
-    # Dropping the index locks the table until commit; it is empty, so nobody loses anything.
-    conn.execute(text(f"DROP INDEX {target.table}_geom_gist"))
+    # Dropping the indexes locks the table until commit; it is empty, so nobody loses anything.
+    rebuild = _drop_gist(conn, target.table)
     _copy(conn, target.table, list(target.stage), rows, progress, geometry=True)
-    conn.execute(text(f"CREATE INDEX {target.table}_geom_gist ON {target.table} USING gist (geom)"))
+    _create(conn, rebuild)
     return True
+
+
+def _drop_gist(conn: Connection, table: str) -> list[str]:
+    """Drop the table's GiST indexes (every one: layers add their own); return their
+    definitions so `_create` can build them again, once, after a bulk load."""
+    defs = conn.execute(
+        text(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename = :t AND indexdef LIKE '%USING gist%'"
+        ),
+        {"t": table},
+    ).all()
+    for name, _ in defs:
+        conn.execute(text(f'DROP INDEX "{name}"'))
+    return [d for _, d in defs]
+
+
+def _create(conn: Connection, definitions: list[str]) -> None:
+    for definition in definitions:
+        conn.execute(text(definition))
 
 
 def _copy(
@@ -294,10 +314,7 @@ def upsert(conn: Connection, spec: KindSpec, *, replace: bool, tolerance_deg: fl
             ),
             {"tol": tolerance_deg},
         ).one()
-        if rebuild:
-            conn.execute(
-                text(f"CREATE INDEX {target.table}_geom_gist ON {target.table} USING gist (geom)")
-            )
+        _create(conn, rebuild)
     except IntegrityError as exc:
         if isinstance(exc.orig, pg_errors.ForeignKeyViolation):
             detail = exc.orig.diag.message_detail or str(exc.orig)
@@ -311,8 +328,9 @@ def upsert(conn: Connection, spec: KindSpec, *, replace: bool, tolerance_deg: fl
     return counts
 
 
-def _bulk_load(conn: Connection, table: str, staged: int) -> bool:
-    """For a load larger than the table, drop its GiST index and build it afterwards.
+def _bulk_load(conn: Connection, table: str, staged: int) -> list[str]:
+    """For a load larger than the table, drop its GiST indexes and build them afterwards
+    (returns their definitions; empty when they stay).
 
     Building a GiST index once (sorted build) costs far less than inserting rows into it one
     by one. Dropping the index locks the table until commit, which is acceptable only when
@@ -320,14 +338,13 @@ def _bulk_load(conn: Connection, table: str, staged: int) -> bool:
     the table.
     """
     if staged < _BULK_ROWS:
-        return False
+        return []
     existing = conn.execute(
         text(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT :n) t"), {"n": staged}
     ).scalar_one()
     if existing >= staged:
-        return False
-    conn.execute(text(f"DROP INDEX {table}_geom_gist"))
-    return True
+        return []
+    return _drop_gist(conn, table)
 
 
 def record_run(
