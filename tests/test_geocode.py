@@ -122,7 +122,7 @@ def test_a_community_and_building_number_lists_every_such_building_unsure(client
     [
         ("", 422),
         ("   ", 422),
-        ("长江西路18号" * 1250, 422),  # 10,000 characters, past the query-string limit
+        ("长江西路18号" * 1250, 414),  # 10,000 characters, past GEO_MAX_QUERY_BYTES
         ("长江西路18号金山花园3栋" * 17, 422),  # 221 characters, past geocode_max_chars
         ("！？。，、；", 200),
         ("'; DROP TABLE buildings; --", 200),
@@ -190,6 +190,61 @@ def test_equally_good_buildings_share_the_confidence():
     matches = rank(query("锦绣名邸1栋"), [entry("B1"), entry("B2", road="义安路")], 5)
     assert [m.entry.code for m in matches] == ["B1", "B2"]
     assert all(m.confidence < 0.5 for m in matches)
+
+
+# -- building search with text (grid workers) -------------------------------------------------
+
+
+def grid_buildings(client: TestClient, grid: str) -> list[dict]:
+    body = client.get("/api/v1/buildings", params={"grid": grid, "limit": 1000}).json()
+    return body["items"]
+
+
+def test_search_a_grid_for_a_building_number(client):
+    grid = client.get("/api/v1/buildings/B0000001").json()["grid_code"]
+    everything = grid_buildings(client, grid)
+    expected = {b["code"] for b in everything if parse(b["address"]).building == "1"}
+    body = client.get("/api/v1/buildings", params={"grid": grid, "q": "一栋"}).json()
+    assert {b["code"] for b in body["items"]} == expected and body["total"] == len(expected)
+    assert expected and len(expected) < len(everything)
+
+
+def test_search_a_grid_by_part_of_an_estate_name(client):
+    grid = client.get("/api/v1/buildings/B0000001").json()["grid_code"]
+    everything = grid_buildings(client, grid)
+    estate = parse(everything[0]["address"]).estate
+    assert estate
+    expected = {b["code"] for b in everything if estate[:2] in b["address"]}
+    body = client.get("/api/v1/buildings", params={"grid": grid, "q": estate[:2]}).json()
+    assert {b["code"] for b in body["items"]} == expected
+
+
+def test_search_near_a_point_with_text_is_nearest_first(client, register):
+    here = client.get("/api/v1/buildings/B0000001").json()
+    p = register.parts["B0000001"]
+    params = {"near": f"{here['lon']},{here['lat']}", "radius": 300, "q": f"{p.estate}"}
+    items = client.get("/api/v1/buildings", params=params).json()["items"]
+    assert items[0]["code"] == "B0000001" and items[0]["distance_m"] == 0
+    assert all(p.estate in i["address"] for i in items)
+    distances = [i["distance_m"] for i in items]
+    assert distances == sorted(distances)
+
+
+def test_search_the_city_by_text_alone_is_best_first(client, register):
+    p = register.parts["B0000002"]
+    body = client.get("/api/v1/buildings", params={"q": f"{p.estate}{p.building}栋"}).json()
+    assert "B0000002" in {i["code"] for i in body["items"]}
+    assert body["total"] >= 1 and all(i["match_type"] for i in body["items"])
+    confidences = [i["confidence"] for i in body["items"]]
+    assert confidences == sorted(confidences, reverse=True)
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"q": ""}, {"q": "长江西路" * 60}, {"q": "3栋", "grid": "999999999999999"}]
+)
+def test_bad_building_searches_are_refused_clearly(client, params):
+    response = client.get("/api/v1/buildings", params=params)
+    assert response.status_code in (404, 422) and response.json()["message"]
 
 
 # -- incidents by address ----------------------------------------------------------------------

@@ -42,6 +42,10 @@ def reverse(
 @router.get("/buildings")
 def buildings(
     engine: EngineDep,
+    settings: SettingsDep,
+    q: Annotated[
+        str | None, Query(max_length=1000, description="text: 金山花园3栋, 3栋, 锦绣")
+    ] = None,
     grid: Annotated[str | None, Query(max_length=64)] = None,
     near: Annotated[str | None, Query(max_length=64, description="lon,lat")] = None,
     crs: CrsQuery = "wgs84",
@@ -49,8 +53,9 @@ def buildings(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    """A page of the buildings of a grid and/or near a point (nearest first)."""
-    return service.search(engine, grid, near, crs, radius, limit, offset)
+    """A page of the buildings of a grid and/or near a point (nearest first), optionally
+    matching a text `q`; `q` alone searches the whole city (best match first, ≤ 50)."""
+    return service.search(engine, settings, q, grid, near, crs, radius, limit, offset)
 
 
 @router.get("/buildings/{code}")

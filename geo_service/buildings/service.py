@@ -5,6 +5,7 @@ index forward geocoding reads."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from geo_service.buildings import store
-from geo_service.buildings.address import ParsedAddress, index_row, index_rows, parse
+from geo_service.buildings.address import ParsedAddress, index_row, index_rows, normalize, parse
 from geo_service.buildings.geocode import Entry, Match, Query, rank
 from geo_service.crs import parse_input_crs
 from geo_service.db.engine import reading
@@ -43,6 +44,8 @@ def reverse(
 
 def search(
     engine: Engine,
+    settings: Settings,
+    q: str | None,
     grid: str | None,
     near: str | None,
     crs: str | None,
@@ -50,22 +53,72 @@ def search(
     limit: int,
     offset: int,
 ) -> dict[str, Any]:
-    """A page of buildings of a grid and/or near a point (`near` = "lon,lat")."""
-    if grid is None and near is None:
-        raise InvalidInput("give grid=CODE and/or near=lon,lat")
+    """A page of buildings: of a grid and/or near a point (`near` = "lon,lat"), optionally
+    matching a text `q` (金山花园3栋, 3栋, 锦绣); `q` alone searches the whole city by
+    geocoding, best match first."""
+    if grid is None and near is None and not q:
+        raise InvalidInput("give q=TEXT, grid=CODE and/or near=lon,lat")
+    words: Mapping[str, str | None] = store.NO_TEXT
+    if q is not None:
+        text_ = q.strip()
+        if not text_ or len(text_) > settings.geocode_max_chars:
+            raise InvalidInput(f"q must be 1 to {settings.geocode_max_chars} characters")
+        if grid is None and near is None:
+            return _search_city(engine, settings, text_, limit, offset)
+        refresh_address_index(engine)
+        words = _words(text_)
     with reading(engine) as conn:
         if grid is not None and not store.grid_exists(conn, grid):
             raise NotFound(f"unknown grid code {grid!r}")
         if near is None:
             assert grid is not None
-            rows = store.in_grid(conn, grid, limit, offset)
+            rows = store.in_grid(conn, grid, limit, offset, words)
         else:
             x, y = _point(near, crs)
-            rows = store.near(conn, x, y, radius_m, grid, limit, offset)
+            rows = store.near(conn, x, y, radius_m, grid, limit, offset, words)
     total = int(rows[0].pop("total")) if rows else 0
     for row in rows[1:]:
         row.pop("total", None)
     return {"total": total, "limit": limit, "offset": offset, "items": [_rounded(r) for r in rows]}
+
+
+def _words(q: str) -> dict[str, str | None]:
+    """The text filter of a search within a grid or radius: the parts the text gives, or the
+    whole normalised text as a substring when it names no part."""
+    p = parse(q)
+    parts = {"t_road": p.road, "t_door": p.door, "t_building": p.building, "t_estate": p.estate}
+    if any(parts.values()):
+        return {**parts, "t_needle": None}
+    return {**parts, "t_needle": normalize(q) or q}
+
+
+_SEARCH_CITY_MAX = 50
+
+
+def _search_city(
+    engine: Engine, settings: Settings, q: str, limit: int, offset: int
+) -> dict[str, Any]:
+    """A city-wide text search: the geocoder's building candidates, best first."""
+    answer = geocode(engine, settings, q, _SEARCH_CITY_MAX)
+    found = [c for c in answer["candidates"] if c["building_code"]]
+    items = [
+        {
+            "code": c["building_code"],
+            "address": c["address"],
+            "name": c["name"],
+            "households": c["households"],
+            "lon": c["lon"],
+            "lat": c["lat"],
+            "grid_code": c["grid_code"],
+            "grid_name": c["grid_name"],
+            "community_code": c["community_code"],
+            "distance_m": None,
+            "match_type": c["match_type"],
+            "confidence": c["confidence"],
+        }
+        for c in found[offset : offset + limit]
+    ]
+    return {"total": len(found), "limit": limit, "offset": offset, "items": items}
 
 
 def building(engine: Engine, code: str) -> dict[str, Any]:

@@ -4,7 +4,8 @@ one building with its grid. Distances are on the spheroid; lookups use the GiST 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 from sqlalchemy import Connection, text
 
@@ -25,6 +26,27 @@ _WITHIN = (
     f"ST_DWithin(b.geom, {_POINT}, :radius / (110000.0 * cos(radians(least(abs(:y), 89))))) "
     f"AND ST_DWithin(b.geom::geography, {_POINT}::geography, :radius)"
 )
+# Optional text filter of a building search (q=): the parts the query gives must agree; an
+# estate may be given in part (金山 for 金山花园) or as the community's name; a query with no
+# parts matches as a substring of the building's key or name. NULL parameters filter nothing.
+_TEXT = """
+    LEFT JOIN building_addresses a ON a.code = b.code
+    WHERE (CAST(:t_road AS text) IS NULL OR a.road = CAST(:t_road AS text))
+      AND (CAST(:t_door AS text) IS NULL OR a.door = CAST(:t_door AS text))
+      AND (CAST(:t_building AS text) IS NULL OR a.building = CAST(:t_building AS text))
+      AND (CAST(:t_estate AS text) IS NULL OR strpos(a.estate, CAST(:t_estate AS text)) > 0
+           OR g.community_code IN (SELECT code FROM communities
+                                   WHERE name = CAST(:t_estate AS text)))
+      AND (CAST(:t_needle AS text) IS NULL OR strpos(a.key, CAST(:t_needle AS text)) > 0
+           OR strpos(coalesce(b.name, ''), CAST(:t_needle AS text)) > 0)
+"""
+NO_TEXT: Final[Mapping[str, str | None]] = {
+    "t_road": None,
+    "t_door": None,
+    "t_building": None,
+    "t_estate": None,
+    "t_needle": None,
+}
 _COLUMNS = """
     b.code, b.address, b.name, b.households, ST_X(b.geom) AS lon, ST_Y(b.geom) AS lat,
     g.code AS grid_code, g.name AS grid_name, g.community_code
@@ -48,7 +70,8 @@ _IN_GRID = text(
     SELECT {_COLUMNS}, NULL::float8 AS distance_m, count(*) OVER () AS total
     FROM grids gr JOIN buildings b ON ST_Covers(gr.geom, b.geom)
     {_GRID_OF}
-    WHERE gr.code = :grid
+    {_TEXT}
+      AND gr.code = :grid
     ORDER BY b.code
     LIMIT :limit OFFSET :offset
     """
@@ -60,7 +83,8 @@ _NEAR = text(
            count(*) OVER () AS total
     FROM buildings b
     {_GRID_OF}
-    WHERE {_WITHIN}
+    {_TEXT}
+      AND {_WITHIN}
       AND (CAST(:grid AS text) IS NULL OR g.code = :grid)
     ORDER BY distance_m, b.code
     LIMIT :limit OFFSET :offset
@@ -91,18 +115,32 @@ def nearest(
     return [dict(r._mapping) for r in rows]
 
 
-def in_grid(conn: Connection, grid: str, limit: int, offset: int) -> list[dict[str, Any]]:
-    """A page of the buildings of a grid, by code (each row carries the `total`)."""
-    rows = conn.execute(_IN_GRID, {"grid": grid, "limit": limit, "offset": offset})
+def in_grid(
+    conn: Connection, grid: str, limit: int, offset: int, words: Mapping[str, str | None] = NO_TEXT
+) -> list[dict[str, Any]]:
+    """A page of the buildings of a grid, by code (each row carries the `total`); `words`
+    filters by text (t_road, t_door, t_building, t_estate, t_needle)."""
+    params = {"grid": grid, "limit": limit, "offset": offset, **words}
+    rows = conn.execute(_IN_GRID, params)
     return [dict(r._mapping) for r in rows]
 
 
 def near(
-    conn: Connection, x: float, y: float, radius_m: float, grid: str | None, limit: int, offset: int
+    conn: Connection,
+    x: float,
+    y: float,
+    radius_m: float,
+    grid: str | None,
+    limit: int,
+    offset: int,
+    words: Mapping[str, str | None] = NO_TEXT,
 ) -> list[dict[str, Any]]:
-    """A page of the buildings within `radius_m` of a point (optionally of one grid), nearest
-    first (each row carries the `total`)."""
-    params = {"x": x, "y": y, "radius": radius_m, "grid": grid, "limit": limit, "offset": offset}
+    """A page of the buildings within `radius_m` of a point (optionally of one grid, and
+    matching `words`), nearest first (each row carries the `total`)."""
+    params = {
+        "x": x, "y": y, "radius": radius_m, "grid": grid, "limit": limit, "offset": offset,
+        **words,
+    }  # fmt: skip
     return [dict(r._mapping) for r in conn.execute(_NEAR, params)]
 
 
