@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from geo_service.api.app import create_app
 from geo_service.cli import app as cli_app
 from geo_service.coverage import service, topology
+from geo_service.errors import InvalidInput
 from geo_service.ingest import ImportOptions, import_file
 from geo_service.settings import Settings
 from tests import factories as f
@@ -366,3 +367,13 @@ def test_suggested_sites_on_the_demo_city_gain_what_recomputing_with_them_gains(
     service.compute(db, settings, shapes_too=False)
     after = service.summary(db, settings)["city"]["tiers"][-1]["households"]
     assert after - before == body["households_gained"]
+
+
+def test_a_failed_compute_keeps_the_last_results(lattice: Engine, settings: Settings):
+    before = walks(lattice)
+    with lattice.begin() as conn:
+        conn.execute(text("UPDATE street_edges SET walkable = false"))
+    with pytest.raises(InvalidInput, match="no walkable streets"):
+        service.compute(lattice, settings)
+    assert walks(lattice) == before
+    assert service.summary(lattice, settings)["city"]["buildings"] == 150

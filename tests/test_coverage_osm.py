@@ -122,3 +122,25 @@ def test_osm_import_reports_isolated_pieces_and_is_idempotent(
     again = import_osm(helsinki, settings, HELSINKI, rejects_dir=tmp_path)
     assert all(r.changed == 0 for r in again)
     assert service.summary(helsinki, settings)["stale"] is False
+
+
+def test_cli_imports_an_osm_extract_as_roads(db: Engine, db_url: str):
+    from typer.testing import CliRunner
+
+    from geo_service.cli import _exit_code
+    from geo_service.cli import app as cli_app
+
+    args = ["import", "osm", str(HELSINKI), "--map", "buildings=no", "--map", "centers=no"]
+    result = CliRunner().invoke(cli_app, args, env={"GEO_DATABASE_URL": db_url})
+    assert result.exit_code == 0, result.output
+    assert "imported roads" in result.output and "6363 inserted" in result.output
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM street_edges")).scalar_one() == 6363
+        assert conn.execute(text("SELECT count(*) FROM buildings")).scalar_one() == 0
+    bad = CliRunner().invoke(
+        cli_app,
+        ["import", "osm", str(HELSINKI), "--map", "parks=yes"],
+        env={"GEO_DATABASE_URL": db_url},
+    )
+    # the entry point maps the domain error to exit code 3 (invalid input)
+    assert _exit_code(bad.exception) == 3 and "'parks'" in bad.exception.message

@@ -35,8 +35,9 @@ def by_group(
 ) -> dict[Any, dict[str, Any]]:
     """`figures` for every distinct value of `groups` (None included), counted with one
     bincount per figure rather than one mask per group."""
-    keys = np.asarray(["" if g is None else str(g) for g in groups], dtype=object)
-    names, index = np.unique(keys.astype(str), return_inverse=True)
+    if groups.dtype.kind != "U":
+        groups = np.asarray(["" if g is None else str(g) for g in groups])
+    names, index = np.unique(groups, return_inverse=True)
     n = len(names)
     hh = households.astype(float)
     reach = ~np.isfinite(walk)

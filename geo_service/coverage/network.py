@@ -18,6 +18,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 NO_EDGE = -1
+NEAR_M = 30.0  # first search radius for entry points (metres)
 
 
 @dataclass
@@ -79,10 +80,19 @@ def locate_entries(
     if len(points) == 0 or len(usable) == 0:
         return Entries(edge, frac, access)
     tree = shapely.STRtree(edges[usable])
-    p_idx, e_idx = tree.query_nearest(points, max_distance=max_access_m, all_matches=True)
-    # Ties (a point equally near two edges, e.g. at a corner) go to the lowest edge index, so
-    # the answer never depends on the tree's internal order.
-    order = np.lexsort((usable[e_idx], p_idx))
+    # Most places stand close to a street: one cheap "within NEAR_M" query finds their
+    # candidates, exact distances pick the nearest; GEOS' nearest search (slower per
+    # point) handles only the rest.
+    near = min(max_access_m, NEAR_M)
+    p_idx, e_idx = tree.query(points, predicate="dwithin", distance=near)
+    rest = np.setdiff1d(np.arange(len(points)), p_idx)
+    if len(rest):
+        rp, re = tree.query_nearest(points[rest], max_distance=max_access_m, all_matches=True)
+        p_idx, e_idx = np.r_[p_idx, rest[rp]], np.r_[e_idx, re]
+    d = shapely.distance(points[p_idx], edges[usable[e_idx]])
+    # The nearest edge; ties (a point equally near two edges, e.g. at a corner) go to the
+    # lowest edge index, so the answer never depends on the tree's internal order.
+    order = np.lexsort((usable[e_idx], d, p_idx))
     p_idx, e_idx = p_idx[order], e_idx[order]
     first = np.r_[True, p_idx[1:] != p_idx[:-1]][: len(p_idx)]
     p_idx, e_idx = p_idx[first], usable[e_idx[first]]

@@ -14,7 +14,7 @@ import csv
 import json
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,37 +96,33 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         lines_ll = _apply(to_ll, topo.geoms)
         graph = Graph(topo.n_nodes, topo.source, topo.target, topology.geodesic_lengths(lines_ll))
         clock.lap("topology")
-        max_access = settings.coverage_max_access_m
-        b_in = network.locate_entries(
-            _xy(to_m, bld["lon"], bld["lat"]), topo.geoms, topo.routable, max_access
-        )
-        c_in = network.locate_entries(
-            _xy(to_m, ctr["lon"], ctr["lat"]), topo.geoms, topo.routable, max_access
-        )
-        clock.lap("entries")
-        walk, which = network.nearest_source(graph, c_in, b_in)
-        minutes, tier = network.tier_of(walk, settings.coverage_walk_speed_kmh, tiers)
-        clock.lap("distances")
-        # The shapes are drawn (GEOS, in this process) while PostgreSQL stores the walks.
-        with ThreadPoolExecutor(1) as pool:
+        # Work overlaps where it can: PostgreSQL stores the network while entries and walks
+        # are found here, the isochrones (which need only the centres' entry points) are
+        # drawn (GEOS, which lets go of the GIL) from here on, and the gaps and merged tiers
+        # while PostgreSQL stores the walks.
+        with ThreadPoolExecutor(4) as pool:
+            node_xy = np.column_stack(to_ll.transform(topo.node_xy[:, 0], topo.node_xy[:, 1]))
+            storing = pool.submit(
+                _store_network, conn, topo, node_xy, street_ids, graph.length, lines_ll
+            )
+            max_access = settings.coverage_max_access_m
+            c_in = network.locate_entries(
+                _xy(to_m, ctr["lon"], ctr["lat"]), topo.geoms, topo.routable, max_access
+            )
+            iso = _isochrones(pool, settings, tiers, graph, topo, c_in) if shapes_too else None
+            b_in = network.locate_entries(
+                _xy(to_m, bld["lon"], bld["lat"]), topo.geoms, topo.routable, max_access
+            )
+            clock.lap("entries")
+            walk, which = network.nearest_source(graph, c_in, b_in)
+            minutes, tier = network.tier_of(walk, settings.coverage_walk_speed_kmh, tiers)
+            clock.lap("distances")
             drawing = (
-                pool.submit(_draw, settings, tiers, graph, topo, c_in, ctr, bld, tier, to_m, to_ll)
-                if shapes_too
+                pool.submit(_draw, settings, tiers, iso, topo, c_in, ctr, bld, tier, to_m, to_ll)
+                if iso is not None
                 else None
             )
-            store.clear(conn)
-            node_xy = np.column_stack(to_ll.transform(topo.node_xy[:, 0], topo.node_xy[:, 1]))
-            store.write_network(
-                conn,
-                node_xy.reshape(-1, 2),
-                topo.node_component,
-                topo.source,
-                topo.target,
-                street_ids[topo.street],
-                graph.length,
-                topo.component,
-                lines_ll,
-            )
+            storing.result()  # the connection is free again
             store.write_centers(conn, ctr["id"], c_in.edge, c_in.frac, c_in.access)
             store.write_buildings(
                 conn,
@@ -176,10 +172,61 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
     }
 
 
-def _draw(
+def _store_network(
+    conn: Connection,
+    topo: topology.Topology,
+    node_xy: np.ndarray,
+    street_ids: np.ndarray,
+    length: np.ndarray,
+    lines_ll: np.ndarray,
+) -> None:
+    """Replace every derived table's content, starting with the nodes and edges."""
+    store.clear(conn)
+    store.write_network(
+        conn,
+        node_xy.reshape(-1, 2),
+        topo.node_component,
+        topo.source,
+        topo.target,
+        street_ids[topo.street],
+        length,
+        topo.component,
+        lines_ll,
+    )
+
+
+_ISO_PARTS = 2  # isochrones are drawn in this many threads
+
+
+def _isochrones(
+    pool: ThreadPoolExecutor,
     settings: Settings,
     tiers: list[int],
     graph: Graph,
+    topo: topology.Topology,
+    c_in: Entries,
+) -> list[Future[list[list[Any]]]]:
+    """Start drawing the metric isochrones of every centre with a street, per tier, in
+    `_ISO_PARTS` slices of centres; the futures give them in centre order."""
+    speed = settings.coverage_walk_speed_kmh
+    radii = [network.metres_of(t, speed) for t in tiers]
+    reach = np.flatnonzero(c_in.edge >= 0)
+
+    def part(idx: np.ndarray) -> list[list[Any]]:
+        sources = c_in.take(idx)
+        dist = network.source_distances(graph, sources, limit=max(radii))
+        return shapes.isochrones(
+            graph, topo.geoms, dist, sources, radii, settings.coverage_isochrone_buffer_m
+        )
+
+    # interleaved slices: neighbouring centres (similar work) go to different threads
+    return [pool.submit(part, reach[k::_ISO_PARTS]) for k in range(_ISO_PARTS)]
+
+
+def _draw(
+    settings: Settings,
+    tiers: list[int],
+    iso: list[Future[list[list[Any]]]],
     topo: topology.Topology,
     c_in: Entries,
     ctr: dict[str, np.ndarray],
@@ -188,23 +235,24 @@ def _draw(
     to_m: Transformer,
     to_ll: Transformer,
 ) -> tuple[list[tuple[str, int, Any]], list[tuple[int, Any]], list[tuple[Any, int, int]]]:
-    """Isochrones per centre and tier, merged tiers and gap areas, in lon/lat."""
-    speed = settings.coverage_walk_speed_kmh
-    radii = [network.metres_of(t, speed) for t in tiers]
-    reach = np.flatnonzero(c_in.edge >= 0)
-    sources = c_in.take(reach)
-    dist = network.source_distances(graph, sources, limit=max(radii))
-    polys = shapes.isochrones(
-        graph, topo.geoms, dist, sources, radii, settings.coverage_isochrone_buffer_m
-    )
-    merged = [(t, shapes.merge([p[j] for p in polys])) for j, t in enumerate(tiers)]
+    """Isochrones per centre and tier (drawn by `iso`), merged tiers and gap areas, in
+    lon/lat."""
     uncovered = np.flatnonzero(tier == 0)
-    gap = shapes.gaps(
+    blocks = shapes.blocks(
         topo.geoms[topo.routable],
         _xy(to_m, bld["lon"][uncovered], bld["lat"][uncovered]),
+        settings.coverage_isochrone_buffer_m,
+    )
+    reach = np.flatnonzero(c_in.edge >= 0)
+    parts = [f.result() for f in iso]
+    polys: list[list[Any]] = [[] for _ in reach]
+    for k, rows in enumerate(parts):
+        polys[k::_ISO_PARTS] = rows
+    merged = [(t, shapes.merge([p[j] for p in polys])) for j, t in enumerate(tiers)]
+    gap = shapes.gaps_of(
+        blocks,
         bld["households"][uncovered],
         merged[-1][1] if merged else shapely.MultiPolygon(),
-        settings.coverage_isochrone_buffer_m,
     )
 
     def ll(geoms: list[Any]) -> list[Any]:
@@ -396,7 +444,7 @@ class Model:
     routable: np.ndarray
     buildings: Entries
     households: np.ndarray
-    community: np.ndarray
+    community: np.ndarray  # community code of each building, "" for none
     community_names: dict[str, str]
     center_codes: np.ndarray
     centers: Entries
@@ -459,7 +507,7 @@ def _load_model(conn: Connection, run: dict[str, Any]) -> Model:
         routable=arrays["component"] == 0,
         buildings=b,
         households=arrays["households"],
-        community=arrays["community"],
+        community=np.asarray(["" if c is None else str(c) for c in arrays["community"]]),
         community_names=arrays["community_names"],
         center_codes=arrays["center_code"],
         centers=c,

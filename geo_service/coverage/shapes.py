@@ -9,6 +9,7 @@ blocks (faces of the street network holding buildings) outside the widest tier.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import shapely
@@ -23,29 +24,48 @@ def reached_pieces(
     dist_node: np.ndarray,
     radius_m: float,
     own: Entries,
+    skip: np.ndarray | None = None,
 ) -> np.ndarray:
     """Metric LineStrings of the parts of edges within `radius_m` of the source whose node
-    distances are `dist_node`, `own` being the source's entry point (one entry)."""
+    distances are `dist_node`, `own` being the source's entry point (one entry); edges marked
+    in `skip` are left out."""
+    return _reach(graph, geoms, dist_node, radius_m, own, skip)[0]
+
+
+def _reach(
+    graph: Graph,
+    geoms: np.ndarray,
+    dist_node: np.ndarray,
+    radius_m: float,
+    own: Entries,
+    skip: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`reached_pieces`, and the indexes of the edges reached end to end."""
     length = graph.length
-    from_s = np.clip(radius_m - dist_node[graph.source], 0, length)
-    from_t = np.clip(radius_m - dist_node[graph.target], 0, length)
-    full = from_s + from_t >= length
-    starts = [np.flatnonzero(full), np.flatnonzero(~full & (from_s > 0))]
-    lo = [np.zeros(len(starts[0])), np.zeros(len(starts[1]))]
-    hi = [np.ones(len(starts[0])), from_s[starts[1]] / length[starts[1]]]
-    tail = np.flatnonzero(~full & (from_t > 0))
-    starts.append(tail)
-    lo.append(1 - from_t[tail] / length[tail])
-    hi.append(np.ones(len(tail)))
+    # Only edges with an end within reach can be touched (the own edge aside).
+    near = np.flatnonzero(
+        (dist_node[graph.source] < radius_m) | (dist_node[graph.target] < radius_m)
+    )
+    if skip is not None:
+        near = near[~skip[near]]
+    sub = length[near]
+    from_s = np.clip(radius_m - dist_node[graph.source[near]], 0, sub)
+    from_t = np.clip(radius_m - dist_node[graph.target[near]], 0, sub)
+    full = from_s + from_t >= sub
+    head = ~full & (from_s > 0)
+    tail = ~full & (from_t > 0)
+    idx = [near[full], near[head], near[tail]]
+    lo = [np.zeros(int(full.sum())), np.zeros(int(head.sum())), 1 - from_t[tail] / sub[tail]]
+    hi = [np.ones(int(full.sum())), from_s[head] / sub[head], np.ones(int(tail.sum()))]
     e = int(own.edge[0])
     reach = radius_m - float(own.access[0])
-    if e >= 0 and reach > 0:
+    if e >= 0 and reach > 0 and (skip is None or not skip[e]):
         centre = float(own.frac[0]) * length[e]
-        starts.append(np.array([e]))
+        idx.append(np.array([e]))
         lo.append(np.array([max(0.0, centre - reach) / length[e]]))
         hi.append(np.array([min(length[e], centre + reach) / length[e]]))
-    idx = np.concatenate(starts)
-    return substrings(geoms[idx], np.concatenate(lo), np.concatenate(hi))
+    pieces = substrings(geoms[np.concatenate(idx)], np.concatenate(lo), np.concatenate(hi))
+    return pieces, near[full]
 
 
 def substrings(lines: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -81,13 +101,28 @@ def isochrones(
     buffer_m: float,
     workers: int = 1,
 ) -> list[list[shapely.Geometry]]:
-    """Isochrone polygon of every centre (rows of `dist_nodes`) for every radius."""
+    """Isochrone polygon of every centre (rows of `dist_nodes`) for every radius.
+
+    The radii are drawn from the smallest up, each as the one before it plus the outline of
+    what it adds: edges already reached end to end lie inside the smaller isochrone, with
+    their whole buffer, so only the new band (and the partial edges) is buffered again. The
+    same area as outlining each radius from scratch, for a fraction of the unioning."""
+    order = np.argsort(radii_m, kind="stable")
 
     def one(i: int) -> list[shapely.Geometry]:
         own = centers.take(np.array([i]))
-        return [
-            outline(reached_pieces(graph, geoms, dist_nodes[i], r, own), buffer_m) for r in radii_m
-        ]
+        done = np.zeros(len(graph.length), bool)
+        out: list[shapely.Geometry] = [shapely.MultiPolygon()] * len(radii_m)
+        prev: shapely.Geometry | None = None
+        for j in order:
+            pieces, full = _reach(graph, geoms, dist_nodes[i], radii_m[j], own, done)
+            if len(pieces):
+                band = shapely.buffer(shapely.multilinestrings(pieces), buffer_m, quad_segs=2)
+                prev = band if prev is None else shapely.union(prev, band)
+            if prev is not None:
+                out[j] = prev
+            done[full] = True
+        return out
 
     if workers <= 1:
         return [one(i) for i in range(len(centers))]
@@ -102,6 +137,60 @@ def merge(polygons: list[shapely.Geometry]) -> shapely.Geometry:
     return union(np.asarray(polygons, dtype=object))
 
 
+@dataclass
+class Blocks:
+    """Where the uncovered buildings are: `area`, the blocks holding them plus circles
+    around those no block holds, and the buildings' points (metric) in a tree."""
+
+    area: shapely.Geometry
+    points: shapely.STRtree
+
+
+def blocks(streets: np.ndarray, uncovered: np.ndarray, buffer_m: float) -> Blocks | None:
+    """The blocks (faces of the street network) holding uncovered buildings, and a
+    `buffer_m` circle around uncovered buildings that no block holds (None: none uncovered).
+    Independent of the isochrones, so it can be drawn while they are."""
+    if len(uncovered) == 0:
+        return None
+    faces = shapely.get_parts(shapely.polygonize(streets))
+    # polygons as the query side: shapely prepares the query geometry, not the tree's
+    points = shapely.STRtree(uncovered)
+    b_idx, p_idx = points.query(faces, predicate="contains")
+    # a point on a street itself is within no face: it falls back to its circle
+    in_block = np.zeros(len(uncovered), bool)
+    in_block[p_idx] = True
+    # blocks never overlap: a coverage union is far cheaper than a general one
+    area = shapely.coverage_union_all(faces[np.unique(b_idx)])
+    if not in_block.all():
+        circles = shapely.buffer(uncovered[~in_block], buffer_m, quad_segs=2)
+        area = shapely.union_all(np.r_[np.asarray([area], dtype=object), circles])
+    return Blocks(area, points)
+
+
+def gaps_of(
+    where: Blocks | None,
+    households: np.ndarray,
+    covered_area: shapely.Geometry,
+    min_area_m2: float = 1.0,
+) -> list[tuple[shapely.Geometry, int, int]]:
+    """Gap areas: `where` (see `blocks`) minus the covered area. Returns (polygon, uncovered
+    buildings in it, their households), most households first."""
+    if where is None:
+        return []
+    area = where.area
+    if not shapely.is_empty(covered_area):
+        area = shapely.difference(area, covered_area)
+    polys = shapely.get_parts(area)
+    polys = polys[shapely.area(polys) >= min_area_m2]
+    if len(polys) == 0:
+        return []
+    g_idx, u_idx = where.points.query(polys, predicate="contains")
+    count = np.bincount(g_idx, minlength=len(polys))
+    held = np.bincount(g_idx, weights=households[u_idx], minlength=len(polys))
+    order = np.lexsort((-count, -held))
+    return [(polys[i], int(count[i]), int(held[i])) for i in order if count[i] > 0]
+
+
 def gaps(
     streets: np.ndarray,
     uncovered: np.ndarray,
@@ -113,28 +202,4 @@ def gaps(
     """Gap areas: the blocks (faces of the street network) holding uncovered buildings, and a
     `buffer_m` circle around uncovered buildings that no block holds, minus the covered area.
     Returns (polygon, uncovered buildings in it, their households), most households first."""
-    if len(uncovered) == 0:
-        return []
-    blocks = shapely.get_parts(shapely.polygonize(streets))
-    # polygons as the query side: shapely prepares the query geometry, not the tree's
-    points = shapely.STRtree(uncovered)
-    b_idx, p_idx = points.query(blocks, predicate="contains")
-    # a point on a street itself is within no face: it falls back to its circle
-    in_block = np.zeros(len(uncovered), bool)
-    in_block[p_idx] = True
-    # blocks never overlap: a coverage union is far cheaper than a general one
-    area = shapely.coverage_union_all(blocks[np.unique(b_idx)])
-    if not in_block.all():
-        circles = shapely.buffer(uncovered[~in_block], buffer_m, quad_segs=2)
-        area = shapely.union_all(np.r_[np.asarray([area], dtype=object), circles])
-    if not shapely.is_empty(covered_area):
-        area = shapely.difference(area, covered_area)
-    polys = shapely.get_parts(area)
-    polys = polys[shapely.area(polys) >= min_area_m2]
-    if len(polys) == 0:
-        return []
-    g_idx, u_idx = points.query(polys, predicate="contains")
-    count = np.bincount(g_idx, minlength=len(polys))
-    held = np.bincount(g_idx, weights=households[u_idx], minlength=len(polys))
-    order = np.lexsort((-count, -held))
-    return [(polys[i], int(count[i]), int(held[i])) for i in order if count[i] > 0]
+    return gaps_of(blocks(streets, uncovered, buffer_m), households, covered_area, min_area_m2)

@@ -207,6 +207,9 @@ def write_centers(
     )
 
 
+_BUILDING_INDEXES = ("grid_code", "community_code", "center_code", "tier_min")
+
+
 def write_buildings(conn: Connection, columns: dict[str, np.ndarray]) -> None:
     """Per-building results; grid and community are found here, by PostGIS.
 
@@ -245,6 +248,9 @@ def write_buildings(conn: Connection, columns: dict[str, np.ndarray]) -> None:
     # faster than probing the grid index building by building, which a parallel plan would
     # choose; a building outside every grid still gets the community it lies in.
     conn.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+    # The table was just emptied: its secondary indexes are built once after the load.
+    for column in _BUILDING_INDEXES:
+        conn.execute(text(f"DROP INDEX IF EXISTS coverage_buildings_{column}"))
     conn.execute(
         text(
             """
@@ -273,6 +279,10 @@ def write_buildings(conn: Connection, columns: dict[str, np.ndarray]) -> None:
             """
         )
     )
+    for column in _BUILDING_INDEXES:
+        conn.execute(
+            text(f"CREATE INDEX coverage_buildings_{column} ON coverage_buildings ({column})")
+        )
 
 
 def write_shapes(
@@ -282,36 +292,69 @@ def write_shapes(
     gaps: list[tuple[Any, int, int]],
 ) -> None:
     """Isochrones (centre, tier, lon/lat geometry), merged tiers and gap areas; areas are
-    measured on the spheroid here."""
-    for center, tier, geom in isochrones:
+    measured on the spheroid here. Everything travels in one binary COPY (a centre as an index
+    into the sorted codes), each area is measured as its row is inserted."""
+    conn.execute(
+        text(
+            "CREATE TEMP TABLE coverage_shape_stage (seq int4, kind int4, center int4, "
+            "tier_min int4, buildings int4, households int4, geom geometry) ON COMMIT DROP"
+        )
+    )
+    codes = sorted({c for c, _, _ in isochrones})
+    at = {c: i for i, c in enumerate(codes)}
+    n_iso, n_tier, n_gap = len(isochrones), len(tiers), len(gaps)
+    kind = np.repeat([0, 1, 2], [n_iso, n_tier, n_gap])
+    zeros = np.zeros(n_iso + n_tier, dtype=np.int64)
+    none = np.zeros(n_gap, dtype=np.int64)
+    geoms = np.asarray(
+        [g for _, _, g in isochrones] + [g for _, g in tiers] + [g for g, _, _ in gaps],
+        dtype=object,
+    )
+    if len(geoms) == 0:
+        return
+    multi = _multi(list(geoms[: n_iso + n_tier]))
+    _copy(
+        conn,
+        "coverage_shape_stage",
+        [
+            ("seq", "int4", np.arange(len(kind))),
+            ("kind", "int4", kind),
+            ("center", "int4", np.r_[[at[c] for c, _, _ in isochrones], zeros[:n_tier], none]),
+            (
+                "tier_min",
+                "int4",
+                np.r_[[t for _, t, _ in isochrones], [t for t, _ in tiers], none],
+            ),
+            ("buildings", "int4", np.r_[zeros, [b for _, b, _ in gaps]]),
+            ("households", "int4", np.r_[zeros, [h for _, _, h in gaps]]),
+        ],
+        ("geom", _ewkb(np.r_[multi, geoms[n_iso + n_tier :]])),
+    )
+    if codes:
         conn.execute(
             text(
                 "INSERT INTO coverage_isochrones (center_code, tier_min, area_m2, geom) "
-                "VALUES (:c, :t, 0, ST_GeomFromEWKB(:g))"
+                "SELECT c.code, s.tier_min, ST_Area(s.geom::geography), s.geom "
+                "FROM coverage_shape_stage s "
+                "JOIN unnest(CAST(:codes AS text[])) WITH ORDINALITY c(code, i) "
+                "ON c.i = s.center + 1 WHERE s.kind = 0 ORDER BY s.seq"
             ),
-            {"c": center, "t": tier, "g": _ewkb(_multi([geom]))[0]},
+            {"codes": codes},
         )
-    for tier, geom in tiers:
-        conn.execute(
-            text(
-                "INSERT INTO coverage_tiers (tier_min, area_m2, geom) "
-                "VALUES (:t, 0, ST_GeomFromEWKB(:g))"
-            ),
-            {"t": tier, "g": _ewkb(_multi([geom]))[0]},
+    conn.execute(
+        text(
+            "INSERT INTO coverage_tiers (tier_min, area_m2, geom) "
+            "SELECT tier_min, ST_Area(geom::geography), geom FROM coverage_shape_stage "
+            "WHERE kind = 1 ORDER BY seq"
         )
-    if gaps:
-        _copy(
-            conn,
-            "coverage_gaps",
-            [
-                ("area_m2", "float8", np.zeros(len(gaps))),
-                ("buildings", "int4", np.asarray([b for _, b, _ in gaps])),
-                ("households", "int4", np.asarray([h for _, _, h in gaps])),
-            ],
-            ("geom", _ewkb(np.asarray([g for g, _, _ in gaps], dtype=object))),
+    )
+    conn.execute(
+        text(
+            "INSERT INTO coverage_gaps (area_m2, buildings, households, geom) "
+            "SELECT ST_Area(geom::geography), buildings, households, geom "
+            "FROM coverage_shape_stage WHERE kind = 2 ORDER BY seq"
         )
-    for table in ("coverage_isochrones", "coverage_tiers", "coverage_gaps"):
-        conn.execute(text(f"UPDATE {table} SET area_m2 = ST_Area(geom::geography)"))
+    )
 
 
 def _multi(geoms: list[Any]) -> np.ndarray:
@@ -341,8 +384,7 @@ def insert_run(conn: Connection, run: Row) -> int:
 
 def analyze(conn: Connection) -> None:
     """Fresh planner statistics for the rewritten tables."""
-    for table in ("coverage_edges", "coverage_nodes", "coverage_buildings"):
-        conn.execute(text(f"ANALYZE {table}"))
+    conn.execute(text("ANALYZE coverage_buildings"))  # the API filters it by community, grid
 
 
 # -- reads --------------------------------------------------------------------------------------
