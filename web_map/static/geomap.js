@@ -1,0 +1,414 @@
+/* geo-service web map: what the three views share.
+ *
+ * - reading the API (fetch; the page's ?token= is sent as a Bearer token; a static export
+ *   answers from the data embedded in the page instead),
+ * - WGS-84 -> GCJ-02 for a GCJ-02 basemap (Amap): every overlay coordinate passes through
+ *   toLatLng on its way onto the map, every clicked point through fromLatLng on its way back
+ *   (the API always gets and gives WGS-84),
+ * - styles, popups and legends from the layer catalogue's collection documents,
+ * - a panel per view, and readiness flags for tests (body[data-geomap-ready]).
+ */
+(function (global) {
+  "use strict";
+
+  var GeoMap = { views: {}, pages: [] };
+
+  // -- coordinates: WGS-84 <-> GCJ-02 (the same formula as geo_service/crs.py) ---------------
+  var A = 6378245.0;
+  var EE = 0.00669342162296594323;
+  var PI = Math.PI;
+
+  function inChina(lon, lat) {
+    return lon >= 72.004 && lon <= 137.8347 && lat >= 0.8293 && lat <= 55.8271;
+  }
+
+  function gcjOffset(lon, lat) {
+    var x = lon - 105.0;
+    var y = lat - 35.0;
+    var shared = ((20.0 * Math.sin(6.0 * x * PI) + 20.0 * Math.sin(2.0 * x * PI)) * 2.0) / 3.0;
+    var sq = Math.sqrt(Math.abs(x));
+    var dlat = -100.0 + 2.0 * x + 3.0 * y + 0.2 * y * y + 0.1 * x * y + 0.2 * sq + shared;
+    dlat += ((20.0 * Math.sin(y * PI) + 40.0 * Math.sin((y / 3.0) * PI)) * 2.0) / 3.0;
+    dlat += ((160.0 * Math.sin((y / 12.0) * PI) + 320.0 * Math.sin((y / 30.0) * PI)) * 2.0) / 3.0;
+    var dlon = 300.0 + x + 2.0 * y + 0.1 * x * x + 0.1 * x * y + 0.1 * sq + shared;
+    dlon += ((20.0 * Math.sin(x * PI) + 40.0 * Math.sin((x / 3.0) * PI)) * 2.0) / 3.0;
+    dlon += ((150.0 * Math.sin((x / 12.0) * PI) + 300.0 * Math.sin((x / 30.0) * PI)) * 2.0) / 3.0;
+    var phi = (lat / 180.0) * PI;
+    var magic = 1.0 - EE * Math.sin(phi) * Math.sin(phi);
+    var sqrtMagic = Math.sqrt(magic);
+    dlat = (dlat * 180.0) / (((A * (1.0 - EE)) / (magic * sqrtMagic)) * PI);
+    dlon = (dlon * 180.0) / ((A / sqrtMagic) * Math.cos(phi) * PI);
+    return [dlon, dlat];
+  }
+
+  GeoMap.wgs84ToGcj02 = function (lon, lat) {
+    if (!inChina(lon, lat)) return [lon, lat];
+    var d = gcjOffset(lon, lat);
+    return [lon + d[0], lat + d[1]];
+  };
+
+  // No closed inverse: fixed-point iteration on the forward formula (millimetres in ~5 rounds).
+  GeoMap.gcj02ToWgs84 = function (glon, glat) {
+    if (!inChina(glon, glat)) return [glon, glat];
+    var lon = glon;
+    var lat = glat;
+    for (var i = 0; i < 30; i++) {
+      var f = GeoMap.wgs84ToGcj02(lon, lat);
+      var rlon = f[0] - glon;
+      var rlat = f[1] - glat;
+      lon -= rlon;
+      lat -= rlat;
+      if (Math.abs(rlon) < 1e-10 && Math.abs(rlat) < 1e-10) break;
+    }
+    return [lon, lat];
+  };
+
+  // -- small helpers -----------------------------------------------------------------------
+  function esc(value) {
+    return String(value).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+  GeoMap.esc = esc;
+
+  GeoMap.bi = function (zh, en) {
+    return '<span class="gm-zh">' + esc(zh) + '</span> <span class="gm-en">' + esc(en) + "</span>";
+  };
+
+  GeoMap.fmt = function (value) {
+    if (value === null || value === undefined || value === "") return "—";
+    if (value === true) return "是 Yes";
+    if (value === false) return "否 No";
+    if (typeof value === "number") {
+      return Number.isInteger(value)
+        ? value.toLocaleString("en")
+        : value.toLocaleString("en", { maximumFractionDigits: 2 });
+    }
+    var text = String(value);
+    if (/^\d{4}-\d\d-\d\dT\d\d:\d\d/.test(text)) return text.replace("T", " ").slice(0, 16);
+    return text;
+  };
+
+  GeoMap.pct = function (share) {
+    return share === null || share === undefined ? "—" : (share * 100).toFixed(1) + "%";
+  };
+
+  function ApiError(status, message, path) {
+    this.name = "ApiError";
+    this.status = status;
+    this.message = message;
+    this.path = path;
+  }
+  ApiError.prototype = Object.create(Error.prototype);
+  GeoMap.ApiError = ApiError;
+
+  function tokenOfPage() {
+    try {
+      var q = new URLSearchParams(global.location.search);
+      return q.get("access_token") || q.get("token");
+    } catch (e) {
+      return null;
+    }
+  }
+
+  // -- the page ------------------------------------------------------------------------------
+  function Page(args) {
+    this.map = args.map;
+    this.control = args.control;
+    this.groups = args.groups;
+    this.cfg = args.config;
+    this.crs = this.cfg.crs || "wgs84";
+    this.token = tokenOfPage();
+    this.counts = {};
+    this.docs = {};
+    var page = this;
+    this.toLatLng = function (lon, lat) {
+      var p = page.crs === "gcj02" ? GeoMap.wgs84ToGcj02(lon, lat) : [lon, lat];
+      return L.latLng(p[1], p[0]);
+    };
+    this.coordsToLatLng = function (c) {
+      return page.toLatLng(c[0], c[1]);
+    };
+  }
+
+  /** WGS-84 [lon, lat] of a point on the map (a click, the map's centre). */
+  Page.prototype.fromLatLng = function (latlng) {
+    var lon = latlng.lng;
+    var lat = latlng.lat;
+    return this.crs === "gcj02" ? GeoMap.gcj02ToWgs84(lon, lat) : [lon, lat];
+  };
+
+  Page.prototype.path = function (url) {
+    // Paging links are absolute: back to a path, so that embedded data answers them too.
+    return url.replace(/^https?:\/\/[^/]+/, "");
+  };
+
+  /** The JSON answer of an API path (GET), or of a POST with a JSON body. */
+  Page.prototype.get = function (path, body) {
+    var cfg = this.cfg;
+    if (cfg.data) {
+      if (Object.prototype.hasOwnProperty.call(cfg.data, path)) {
+        return Promise.resolve(JSON.parse(JSON.stringify(cfg.data[path])));
+      }
+      return Promise.reject(new ApiError(0, "not in this static export: " + path, path));
+    }
+    var headers = { Accept: "application/json" };
+    if (this.token) headers.Authorization = "Bearer " + this.token;
+    var init = { headers: headers };
+    if (body !== undefined) {
+      init.method = "POST";
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    return fetch(cfg.api + path, init).then(function (r) {
+      if (r.ok) return r.json();
+      return r
+        .json()
+        .catch(function () {
+          return {};
+        })
+        .then(function (b) {
+          throw new ApiError(r.status, (b && (b.message || b.detail)) || r.statusText, path);
+        });
+    });
+  };
+
+  /** Every feature of an OGC items path, following `next` links to the end. */
+  Page.prototype.items = async function (path) {
+    var all = { type: "FeatureCollection", features: [] };
+    var url = path;
+    while (url) {
+      var page = await this.get(url);
+      Array.prototype.push.apply(all.features, page.features || []);
+      var next = (page.links || []).filter(function (l) {
+        return l.rel === "next";
+      })[0];
+      url = next ? this.path(next.href) : null;
+    }
+    return all;
+  };
+
+  /** A Leaflet GeoJSON layer whose coordinates go through the map's CRS shift. */
+  Page.prototype.geoJSON = function (data, options) {
+    var opts = Object.assign({ coordsToLatLng: this.coordsToLatLng }, options || {});
+    return L.geoJSON(data, opts);
+  };
+
+  Page.prototype.count = function (key, n) {
+    this.counts[key] = (this.counts[key] || 0) + n;
+  };
+
+  // -- styles from the layer catalogue ----------------------------------------------------
+  GeoMap.colourOf = function (style, props) {
+    var legend = style.legend || [];
+    if (style.color_by && legend.length) {
+      var value = props[style.color_by];
+      var fallback = null;
+      for (var i = 0; i < legend.length; i++) {
+        if (!("value" in legend[i])) fallback = legend[i].color;
+        else if (legend[i].value === value) return legend[i].color;
+      }
+      if (fallback) return fallback;
+    }
+    return style.fill || style.color;
+  };
+
+  GeoMap.pathStyle = function (style, props) {
+    if (style.type === "line") {
+      return {
+        color: GeoMap.colourOf(style, props || {}) || style.color,
+        weight: style.width,
+        opacity: 0.9,
+        fill: false,
+      };
+    }
+    return {
+      color: style.color,
+      weight: style.width,
+      opacity: 0.9,
+      fillColor: GeoMap.colourOf(style, props || {}),
+      fillOpacity: style.opacity,
+    };
+  };
+
+  GeoMap.circle = function (page, style, feature, extra) {
+    var c = feature.geometry.coordinates;
+    return L.circleMarker(
+      page.toLatLng(c[0], c[1]),
+      Object.assign(
+        {
+          radius: style.radius,
+          color: style.color,
+          weight: 2,
+          fillColor: GeoMap.colourOf(style, feature.properties || {}),
+          fillOpacity: style.opacity,
+        },
+        extra || {}
+      )
+    );
+  };
+
+  function fieldTitle(doc, name) {
+    var prop = (doc && doc.properties && doc.properties[name]) || {};
+    var t = prop.title;
+    return t ? GeoMap.bi(t.zh, t.en) : esc(name);
+  }
+  GeoMap.fieldTitle = fieldTitle;
+
+  GeoMap.table = function (rows) {
+    return (
+      '<table class="gm-table">' +
+      rows
+        .map(function (r) {
+          return "<tr><th>" + r[0] + "</th><td>" + r[1] + "</td></tr>";
+        })
+        .join("") +
+      "</table>"
+    );
+  };
+
+  /** Popup HTML of a feature: the collection's title and its popup fields, bilingual. */
+  GeoMap.popup = function (doc, props) {
+    var fields = (doc.style && doc.style.popup) || Object.keys(props);
+    var head = doc.titles ? GeoMap.bi(doc.titles.zh, doc.titles.en) : esc(doc.id);
+    return (
+      '<div class="gm-popup"><div class="gm-popup-title">' +
+      head +
+      "</div>" +
+      GeoMap.table(
+        fields.map(function (f) {
+          return [fieldTitle(doc, f), esc(GeoMap.fmt(props[f]))];
+        })
+      ) +
+      "</div>"
+    );
+  };
+
+  // -- legend and panel controls ------------------------------------------------------------
+  var Legend = L.Control.extend({
+    options: { position: "bottomright" },
+    onAdd: function () {
+      this._div = L.DomUtil.create("div", "gm-legend leaflet-bar");
+      this._div.innerHTML =
+        '<div class="gm-legend-head">' + GeoMap.bi("图例", "Legend") + "</div>";
+      L.DomEvent.disableClickPropagation(this._div);
+      L.DomEvent.disableScrollPropagation(this._div);
+      return this._div;
+    },
+    section: function (titleZh, titleEn, entries) {
+      var html = '<div class="gm-legend-section"><div class="gm-legend-title">';
+      html += GeoMap.bi(titleZh, titleEn) + "</div>";
+      entries.forEach(function (e) {
+        var cls = "gm-swatch gm-swatch-" + (e.kind || "fill");
+        var st =
+          e.kind === "ring"
+            ? "border-color:" + e.color
+            : e.kind === "line"
+              ? "border-top-color:" + e.color
+              : "background:" + e.color;
+        if (e.border) st += ";border-color:" + e.border;
+        html +=
+          '<div class="gm-legend-row"><span class="' + cls + '" style="' + st + '"></span>';
+        html += GeoMap.bi(e.zh, e.en) + "</div>";
+      });
+      this._div.insertAdjacentHTML("beforeend", html + "</div>");
+    },
+  });
+
+  /** A legend section from a collection document's style. */
+  GeoMap.legendOf = function (legend, doc, kind) {
+    var style = doc.style || {};
+    var entries = (style.legend || []).map(function (e) {
+      return { zh: e.label.zh, en: e.label.en, color: e.color, kind: kind || style.type };
+    });
+    legend.section(doc.titles.zh, doc.titles.en, entries);
+  };
+
+  var Panel = L.Control.extend({
+    options: { position: "topleft" },
+    onAdd: function () {
+      var div = L.DomUtil.create("div", "gm-panel leaflet-bar");
+      L.DomEvent.disableClickPropagation(div);
+      L.DomEvent.disableScrollPropagation(div);
+      this._div = div;
+      return div;
+    },
+  });
+
+  Page.prototype.status = function (html, kind) {
+    var el = this.panel._div.querySelector(".gm-status");
+    el.className = "gm-status" + (kind ? " gm-status-" + kind : "");
+    el.innerHTML = html;
+  };
+
+  Page.prototype.fail = function (err, what) {
+    var msg = err && err.message ? err.message : String(err);
+    this.status(GeoMap.bi("出错", "Error") + ": " + esc(what ? what + ": " : "") + esc(msg), "error");
+    document.body.setAttribute("data-geomap-error", msg);
+    console.error("geo-service map:", what || "", msg);
+  };
+
+  Page.prototype.section = function (id, titleZh, titleEn) {
+    var div = L.DomUtil.create("div", "gm-section", this.panel._div);
+    div.id = "gm-" + id;
+    if (titleZh) div.innerHTML = '<div class="gm-section-title">' + GeoMap.bi(titleZh, titleEn) + "</div>";
+    var body = L.DomUtil.create("div", "gm-section-body", div);
+    return body;
+  };
+
+  Page.prototype.ready = function () {
+    document.body.setAttribute("data-geomap-ready", "1");
+  };
+
+  /** Fit the map to the bounds of Leaflet layers (the first that has any). */
+  Page.prototype.fit = function (layers) {
+    for (var i = 0; i < layers.length; i++) {
+      var b = layers[i] && layers[i].getBounds ? layers[i].getBounds() : null;
+      if (b && b.isValid()) {
+        // Keep the data clear of the panel (top left) and the legend (bottom right).
+        var wide = this.map.getSize().x > 900;
+        this.map.fitBounds(b, {
+          paddingTopLeft: [wide ? 360 : 20, 20],
+          paddingBottomRight: [wide ? 300 : 20, 20],
+        });
+        return true;
+      }
+    }
+    return false;
+  };
+
+  // -- start -----------------------------------------------------------------------------------
+  GeoMap.start = function (args) {
+    var page = new Page(args);
+    GeoMap.pages.push(page);
+    var cfg = page.cfg;
+    document.title = cfg.title.zh + " " + cfg.title.en + " · geo-service";
+    page.panel = new Panel().addTo(page.map);
+    var head = '<div class="gm-title">' + GeoMap.bi(cfg.title.zh, cfg.title.en) + "</div>";
+    head +=
+      '<div class="gm-sub">' +
+      GeoMap.bi("底图", "Basemap") +
+      ": " +
+      GeoMap.bi(cfg.basemap.zh, cfg.basemap.en) +
+      (page.crs === "gcj02" ? ' <span class="gm-tag">GCJ-02</span>' : "") +
+      (cfg.interactive ? "" : ' <span class="gm-tag">' + GeoMap.bi("静态导出", "static export") + "</span>") +
+      "</div>";
+    page.panel._div.innerHTML = head + '<div class="gm-status">' + GeoMap.bi("加载中…", "Loading…") + "</div>";
+    page.legend = new Legend().addTo(page.map);
+    var view = GeoMap.views[cfg.view];
+    if (!view) {
+      page.fail(new Error("unknown view " + cfg.view));
+      return page;
+    }
+    Promise.resolve()
+      .then(function () {
+        return view(page);
+      })
+      .catch(function (err) {
+        page.fail(err);
+      });
+    return page;
+  };
+
+  global.GeoMap = GeoMap;
+})(window);

@@ -1,0 +1,224 @@
+"""Folium builders of the three map views (pure: options in, folium Figure out).
+
+Folium lays out the Leaflet scaffolding: the map, the basemap, one empty feature group per
+overlay, the layer switcher and the scale bar. The overlays are filled in the browser by the
+view's script (web_map/static/*.js), which reads the API over HTTP: OGC API Features for the
+geometry and styles, the coverage, building and incident APIs for the figures. A static export
+embeds the API answers the script would fetch (`MapOptions.data`), so the same script draws it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import folium
+from branca.element import Figure, MacroElement
+from folium.elements import JSCSSMixin
+from folium.template import Template
+
+from web_map.basemaps import Basemap, basemap
+
+View = Literal["planner", "worker", "dispatcher"]
+VIEWS: tuple[View, ...] = ("planner", "worker", "dispatcher")
+ASSETS = "/map/static"
+LEAFLET_JS = "vendor/leaflet/leaflet.js"
+LEAFLET_CSS = "vendor/leaflet/leaflet.css"
+# Where the map opens before the script fits it to the data (the data's own extent).
+_WORLD = (20.0, 110.0)
+FEATURES_PAGE = 10_000  # GEO_FEATURES_MAX_LIMIT's default: the fewest round trips
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    """What a view needs besides its own parameters."""
+
+    basemap: str = "osm"
+    tianditu_key: str | None = None
+    assets: str = ASSETS  # URL prefix of web_map/static
+    api: str = ""  # the API's base URL; "" = the server that served the page
+    refresh_s: int = 30
+    data: Mapping[str, Any] | None = None  # path -> API answer, for a static export
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Overlay:
+    key: str
+    zh: str
+    en: str
+    shown: bool = True
+
+
+_TITLES: dict[View, tuple[str, str]] = {
+    "planner": ("十五分钟生活圈规划", "15-minute life circle planner"),
+    "worker": ("网格员地图", "Grid worker map"),
+    "dispatcher": ("事件调度地图", "Dispatcher map"),
+}
+
+_OVERLAYS: dict[View, list[_Overlay]] = {
+    "planner": [
+        _Overlay("coverage", "网格覆盖率", "Coverage share per grid"),
+        _Overlay("tiers", "步行等时圈", "Walking tiers"),
+        _Overlay("gaps", "覆盖盲区", "Coverage gaps"),
+        _Overlay("communities", "社区边界", "Communities"),
+        _Overlay("centres", "邻里中心", "Neighbourhood centres"),
+        _Overlay("whatif", "情景分析", "What-if centres"),
+        _Overlay("suggested", "建议选址", "Suggested sites"),
+    ],
+    "worker": [
+        _Overlay("context", "周边楼栋", "Nearby buildings"),
+        _Overlay("grid", "网格", "Grid"),
+        _Overlay("buildings", "本网格楼栋", "Buildings of the grid"),
+        _Overlay("search", "搜索结果", "Search results"),
+        _Overlay("near", "附近楼栋", "Buildings near me"),
+    ],
+    "dispatcher": [
+        _Overlay("grids", "网格", "Grids"),
+        _Overlay("selected", "所选事件网格", "Grid of the selected incident"),
+        _Overlay("incidents", "网格事件", "Incidents"),
+    ],
+}
+
+
+def planner_sources() -> dict[str, str]:
+    """The API paths the planner view reads (also what a static export embeds)."""
+    items = f"/items?limit={FEATURES_PAGE}"
+    return {
+        "grids_doc": "/ogc/collections/grids",
+        "grids": "/ogc/collections/grids" + items,
+        "tiers_doc": "/ogc/collections/coverage_tiers",
+        "tiers": "/ogc/collections/coverage_tiers" + items,
+        "gaps_doc": "/ogc/collections/coverage_gaps",
+        "gaps": "/ogc/collections/coverage_gaps" + items,
+        "communities_doc": "/ogc/collections/communities",
+        "communities": "/ogc/collections/communities" + items,
+        "centres_doc": "/ogc/collections/centres",
+        "centres": "/ogc/collections/centres" + items,
+        "summary": "/api/v1/coverage/summary",
+        "figures": "/api/v1/coverage/grids",
+    }
+
+
+def dispatcher_sources() -> dict[str, str]:
+    """The API paths the dispatcher view reads (also what a static export embeds)."""
+    items = f"/items?limit={FEATURES_PAGE}"
+    return {
+        "incidents_doc": "/ogc/collections/incidents",
+        "incidents": "/ogc/collections/incidents" + items,
+        "grids_doc": "/ogc/collections/grids",
+        "grids": "/ogc/collections/grids" + items,
+    }
+
+
+SOURCES = {"planner": planner_sources, "dispatcher": dispatcher_sources}
+
+
+class _ViewScript(JSCSSMixin, MacroElement):  # type: ignore[misc]
+    """Loads the view's scripts and starts the view with its configuration."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+            GeoMap.start({{ this.start_args }});
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, view: View, assets: str, start_args: str) -> None:
+        super().__init__()
+        self._name = "GeoMapView"
+        self.start_args = start_args
+        self.default_js = [
+            ("geomap", f"{assets}/geomap.js"),
+            (f"geomap_{view}", f"{assets}/{view}.js"),
+        ]
+        self.default_css = [("geomap_css", f"{assets}/geomap.css")]
+
+
+def _script_json(value: Any) -> str:
+    """JSON safe inside a <script> element (no `</script>`, no HTML comment openers)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+
+
+def _add_basemap(m: folium.Map, base: Basemap) -> None:
+    if base.tiles is None:
+        return
+    folium.TileLayer(
+        tiles=base.tiles.url,
+        attr=base.tiles.attribution,
+        name=base.title,
+        subdomains=base.tiles.subdomains or "abc",
+        max_zoom=22,
+        max_native_zoom=base.tiles.max_zoom,
+    ).add_to(m)
+    if base.labels is not None:
+        folium.TileLayer(
+            tiles=base.labels.url,
+            attr=base.labels.attribution,
+            name=f"{base.title_zh}注记 {base.title_en} labels",
+            subdomains=base.labels.subdomains,
+            overlay=True,
+            max_zoom=22,
+            max_native_zoom=base.labels.max_zoom,
+        ).add_to(m)
+
+
+def build(view: View, options: MapOptions, **params: Any) -> Figure:
+    """The page of one view: a folium Figure holding the map (render() gives the HTML)."""
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
+    base = basemap(options.basemap, options.tianditu_key)
+    zh, en = _TITLES[view]
+    figure = Figure(title=f"{zh} {en} · geo-service")
+    m = folium.Map(
+        location=_WORLD,
+        zoom_start=4,
+        tiles=None,
+        control_scale=True,
+        max_zoom=22,
+        prefer_canvas=False,
+        zoom_snap=0.25,  # fit the data snugly, not to the next whole zoom level
+    )
+    # Leaflet only, from our own static files: no CDN (folium's defaults load Leaflet, jQuery,
+    # Bootstrap and Font Awesome from CDNs, none of which these pages use).
+    m.default_js = [("leaflet", f"{options.assets}/{LEAFLET_JS}")]
+    m.default_css = [("leaflet_css", f"{options.assets}/{LEAFLET_CSS}")]
+    m.add_to(figure)
+    _add_basemap(m, base)
+    groups = {}
+    for overlay in _OVERLAYS[view]:
+        group = folium.FeatureGroup(name=f"{overlay.zh} {overlay.en}", show=overlay.shown)
+        group.add_to(m)
+        groups[overlay.key] = group
+    control = folium.LayerControl(collapsed=False, position="topright")
+    control.add_to(m)
+    config: dict[str, Any] = {
+        "view": view,
+        "title": {"zh": zh, "en": en},
+        "api": options.api,
+        "assets": options.assets,
+        "crs": base.crs,
+        "basemap": {"id": base.id, "zh": base.title_zh, "en": base.title_en, "notes": base.notes},
+        "refreshS": options.refresh_s,
+        "interactive": options.data is None,
+        "data": dict(options.data) if options.data is not None else None,
+        **({"sources": SOURCES[view]()} if view in SOURCES else {}),
+        **{k: v for k, v in params.items() if v is not None},
+        **options.extra,
+    }
+    handles = ",".join(f"{json.dumps(key)}:{group.get_name()}" for key, group in groups.items())
+    start_args = (
+        f"{{map:{m.get_name()},control:{control.get_name()},groups:{{{handles}}},"
+        f"config:{_script_json(config)}}}"
+    )
+    _ViewScript(view, options.assets, start_args).add_to(m)
+    return figure
+
+
+def render(view: View, options: MapOptions, **params: Any) -> str:
+    """The HTML page of one view."""
+    return build(view, options, **params).render()  # type: ignore[no-any-return]
