@@ -74,8 +74,8 @@ def run() -> list[Result]:
 
     rows: list[Result] = []
     for label, folder, sample in (
-        ("demo", ROOT / "shapefiles" / "demo", 1000),
-        ("city", city_dir(), 400),
+        ("demo", ROOT / "shapefiles" / "demo", 600),
+        ("city", city_dir(), 150),
     ):
         engine = scratch_engine(s, "geo_bench_geocode")
         ours_index = _load(engine, s, folder)
