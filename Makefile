@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench lint db-start db-stop clean
+.PHONY: setup demo test bench lint db-start db-stop clean browser
 
 setup: $(STAMP)
 
@@ -22,8 +22,15 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/geo-service demo
 
+## browser: Debian's chromium and a CJK font, for the web map's browser test (installed as root)
+browser:
+	@command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q . || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
+	  else echo "the map's browser test needs: apt-get install chromium fonts-wqy-microhei"; fi; }
+
 ## test: the whole suite against a real PostGIS (embedded cluster, or GEO_DATABASE_URL)
-test: setup
+test: setup browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## bench: benchmarks against their peers; figures go to docs/PERFORMANCE.md
@@ -33,7 +40,7 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy geo_service
+	$(BIN)/mypy geo_service web_map
 
 db-start: setup
 	$(BIN)/geo-service db start

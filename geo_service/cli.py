@@ -172,10 +172,98 @@ def db_url() -> None:
     print(database_url(state.settings))
 
 
+@db_app.command("dump")
+def db_dump(out_path: Annotated[Path, typer.Argument(metavar="OUT")]) -> None:
+    """Back the database up to OUT (pg_dump custom format)."""
+    from geo_service.db.backup import dump
+    from geo_service.db.engine import database_url
+
+    dump(database_url(state.settings), out_path)
+    out.print(f"dumped to {out_path} ({out_path.stat().st_size:,} bytes)")
+
+
+@db_app.command("restore")
+def db_restore(in_path: Annotated[Path, typer.Argument(metavar="IN")]) -> None:
+    """Replace the database's contents with a dump made by `db dump` (one transaction)."""
+    from geo_service.db.backup import restore
+    from geo_service.db.engine import database_url
+
+    restore(database_url(state.settings), in_path)
+    out.print(f"restored from {in_path}")
+
+
 def _safe_url(url: str | None) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True) if url else ""
+
+
+# -- users and tokens -------------------------------------------------------------------------
+users_app = typer.Typer(help="API users: roles and bearer tokens.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add_cmd(
+    name: str,
+    role: Annotated[
+        str, typer.Option(help="admin, planner, dispatcher, worker (with --grid) or reporter")
+    ],
+    grid: Annotated[
+        list[str] | None, typer.Option(help="a grid a worker answers for (repeatable)")
+    ] = None,
+    expires: Annotated[
+        float | None, typer.Option(help="days until the token expires (0: never; default: setting)")
+    ] = None,
+) -> None:
+    """Issue a token for NAME and print it once: only its hash is kept."""
+    from geo_service.auth.service import add_user
+
+    issued = add_user(state.engine(), state.settings, name, role, grid or [], expires)
+    record = issued.record
+    until = record["expires_at"].isoformat(timespec="seconds") if record["expires_at"] else "never"
+    err.print(f"token for {name} ({role}), expires {until}; shown once, keep it safe:")
+    print(issued.token)
+
+
+@users_app.command("list")
+def users_list_cmd(
+    all_: Annotated[bool, typer.Option("--all", help="include revoked tokens")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The tokens issued (name, role, grids, token prefix, expiry, revocation)."""
+    from geo_service.auth.service import list_users
+
+    records = list_users(state.engine(), include_revoked=all_)
+    if as_json:
+        _print_json(records)
+        return
+    table = Table("name", "role", "grids", "token", "created", "expires", "revoked")
+    for r in records:
+        table.add_row(
+            r["name"],
+            r["role"],
+            ",".join(r["grids"]),
+            r["token_prefix"] + "…",
+            f"{r['created_at']:%Y-%m-%d}",
+            f"{r['expires_at']:%Y-%m-%d}" if r["expires_at"] else "never",
+            f"{r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "",
+        )
+    out.print(table)
+
+
+@users_app.command("revoke")
+def users_revoke_cmd(
+    name: str,
+    token: Annotated[
+        str | None, typer.Option(help="only the token starting with this prefix (see list)")
+    ] = None,
+) -> None:
+    """Revoke NAME's tokens (servers refuse them within GEO_AUTH_CACHE_S seconds)."""
+    from geo_service.auth.service import revoke_user
+
+    count = revoke_user(state.engine(), name, token)
+    out.print(f"revoked {count} token{'s' if count != 1 else ''} of {name}")
 
 
 # -- import -----------------------------------------------------------------------------------
@@ -550,6 +638,41 @@ def coverage_export_cmd(
         err.print("[yellow]stale:[/] data changed since the last compute", highlight=False)
 
 
+# -- the web map ------------------------------------------------------------------------------
+map_app = typer.Typer(help="The web map (served at /map): static export.", no_args_is_help=True)
+app.add_typer(map_app, name="map")
+
+
+@map_app.command("export")
+def map_export_cmd(
+    output: Annotated[Path, typer.Argument(help="HTML file to write")],
+    view: Annotated[str, typer.Option(help="planner or dispatcher")] = "planner",
+    api: Annotated[
+        str | None,
+        typer.Option(help="a running server to read (http://host:port); default: in-process"),
+    ] = None,
+    token: Annotated[str | None, typer.Option(help="bearer token for --api")] = None,
+    basemap: Annotated[
+        str | None, typer.Option(help="osm, tianditu, amap or none (default: GEO_MAP_BASEMAP)")
+    ] = None,
+) -> None:
+    """Write a self-contained HTML map (data embedded, JS/CSS inlined) to e-mail."""
+    from web_map.export import export_html, http_fetch
+
+    settings = state.settings
+    chosen = basemap or settings.map_basemap
+    if api:
+        html = export_html(view, http_fetch(api, token), chosen, settings.map_tianditu_key)
+    else:
+        from geo_service.api.local import local_fetch
+
+        with local_fetch(settings, state.engine()) as fetch:
+            html = export_html(view, fetch, chosen, settings.map_tianditu_key)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(html, encoding="utf-8")
+    out.print(f"wrote the {view} map ({len(html.encode()) / 1e6:.1f} MB) to {output}")
+
+
 # -- synthetic data, demo, serve --------------------------------------------------------------
 @app.command("synth")
 def synth_cmd(
@@ -587,8 +710,21 @@ def demo_cmd(
     folder: Annotated[Path, typer.Option(help="data to import")] = DEMO_DIR,
     serve: Annotated[bool, typer.Option(help="serve the API and map afterwards")] = True,
 ) -> None:
-    """Start the database, import the demo city, and serve."""
+    """Start the database, import the demo city, print a demo admin token, and serve."""
+    from geo_service.auth.service import add_user
+
     import_folder(folder)
+    if (folder / "roads.shp").exists():  # the life circle, for the planner map
+        coverage_compute_cmd(shapes=True, as_json=False)
+    issued = add_user(state.engine(), state.settings, "demo-admin", "admin", expires_days=1)
+    base = f"http://{state.settings.host}:{state.settings.port}"
+    out.print(f"demo admin token (valid one day): {issued.token}")
+    out.print(f"  curl -H 'Authorization: Bearer {issued.token}' {base}/api/v1/incidents")
+    access = f"access_token={issued.token}"
+    out.print("map (the page passes its token on to the API):", highlight=False)
+    out.print(f"  planner     {base}/map/planner?{access}", highlight=False)
+    out.print(f"  grid worker {base}/map/worker?{access}", highlight=False)
+    out.print(f"  dispatcher  {base}/map/dispatch?{access}", highlight=False)
     if serve:
         serve_cmd()
 
@@ -617,7 +753,11 @@ def serve_cmd(
         host=host,
         port=port,
         workers=workers,
-        log_level="info",
+        log_level=settings.log_level.lower(),
+        log_config=None,  # the app's factory sets up JSON logs (no query strings, no bodies)
+        access_log=False,
+        backlog=settings.backlog,
+        timeout_keep_alive=settings.keep_alive_s,
     )
 
 

@@ -34,6 +34,18 @@ class NotFound(GeoServiceError):
     code = "not_found"
 
 
+class Unauthorized(GeoServiceError):
+    """No usable credentials: a missing, unknown, expired or revoked token (401)."""
+
+    code = "unauthorized"
+
+
+class Forbidden(GeoServiceError):
+    """A known caller whose role may not do this (403)."""
+
+    code = "forbidden"
+
+
 class Conflict(GeoServiceError):
     """The request clashes with the current state (duplicate, illegal transition, FK in use)."""
 

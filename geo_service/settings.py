@@ -51,6 +51,24 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = Field(1, description="Server processes of `geo-service serve`")
+    max_query_bytes: int = Field(8192, description="Longest query string accepted (else 414)")
+    backlog: int = Field(2048, description="Listen backlog of `serve` (connections waiting)")
+    keep_alive_s: int = Field(30, description="Idle keep-alive timeout of `serve`, seconds")
+    log_json: bool = Field(True, description="Server logs as JSON lines (false: plain text)")
+    log_level: str = Field("INFO", description="Level of the service's logs")
+
+    # Roles and tokens
+    auth_required: bool = Field(
+        True,
+        description="false: a request without a token acts as admin (trusted networks only)",
+    )
+    auth_anonymous: bool = Field(
+        True, description="Callers without a token may read public layers and Open311"
+    )
+    auth_token_days: float = Field(365, description="Default lifetime of a token; 0: never ends")
+    auth_cache_s: float = Field(
+        5.0, description="Seconds a checked token is trusted before it is looked up again"
+    )
 
     # Incidents: intake, dispatch and follow-up (分流督办)
     incident_categories_file: Path | None = Field(
@@ -98,11 +116,19 @@ class Settings(BaseSettings):
         default=0, description="Cache-Control max-age of tiles; 0: clients revalidate (ETag)"
     )
 
-    # Open311 GeoReport v2
-    open311_api_keys: list[str] = Field(
-        default=["demo-open311-key"],
-        description="api_key values accepted by POST requests (demo key!)",
+    # Web map (web_map/, served at /map)
+    map_basemap: Literal["osm", "tianditu", "amap", "none"] = Field(
+        default="osm",
+        description="Basemap of the web map; amap is GCJ-02 (the overlays are shifted to it)",
     )
+    map_tianditu_key: str | None = Field(
+        default=None, description="Tianditu token (tk): needed by the tianditu basemap"
+    )
+    map_refresh_s: int = Field(
+        default=30, ge=5, description="Dispatcher map: seconds between incident refreshes"
+    )
+
+    # Open311 GeoReport v2
     open311_language: Literal["zh", "en"] = Field(
         default="zh", description="Language of service names and notices"
     )

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from geo_service.auth.service import add_user, hash_token
 from geo_service.db.engine import (
     database_url,
     drop_database,
@@ -82,3 +84,48 @@ def db(engine: Engine) -> Engine:
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE"))
     return engine
+
+
+# -- tokens: test clients act as admin unless a test says who calls ------------------------------
+_ADMIN_TOKENS: dict[str, str] = {}
+
+
+def ensure_token(engine: Engine, settings: Settings, name: str, role: str, token: str, **kw) -> str:
+    """`token` as a token of `name` with `role` (issued once per database; auth_tokens is not
+    emptied between tests)."""
+    with engine.connect() as conn:
+        known = conn.execute(
+            text("SELECT 1 FROM auth_tokens WHERE token_hash = :h"), {"h": hash_token(token)}
+        ).first()
+    if known is None:
+        add_user(engine, settings, name, role, token=token, expires_days=0, **kw)
+    return token
+
+
+def admin_headers(app) -> dict[str, str]:
+    """An admin's Authorization header for the database of `app`."""
+    engine = app.state.engine
+    if engine is None:
+        return {}
+    url = str(engine.url)
+    if url not in _ADMIN_TOKENS:
+        token = "test-admin-token-" + os.urandom(8).hex()
+        ensure_token(engine, app.state.settings, "test-admin", "admin", token)
+        _ADMIN_TOKENS[url] = token
+    return {"Authorization": f"Bearer {_ADMIN_TOKENS[url]}"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clients_are_admin_by_default() -> Iterator[None]:
+    """A TestClient made without `headers` calls as admin, so the tests of each domain keep
+    testing their domain; tests of roles and tokens pass their own headers (even `{}`)."""
+    original = TestClient.__init__
+
+    def init(self, app, *args, headers=None, **kwargs):  # type: ignore[no-untyped-def]
+        if headers is None:
+            headers = admin_headers(app)
+        original(self, app, *args, headers=headers, **kwargs)
+
+    TestClient.__init__ = init  # type: ignore[method-assign]
+    yield
+    TestClient.__init__ = original  # type: ignore[method-assign]

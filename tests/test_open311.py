@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 from geo_service.api.app import create_app
 from geo_service.settings import Settings
 from tests import test_incidents
+from tests.conftest import ensure_token
 from tests.test_incidents import G1, IN_G1
 
 # The same planted community and grids as the incidents tests (fixtures, re-registered here).
@@ -26,6 +27,7 @@ PERSONAL = ("赵六", "13812345678", "zhao@example.com")
 
 @pytest.fixture
 def client(planted: Engine, settings: Settings) -> Iterator[TestClient]:
+    ensure_token(planted, settings, "open311-app", "reporter", KEY)  # api_key is a token
     with TestClient(create_app(settings, engine=planted)) as client:  # runs the lifespan
         yield client
 

@@ -12,8 +12,13 @@ from sqlalchemy import Engine
 from geo_service import __version__
 from geo_service.api import buildings, coverage, errors, grids, health, incidents, locate, open311
 from geo_service.api import features as ogc_features
+from geo_service.api import map as web_map_routes
+from geo_service.api import metrics as prometheus
 from geo_service.api import tiles as vector_tiles
+from geo_service.api.auth import require
 from geo_service.api.limits import BodyLimit
+from geo_service.api.observe import Metrics, Observe, configure_logging
+from geo_service.auth.service import TokenCache
 from geo_service.db.engine import connect, read_pool
 from geo_service.layers import LayerService
 from geo_service.settings import Settings, get_settings
@@ -46,20 +51,32 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.layers = LayerService.from_settings(settings)
+    app.state.tokens = TokenCache(settings.auth_cache_s)
+    app.state.metrics = Metrics()
+    app.state.metrics.watch_pools(app.state)
     errors.install(app)
-    app.include_router(health.router)
-    app.include_router(grids.router)
-    app.include_router(locate.router)
-    app.include_router(buildings.router)
+    # Who may call what: the permission table in geo_service/auth/policy.py, one group per
+    # router here; incidents and open311 mix groups and check per route.
+    app.include_router(health.router)  # public, and touches no token: probes send none
+    app.include_router(prometheus.router, dependencies=[require("metrics")])
+    app.include_router(grids.router, dependencies=[require("qa")])
+    app.include_router(locate.router, dependencies=[require("locate")])
+    app.include_router(buildings.router, dependencies=[require("buildings")])
     app.include_router(incidents.router)
     app.include_router(open311.router)
-    app.include_router(coverage.router)
-    app.include_router(ogc_features.router)
-    app.include_router(vector_tiles.router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(coverage.router, dependencies=[require("coverage")])
+    app.include_router(ogc_features.router, dependencies=[require("layers")])
+    app.include_router(vector_tiles.router, dependencies=[require("layers")])
+    app.include_router(web_map_routes.router, dependencies=[require("map")])
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, max_query_bytes=settings.max_query_bytes
+    )
+    app.add_middleware(Observe, metrics=app.state.metrics)  # outermost: sees every answer
     return app
 
 
 def app_from_environment() -> FastAPI:
     """The app of a server process, built from GEO_* settings (uvicorn's factory)."""
-    return create_app(get_settings())
+    settings = get_settings()
+    configure_logging(settings.log_json, settings.log_level)
+    return create_app(settings)

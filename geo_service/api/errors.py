@@ -16,10 +16,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from geo_service.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     GeoServiceError,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
+    Unauthorized,
     Unavailable,
 )
 
@@ -30,6 +32,8 @@ STATUS: dict[type[GeoServiceError], int] = {
     BadRequest: 400,
     InvalidInput: 422,
     NotFound: 404,
+    Unauthorized: 401,
+    Forbidden: 403,
     Conflict: 409,
     Unavailable: 503,
 }
@@ -54,7 +58,8 @@ def install(app: FastAPI) -> None:
         body = {"error": exc.code, "message": exc.message}
         if exc.details is not None:
             body["details"] = exc.details
-        return JSONResponse(body, status_code=status)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -74,6 +79,9 @@ def install(app: FastAPI) -> None:
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
         # A stopped database is an outage, not a bug: answer fast with 503 so clients retry.
         log.error("%s %s: database unavailable: %s", request.method, request.url.path, exc)
+        pool = getattr(request.app.state, "read_pool", None)
+        if pool is not None and hasattr(pool, "mark_down"):
+            pool.mark_down()
         return JSONResponse(
             {"error": "unavailable", "message": "the database is unavailable; retry shortly"},
             status_code=503,

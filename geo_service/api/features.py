@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from geo_service.api.auth import PrincipalDep
 from geo_service.api.deps import LayersDep, ReadPoolDep
 from geo_service.layers import ogc
 
@@ -41,38 +42,46 @@ async def conformance() -> dict[str, Any]:
 
 
 @router.get("/collections")
-async def collections(request: Request, layers: LayersDep, pool: ReadPoolDep) -> dict[str, Any]:
-    """Every layer whose data exists, with extent, fields, style and roles."""
+async def collections(
+    request: Request, layers: LayersDep, pool: ReadPoolDep, who: PrincipalDep
+) -> dict[str, Any]:
+    """Every layer the caller may see whose data exists, with extent, fields, style, roles."""
     base, tiles = _bases(request)
-    return await layers.collections(pool, base, tiles)
+    return await layers.collections(pool, base, tiles, who)
 
 
 @router.get("/collections/{collection_id}")
 async def collection(
-    request: Request, layers: LayersDep, pool: ReadPoolDep, collection_id: str
+    request: Request, layers: LayersDep, pool: ReadPoolDep, who: PrincipalDep, collection_id: str
 ) -> dict[str, Any]:
     """One layer's metadata; 404 for an unknown one."""
     base, tiles = _bases(request)
-    return await layers.collection(pool, collection_id, base, tiles)
+    return await layers.collection(pool, collection_id, base, tiles, who)
 
 
 @router.get("/collections/{collection_id}/items", response_class=Response)
 async def items(
-    request: Request, layers: LayersDep, pool: ReadPoolDep, collection_id: str
+    request: Request, layers: LayersDep, pool: ReadPoolDep, who: PrincipalDep, collection_id: str
 ) -> Response:
     """A page of features (GeoJSON): bbox, limit, offset and `field=value` filters; next/prev
     links to page through; 400 naming any bad or unknown parameter."""
     url = str(request.url).split("?", 1)[0]
-    page = await layers.items(pool, collection_id, request.query_params, url)
+    params = {k: v for k, v in request.query_params.items() if k != "access_token"}
+    page = await layers.items(pool, collection_id, params, url, who)
     return Response(page.body, media_type=ogc.GEOJSON)
 
 
 @router.get("/collections/{collection_id}/items/{fid}", response_class=Response)
 async def item(
-    request: Request, layers: LayersDep, pool: ReadPoolDep, collection_id: str, fid: str
+    request: Request,
+    layers: LayersDep,
+    pool: ReadPoolDep,
+    who: PrincipalDep,
+    collection_id: str,
+    fid: str,
 ) -> Response:
     """One feature (GeoJSON); 404 naming an unknown id."""
-    feature = await layers.item(pool, collection_id, fid)
+    feature = await layers.item(pool, collection_id, fid, who)
     url = str(request.url).split("?", 1)[0]
     collection_url = url.rsplit("/items/", 1)[0]
     links = (

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, Response
+from fastapi import APIRouter, Body, Header, Path, Query, Response
 
+from geo_service.api.auth import PrincipalDep, readable_incident, require
 from geo_service.api.deps import EngineDep, SettingsDep
+from geo_service.auth.policy import grid_scope, may_take
+from geo_service.errors import Forbidden
 from geo_service.incidents import service
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+Path_ = Path(max_length=64)
 
 _REPORT_EXAMPLE = {
     "category": "exposed_rubbish",
@@ -21,7 +25,7 @@ _REPORT_EXAMPLE = {
 }
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, dependencies=[require("incidents.report")])
 def create(
     engine: EngineDep,
     settings: SettingsDep,
@@ -50,10 +54,11 @@ def create(
     return intake.incident
 
 
-@router.get("")
+@router.get("", dependencies=[require("incidents.read")])
 def list_(
     engine: EngineDep,
     settings: SettingsDep,
+    who: PrincipalDep,
     status: Annotated[list[str] | None, Query(description="repeatable")] = None,
     grid: Annotated[str | None, Query(max_length=64)] = None,
     community: Annotated[str | None, Query(max_length=64)] = None,
@@ -77,26 +82,28 @@ def list_(
         until=until,
         limit=limit,
         offset=offset,
+        grids=grid_scope(who),
     )
 
 
-@router.get("/categories")
+@router.get("/categories", dependencies=[require("incidents.categories")])
 def categories(settings: SettingsDep) -> list[dict[str, Any]]:
     """The categories and their time limits."""
     return service.categories(settings)
 
 
-@router.get("/overdue")
+@router.get("/overdue", dependencies=[require("incidents.read")])
 def overdue(
     engine: EngineDep,
     settings: SettingsDep,
+    who: PrincipalDep,
     limit: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
     """Supervision list (督办): open incidents past their deadline, oldest first, with workers."""
-    return service.overdue_incidents(engine, settings, limit=limit)
+    return service.overdue_incidents(engine, settings, limit=limit, grids=grid_scope(who))
 
 
-@router.get("/stats")
+@router.get("/stats", dependencies=[require("incidents.stats")])
 def stats(
     engine: EngineDep,
     settings: SettingsDep,
@@ -108,17 +115,20 @@ def stats(
     return service.incident_stats(engine, settings, by, since, until)
 
 
-@router.get("/{ref}")
-def get(engine: EngineDep, settings: SettingsDep, ref: str) -> dict[str, Any]:
+@router.get("/{ref}", dependencies=[require("incidents.read")])
+def get(
+    engine: EngineDep, settings: SettingsDep, who: PrincipalDep, ref: Annotated[str, Path_]
+) -> dict[str, Any]:
     """One incident with its events, its grid's workers and the reporter."""
-    return service.get_incident(engine, settings, ref)
+    return readable_incident(who, service.get_incident(engine, settings, ref))
 
 
-@router.patch("/{ref}")
+@router.patch("/{ref}", dependencies=[require("incidents.act")])
 def change(
     engine: EngineDep,
     settings: SettingsDep,
-    ref: str,
+    who: PrincipalDep,
+    ref: Annotated[str, Path_],
     body: Annotated[
         Any,
         Body(
@@ -128,5 +138,9 @@ def change(
         ),
     ],
 ) -> dict[str, Any]:
-    """Apply one workflow action: 409 when illegal from the current status (nothing changes)."""
-    return service.change_incident(engine, settings, ref, body)
+    """Apply one workflow action: 409 when illegal from the current status (nothing changes);
+    403 for an action the caller's role may not take."""
+    action = body.get("action") if isinstance(body, dict) else None
+    if isinstance(action, str) and not may_take(who, action):
+        raise Forbidden(f"role {who.role!r} may not {action!r} an incident")
+    return service.change_incident(engine, settings, ref, body, grids=grid_scope(who))

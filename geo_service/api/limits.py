@@ -1,4 +1,5 @@
-"""Request size limit: a body larger than the setting is refused with 413 before it is read."""
+"""Request size limits: a body larger than the setting is refused with 413 before it is read,
+a query string longer than its setting with 414."""
 
 from __future__ import annotations
 
@@ -10,14 +11,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 class BodyLimit:
     """Pure ASGI middleware: checks Content-Length, and counts chunked bodies as they stream."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_query_bytes: int = 8192) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_query_bytes = max_query_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on, or answer 413."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        query = len(scope.get("query_string", b""))
+        if query > self.max_query_bytes:
+            await self._refuse(
+                send,
+                414,
+                "uri_too_long",
+                f"query string of {query} bytes exceeds the limit of {self.max_query_bytes}",
+            )
             return
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
@@ -51,16 +62,15 @@ class BodyLimit:
                 await self._too_large(send, exc.size)
 
     async def _too_large(self, send: Send, size: int) -> None:
-        body = json.dumps(
-            {
-                "error": "payload_too_large",
-                "message": f"request body of {size} bytes exceeds the limit of {self.max_bytes}",
-            }
-        ).encode()
+        message = f"request body of {size} bytes exceeds the limit of {self.max_bytes}"
+        await self._refuse(send, 413, "payload_too_large", message)
+
+    async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
+        body = json.dumps({"error": code, "message": message}).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),

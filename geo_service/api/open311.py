@@ -16,8 +16,9 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
+from geo_service.api.auth import PrincipalDep, require
 from geo_service.api.deps import EngineDep, SettingsDep
-from geo_service.errors import GeoServiceError, NotFound, Unavailable
+from geo_service.errors import Forbidden, GeoServiceError, NotFound, Unauthorized, Unavailable
 from geo_service.incidents import open311, service
 
 XML_TYPE = "text/xml; charset=utf-8"
@@ -25,7 +26,9 @@ XML_TYPE = "text/xml; charset=utf-8"
 
 def _status(exc: GeoServiceError) -> int:
     """Open311 statuses: 404 unknown, 403 bad key, 503 outage, 400 for everything else."""
-    if isinstance(exc, open311.Forbidden):
+    if isinstance(exc, Unauthorized):
+        return 401
+    if isinstance(exc, Forbidden):
         return 403
     if isinstance(exc, NotFound):
         return 404
@@ -77,13 +80,13 @@ def _render(
     return JSONResponse(data, status)
 
 
-@router.get("/services.{fmt}")
+@router.get("/services.{fmt}", dependencies=[require("open311.read")])
 def services(settings: SettingsDep, fmt: str) -> Response:
     """The service list: one realtime service per incident category."""
     return _render(fmt, service.open311_services(settings), "services", "service")
 
 
-@router.get("/services/{code}.{fmt}")
+@router.get("/services/{code}.{fmt}", dependencies=[require("open311.read")])
 def service_definition(settings: SettingsDep, code: str, fmt: str) -> Response:
     """A service definition (categories have no attributes); 404 for an unknown code."""
     return _render(fmt, service.open311_service(settings, code), "service_definition", "")
@@ -112,10 +115,11 @@ async def post_request(
     return _render(fmt, receipt, "service_requests", "request", status=201)
 
 
-@router.get("/requests.{fmt}")
+@router.get("/requests.{fmt}", dependencies=[require("open311.read")])
 def get_requests(
     engine: EngineDep,
     settings: SettingsDep,
+    who: PrincipalDep,
     fmt: str,
     service_request_id: str | None = None,
     service_code: str | None = None,
@@ -131,12 +135,14 @@ def get_requests(
         "end_date": end_date,
         "status": status,
     }
-    found = service.open311_requests(engine, settings, params)
+    found = service.open311_requests(engine, settings, params, viewer=who)
     return _render(fmt, found, "service_requests", "request")
 
 
-@router.get("/requests/{request_id}.{fmt}")
-def get_request(engine: EngineDep, settings: SettingsDep, request_id: str, fmt: str) -> Response:
+@router.get("/requests/{request_id}.{fmt}", dependencies=[require("open311.read")])
+def get_request(
+    engine: EngineDep, settings: SettingsDep, who: PrincipalDep, request_id: str, fmt: str
+) -> Response:
     """One request (as a list of one); 404 for an unknown id."""
-    found = service.open311_request(engine, settings, request_id)
+    found = service.open311_request(engine, settings, request_id, viewer=who)
     return _render(fmt, found, "service_requests", "request")

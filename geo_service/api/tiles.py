@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from geo_service.api.auth import PrincipalDep
 from geo_service.api.deps import LayersDep, ReadPoolDep, SettingsDep
 from geo_service.errors import BadRequest
 from geo_service.layers.service import gunzip
@@ -34,13 +35,14 @@ async def tile(
     service: LayersDep,
     pool: ReadPoolDep,
     settings: SettingsDep,
+    who: PrincipalDep,
     layers: str,
     z: str,
     x: str,
     y: str,
 ) -> Response:
     """One tile of one or more layers (`grids,buildings`), gzip, with ETag/304."""
-    made = await service.tile(pool, _layer_ids(layers), parse_tile(z, x, y))
+    made = await service.tile(pool, _layer_ids(layers), parse_tile(z, x, y), who)
     max_age = settings.tile_max_age_s
     headers = {
         "ETag": made.etag,
@@ -57,8 +59,8 @@ async def tile(
 
 @router.get("/{layers}.json")
 async def tilejson(
-    request: Request, service: LayersDep, pool: ReadPoolDep, layers: str
+    request: Request, service: LayersDep, pool: ReadPoolDep, who: PrincipalDep, layers: str
 ) -> dict[str, Any]:
     """TileJSON 3.0.0 of one or more layers."""
     url = str(request.base_url).rstrip("/") + f"/tiles/{layers}/{{z}}/{{x}}/{{y}}.mvt"
-    return await service.tilejson(pool, _layer_ids(layers), url)
+    return await service.tilejson(pool, _layer_ids(layers), url, who)

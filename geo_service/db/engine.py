@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -54,6 +55,9 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
         max_overflow=10,
         pool_pre_ping=False,
         pool_timeout=5,
+        # Error messages (and so logs) never carry statement parameters: they hold residents'
+        # names, phones and addresses.
+        hide_parameters=True,
         connect_args={
             "connect_timeout": 5,
             "application_name": "geo-service",
@@ -73,13 +77,45 @@ def reading(engine: Engine) -> Iterator[Connection]:
         yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
+class ReadPool(AsyncConnectionPool):
+    """The asyncio pool, failing fast while the database is down.
+
+    A stopped database leaves the pool with no connection to give: a request would wait the
+    whole `timeout` before its 503. Once a wait has timed out, or a request has met a dead
+    connection (`mark_down`), requests wait only `down_timeout` until one gets a connection
+    again; the pool keeps reconnecting in the background, so the API recovers by itself.
+    """
+
+    def __init__(self, *args: Any, down_timeout: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.down_timeout = down_timeout
+        self.down = False
+
+    def mark_down(self) -> None:
+        """Say the database failed a request (the next ones wait `down_timeout` at most)."""
+        self.down = True
+
+    async def getconn(self, timeout: float | None = None) -> Any:
+        """A connection; PoolTimeout after `timeout` (`down_timeout` while the database is
+        down)."""
+        if timeout is None and self.down:
+            timeout = self.down_timeout
+        try:
+            conn = await super().getconn(timeout)
+        except PoolTimeout:
+            self.down = True
+            raise
+        self.down = False
+        return conn
+
+
 def read_pool(engine: Engine, size: int) -> AsyncConnectionPool:
     """An asyncio pool of autocommit connections to the engine's database, for the API's
     hottest reads: no thread hop and no ORM layer between the request and the query.
     Opened (and closed) by the app's lifespan; connecting lazily, so a database that is down
     at start-up makes requests fail with 503 rather than the server refuse to start."""
     conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return AsyncConnectionPool(
+    return ReadPool(
         conninfo,
         min_size=1,
         max_size=size,

@@ -400,3 +400,20 @@ coverage_gaps = Table(
     _geom("POLYGON"),
     Index("coverage_gaps_geom_gist", "geom", postgresql_using="gist"),
 )
+
+# -- roles and tokens (migration 0003_auth) ------------------------------------------------------
+# One row per token; the token itself is shown once and only its SHA-256 is kept.
+auth_tokens = Table(
+    "auth_tokens",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("grids", ARRAY(Text), nullable=False, server_default="{}"),  # worker's scope
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("token_prefix", Text, nullable=False),  # first characters, to tell tokens apart
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Index("auth_tokens_name", "name"),
+)

@@ -207,6 +207,10 @@ _GRIDS_NEAR = text(
     """
     SELECT g.code FROM grids g
     WHERE g.code <> :exclude
+      -- degrees first, so the GiST index finds the few candidates (never a smaller radius than
+      -- the metric one); the spheroid test alone scans every grid (70 ms at 3,900 grids)
+      AND ST_DWithin(g.geom, ST_SetSRID(ST_MakePoint(:x, :y), 4326),
+                     :r / (110000.0 * cos(radians(least(abs(:y), 89)))))
       AND ST_DWithin(g.geom::geography, ST_SetSRID(ST_MakePoint(:x, :y), 4326)::geography, :r)
     ORDER BY g.code
     """

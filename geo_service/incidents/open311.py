@@ -15,7 +15,8 @@ from typing import Any, Final, Literal
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
-from geo_service.errors import GeoServiceError, InvalidInput
+from geo_service import errors as domain_errors
+from geo_service.errors import InvalidInput
 from geo_service.incidents.categories import Category
 from geo_service.incidents.workflow import OPEN, TERMINAL, open311_status
 
@@ -49,10 +50,8 @@ STATUS_NOTES: Final = {
 }
 
 
-class Forbidden(GeoServiceError):
+class Forbidden(domain_errors.Forbidden):
     """A missing or unknown api_key (Open311 answers 403)."""
-
-    code = "forbidden"
 
 
 def output_format(text: str) -> Format:
@@ -121,13 +120,12 @@ def _number(name: str, value: str) -> float:
     return number
 
 
-def check_api_key(form: Mapping[str, Sequence[str]], keys: Sequence[str]) -> None:
-    """403 unless the form carries one of the accepted api keys."""
+def api_key(form: Mapping[str, Sequence[str]]) -> str:
+    """The form's api_key (a token of the service); 403 when missing."""
     key = _one(form, "api_key")
     if key is None:
         raise Forbidden("api_key is required")
-    if key not in keys:
-        raise Forbidden("api_key is not valid")
+    return key
 
 
 def submission(
@@ -265,9 +263,15 @@ def agency_responsible(incident: Mapping[str, Any]) -> str | None:
 
 
 def request_record(
-    incident: Mapping[str, Any], categories: Mapping[str, Category], language: str
+    incident: Mapping[str, Any],
+    categories: Mapping[str, Category],
+    language: str,
+    *,
+    free_text: bool = False,
 ) -> dict[str, Any]:
-    """One Open311 service request from an incident (public fields only)."""
+    """One Open311 service request from an incident (public fields only). The texts a
+    resident wrote (description, address, media_url) only with `free_text`: for callers who
+    may read the incident."""
     category = categories.get(incident["category"])
     notes = STATUS_NOTES.get(language, STATUS_NOTES["zh"])
     return {
@@ -276,18 +280,18 @@ def request_record(
         "status_notes": notes.get(incident["status"]),
         "service_name": category.text("name", language) if category else incident["category"],
         "service_code": incident["category"],
-        "description": incident.get("description"),
+        "description": incident.get("description") if free_text else None,
         "agency_responsible": agency_responsible(incident),
         "service_notice": None,
         "requested_datetime": incident.get("received_at"),
         "updated_datetime": incident.get("updated_at"),
         "expected_datetime": incident.get("due_at"),
-        "address": incident.get("address"),
+        "address": incident.get("address") if free_text else None,
         "address_id": None,
         "zipcode": None,
         "lat": incident.get("lat"),
         "long": incident.get("lon"),
-        "media_url": incident.get("media_url"),
+        "media_url": incident.get("media_url") if free_text else None,
     }
 
 

@@ -21,9 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Connection, Engine
 
+from geo_service.auth.policy import ANONYMOUS, Principal, allowed, sees_incident
+from geo_service.auth.service import authenticate
 from geo_service.buildings.service import geocode_on, refresh_address_index
 from geo_service.crs import parse_input_crs
-from geo_service.errors import Conflict, GeoServiceError, InvalidInput, NotFound
+from geo_service.errors import Conflict, GeoServiceError, InvalidInput, NotFound, Unauthorized
 from geo_service.grids.locate import Location, locate_points
 from geo_service.grids.store import grids_near
 from geo_service.incidents import open311, store
@@ -445,10 +447,12 @@ def change_incident(
     ref: str,
     change: Mapping[str, Any] | IncidentChange,
     *,
+    grids: Sequence[str] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Apply one workflow action to an incident and record it; Conflict (nothing changed) when
-    the action is illegal from its status, NotFound for an unknown ref."""
+    the action is illegal from its status, NotFound for an unknown ref (or, with `grids`, a
+    grid worker's scope, for an incident of another grid)."""
     request = _validated(IncidentChange, change)
     if request.grid_code is not None and request.action != "dispatch":
         raise InvalidInput(f"grid_code applies to dispatch only, not to {request.action!r}")
@@ -457,7 +461,7 @@ def change_incident(
     now = now or _now()
     with engine.begin() as conn:
         row = store.lock(conn, ref)
-        if row is None:
+        if row is None or (grids is not None and row["grid_code"] not in grids):
             raise NotFound(f"no incident {ref!r}")
         status = row["status"]
         new = transition(request.action, status, ref)
@@ -637,9 +641,11 @@ def list_incidents(
     until: str | None = None,
     limit: int | None = None,
     offset: int = 0,
+    grids: Sequence[str] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """A page of incidents (newest first) matching the filters, with the number matched."""
+    """A page of incidents (newest first) matching the filters, with the number matched;
+    `grids` restricts it to those grids (a grid worker's scope)."""
     tz = ZoneInfo(settings.incident_timezone)
     for status in statuses:
         if status not in STATUSES:
@@ -651,6 +657,7 @@ def list_incidents(
         statuses=list(statuses),
         categories=[category] if category else [],
         grid_code=grid_code,
+        grid_codes=None if grids is None else list(grids),
         community_code=community_code,
         overdue=overdue,
         since=_instant("since", since, tz),
@@ -681,15 +688,20 @@ def _page(settings: Settings, limit: int | None, offset: int) -> int:
 
 
 def overdue_incidents(
-    engine: Engine, settings: Settings, *, limit: int | None = None, now: datetime | None = None
+    engine: Engine,
+    settings: Settings,
+    *,
+    limit: int | None = None,
+    grids: Sequence[str] | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """The supervision list (督办): open incidents past their deadline, oldest deadline first,
-    each with its grid's workers."""
+    each with its grid's workers (of `grids` only, when given)."""
     tz = ZoneInfo(settings.incident_timezone)
     now = now or _now()
     limit = _page(settings, limit or settings.incident_page_max, 0)
     with engine.connect() as conn:
-        rows = store.overdue(conn, now, limit)
+        rows = store.overdue(conn, now, limit, grids)
     items = []
     for row in rows:
         item = _incident_out(row, settings, tz, now)
@@ -752,11 +764,21 @@ def open311_submit(
 ) -> list[dict[str, Any]]:
     """POST requests: a form-encoded report through the same intake as the JSON API."""
     form = open311.parse_form(body, content_type)
-    open311.check_api_key(form, settings.open311_api_keys)
+    _check_api_key(engine, open311.api_key(form))
     known = _known(settings)
     payload = open311.submission(form, known)
     intake = create_incident(engine, settings, payload, idempotency_key, source="open311", now=now)
     return [open311.receipt(intake.incident, settings.open311_language)]
+
+
+def _check_api_key(engine: Engine, key: str) -> None:
+    """An Open311 api_key is a token of the service whose role may report (403 otherwise)."""
+    try:
+        caller = authenticate(engine, key)
+    except Unauthorized:
+        raise open311.Forbidden("api_key is not valid") from None
+    if not allowed(caller, "open311.submit"):
+        raise open311.Forbidden(f"api_key of role {caller.role!r} may not submit requests")
 
 
 def open311_requests(
@@ -764,9 +786,11 @@ def open311_requests(
     settings: Settings,
     params: Mapping[str, str | None],
     *,
+    viewer: Principal = ANONYMOUS,
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """GET requests: by ids, or by service code, status and date range (default 90 days)."""
+    """GET requests: by ids, or by service code, status and date range (default 90 days).
+    What residents wrote only for a `viewer` who may read the incident."""
     known = _known(settings)
     tz = ZoneInfo(settings.incident_timezone)
     now = now or _now()
@@ -790,17 +814,30 @@ def open311_requests(
         _, rows = store.find(conn, query, now)
     language = settings.open311_language
     return [
-        open311.request_record(_incident_out(r, settings, tz, now), known, language) for r in rows
+        open311.request_record(
+            _incident_out(r, settings, tz, now),
+            known,
+            language,
+            free_text=sees_incident(viewer, r["grid_code"]),
+        )
+        for r in rows
     ]
 
 
 def open311_request(
-    engine: Engine, settings: Settings, request_id: str, *, now: datetime | None = None
+    engine: Engine,
+    settings: Settings,
+    request_id: str,
+    *,
+    viewer: Principal = ANONYMOUS,
+    now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """GET requests/{id}: a list of one request; NotFound for an unknown id."""
     found = []
     if "," not in request_id:
-        found = open311_requests(engine, settings, {"service_request_id": request_id}, now=now)
+        found = open311_requests(
+            engine, settings, {"service_request_id": request_id}, viewer=viewer, now=now
+        )
     if not found:
         raise NotFound(f"no service request {request_id!r}")
     return found

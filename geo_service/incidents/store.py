@@ -205,6 +205,7 @@ class IncidentQuery:
     statuses: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
     grid_code: str | None = None
+    grid_codes: list[str] | None = None  # a grid worker's scope (None: every grid)
     community_code: str | None = None
     overdue: bool | None = None
     since: datetime | None = None  # received_at >= since
@@ -224,6 +225,8 @@ def _conditions(query: IncidentQuery, now: datetime) -> list[ColumnElement[bool]
         conditions.append(c.category.in_(query.categories))
     if query.grid_code is not None:
         conditions.append(c.grid_code == query.grid_code)
+    if query.grid_codes is not None:
+        conditions.append(c.grid_code.in_(query.grid_codes))
     if query.community_code is not None:
         conditions.append(c.community_code == query.community_code)
     if query.since is not None:
@@ -254,11 +257,15 @@ def find(
     return int(total or 0), [dict(r._mapping) for r in conn.execute(statement)]
 
 
-def overdue(conn: Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
-    """Open incidents past their deadline, the longest overdue first, with grid workers."""
+def overdue(
+    conn: Connection, now: datetime, limit: int, grid_codes: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Open incidents past their deadline, the longest overdue first, with grid workers
+    (of the grids `grid_codes` only, when given)."""
+    scope = [] if grid_codes is None else [incidents.c.grid_code.in_(list(grid_codes))]
     statement = (
         _select(with_workers=True)
-        .where(incidents.c.status.not_in(TERMINAL), incidents.c.due_at < now)
+        .where(incidents.c.status.not_in(TERMINAL), incidents.c.due_at < now, *scope)
         .order_by(incidents.c.due_at, incidents.c.id)
         .limit(limit)
     )

@@ -14,6 +14,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from geo_service.auth.policy import ANONYMOUS, Principal, sees_layer
 from geo_service.errors import NotFound
 from geo_service.layers import hexbin, ogc, store
 from geo_service.layers.catalogue import Catalogue, Layer, default_layers_dir, load_catalogue
@@ -87,10 +88,23 @@ class LayerService:
         log.info("map layers: %s", ", ".join(resolved) or "none")
         return resolved
 
-    async def layer(self, pool: AsyncConnectionPool, layer_id: str) -> Resolved:
-        """One layer by id; 404 naming it."""
+    async def visible(
+        self, pool: AsyncConnectionPool, viewer: Principal = ANONYMOUS
+    ) -> dict[str, Resolved]:
+        """The layers `viewer` may see (those whose `roles` admit them), in file order."""
+        return {
+            layer_id: r
+            for layer_id, r in (await self.layers(pool)).items()
+            if sees_layer(viewer, r.layer.roles)
+        }
+
+    async def layer(
+        self, pool: AsyncConnectionPool, layer_id: str, viewer: Principal = ANONYMOUS
+    ) -> Resolved:
+        """One layer by id, when `viewer` may see it; 404 naming it (a hidden layer is
+        answered as an unknown one)."""
         found = (await self.layers(pool)).get(layer_id)
-        if found is None:
+        if found is None or not sees_layer(viewer, found.layer.roles):
             raise NotFound(f"no layer {layer_id!r}; see /ogc/collections for the layers")
         return found
 
@@ -105,9 +119,11 @@ class LayerService:
 
     # -- features --------------------------------------------------------------------------
 
-    async def collections(self, pool: AsyncConnectionPool, base: str, tiles: str) -> dict[str, Any]:
-        """The collections document."""
-        resolved = await self.layers(pool)
+    async def collections(
+        self, pool: AsyncConnectionPool, base: str, tiles: str, viewer: Principal = ANONYMOUS
+    ) -> dict[str, Any]:
+        """The collections document (of the layers `viewer` may see)."""
+        resolved = await self.visible(pool, viewer)
         async with pool.connection() as conn:
             docs = [
                 ogc.collection(base, tiles, r.layer, r.columns, await self.extent(conn, r.layer))
@@ -119,19 +135,29 @@ class LayerService:
         }
 
     async def collection(
-        self, pool: AsyncConnectionPool, layer_id: str, base: str, tiles: str
+        self,
+        pool: AsyncConnectionPool,
+        layer_id: str,
+        base: str,
+        tiles: str,
+        viewer: Principal = ANONYMOUS,
     ) -> dict[str, Any]:
         """One collection document."""
-        r = await self.layer(pool, layer_id)
+        r = await self.layer(pool, layer_id, viewer)
         async with pool.connection() as conn:
             bbox = await self.extent(conn, r.layer)
         return ogc.collection(base, tiles, r.layer, r.columns, bbox)
 
     async def items(
-        self, pool: AsyncConnectionPool, layer_id: str, params: Mapping[str, str], url: str
+        self,
+        pool: AsyncConnectionPool,
+        layer_id: str,
+        params: Mapping[str, str],
+        url: str,
+        viewer: Principal = ANONYMOUS,
     ) -> Items:
         """A page of features; `url` is the items URL the paging links are built on."""
-        r = await self.layer(pool, layer_id)
+        r = await self.layer(pool, layer_id, viewer)
         query = ogc.parse_items_query(
             params,
             r.layer,
@@ -173,9 +199,11 @@ class LayerService:
         page = ordered[query.offset : query.offset + query.limit]
         return len(ordered), len(page), ",".join(_hexagon_feature(layer, h) for h in page)
 
-    async def item(self, pool: AsyncConnectionPool, layer_id: str, fid: str) -> str:
+    async def item(
+        self, pool: AsyncConnectionPool, layer_id: str, fid: str, viewer: Principal = ANONYMOUS
+    ) -> str:
         """One feature as GeoJSON text; 404 naming the id."""
-        r = await self.layer(pool, layer_id)
+        r = await self.layer(pool, layer_id, viewer)
         missing = NotFound(f"no feature {fid!r} in collection {layer_id!r}")
         if r.layer.hexbin is not None:
             return await self._hexbin_item(pool, r.layer, fid, missing)
@@ -211,10 +239,16 @@ class LayerService:
 
     # -- tiles -----------------------------------------------------------------------------
 
-    async def tile(self, pool: AsyncConnectionPool, layer_ids: list[str], t: Tile) -> CachedTile:
+    async def tile(
+        self,
+        pool: AsyncConnectionPool,
+        layer_ids: list[str],
+        t: Tile,
+        viewer: Principal = ANONYMOUS,
+    ) -> CachedTile:
         """The tile of the layers (in the order asked), from the cache when the data versions
         of every layer are those it was made with; live layers are made on every request."""
-        resolved = [await self.layer(pool, layer_id) for layer_id in layer_ids]
+        resolved = [await self.layer(pool, layer_id, viewer) for layer_id in layer_ids]
         layers = [r.layer for r in resolved]
         shown = [layer for layer in layers if layer.minzoom <= t.z <= layer.maxzoom]
         live = any(layer.live for layer in shown)
@@ -269,10 +303,14 @@ class LayerService:
         )
 
     async def tilejson(
-        self, pool: AsyncConnectionPool, layer_ids: list[str], tiles_url: str
+        self,
+        pool: AsyncConnectionPool,
+        layer_ids: list[str],
+        tiles_url: str,
+        viewer: Principal = ANONYMOUS,
     ) -> dict[str, Any]:
         """TileJSON 3.0 of the layers; bounds cover the data of all of them."""
-        resolved = [await self.layer(pool, layer_id) for layer_id in layer_ids]
+        resolved = [await self.layer(pool, layer_id, viewer) for layer_id in layer_ids]
         boxes = []
         async with pool.connection() as conn:
             for r in resolved:

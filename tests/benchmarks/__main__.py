@@ -21,6 +21,7 @@ MODULES = (
     "bench_geocode",
     "bench_tiles",
     "bench_coverage",
+    "bench_load",
 )
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 HEADER = "| benchmark | ours | peer | peer's | ours vs peer |\n|---|---|---|---|---|"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import geopandas as gpd
 
+from geo_service.auth.service import add_user
 from geo_service.ingest import ImportOptions, import_file
 from tests.benchmarks.common import (
     ROOT,
@@ -28,6 +29,7 @@ from tests.benchmarks.common import (
 )
 
 CONNECTIONS = 32
+AUTHORIZATION = ""  # a dispatcher's bearer token, issued by run()
 SECONDS = 10
 ROUNDS = 3
 # wrk picks a random point in the city's bounding box for every request.
@@ -55,6 +57,8 @@ def run() -> list[Result]:
     ):
         import_file(engine, s, kind, folder / name, ImportOptions())
     bounds = gpd.read_file(folder / "grids.shp").total_bounds
+    global AUTHORIZATION
+    AUTHORIZATION = "Authorization: Bearer " + add_user(engine, s, "bench", "dispatcher").token
     port = free_port()
     env = {**os.environ, "GEO_DATABASE_URL": bench_url(engine)}
     server = subprocess.Popen(
@@ -126,7 +130,7 @@ def _wait(url: str, timeout: float = 60) -> None:
 
 def _load(wrk: str, url: str, script: str | None, seconds: int) -> dict[str, float]:
     """Run wrk; requests/s and latency percentiles in ms; fail on any error response."""
-    cmd = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url]
+    cmd = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-H", AUTHORIZATION, url]
     if script:
         cmd[1:1] = ["-s", script]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

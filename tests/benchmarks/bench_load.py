@@ -1,0 +1,266 @@
+"""Mixed load at 256 concurrent connections (wrk, loopback, bounded) on the `city` data:
+locate, geocode, vector tiles and incident reports (each with its own Idempotency-Key), all
+with a bearer token, against the same server's trivial `/livez` under the same load.
+
+Reported: throughput, p50/p99 latency and the error rate (non-2xx answers plus socket errors:
+refused, reset, timed out) of both. Goal: no error at all at >= 200 clients on 2 cores.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import geopandas as gpd
+
+from geo_service.auth.service import add_user
+from geo_service.buildings.service import refresh_address_index
+from geo_service.ingest import ImportOptions, import_file
+from tests.benchmarks.common import (
+    ROOT,
+    Result,
+    bench_url,
+    city_dir,
+    free_port,
+    need_command,
+    scratch_engine,
+    settings,
+)
+
+CONNECTIONS = 256
+SECONDS = 15
+TIMEOUT_S = 10  # wrk's own default (2 s) would count a slow answer as an error
+WORKERS = 2  # server processes: one per core
+MIX = {"locate": 40, "geocode": 20, "tile": 30, "report": 10}  # percent of requests
+# Lua tables of prepared requests are filled in by `_script`.
+LUA = """
+local token = "%(token)s"
+local locate = {%(locate)s}
+local geocode = {%(geocode)s}
+local tiles = {%(tiles)s}
+local points = {%(points)s}
+local mix = {%(mix)s}
+local counter = 0
+local threads = 0
+
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+
+function init(args)
+  math.randomseed(42 + tid)
+  wrk.headers["Authorization"] = "Bearer " .. token
+end
+
+request = function()
+  counter = counter + 1
+  local kind = mix[math.random(#mix)]
+  if kind == "locate" then
+    return wrk.format("GET", locate[math.random(#locate)])
+  elseif kind == "geocode" then
+    return wrk.format("GET", geocode[math.random(#geocode)])
+  elseif kind == "tile" then
+    return wrk.format("GET", tiles[math.random(#tiles)])
+  end
+  local p = points[math.random(#points)]
+  local body = string.format(
+    '{"category":"exposed_rubbish","lon":%%s,"lat":%%s,"description":"load test"}', p[1], p[2])
+  local headers = {  -- given headers replace wrk.headers: the token goes again
+    ["Authorization"] = "Bearer " .. token,
+    ["Content-Type"] = "application/json",
+    ["Idempotency-Key"] = string.format("load-%(run)s-%%d-%%d", tid, counter),
+  }
+  return wrk.format("POST", "/api/v1/incidents", headers, body)
+end
+"""
+
+
+def run() -> list[Result]:
+    """Serve the city, load the mix and /livez in alternating rounds, report both."""
+    wrk = need_command("wrk", "wrk")
+    s = settings()
+    folder = city_dir()
+    engine = scratch_engine(s, "geo_bench_load")
+    for kind, name in (
+        ("communities", "communities.shp"),
+        ("grids", "grids.shp"),
+        ("workers", "workers.csv"),
+        ("buildings", "buildings.shp"),
+    ):
+        import_file(engine, s, kind, folder / name, ImportOptions())
+    refresh_address_index(engine)
+    token = add_user(engine, s, "load-test", "dispatcher", expires_days=1).token
+    script = _script(folder, token)
+    port = free_port()
+    env = {
+        **os.environ,
+        "GEO_DATABASE_URL": bench_url(engine),
+        "GEO_WORKERS": str(WORKERS),
+        "GEO_LOG_LEVEL": "WARNING",  # one log line per request would be measured too
+    }
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "geo-service"), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait(f"{base}/livez")
+        _load(wrk, f"{base}/livez", None, 3)  # warm-up: connections, caches, plans
+        _load(wrk, base, script, 5)
+        rounds = [(_load(wrk, f"{base}/livez", None, SECONDS), _load(wrk, base, script, SECONDS))]
+        rounds.append(
+            (_load(wrk, f"{base}/livez", None, SECONDS), _load(wrk, base, script, SECONDS))
+        )
+    finally:
+        server.terminate()
+        server.wait(20)
+        engine.dispose()
+        os.unlink(script)
+    trivial = _total(r[0] for r in rounds)
+    mixed = _total(r[1] for r in rounds)
+    label = f"{CONNECTIONS} connections, {WORKERS} workers, 2 × {SECONDS} s"
+    mix = ", ".join(f"{k} {v}%" for k, v in MIX.items())
+    return [
+        Result(
+            f"mixed load ({mix}) throughput ({label})",
+            mixed["rps"],
+            "trivial /livez",
+            trivial["rps"],
+            "req/s",
+            higher_is_better=True,
+        ),
+        Result("mixed load latency p50", mixed["p50"], "trivial /livez p50", trivial["p50"], "ms"),
+        Result("mixed load latency p99", mixed["p99"], "trivial /livez p99", trivial["p99"], "ms"),
+        # Shown as the share answered well (higher is better), so that 0 errors on both
+        # sides reads 1.00x; the error rate is 100 % minus it.
+        Result(
+            f"mixed load answered 2xx, of {mixed['requests']:,.0f} requests "
+            f"({mixed['errors']:,.0f} errors: non-2xx + socket)",
+            100 - mixed["errors"] / mixed["requests"] * 100,
+            f"/livez, of {trivial['requests']:,.0f} ({trivial['errors']:,.0f} errors)",
+            100 - trivial["errors"] / trivial["requests"] * 100,
+            "%",
+            higher_is_better=True,
+            digits=3,
+        ),
+    ]
+
+
+def _script(folder: Path, token: str) -> str:
+    """The wrk script with its prepared requests (points, addresses, tiles of the city)."""
+    rng = random.Random(42)
+    grids = gpd.read_file(folder / "grids.shp")
+    west, south, east, north = grids.total_bounds
+    points = [(rng.uniform(west, east), rng.uniform(south, north)) for _ in range(500)]
+    locate = [f"/api/v1/locate?lon={x:.6f}&lat={y:.6f}" for x, y in points]
+    addresses = gpd.read_file(folder / "buildings.shp", columns=["address"])["address"]
+    geocode = [
+        "/api/v1/geocode?q=" + urllib.parse.quote(a) for a in rng.sample(list(addresses), 300)
+    ]
+    tiles = [
+        f"/tiles/grids/{z}/{x}/{y}.mvt"
+        for z in (13, 14)
+        for x, y in _tiles(west, south, east, north, z)
+    ]
+    mix = [kind for kind, share in MIX.items() for _ in range(share)]
+
+    def lua_list(items: list[str]) -> str:
+        return ",".join(f'"{item}"' for item in items)
+
+    text = LUA % {
+        "token": token,
+        "locate": lua_list(locate),
+        "geocode": lua_list(geocode),
+        "tiles": lua_list(tiles),
+        "points": ",".join(f"{{{x:.6f},{y:.6f}}}" for x, y in points),
+        "mix": lua_list(mix),
+        "run": f"{int(time.time())}",
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(text)
+    return script.name
+
+
+def _tiles(west: float, south: float, east: float, north: float, z: int) -> list[tuple[int, int]]:
+    """The Web Mercator tiles (x, y) of zoom `z` covering a lon/lat box."""
+
+    def tile(lon: float, lat: float) -> tuple[int, int]:
+        n = 2**z
+        y = (1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n
+        return int((lon + 180) / 360 * n), int(y)
+
+    (x0, y0), (x1, y1) = tile(west, north), tile(east, south)
+    return [(x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
+
+
+def _wait(url: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server did not answer at {url}")
+
+
+def _load(wrk: str, url: str, script: str | None, seconds: int) -> dict[str, float]:
+    """Run wrk: requests, requests/s, latency percentiles (ms) and errors."""
+    cmd = [
+        wrk,
+        "-t2",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds}s",
+        f"--timeout={TIMEOUT_S}s",
+        "--latency",
+        url,
+    ]
+    if script:
+        cmd[1:1] = ["-s", script]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    errors += sum(int(n) for n in sockets.groups()) if sockets else 0
+    return {
+        "requests": float(re.search(r"(\d+) requests in", out).group(1)),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
+        "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
+        "errors": float(errors),
+        "seconds": float(seconds),
+    }
+
+
+def _total(runs: object) -> dict[str, float]:
+    """Rounds added up: requests and errors summed, rates over the whole time, percentiles
+    the worse of the rounds (wrk gives no histogram to merge)."""
+    runs = list(runs)  # type: ignore[call-overload]
+    seconds = sum(r["seconds"] for r in runs)
+    return {
+        "requests": sum(r["requests"] for r in runs),
+        "rps": sum(r["rps"] * r["seconds"] for r in runs) / seconds,
+        "p50": max(r["p50"] for r in runs),
+        "p99": max(r["p99"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+    }
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(\w+)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]

@@ -1,0 +1,147 @@
+"""Hostile input: a bounded schemathesis run over every operation of the OpenAPI schema
+(zero server errors, as admin), size limits, and hypothesis fuzz of the coordinate parsers.
+(The address parser's fuzz lives in test_address.py: never raises, normalize idempotent.)"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.python.asgi import shutdown_lifespans
+from sqlalchemy import Engine
+
+from geo_service.api.app import create_app
+from geo_service.crs import parse_input_crs
+from geo_service.errors import InvalidInput
+from geo_service.grids.locate import parse_coordinates
+from geo_service.settings import Settings
+from tests import test_incidents
+from tests.conftest import admin_headers
+
+grids_planted = test_incidents.grids_planted
+
+
+# -- schemathesis --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fuzzed_app(grids_planted: Engine, settings: Settings) -> Iterator[FastAPI]:
+    """The app on the planted grids; schemathesis runs its lifespan and calls it in-process."""
+    app = create_app(settings, engine=grids_planted)
+    yield app
+    shutdown_lifespans()
+
+
+@pytest.fixture(scope="module")
+def api_schema(fuzzed_app: FastAPI) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_asgi("/openapi.json", fuzzed_app)
+
+
+# Operations of the schema (it needs no database): one test each, so a failure names it.
+OPERATIONS = [
+    (method.upper(), path)
+    for path, methods in create_app(Settings()).openapi()["paths"].items()
+    for method in methods
+]
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_no_operation_answers_a_server_error(
+    api_schema: schemathesis.BaseSchema, fuzzed_app: FastAPI, method: str, path: str
+):
+    operation = api_schema[path][method]
+    headers = admin_headers(fuzzed_app)
+
+    # A bounded run: few examples per operation, the same ones in every CI run.
+    @settings(
+        max_examples=int(os.environ.get("GEO_FUZZ_EXAMPLES", "10")),
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(operation.as_strategy())
+    def run(case: schemathesis.Case) -> None:
+        case.call_and_validate(headers=headers, checks=[not_a_server_error])
+
+    run()
+
+
+# -- size limits ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def client(grids_planted: Engine, settings: Settings) -> Iterator[TestClient]:
+    small = settings.model_copy(update={"max_body_bytes": 1000, "max_query_bytes": 200})
+    with TestClient(create_app(small, engine=grids_planted)) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/incidents", "/api/v1/locate", "/open311/v2/requests.json"]
+)
+def test_every_body_has_a_size_limit(client: TestClient, path: str):
+    response = client.post(path, content=b"x" * 1001, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and response.json()["error"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/geocode", "/ogc/collections", "/livez"])
+def test_every_query_string_has_a_size_limit(client: TestClient, path: str):
+    response = client.get(path, params={"q": "长" * 100})
+    assert response.status_code == 414 and "limit of 200" in response.json()["message"]
+
+
+def test_unknown_fields_and_wrong_types_are_refused(client: TestClient):
+    report = {"category": "exposed_rubbish", "lon": 117.801, "lat": 30.931}
+    for bad in ({**report, "admin": True}, {**report, "lon": [1]}, {**report, "category": 5}):
+        response = client.post("/api/v1/incidents", json=bad)
+        assert response.status_code == 422, response.text
+
+
+# -- coordinate parsers ----------------------------------------------------------------------------
+_ANY_VALUE = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.text(max_size=40),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+)
+_CRS_NAMES = st.sampled_from(["wgs84", "cgcs2000", "gcj02", "bd09", "EPSG:4527", "EPSG:3857"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_ANY_VALUE, _ANY_VALUE), min_size=1, max_size=5), _CRS_NAMES)
+@example([("1e309", "-0"), ("nan", "inf"), ("117.8", "30.9")], "gcj02")
+@example([("  117.8\n", "30.9"), ("0x1p3", "1_000")], "bd09")
+def test_any_coordinates_are_parsed_or_named_never_raised(pairs, crs_name):
+    lons, lats = [p[0] for p in pairs], [p[1] for p in pairs]
+    x, y, reasons = parse_coordinates(lons, lats, parse_input_crs(crs_name))
+    assert len(x) == len(y) == len(reasons) == len(pairs)
+    for xi, yi, reason in zip(x, y, reasons, strict=True):
+        if reason is None:
+            assert -180 <= xi <= 180 and -90 <= yi <= 90
+        else:
+            assert math.isnan(xi) and math.isnan(yi) and "coordinates" in reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+@example("EPSG:" + "9" * 9)
+@example("epsg::::4326")
+@example("EPSG:4978")  # geocentric: not a lon/lat system
+@example("\x00")
+def test_any_crs_name_is_known_or_a_clear_invalid_input(text):
+    try:
+        crs = parse_input_crs(text)
+    except InvalidInput as exc:
+        assert "coordinate system" in exc.message
+    else:
+        x, y = np.array([117.8]), np.array([30.9])
+        assert crs.name  # a usable system: converting a point does not raise either
+        parse_coordinates(x, y, crs)
