@@ -19,7 +19,7 @@ def run() -> list[Result]:
 
     def empty() -> None:
         with engine.begin() as conn:
-            conn.execute(text("TRUNCATE buildings"))
+            conn.execute(text("TRUNCATE buildings CASCADE"))
 
     def ours() -> None:
         report = import_file(engine, s, "buildings", path, ImportOptions())
