@@ -186,6 +186,10 @@ def geocode_on(conn: Connection, settings: Settings, q: str, limit: int) -> dict
         "door": parsed.door,
         "estate": parsed.estate,
         "building": parsed.building,
+        # A name the register knows is never taken for a typo (geocode.py), so its
+        # look-alikes need not be searched: the costliest lookups are skipped.
+        "fuzzy_road": None if known_road else parsed.road,
+        "fuzzy_estate": None if known_estate else parsed.estate,
     }
     entries = [Entry(**row) for row in store.candidates(conn, parts)]
     matches = rank(query, entries, limit)

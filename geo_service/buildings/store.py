@@ -263,15 +263,15 @@ _CANDIDATES = text(
         UNION ALL
         (SELECT a.code, NULL FROM address_names n
          JOIN building_addresses a ON a.estate = n.name
-         WHERE n.kind = 'estate' AND n.name % CAST(:estate AS text)
+         WHERE n.kind = 'estate' AND n.name % CAST(:fuzzy_estate AS text)
            AND a.building = CAST(:building AS text)
-         ORDER BY similarity(n.name, CAST(:estate AS text)) DESC LIMIT 20)
+         ORDER BY similarity(n.name, CAST(:fuzzy_estate AS text)) DESC LIMIT 20)
         UNION ALL
         (SELECT a.code, NULL FROM address_names n
          JOIN building_addresses a ON a.road = n.name
-         WHERE n.kind = 'road' AND n.name % CAST(:road AS text)
+         WHERE n.kind = 'road' AND n.name % CAST(:fuzzy_road AS text)
            AND a.door = CAST(:door AS text) AND a.building = CAST(:building AS text)
-         ORDER BY similarity(n.name, CAST(:road AS text)) DESC LIMIT 20)
+         ORDER BY similarity(n.name, CAST(:fuzzy_road AS text)) DESC LIMIT 20)
         UNION ALL
         (SELECT a.code, c.name FROM communities c
          JOIN buildings b ON ST_Covers(c.geom, b.geom)
@@ -339,7 +339,8 @@ def known_names(conn: Connection, road: str | None, estate: str | None) -> tuple
 
 def candidates(conn: Connection, parts: dict[str, str | None]) -> list[dict[str, Any]]:
     """Buildings and partial points that may answer a parsed query (parts: key, road, door,
-    estate, building)."""
+    estate, building; fuzzy_road and fuzzy_estate: the names to match as look-alikes, None
+    when the name is a real one of the register and needs no look-alike search)."""
     rows = [dict(r._mapping) for r in conn.execute(_CANDIDATES, parts)]
     if (parts["road"] and parts["door"]) or parts["estate"]:
         rows += [dict(r._mapping) for r in conn.execute(_PARTIALS, parts)]
