@@ -224,8 +224,13 @@ def test_hidden_layers_are_unknown_to_who_may_not_see_them(server, tokens, incid
         "/tiles/grids,incidents.json",
     ):
         assert server.get(path).status_code == 404, path
-    staff = server.get("/ogc/collections", headers=as_(tokens, "worker")).json()["collections"]
-    assert "incidents" in {c["id"] for c in staff}
+    # Like the incident API: a worker reads their own grids' cases there, not every grid's
+    # on a map layer; a planner reads no cases at all.
+    for role, sees in (("worker", False), ("planner", False), ("dispatcher", True)):
+        listed = server.get("/ogc/collections", headers=as_(tokens, role)).json()["collections"]
+        assert ("incidents" in {c["id"] for c in listed}) is sees, role
+    worker_tile = server.get("/tiles/incidents/14/13600/6700.mvt", headers=as_(tokens, "worker"))
+    assert worker_tile.status_code == 404
     items = server.get(
         "/ogc/collections/incidents/items", params={"access_token": tokens["dispatcher"]}
     )
