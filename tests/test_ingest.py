@@ -368,3 +368,29 @@ def test_bulk_load_into_an_empty_table_keeps_every_row_and_the_index(
     assert "gist" in index
     again = run(db, settings, "buildings", path)
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, n)
+
+
+def test_ewkb_for_copy_reads_back_as_the_same_geometry_with_srid_4326():
+    """The bulk path splices SRID headers into WKB bytes; shapely reads them back as the
+    input (a Polygon as a one-part MultiPolygon, as the typed column wants)."""
+    import numpy as np
+    import shapely
+
+    from geo_service.ingest.store import _wkb
+
+    geoms = [
+        shapely.Point(117.8, 30.9),
+        shapely.box(0, 0, 1, 1),
+        None,
+        shapely.MultiPolygon([shapely.box(0, 0, 1, 1), shapely.box(2, 2, 3, 3)]),
+        shapely.LineString([(0, 0), (1, 1)]),
+    ]
+    out = _wkb(np.array(geoms, dtype=object), ewkb=True)
+    assert out[2] is None
+    for given, raw in zip(geoms, out, strict=True):
+        if given is None:
+            continue
+        back = shapely.from_wkb(raw)
+        assert shapely.get_srid(back) == 4326
+        expected = shapely.MultiPolygon([given]) if given.geom_type == "Polygon" else given
+        assert back.geom_type == expected.geom_type and back.equals(expected)

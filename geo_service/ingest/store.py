@@ -235,26 +235,38 @@ def _wkb(values: np.ndarray, *, ewkb: bool) -> list[object]:
     copying) every geometry, which costs twice as much."""
     present = ~shapely.is_missing(values)
     out = np.full(len(values), None, dtype=object)
-    wkb = shapely.to_wkb(values[present], byte_order=1)  # little-endian, 2D
+    geoms = values[present]
+    wkb = shapely.to_wkb(geoms, byte_order=1)  # little-endian, 2D
     if ewkb:
-        wkb = np.array([_with_srid(b) for b in wkb], dtype=object)
+        # One constant header per geometry type (a column holds one or two types), so the
+        # splice is a plain concatenation per row.
+        kinds = shapely.get_type_id(geoms)
+        spliced = np.empty(len(wkb), dtype=object)
+        for kind in np.unique(kinds):
+            rows = np.flatnonzero(kinds == kind)
+            header = _ewkb_header(_WKB_TYPE[int(kind)])
+            spliced[rows] = [header + b[5:] for b in wkb[rows]]
+        wkb = spliced
     out[present] = wkb
     return out.tolist()
+
+
+# shapely's type ids -> WKB type codes (a LinearRing is written as a LineString)
+_WKB_TYPE = {0: 1, 1: 2, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7}
+
+
+def _ewkb_header(wkb_type: int) -> bytes:
+    """What replaces the 5-byte WKB header (byte order + type) of a geometry of this WKB type
+    code: the type with the SRID flag and 4326, a Polygon wrapped as a one-part MultiPolygon."""
+    if wkb_type == _POLYGON:
+        return _MULTI_HEADER + b"\x01" + struct.pack("<I", _POLYGON)
+    return b"\x01" + struct.pack("<I", wkb_type | _SRID_FLAG) + _SRID
 
 
 _SRID = struct.pack("<I", 4326)
 _SRID_FLAG = 0x20000000
 _POLYGON, _MULTIPOLYGON = 3, 6
 _MULTI_HEADER = b"\x01" + struct.pack("<I", _MULTIPOLYGON | _SRID_FLAG) + _SRID + b"\x01\0\0\0"
-
-
-def _with_srid(wkb: bytes) -> bytes:
-    """EWKB with SRID 4326 from little-endian WKB; a Polygon becomes a one-part MultiPolygon
-    (its WKB is exactly the part that a MultiPolygon's WKB holds)."""
-    kind = int.from_bytes(wkb[1:5], "little")
-    if kind == _POLYGON:
-        return _MULTI_HEADER + wkb
-    return wkb[:1] + struct.pack("<I", kind | _SRID_FLAG) + _SRID + wkb[5:]
 
 
 def unknown_references(conn: Connection, spec: KindSpec) -> list[tuple[int, str, str]]:
