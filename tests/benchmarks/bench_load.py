@@ -34,6 +34,8 @@ from tests.benchmarks.common import (
     need_command,
     scratch_engine,
     settings,
+    wait_until_up,
+    wrk_ms,
 )
 
 CONNECTIONS = 256
@@ -117,7 +119,7 @@ def run() -> list[Result]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait(f"{base}/livez")
+        wait_until_up(f"{base}/livez")
         _load(wrk, f"{base}/livez", None, 3)  # warm-up: connections, caches, plans
         _load(wrk, base, script, 5)
         rounds = [(_load(wrk, f"{base}/livez", None, SECONDS), _load(wrk, base, script, SECONDS))]
@@ -206,17 +208,6 @@ def _tiles(west: float, south: float, east: float, north: float, z: int) -> list
     return [(x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
 
 
-def _wait(url: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"server did not answer at {url}")
-
-
 def _load(wrk: str, url: str, script: str | None, seconds: int) -> dict[str, float]:
     """Run wrk: requests, requests/s, latency percentiles (ms) and errors."""
     cmd = [
@@ -240,8 +231,8 @@ def _load(wrk: str, url: str, script: str | None, seconds: int) -> dict[str, flo
     return {
         "requests": float(re.search(r"(\d+) requests in", out).group(1)),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
-        "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
+        "p50": wrk_ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
+        "p99": wrk_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
         "errors": float(errors),
         "seconds": float(seconds),
     }
@@ -259,8 +250,3 @@ def _total(runs: object) -> dict[str, float]:
         "p99": max(r["p99"] for r in runs),
         "errors": sum(r["errors"] for r in runs),
     }
-
-
-def _ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(\w+)", value).groups()
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]

@@ -9,8 +9,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import geopandas as gpd
@@ -26,6 +24,8 @@ from tests.benchmarks.common import (
     need_command,
     scratch_engine,
     settings,
+    wait_until_up,
+    wrk_ms,
 )
 
 CONNECTIONS = 32
@@ -69,7 +69,7 @@ def run() -> list[Result]:
         cwd=ROOT,
     )
     try:
-        _wait(f"http://127.0.0.1:{port}/livez")
+        wait_until_up(f"http://127.0.0.1:{port}/livez")
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write(LUA % tuple(bounds))
         base = f"http://127.0.0.1:{port}"
@@ -117,17 +117,6 @@ def _median(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
-def _wait(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"server did not answer at {url}")
-
-
 def _load(wrk: str, url: str, script: str | None, seconds: int) -> dict[str, float]:
     """Run wrk; requests/s and latency percentiles in ms; fail on any error response."""
     cmd = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-H", AUTHORIZATION, url]
@@ -138,11 +127,6 @@ def _load(wrk: str, url: str, script: str | None, seconds: int) -> dict[str, flo
         raise RuntimeError(f"errors under load:\n{out}")
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
-        "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
+        "p50": wrk_ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
+        "p99": wrk_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
     }
-
-
-def _ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(\w+)", value).groups()
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]

@@ -16,8 +16,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from tests.benchmarks.common import (
     free_port,
     scratch_engine,
     settings,
+    wait_until_up,
 )
 
 DATABASE = "geo_bench_tiles"  # not geo_bench: another benchmark may use that one meanwhile
@@ -80,7 +79,7 @@ def run() -> list[Result]:
         tipg = _serve_tipg(url)
         servers = [ours, cold, tipg]
         for _, _, base in servers:
-            _wait(f"{base}/", 90)
+            wait_until_up(f"{base}/", 90)
         results = _tiles(ours[2], cold[2], tipg[2]) + _items(ours[2], tipg[2])
     finally:
         for proc, _, _ in servers:
@@ -128,19 +127,6 @@ def _serve_tipg(url: str) -> tuple[subprocess.Popen[bytes], int, str]:
         cwd="/tmp",  # away from any .env of the repository
     )
     return proc, port, f"http://127.0.0.1:{port}"
-
-
-def _wait(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return  # it answers
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"server did not answer at {url}")
 
 
 def _tile_set(zooms: range) -> list[tuple[int, int, int]]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,3 +117,26 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until_up(url: str, timeout: float = 90) -> None:
+    """Poll `url` until the server answers (any HTTP status counts as an answer)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server did not answer at {url}")
+
+
+def wrk_ms(value: str) -> float:
+    """A wrk latency ("512.00us", "3.10ms", "1.20s", "1.01m") in milliseconds."""
+    match = re.fullmatch(r"([\d.]+)(\w+)", value)
+    if match is None:
+        raise ValueError(f"not a wrk latency: {value!r}")
+    number, unit = match.groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
