@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import shapely
 from fastapi.testclient import TestClient
+from pyproj import CRS
 from shapely.geometry import LineString, Point
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from geo_service.api.app import create_app
 from geo_service.cli import app as cli_app
-from geo_service.coverage import service, topology
+from geo_service.coverage import figures, service, shapes, topology
 from geo_service.errors import InvalidInput
 from geo_service.ingest import ImportOptions, import_file
 from geo_service.settings import Settings
@@ -95,6 +96,54 @@ def test_a_crossing_without_shared_vertex_is_a_bridge_unless_asked_to_join():
     assert len(topo.geoms) == 2 and set(topo.component) == {0, 1}
     joined = topology.build(bridge, 0.05, split_crossings=True)
     assert len(joined.geoms) == 4 and set(joined.component) == {0}
+
+
+# -- shapes (pure) ----------------------------------------------------------------------------
+def test_straight_streets_join_into_strokes_and_buffer_to_the_same_area():
+    # a 3 x 3 lattice of 100 m segments plus a dead end turning 90 degrees at (300, 300)
+    pieces = [line((x, y), (x + 100, y)) for y in (0, 100, 200, 300) for x in (0, 100, 200)]
+    pieces += [line((x, y), (x, y + 100)) for x in (0, 100, 200, 300) for y in (0, 100, 200)]
+    pieces += [line((300, 300), (300, 350))]
+    lines = np.array(pieces, dtype=object)
+    joined = shapely.get_parts(shapes.strokes(lines))
+    # 4 east-west streets, 4 north-south ones, the last one carried on by the dead end
+    assert len(joined) == 8
+    assert sorted(np.round(shapely.length(joined))) == [300] * 7 + [350]
+    by_piece = shapely.buffer(shapely.multilinestrings(lines), 25, quad_segs=2)
+    by_stroke = shapes.outline(lines, 25)
+    assert shapely.area(shapely.symmetric_difference(by_piece, by_stroke)) < 1e-6 * shapely.area(
+        by_piece
+    )
+    corner = np.array([line((0, 0), (100, 0)), line((100, 0), (100, 100))], dtype=object)
+    assert len(shapely.get_parts(shapes.strokes(corner))) == 2  # a right turn is no stroke
+
+
+def test_each_point_counts_in_the_first_area_covering_it_boundary_included():
+    areas = np.array([f.rect(0, 0, 200, 200), f.rect(100, 0, 300, 200)], dtype=object)
+    points = np.array([pt(150, 50), pt(250, 50), pt(200, 0), pt(400, 50)], dtype=object)
+    assert figures.first_cover(areas, points).tolist() == [0, 1, 0, -1]
+    assert figures.first_cover(areas[:0], points).tolist() == [-1] * 4
+
+
+def test_areas_agree_with_postgis_geography(db: Engine):
+    shapes_m = np.array(
+        [
+            f.rect(0, 0, 1000, 1000),
+            shapely.buffer(line((0, 0), (3000, 0), (3000, 2000)), 25),
+            f.rect(-20000, -20000, 20000, 20000).difference(f.rect(0, 0, 500, 500)),
+        ],
+        dtype=object,
+    )
+    lonlat_shapes = f.frame([{"geometry": g} for g in shapes_m]).geometry.to_numpy()
+    ours = topology.areas_m2(shapes_m, CRS(f.UTM), lonlat_shapes)
+    with db.connect() as conn:
+        theirs = [
+            conn.execute(
+                text("SELECT ST_Area(ST_GeomFromWKB(:g, 4326)::geography)"), {"g": g.wkb}
+            ).scalar_one()
+            for g in lonlat_shapes
+        ]
+    assert ours == pytest.approx(theirs, rel=1e-6)
 
 
 # -- distances --------------------------------------------------------------------------------

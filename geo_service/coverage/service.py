@@ -74,15 +74,18 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
     """Recompute coverage from the current streets, buildings and centres, and store it."""
     tiers = _tiers(settings)
     clock = _Clock()
-    with engine.begin() as conn:
+    # Work overlaps where it can: the places are read while the topology is built;
+    # PostgreSQL stores the network while the entries and walks are found here; the
+    # isochrones (which need only the centres' entry points), the blocks and the buildings'
+    # grids are drawn by GEOS (which lets go of the GIL) meanwhile; the gaps and merged
+    # tiers while PostgreSQL stores the walks. The connection serves one thread at a time.
+    with engine.begin() as conn, ThreadPoolExecutor(5) as pool:
         store.lock(conn)
         versions = store.versions(conn)
-        street_ids, streets, street_codes = store.walkable_streets(conn)
+        street_ids, streets, osm = store.walkable_streets(conn, OSM_PREFIX)
         if len(streets) == 0:
             raise InvalidInput("no walkable streets: import roads (or an OSM extract) first")
-        bld = store.points(conn, "buildings")
-        ctr = store.points(conn, "centers")
-        clock.lap("read")
+        places = pool.submit(_read_places, conn)
         x0, y0, x1, y1 = shapely.total_bounds(streets)
         crs = topology.utm_crs((x0 + x1) / 2, (y0 + y1) / 2)
         to_m, to_ll = _transformers(crs)
@@ -91,56 +94,78 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
             settings.coverage_node_tolerance_m,
             split_crossings=settings.coverage_split_crossings,
             # OSM ways meet only at shared nodes: no T-junction or crossing guesses for them
-            noded=np.char.startswith(street_codes.astype(str), OSM_PREFIX),
+            noded=osm,
         )
-        lines_ll = _apply(to_ll, topo.geoms)
+        lines_ll = _lonlat_edges(topo, streets, to_ll)
         graph = Graph(topo.n_nodes, topo.source, topo.target, topology.geodesic_lengths(lines_ll))
-        clock.lap("topology")
-        # Work overlaps where it can: PostgreSQL stores the network while entries and walks
-        # are found here, the isochrones (which need only the centres' entry points) are
-        # drawn (GEOS, which lets go of the GIL) from here on, and the gaps and merged tiers
-        # while PostgreSQL stores the walks.
-        with ThreadPoolExecutor(4) as pool:
-            node_xy = np.column_stack(to_ll.transform(topo.node_xy[:, 0], topo.node_xy[:, 1]))
-            storing = pool.submit(
-                _store_network, conn, topo, node_xy, street_ids, graph.length, lines_ll
+        bld, ctr, (grid_ids, _, grid_polys) = places.result()
+        clock.lap("read and topology")
+        node_xy = np.column_stack(to_ll.transform(topo.node_xy[:, 0], topo.node_xy[:, 1]))
+        storing = pool.submit(
+            _store_network, conn, topo, node_xy, street_ids, graph.length, lines_ll
+        )
+        max_access = settings.coverage_max_access_m
+        c_in = network.locate_entries(
+            _xy(to_m, ctr["lon"], ctr["lat"]), topo.geoms, topo.routable, max_access
+        )
+        iso = _isochrones(pool, settings, tiers, graph, topo, c_in) if shapes_too else None
+        faces = pool.submit(shapes.faces, topo.geoms[topo.routable]) if shapes_too else None
+        bld_ll = shapely.points(np.column_stack([bld["lon"], bld["lat"]]))
+        grids_of = pool.submit(fig.first_cover, grid_polys, bld_ll)
+        b_in = network.locate_entries(
+            _xy(to_m, bld["lon"], bld["lat"]), topo.geoms, topo.routable, max_access
+        )
+        clock.lap("entries")
+        walk, which = network.nearest_source(graph, c_in, b_in)
+        minutes, tier = network.tier_of(walk, settings.coverage_walk_speed_kmh, tiers)
+        clock.lap("distances")
+        drawing = (
+            pool.submit(
+                _draw,
+                settings,
+                tiers,
+                iso,
+                faces.result(),
+                c_in,
+                ctr,
+                bld,
+                tier,
+                to_m,
+                to_ll,
+                crs,
             )
-            max_access = settings.coverage_max_access_m
-            c_in = network.locate_entries(
-                _xy(to_m, ctr["lon"], ctr["lat"]), topo.geoms, topo.routable, max_access
+            if iso is not None and faces is not None
+            else None
+        )
+        grid = _ids(grid_ids, grids_of.result())
+        community = np.full(len(grid), -1, dtype=np.int64)
+        if (grid < 0).any():  # a building outside every grid counts in its community
+            community_ids, _, community_polys = store.areas(conn, "communities")
+            outside = np.flatnonzero(grid < 0)
+            community[outside] = _ids(
+                community_ids, fig.first_cover(community_polys, bld_ll[outside])
             )
-            iso = _isochrones(pool, settings, tiers, graph, topo, c_in) if shapes_too else None
-            b_in = network.locate_entries(
-                _xy(to_m, bld["lon"], bld["lat"]), topo.geoms, topo.routable, max_access
-            )
-            clock.lap("entries")
-            walk, which = network.nearest_source(graph, c_in, b_in)
-            minutes, tier = network.tier_of(walk, settings.coverage_walk_speed_kmh, tiers)
-            clock.lap("distances")
-            drawing = (
-                pool.submit(_draw, settings, tiers, iso, topo, c_in, ctr, bld, tier, to_m, to_ll)
-                if iso is not None
-                else None
-            )
-            storing.result()  # the connection is free again
-            store.write_centers(conn, ctr["id"], c_in.edge, c_in.frac, c_in.access)
-            store.write_buildings(
-                conn,
-                {
-                    "id": bld["id"],
-                    "center_id": np.where(which >= 0, ctr["id"][np.maximum(which, 0)], -1),
-                    "walk_m": walk,
-                    "minutes": minutes,
-                    "tier": tier,
-                    "access": b_in.access,
-                    "edge": b_in.edge,
-                    "frac": b_in.frac,
-                },
-            )
-            clock.lap("store")
-            if drawing is not None:
-                store.write_shapes(conn, *drawing.result())
-                clock.lap("shapes (drawn while storing)")
+        storing.result()  # the connection is free again
+        store.write_centers(conn, ctr["id"], c_in.edge, c_in.frac, c_in.access)
+        store.write_buildings(
+            conn,
+            {
+                "id": bld["id"],
+                "center_id": np.where(which >= 0, ctr["id"][np.maximum(which, 0)], -1),
+                "grid_id": grid,
+                "community_id": community,
+                "walk_m": walk,
+                "minutes": minutes,
+                "tier": tier,
+                "access": b_in.access,
+                "edge": b_in.edge,
+                "frac": b_in.frac,
+            },
+        )
+        clock.lap("store")
+        if drawing is not None:
+            store.write_shapes(conn, *drawing.result())
+            clock.lap("shapes (drawn while storing)")
         store.analyze(conn)
         run: dict[str, Any] = {
             "roads_version": versions["roads"],
@@ -170,6 +195,31 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         "centers_without_street": [str(c) for c in ctr["code"][c_in.edge < 0]],
         "covered_buildings": int((tier > 0).sum()),
     }
+
+
+def _read_places(
+    conn: Connection,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], tuple[np.ndarray, ...]]:
+    """Buildings, centres and grids."""
+    return store.buildings(conn), store.centers(conn), store.areas(conn, "grids")
+
+
+def _lonlat_edges(topo: topology.Topology, streets: np.ndarray, to_ll: Transformer) -> np.ndarray:
+    """The edges in lon/lat: a street left whole is its own stored geometry; only the pieces
+    of split streets are projected back."""
+    whole = np.bincount(topo.street, minlength=len(streets))[topo.street] == 1
+    out = np.empty(len(topo.geoms), dtype=object)
+    out[whole] = streets[topo.street[whole]]
+    if not whole.all():
+        out[~whole] = _apply(to_ll, topo.geoms[~whole])
+    return out
+
+
+def _ids(ids: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The ids at `index`, -1 where the index is -1 (none)."""
+    if len(ids) == 0:
+        return np.full(len(index), -1, dtype=np.int64)
+    return np.where(index >= 0, ids[np.maximum(index, 0)], -1)
 
 
 def _store_network(
@@ -223,23 +273,31 @@ def _isochrones(
     return [pool.submit(part, reach[k::_ISO_PARTS]) for k in range(_ISO_PARTS)]
 
 
+Drawn = tuple[
+    list[tuple[str, int, Any, float]],
+    list[tuple[int, Any, float]],
+    list[tuple[Any, int, int, float]],
+]
+
+
 def _draw(
     settings: Settings,
     tiers: list[int],
     iso: list[Future[list[list[Any]]]],
-    topo: topology.Topology,
+    faces: np.ndarray,
     c_in: Entries,
     ctr: dict[str, np.ndarray],
     bld: dict[str, np.ndarray],
     tier: np.ndarray,
     to_m: Transformer,
     to_ll: Transformer,
-) -> tuple[list[tuple[str, int, Any]], list[tuple[int, Any]], list[tuple[Any, int, int]]]:
+    crs: CRS,
+) -> Drawn:
     """Isochrones per centre and tier (drawn by `iso`), merged tiers and gap areas, in
-    lon/lat."""
+    lon/lat, each with its area in m²."""
     uncovered = np.flatnonzero(tier == 0)
     blocks = shapes.blocks(
-        topo.geoms[topo.routable],
+        faces,
         _xy(to_m, bld["lon"][uncovered], bld["lat"][uncovered]),
         settings.coverage_isochrone_buffer_m,
     )
@@ -254,17 +312,29 @@ def _draw(
         bld["households"][uncovered],
         merged[-1][1] if merged else shapely.MultiPolygon(),
     )
-
-    def ll(geoms: list[Any]) -> list[Any]:
-        return list(_apply(to_ll, np.asarray(geoms, dtype=object))) if geoms else []
-
-    iso_ll = ll([p for row in polys for p in row])
+    metric = np.asarray(
+        [p for row in polys for p in row] + [g for _, g in merged] + [g for g, _, _ in gap],
+        dtype=object,
+    )
+    lonlat = _apply(to_ll, metric) if len(metric) else metric
+    area = topology.areas_m2(metric, crs, lonlat)
+    n_iso, n_tier = len(reach) * len(tiers), len(merged)
     codes = [str(ctr["code"][c]) for c in reach for _ in tiers]
     tier_of = [t for _ in reach for t in tiers]
     return (
-        list(zip(codes, tier_of, iso_ll, strict=True)),
-        list(zip(tiers, ll([g for _, g in merged]), strict=True)),
-        [(g, n, h) for g, (_, n, h) in zip(ll([g for g, _, _ in gap]), gap, strict=True)],
+        list(zip(codes, tier_of, lonlat[:n_iso], area[:n_iso], strict=True)),
+        [
+            (t, g, a)
+            for (t, _), g, a in zip(
+                merged, lonlat[n_iso : n_iso + n_tier], area[n_iso : n_iso + n_tier], strict=True
+            )
+        ],
+        [
+            (g, n, h, a)
+            for (_, n, h), g, a in zip(
+                gap, lonlat[n_iso + n_tier :], area[n_iso + n_tier :], strict=True
+            )
+        ],
     )
 
 

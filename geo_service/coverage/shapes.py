@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from shapely import ops
 
 from geo_service.coverage.network import Entries, Graph
@@ -86,10 +88,63 @@ def substrings(lines: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def outline(pieces: np.ndarray, buffer_m: float) -> shapely.Geometry:
-    """The area within `buffer_m` of the street pieces."""
+    """The area within `buffer_m` of the street pieces. The pieces are first joined into
+    strokes (see `strokes`): the buffer of a union of lines is the union of their buffers
+    however they are grouped, and GEOS buffers ~50 long lines 3.5x faster than the ~600
+    edges they are made of (fewer caps to node where the edges meet)."""
     if len(pieces) == 0:
         return shapely.MultiPolygon()
-    return shapely.union_all(shapely.buffer(pieces, buffer_m, quad_segs=2))
+    lines = shapely.get_parts(strokes(pieces))
+    return shapely.buffer(shapely.multilinestrings(lines), buffer_m, quad_segs=2)
+
+
+STRAIGHT_DEG = 30.0  # edges meeting at a node join into one stroke if they turn less than this
+
+
+def strokes(pieces: np.ndarray, max_turn_deg: float = STRAIGHT_DEG) -> np.ndarray:
+    """The pieces joined into strokes: at each point where pieces meet, the two that
+    continue most nearly straight (turning less than `max_turn_deg`) are joined, the
+    straightest pair first, each piece end at most once. Returns one (Multi)LineString per
+    stroke; the same lines as `pieces`, grouped."""
+    n = len(pieces)
+    coords, idx = shapely.get_coordinates(pieces, return_index=True)
+    first = np.r_[0, np.flatnonzero(np.diff(idx)) + 1]
+    last = np.r_[first[1:] - 1, len(coords) - 1]
+    # Both ends of every piece: where it is, and the direction leaving it into the piece.
+    at = np.r_[coords[first], coords[last]]
+    away = np.r_[coords[first + 1] - coords[first], coords[last - 1] - coords[last]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        away /= np.linalg.norm(away, axis=1)[:, None]
+    piece = np.r_[np.arange(n), np.arange(n)]
+    _, node = np.unique(np.round(at, 3), axis=0, return_inverse=True)
+    order = np.argsort(node.ravel(), kind="stable")
+    starts = np.r_[0, np.flatnonzero(np.diff(node.ravel()[order])) + 1]
+    sizes = np.diff(np.r_[starts, len(order)])
+    # Every pair of ends meeting at a point, built per group size (vectorised).
+    pairs = []
+    for k in range(2, int(sizes.max(initial=0)) + 1):
+        group = starts[sizes == k]
+        a, b = np.triu_indices(k, 1)
+        pairs.append(((group[:, None] + a).ravel(), (group[:, None] + b).ravel()))
+    if not pairs:
+        return pieces
+    i = order[np.concatenate([p[0] for p in pairs])]
+    j = order[np.concatenate([p[1] for p in pairs])]
+    cos = np.einsum("ij,ij->i", away[i], away[j])  # -1: straight on
+    ok = (cos < -np.cos(np.radians(max_turn_deg))) & (piece[i] != piece[j])
+    i, j, cos = i[ok], j[ok], cos[ok]
+    straightest = np.argsort(cos, kind="stable")
+    used = np.zeros(2 * n, bool)
+    link_a, link_b = [], []
+    for a, b in zip(i[straightest].tolist(), j[straightest].tolist(), strict=True):
+        if not used[a] and not used[b]:
+            used[a] = used[b] = True
+            link_a.append(piece[a])
+            link_b.append(piece[b])
+    links = coo_matrix((np.ones(len(link_a)), (link_a, link_b)), shape=(n, n))
+    _, stroke = connected_components(links, directed=False)
+    by = np.argsort(stroke, kind="stable")
+    return shapely.line_merge(shapely.multilinestrings(pieces[by], indices=stroke[by]))  # type: ignore[no-any-return]
 
 
 def isochrones(
@@ -117,7 +172,7 @@ def isochrones(
         for j in order:
             pieces, full = _reach(graph, geoms, dist_nodes[i], radii_m[j], own, done)
             if len(pieces):
-                band = shapely.buffer(shapely.multilinestrings(pieces), buffer_m, quad_segs=2)
+                band = outline(pieces, buffer_m)
                 prev = band if prev is None else shapely.union(prev, band)
             if prev is not None:
                 out[j] = prev
@@ -146,13 +201,17 @@ class Blocks:
     points: shapely.STRtree
 
 
-def blocks(streets: np.ndarray, uncovered: np.ndarray, buffer_m: float) -> Blocks | None:
-    """The blocks (faces of the street network) holding uncovered buildings, and a
-    `buffer_m` circle around uncovered buildings that no block holds (None: none uncovered).
-    Independent of the isochrones, so it can be drawn while they are."""
+def faces(streets: np.ndarray) -> np.ndarray:
+    """The blocks: faces of the street network (polygons). They depend on the streets
+    alone, so they can be found while the walks are."""
+    return shapely.get_parts(shapely.polygonize(streets))  # type: ignore[no-any-return]
+
+
+def blocks(faces: np.ndarray, uncovered: np.ndarray, buffer_m: float) -> Blocks | None:
+    """The `faces` (see `faces`) holding uncovered buildings, and a `buffer_m` circle around
+    uncovered buildings that no block holds (None: none uncovered)."""
     if len(uncovered) == 0:
         return None
-    faces = shapely.get_parts(shapely.polygonize(streets))
     # polygons as the query side: shapely prepares the query geometry, not the tree's
     points = shapely.STRtree(uncovered)
     b_idx, p_idx = points.query(faces, predicate="contains")
@@ -189,17 +248,3 @@ def gaps_of(
     held = np.bincount(g_idx, weights=households[u_idx], minlength=len(polys))
     order = np.lexsort((-count, -held))
     return [(polys[i], int(count[i]), int(held[i])) for i in order if count[i] > 0]
-
-
-def gaps(
-    streets: np.ndarray,
-    uncovered: np.ndarray,
-    households: np.ndarray,
-    covered_area: shapely.Geometry,
-    buffer_m: float,
-    min_area_m2: float = 1.0,
-) -> list[tuple[shapely.Geometry, int, int]]:
-    """Gap areas: the blocks (faces of the street network) holding uncovered buildings, and a
-    `buffer_m` circle around uncovered buildings that no block holds, minus the covered area.
-    Returns (polygon, uncovered buildings in it, their households), most households first."""
-    return gaps_of(blocks(streets, uncovered, buffer_m), households, covered_area, min_area_m2)
