@@ -18,6 +18,7 @@ from scipy.sparse.csgraph import connected_components
 from shapely import ops
 
 from geo_service.coverage.network import Entries, Graph
+from geo_service.coverage.topology import point_keys
 
 
 def reached_pieces(
@@ -102,10 +103,9 @@ STRAIGHT_DEG = 30.0  # edges meeting at a node join into one stroke if they turn
 
 
 def strokes(pieces: np.ndarray, max_turn_deg: float = STRAIGHT_DEG) -> np.ndarray:
-    """The pieces joined into strokes: at each point where pieces meet, the two that
-    continue most nearly straight (turning less than `max_turn_deg`) are joined, the
-    straightest pair first, each piece end at most once. Returns one (Multi)LineString per
-    stroke; the same lines as `pieces`, grouped."""
+    """The pieces joined into strokes: where pieces meet, two ends are joined when each is
+    the other's straightest continuation (turning less than `max_turn_deg`). Returns one
+    (Multi)LineString per stroke: the same lines as `pieces`, grouped."""
     n = len(pieces)
     coords, idx = shapely.get_coordinates(pieces, return_index=True)
     first = np.r_[0, np.flatnonzero(np.diff(idx)) + 1]
@@ -116,7 +116,7 @@ def strokes(pieces: np.ndarray, max_turn_deg: float = STRAIGHT_DEG) -> np.ndarra
     with np.errstate(invalid="ignore", divide="ignore"):
         away /= np.linalg.norm(away, axis=1)[:, None]
     piece = np.r_[np.arange(n), np.arange(n)]
-    _, node = np.unique(np.round(at, 3), axis=0, return_inverse=True)
+    _, node = np.unique(point_keys(at, 0.01), return_inverse=True)
     order = np.argsort(node.ravel(), kind="stable")
     starts = np.r_[0, np.flatnonzero(np.diff(node.ravel()[order])) + 1]
     sizes = np.diff(np.r_[starts, len(order)])
@@ -133,14 +133,19 @@ def strokes(pieces: np.ndarray, max_turn_deg: float = STRAIGHT_DEG) -> np.ndarra
     cos = np.einsum("ij,ij->i", away[i], away[j])  # -1: straight on
     ok = (cos < -np.cos(np.radians(max_turn_deg))) & (piece[i] != piece[j])
     i, j, cos = i[ok], j[ok], cos[ok]
-    straightest = np.argsort(cos, kind="stable")
-    used = np.zeros(2 * n, bool)
-    link_a, link_b = [], []
-    for a, b in zip(i[straightest].tolist(), j[straightest].tolist(), strict=True):
-        if not used[a] and not used[b]:
-            used[a] = used[b] = True
-            link_a.append(piece[a])
-            link_b.append(piece[b])
+    # Each end goes with the end it continues most straight into, when that one agrees.
+    ends = np.r_[i, j]
+    other = np.r_[j, i]
+    ranked = np.lexsort((np.r_[cos, cos], ends))
+    ends, other = ends[ranked], other[ranked]
+    head = np.ones(len(ends), bool)
+    head[1:] = ends[1:] != ends[:-1]
+    partner = np.full(2 * n, -1)
+    partner[ends[head]] = other[head]
+    mine = np.flatnonzero(partner >= 0)
+    mutual = mine[partner[partner[mine]] == mine]
+    mutual = mutual[mutual < partner[mutual]]
+    link_a, link_b = piece[mutual], piece[partner[mutual]]
     links = coo_matrix((np.ones(len(link_a)), (link_a, link_b)), shape=(n, n))
     _, stroke = connected_components(links, directed=False)
     by = np.argsort(stroke, kind="stable")

@@ -99,7 +99,7 @@ def build(
     lines = lines[index]
     trusted = np.zeros(len(lines), bool) if noded is None else np.asarray(noded, bool)[index]
     coords, owner = shapely.get_coordinates(lines, return_index=True)
-    keys = _keys(coords, tolerance_m)
+    keys = point_keys(coords, tolerance_m)
     first = np.r_[0, np.flatnonzero(np.diff(owner)) + 1]
     last = np.r_[first[1:] - 1, len(owner) - 1]
     is_end = np.zeros(len(owner), bool)
@@ -117,7 +117,7 @@ def build(
         lines, coords, owner, key_ids, key_id, pairs, is_end, tolerance_m, split_crossings, trusted
     )
     pieces, piece_owner, ends = _split(lines, coords, owner, node_vertex, first, last, extra)
-    uniq, node_of = np.unique(_keys(ends, tolerance_m), return_inverse=True)
+    uniq, node_of = np.unique(point_keys(ends, tolerance_m), return_inverse=True)
     node_of = node_of.ravel()
     node_xy = np.zeros((len(uniq), 2))
     node_xy[node_of] = ends
@@ -135,7 +135,7 @@ def build(
     )
 
 
-def _keys(xy: np.ndarray, tolerance_m: float) -> np.ndarray:
+def point_keys(xy: np.ndarray, tolerance_m: float) -> np.ndarray:
     """One integer per coordinate pair on a grid of `tolerance_m` (equal key = same node)."""
     q = np.round(xy / tolerance_m).astype(np.int64)
     return q[:, 0] * np.int64(4_000_000_000) + q[:, 1]  # type: ignore[no-any-return]
@@ -186,7 +186,7 @@ def _junction_points(
         xy, which = shapely.get_coordinates(
             shapely.intersection(lines[a], lines[b]), return_index=True
         )
-        pkeys = _keys(xy, tolerance_m)
+        pkeys = point_keys(xy, tolerance_m)
         pos = np.clip(np.searchsorted(key_ids, pkeys), 0, len(key_ids) - 1)
         known = key_ids[pos] == pkeys
         for side in (a[which], b[which]):
