@@ -104,6 +104,27 @@ def test_changed_attribute_is_an_update(city: Path, db: Engine, settings: Settin
     assert version == 2  # first import, then this change; the no-op re-imports did not bump
 
 
+def test_the_web_mercator_copy_follows_an_import_that_moves_a_grid(
+    city: Path, db: Engine, settings: Settings, tmp_path: Path
+):
+    """Tiles draw grids from a Web Mercator copy PostgreSQL computes on every write: an
+    import that moves a shape moves the copy with it."""
+    from shapely import affinity
+
+    grids = f.grids().to_crs(f.UTM)
+    grids.loc[0, "geometry"] = affinity.scale(grids.geometry[0], 0.5, 0.5)
+    moved = run(db, settings, "grids", f.write(grids.to_crs(4326), tmp_path / "v2" / "g.shp"))
+    assert moved.updated == 1
+    with db.connect() as conn:
+        stale = conn.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE NOT ST_Equals(geom_3857, "
+                "ST_Transform(geom, 3857))), count(*) FROM grids"
+            )
+        ).one()
+    assert tuple(stale) == (0, len(grids))
+
+
 def test_replace_deletes_codes_missing_from_the_file(
     city: Path, db: Engine, settings: Settings, tmp_path: Path
 ):
@@ -364,8 +385,12 @@ def test_bulk_load_into_an_empty_table_keeps_every_row_and_the_index(
         index = conn.execute(
             text("SELECT indexdef FROM pg_indexes WHERE indexname = 'buildings_geom_gist'")
         ).scalar_one()
+        # What tiles find the buildings through (the layer's index).
+        tile_index = conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'buildings_shape_gist'")
+        ).scalar_one()
     assert rows == (n, n - len(range(0, n, 7)), 10 * n, True, True, 4326)
-    assert "gist" in index
+    assert "gist" in index and "gist" in tile_index
     again = run(db, settings, "buildings", path)
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, n)
 

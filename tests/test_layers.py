@@ -54,6 +54,9 @@ def test_the_repository_layers_load_with_their_labels_and_roles():
         for entry in layer.style.legend:
             assert entry.label.zh and entry.label.en
     assert "anonymous" not in catalogue.layers["incidents"].roles
+    # Grids are drawn from their shapes stored in Web Mercator (migration 0004).
+    assert catalogue.layers["grids"].tile_geometry == "geom_3857"
+    assert catalogue.layers["buildings"].tile_geometry is None
     assert "reporter_phone" not in catalogue.layers["incidents"].fields
 
 
@@ -101,6 +104,17 @@ def test_a_good_file_loads_and_its_id_is_the_file_name(tmp_path):
             ["%"],
         ),
         (lambda t: t.replace("[style]", "[style\n"), ["not valid TOML"]),
+        (
+            lambda t: t.replace('table = "grids"', 'table = "grids"\ntile_geometry = "geom 3857"'),
+            ["tile_geometry"],
+        ),
+        (
+            lambda t: (
+                t.replace('table = "grids"', 'table = "grids"\ntile_geometry = "geom_3857"')
+                + "[hexbin]\nresolutions = { 0 = 8 }\n"
+            ),
+            ["hexbin", "tile_geometry"],
+        ),
     ],
 )
 def test_a_bad_file_is_refused_naming_the_file_and_field(tmp_path, change, fragments):

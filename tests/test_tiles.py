@@ -3,15 +3,21 @@ the database; ETag/304; an import between two requests changes the tile; TileJSO
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import mapbox_vector_tile
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from geo_service.api.app import create_app
 from geo_service.ingest import ImportOptions, import_file
+from geo_service.layers import store
+from geo_service.layers.catalogue import Layer, default_layers_dir, load_catalogue
+from geo_service.layers.tiles import Tile
 from geo_service.settings import Settings
 from tests import factories as f
 from tests.map_data import plant, rows, tile_of
@@ -155,6 +161,67 @@ def test_household_hexbins_in_a_tile_sum_to_the_households(client, planted):
     )
     for feat in tile["household_hexbins"]["features"]:
         assert feat["geometry"]["type"] == "Polygon"
+
+
+def _in_postgis(db_url: str, work):
+    """Run `work(conn)` on an asyncio connection like the API's read pool gives."""
+    conninfo = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def main():
+        options = "-c plan_cache_mode=force_generic_plan"  # as the read pool's connections
+        async with await psycopg.AsyncConnection.connect(
+            conninfo, autocommit=True, options=options
+        ) as conn:
+            return await work(conn)
+
+    return asyncio.run(main())
+
+
+def _features(data: bytes, layer_id: str) -> list[dict]:
+    found = mapbox_vector_tile.decode(data).get(layer_id, {"features": []})["features"]
+    return sorted(found, key=lambda feat: feat["properties"]["code"])
+
+
+@pytest.mark.parametrize("z", [13, 15, 17])
+def test_stored_web_mercator_shapes_draw_the_same_tile_as_transforming_each_row(planted, db_url, z):
+    layer_id = "grids"
+    layer = load_catalogue(default_layers_dir()).layers[layer_id]
+    assert layer.tile_geometry is not None
+    transformed = layer.model_copy(update={"tile_geometry": None})
+    t = Tile(*tile_of(*ORIGIN, z))
+    stored = _in_postgis(db_url, lambda conn: store.tile(conn, [layer], t))
+    per_row = _in_postgis(db_url, lambda conn: store.tile(conn, [transformed], t))
+    assert _features(stored, layer_id)  # the planted data is in this tile
+    assert _features(stored, layer_id) == _features(per_row, layer_id)
+
+
+def test_a_tile_whose_shapes_all_vanish_at_its_zoom_is_empty(planted, db_url):
+    """A shape ST_AsMVTGeom drops (here a 2 cm square at z13) is not a feature, and a layer of
+    none is no layer at all: empty bytes, as when no row is in the tile."""
+    speck = Layer.model_validate(
+        {
+            "id": "specks",
+            "title": {"zh": "点", "en": "Specks"},
+            "sql": f"SELECT 'a' AS code, ST_Buffer(ST_SetSRID(ST_MakePoint({ORIGIN[0]}, "
+            f"{ORIGIN[1]}), 4326), 1e-7, 1) AS geom",
+            "id_field": "code",
+            "fields": {"code": {}},
+            "roles": ["admin"],
+            "style": {"type": "fill"},
+        }
+    )
+    t = Tile(*tile_of(*ORIGIN, 13))
+    assert _in_postgis(db_url, lambda conn: store.tile(conn, [speck], t)) == b""
+    big = speck.model_copy(update={"sql": speck.source_sql.replace("1e-7", "1e-3")})
+    assert _features(_in_postgis(db_url, lambda conn: store.tile(conn, [big], t)), "specks")
+
+
+def test_a_tile_geometry_not_in_web_mercator_leaves_the_layer_out(planted, db_url):
+    grids = load_catalogue(default_layers_dir()).layers["grids"]
+    wrong = grids.model_copy(update={"tile_geometry": "geom"})  # WGS-84
+    with pytest.raises(store.SourceMissing, match="'geom' is in SRID 4326, not 3857"):
+        _in_postgis(db_url, lambda conn: store.describe(conn, wrong))
+    assert "geom_3857" in _in_postgis(db_url, lambda conn: store.describe(conn, grids))
 
 
 def test_tilejson_describes_the_layers(client):

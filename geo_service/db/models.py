@@ -1,8 +1,9 @@
 """Tables of the system of record (SQLAlchemy Core + GeoAlchemy2).
 
 Geometry is stored in EPSG:4326 with explicit SRIDs; metric figures (areas, lengths) are
-computed at write time on the spheroid and stored beside the geometry. The migrations in
-`migrations/versions` create exactly these tables; keep both telling the same story.
+computed at write time on the spheroid and stored beside the geometry, and so are the grids'
+Web Mercator shapes vector tiles draw. The migrations in `migrations/versions` create exactly
+these tables; keep both telling the same story.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 SRID = 4326
+WEB_MERCATOR = 3857  # the tiles' CRS
 
 metadata = MetaData()
 
@@ -40,6 +42,17 @@ def _geom(kind: str, name: str = "geom", *, nullable: bool = False) -> Column:  
 
 def _updated_at() -> Column:  # type: ignore[type-arg]
     return Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+def _web_mercator(name: str, kind: str, expression: str) -> Column:  # type: ignore[type-arg]
+    # The shape a map layer draws, in Web Mercator, computed by PostgreSQL from the WGS-84
+    # geometry on every write: vector tiles draw it without a transform per row (layers/*.toml
+    # `tile_geometry`). No index: tiles find their rows through the WGS-84 geometry's.
+    return Column(
+        name,
+        Geometry(kind, srid=WEB_MERCATOR, spatial_index=False),
+        Computed(expression, persisted=True),
+    )
 
 
 communities = Table(
@@ -69,6 +82,7 @@ grids = Table(
     Column("area_m2", Float, nullable=False),
     _geom("MULTIPOLYGON"),
     _updated_at(),
+    _web_mercator("geom_3857", "MULTIPOLYGON", "ST_Transform(geom, 3857)"),
     Index("grids_geom_gist", "geom", postgresql_using="gist"),
     Index("grids_community_code", "community_code"),
 )

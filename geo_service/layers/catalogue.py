@@ -1,8 +1,9 @@
 """The layer catalogue: one TOML file per map layer in `layers/`, validated (pure, no database).
 
-A file names its source (a table or one SELECT), the id, fields and geometry it exposes, the
-zoom range, the simplification per zoom, a default style with Chinese and English labels and
-the roles that may see it. Adding a layer is adding a file: nothing here knows a layer by name.
+A file names its source (a table or one SELECT), the id, fields and geometry it exposes (and
+optionally the same geometry stored in Web Mercator, for tiles), the zoom range, the
+simplification per zoom, a default style with Chinese and English labels and the roles that
+may see it. Adding a layer is adding a file: nothing here knows a layer by name.
 """
 
 from __future__ import annotations
@@ -135,6 +136,12 @@ class Layer(_Strict):
     sql: str | None = None
     id_field: Identifier = "id"
     geometry: Identifier = "geom"
+    tile_geometry: Identifier | None = Field(
+        None,
+        description="a column of the source holding the same shapes as `geometry` in Web "
+        "Mercator (EPSG:3857): tiles draw it instead of transforming `geometry` row by row "
+        "(a stored generated column keeps it in step); rows are still found by `geometry`",
+    )
     geometry_type: GeometryType = "Geometry"
     fields: dict[Identifier, FieldSpec] = {}
     minzoom: int = Field(0, ge=0, le=MAX_ZOOM)
@@ -177,6 +184,8 @@ class Layer(_Strict):
             raise ValueError("give exactly one of `table` or `sql`")
         if self.minzoom > self.maxzoom:
             raise ValueError(f"minzoom {self.minzoom} is above maxzoom {self.maxzoom}")
+        if self.hexbin is not None and self.tile_geometry is not None:
+            raise ValueError("a hexbin layer draws hexagons: `tile_geometry` does not apply")
         if self.hexbin is None and self.id_field not in self.fields:
             raise ValueError(f"id_field {self.id_field!r} must be one of the fields")
         names = set(self.output_fields)

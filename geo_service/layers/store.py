@@ -61,7 +61,8 @@ async def describe(conn: AsyncConnection[Any], layer: Layer) -> dict[str, Column
         )
         names = dict(await cur.fetchall())
     columns = {name: Column(name, names.get(oid, "unknown")) for name, oid in described}
-    needed = [layer.geometry]
+    geometries = [layer.geometry, *([layer.tile_geometry] if layer.tile_geometry else [])]
+    needed = list(geometries)
     if layer.hexbin is None:
         needed += [layer.id_field, *layer.fields]
     elif layer.hexbin.weight:
@@ -69,9 +70,27 @@ async def describe(conn: AsyncConnection[Any], layer: Layer) -> dict[str, Column
     missing = [name for name in needed if name not in columns]
     if missing:
         raise SourceMissing(f"the source has no column {', '.join(map(repr, missing))}")
-    if columns[layer.geometry].pg_type != "geometry":
-        raise SourceMissing(f"column {layer.geometry!r} is {columns[layer.geometry].pg_type}")
+    for name in geometries:
+        if columns[name].pg_type != "geometry":
+            raise SourceMissing(f"column {name!r} is {columns[name].pg_type}")
+    if layer.tile_geometry:
+        await _check_web_mercator(conn, layer)
     return columns
+
+
+async def _check_web_mercator(conn: AsyncConnection[Any], layer: Layer) -> None:
+    """A `tile_geometry` must be in EPSG:3857: tiles draw it as it is (checked on one row;
+    an empty source has nothing to draw wrong)."""
+    assert layer.tile_geometry is not None
+    query = sql.SQL("SELECT ST_SRID(s.{g}) FROM ({src}) s WHERE s.{g} IS NOT NULL LIMIT 1").format(
+        g=sql.Identifier(layer.tile_geometry),
+        src=sql.SQL(layer.source_sql),  # type: ignore[arg-type]
+    )
+    async with conn.cursor() as cur:
+        await cur.execute(query)
+        row = await cur.fetchone()
+    if row is not None and row[0] != 3857:
+        raise SourceMissing(f"column {layer.tile_geometry!r} is in SRID {row[0]}, not 3857")
 
 
 async def versions(conn: AsyncConnection[Any], kinds: list[str]) -> tuple[int, ...]:
@@ -203,35 +222,62 @@ async def feature_one(
 # -- vector tiles ----------------------------------------------------------------------------
 
 
+# The tile's square (Web Mercator) as ST_AsMVTGeom takes it: a sub-select, because the
+# service's generic plans (plan_cache_mode) would otherwise build it again for every row (5% of
+# a z13 buildings tile).
+_ENVELOPE = sql.SQL("(SELECT ST_TileEnvelope(%(z)s::int4, %(x)s::int4, %(y)s::int4)::box2d)")
+# The square grown by the buffer ST_AsMVTGeom keeps, in WGS-84 like the layers' indexes.
+_REACH = sql.SQL(
+    "ST_Transform(ST_TileEnvelope(%(z)s::int4, %(x)s::int4, %(y)s::int4, margin => {}), 4326)"
+).format(sql.Literal(BUFFER / EXTENT))
+
+
+def _mvt(name: str, rows: sql.Composable) -> sql.Composable:
+    """The MVT layer `name` of `rows` (attributes and `mvt_geom`, from ST_AsMVTGeom) as a
+    bytea expression; empty bytes when no row has a geometry.
+
+    No `WHERE mvt_geom IS NOT NULL` around `rows`: PostgreSQL flattens the subquery and then
+    computes ST_AsMVTGeom twice per row, for the filter and again for the aggregate (a z13
+    buildings tile: 118 ms instead of 80). ST_AsMVT itself skips rows whose geometry is NULL
+    (collapsed at this zoom, or outside the buffer) and gives empty bytes when none is left."""
+    return sql.SQL(
+        "(SELECT coalesce(ST_AsMVT(t, {name}, {extent}, 'mvt_geom'), ''::bytea) FROM ({rows}) t)"
+    ).format(name=sql.Literal(name), extent=sql.Literal(EXTENT), rows=rows)
+
+
+def _mvt_geom(shape: sql.Composable) -> sql.Composable:
+    """A Web Mercator shape in tile coordinates, clipped to the tile and its buffer."""
+    return sql.SQL("ST_AsMVTGeom({}, {}, {}, {}, true) AS mvt_geom").format(
+        shape, _ENVELOPE, sql.Literal(EXTENT), sql.Literal(BUFFER)
+    )
+
+
 def _tile_part(layer: Layer, z: int) -> sql.Composable:
     """One layer of a tile: its features in the tile (plus buffer), simplified for zoom `z`,
-    as an MVT layer named after the layer id (empty bytes when none)."""
+    as an MVT layer named after the layer id (empty bytes when none).
+
+    Rows are found through the index of the layer's geometry, with the tile's square taken to
+    WGS-84. A layer with a `tile_geometry` (its shapes stored in Web Mercator) draws that
+    column: no ST_Transform of every row (a z12 grids tile: 11.0 ms instead of 15.1)."""
     geom = sql.SQL("s.") + sql.Identifier(layer.geometry)
-    merc: sql.Composable = sql.SQL("ST_Transform({}, 3857)").format(geom)
+    merc: sql.Composable = (
+        sql.SQL("s.") + sql.Identifier(layer.tile_geometry)
+        if layer.tile_geometry is not None
+        else sql.SQL("ST_Transform({}, 3857)").format(geom)
+    )
     tolerance = layer.simplify_at(z)
     if tolerance > 0:
         # Preserve collapsed geometries: a small building stays a speck, not a hole in the map.
         merc = sql.SQL("ST_Simplify({}, {}, true)").format(merc, sql.Literal(tolerance))
     props = sql.SQL("").join(sql.SQL("s.{}, ").format(sql.Identifier(f)) for f in layer.fields)
-    return sql.SQL(
-        "(SELECT coalesce(ST_AsMVT(t, {name}, {extent}, 'mvt_geom'), ''::bytea) FROM ("
-        " SELECT {props}ST_AsMVTGeom({merc},"
-        " ST_TileEnvelope(%(z)s::int4, %(x)s::int4, %(y)s::int4), "
-        "{extent}, {buffer}, true) AS mvt_geom"
-        " FROM ({src}) s"
-        " WHERE {geom} && ST_Transform(ST_TileEnvelope(%(z)s::int4, %(x)s::int4, %(y)s::int4, "
-        "margin => {margin}), 4326)"
-        ") t WHERE t.mvt_geom IS NOT NULL)"
-    ).format(
-        name=sql.Literal(layer.id),
-        extent=sql.Literal(EXTENT),
-        buffer=sql.Literal(BUFFER),
-        margin=sql.Literal(BUFFER / EXTENT),
+    rows = sql.SQL("SELECT {props}{shape} FROM ({src}) s WHERE {geom} && {reach}").format(
         props=props,
-        merc=merc,
+        shape=_mvt_geom(merc),
         src=sql.SQL(layer.source_sql),  # type: ignore[arg-type]
         geom=geom,
+        reach=_REACH,
     )
+    return _mvt(layer.id, rows)
 
 
 async def tile(conn: AsyncConnection[Any], layers: list[Layer], t: Tile) -> bytes:
@@ -303,20 +349,15 @@ async def hexbin_tile(
         if layer.hexbin.weight
         else sql.SQL("")
     )
-    query = sql.SQL(
-        "SELECT coalesce(ST_AsMVT(t, {name}, {extent}, 'mvt_geom'), ''::bytea) FROM ("
-        " SELECT u.cell, u.count{weight}, ST_AsMVTGeom(ST_Transform(ST_GeomFromText(u.wkt, 4326),"
-        " 3857), ST_TileEnvelope(%(z)s::int4, %(x)s::int4, %(y)s::int4),"
-        " {extent}, {buffer}, true) AS mvt_geom"
+    rows = sql.SQL(
+        "SELECT u.cell, u.count{weight}, {geom}"
         " FROM unnest(%(cells)s::text[], %(counts)s::int8[], %(weights)s::float8[],"
         " %(wkts)s::text[]) AS u(cell, count, weight, wkt)"
-        ") t WHERE t.mvt_geom IS NOT NULL"
     ).format(
-        name=sql.Literal(layer.id),
-        extent=sql.Literal(EXTENT),
-        buffer=sql.Literal(BUFFER),
         weight=weight,
+        geom=_mvt_geom(sql.SQL("ST_Transform(ST_GeomFromText(u.wkt, 4326), 3857)")),
     )
+    query = sql.SQL("SELECT ") + _mvt(layer.id, rows)
     params = {
         "z": t.z,
         "x": t.x,
