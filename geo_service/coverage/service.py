@@ -85,7 +85,7 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         street_ids, streets, osm = store.walkable_streets(conn, OSM_PREFIX)
         if len(streets) == 0:
             raise InvalidInput("no walkable streets: import roads (or an OSM extract) first")
-        places = pool.submit(_read_places, conn)
+        places = pool.submit(_places, conn)
         x0, y0, x1, y1 = shapely.total_bounds(streets)
         crs = topology.utm_crs((x0 + x1) / 2, (y0 + y1) / 2)
         to_m, to_ll = _transformers(crs)
@@ -98,7 +98,7 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         )
         lines_ll = _lonlat_edges(topo, streets, to_ll)
         graph = Graph(topo.n_nodes, topo.source, topo.target, topology.geodesic_lengths(lines_ll))
-        bld, ctr, (grid_ids, _, grid_polys) = places.result()
+        bld, ctr = places.result()
         clock.lap("read and topology")
         node_xy = np.column_stack(to_ll.transform(topo.node_xy[:, 0], topo.node_xy[:, 1]))
         storing = pool.submit(
@@ -110,8 +110,6 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         )
         iso = _isochrones(pool, settings, tiers, graph, topo, c_in) if shapes_too else None
         faces = pool.submit(shapes.faces, topo.geoms[topo.routable]) if shapes_too else None
-        bld_ll = shapely.points(np.column_stack([bld["lon"], bld["lat"]]))
-        grids_of = pool.submit(fig.first_cover, grid_polys, bld_ll)
         b_in = network.locate_entries(
             _xy(to_m, bld["lon"], bld["lat"]), topo.geoms, topo.routable, max_access
         )
@@ -137,14 +135,6 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
             if iso is not None and faces is not None
             else None
         )
-        grid = _ids(grid_ids, grids_of.result())
-        community = np.full(len(grid), -1, dtype=np.int64)
-        if (grid < 0).any():  # a building outside every grid counts in its community
-            community_ids, _, community_polys = store.areas(conn, "communities")
-            outside = np.flatnonzero(grid < 0)
-            community[outside] = _ids(
-                community_ids, fig.first_cover(community_polys, bld_ll[outside])
-            )
         storing.result()  # the connection is free again
         store.write_centers(conn, ctr["id"], c_in.edge, c_in.frac, c_in.access)
         store.write_buildings(
@@ -152,8 +142,8 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
             {
                 "id": bld["id"],
                 "center_id": np.where(which >= 0, ctr["id"][np.maximum(which, 0)], -1),
-                "grid_id": grid,
-                "community_id": community,
+                "grid_id": bld["grid_id"],
+                "community_id": bld["community_id"],
                 "walk_m": walk,
                 "minutes": minutes,
                 "tier": tier,
@@ -162,11 +152,11 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
                 "frac": b_in.frac,
             },
         )
+        store.analyze(conn)  # while the shapes are still being drawn
         clock.lap("store")
         if drawing is not None:
             store.write_shapes(conn, *drawing.result())
             clock.lap("shapes (drawn while storing)")
-        store.analyze(conn)
         run: dict[str, Any] = {
             "roads_version": versions["roads"],
             "buildings_version": versions["buildings"],
@@ -197,11 +187,20 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
     }
 
 
-def _read_places(
-    conn: Connection,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], tuple[np.ndarray, ...]]:
-    """Buildings, centres and grids."""
-    return store.buildings(conn), store.centers(conn), store.areas(conn, "grids")
+def _places(conn: Connection) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Buildings, with the grid each counts in (or, outside every grid, its community), and
+    centres. Read and looked up while the topology is built."""
+    bld = store.buildings(conn)
+    grid_ids, _, grid_polys = store.areas(conn, "grids")
+    points = shapely.points(np.column_stack([bld["lon"], bld["lat"]]))
+    bld["grid_id"] = _ids(grid_ids, fig.first_cover(grid_polys, points))
+    bld["community_id"] = np.full(len(points), -1, dtype=np.int64)
+    outside = np.flatnonzero(bld["grid_id"] < 0)
+    if len(outside):
+        community_ids, _, community_polys = store.areas(conn, "communities")
+        found = fig.first_cover(community_polys, points[outside])
+        bld["community_id"][outside] = _ids(community_ids, found)
+    return bld, store.centers(conn)
 
 
 def _lonlat_edges(topo: topology.Topology, streets: np.ndarray, to_ll: Transformer) -> np.ndarray:
