@@ -277,6 +277,14 @@ def test_importing_centres_makes_coverage_stale_until_recomputed(
     assert client.get("/api/v1/coverage/summary").json()["stale"] is False
 
 
+def test_buildings_outside_every_grid_count_in_the_community_they_lie_in(client: TestClient):
+    # The lattice has two 400 m communities at its south-west corner and no grids: the
+    # buildings there (4 columns x 2 rows each) count in them, the rest in none.
+    items = client.get("/api/v1/coverage/communities").json()["items"]
+    counted = {item["code"]: item["buildings"] for item in items}
+    assert counted == {"340705001001": 8, "340705001002": 8, None: 150 - 16}
+
+
 def test_what_if_answers_without_changing_stored_results(lattice: Engine, client: TestClient):
     before_rows = walks(lattice)
     summary = client.get("/api/v1/coverage/summary").json()
