@@ -74,11 +74,12 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
     """Recompute coverage from the current streets, buildings and centres, and store it."""
     tiers = _tiers(settings)
     clock = _Clock()
-    # Work overlaps where it can: the places are read while the topology is built;
-    # PostgreSQL stores the network while the entries and walks are found here; the
-    # isochrones (which need only the centres' entry points), the blocks and the buildings'
-    # grids are drawn by GEOS (which lets go of the GIL) meanwhile; the gaps and merged
-    # tiers while PostgreSQL stores the walks. The connection serves one thread at a time.
+    # Work overlaps where it can: the places are read, and each building's grid found, while
+    # the topology is built; PostgreSQL stores the network while the entries and walks are
+    # found here; the isochrones (which need only the centres' entry points) and the blocks
+    # are drawn by GEOS meanwhile (its buffers let go of the GIL, its polygonize does not);
+    # the gaps and merged tiers while PostgreSQL stores the walks. The connection serves one
+    # thread at a time. The whole is CPU-bound on 2 cores (docs/PERFORMANCE.md).
     with engine.begin() as conn, ThreadPoolExecutor(5) as pool:
         store.lock(conn)
         versions = store.versions(conn)
