@@ -181,6 +181,27 @@ def test_a_grid_worker_sees_and_acts_on_their_grids_incidents_only(server, token
     assert all(i["grid_code"] == G1 for i in overdue["items"])
 
 
+def test_each_event_records_the_caller_beside_the_actor_it_names(server, tokens, incidents):
+    """`actor` is who the request says did it; `recorded_by` is who the token says sent it."""
+    report = {**REPORT, "lon": IN_G1[0], "lat": IN_G1[1], "description": "占道经营 记录人"}
+    created = server.post("/api/v1/incidents", json=report, headers=as_(tokens, "dispatcher"))
+    assert created.status_code == 201, created.text
+    ref = created.json()["ref"]
+    started = server.patch(
+        f"/api/v1/incidents/{ref}",
+        json={"action": "start", "actor": "W1", "note": "到场"},
+        headers=as_(tokens, "worker"),
+    )
+    assert started.status_code == 200, started.text
+    events = server.get(f"/api/v1/incidents/{ref}", headers=as_(tokens, "admin")).json()["events"]
+    assert [(e["action"], e["actor"], e["recorded_by"]) for e in events] == [
+        ("receive", "system", "test-dispatcher"),
+        ("file", "system", "test-dispatcher"),
+        ("dispatch", "system", "test-dispatcher"),
+        ("start", "W1", "test-worker"),
+    ]
+
+
 @pytest.mark.parametrize("action", ["close", "cancel", "dispatch", "file", "reopen"])
 def test_a_grid_worker_only_starts_and_reports_work(server, tokens, incidents, action):
     body = {"action": action, "actor": "W1"}

@@ -29,6 +29,7 @@ _REPORT_EXAMPLE = {
 def create(
     engine: EngineDep,
     settings: SettingsDep,
+    who: PrincipalDep,
     response: Response,
     body: Annotated[
         Any,
@@ -48,7 +49,7 @@ def create(
     A retry with the same Idempotency-Key and body answers 201 with the same incident and the
     header `Idempotent-Replayed: true`; the same key with a different body is 409.
     """
-    intake = service.create_incident(engine, settings, body, idempotency_key)
+    intake = service.create_incident(engine, settings, body, idempotency_key, recorded_by=who.name)
     if not intake.created:
         response.headers["Idempotent-Replayed"] = "true"
     return intake.incident
@@ -143,4 +144,6 @@ def change(
     action = body.get("action") if isinstance(body, dict) else None
     if isinstance(action, str) and not may_take(who, action):
         raise Forbidden(f"role {who.role!r} may not {action!r} an incident")
-    return service.change_incident(engine, settings, ref, body, grids=grid_scope(who))
+    return service.change_incident(
+        engine, settings, ref, body, grids=grid_scope(who), recorded_by=who.name
+    )

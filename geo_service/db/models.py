@@ -292,7 +292,8 @@ incident_events = Table(
     Column("action", Text, nullable=False),
     Column("from_status", Text),  # NULL for the event that created the incident
     Column("to_status", Text, nullable=False),
-    Column("actor", Text, nullable=False),
+    Column("actor", Text, nullable=False),  # who did it, as the request says
+    Column("recorded_by", Text),  # the authenticated caller who recorded it (token name)
     Column("note", Text),
     Column("grid_code", Text),  # the grid after the event (dispatch and re-routing)
     Column("at", DateTime(timezone=True), nullable=False),

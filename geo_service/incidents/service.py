@@ -164,6 +164,7 @@ def create_incident(
     idempotency_key: str | None = None,
     *,
     source: str = "api",
+    recorded_by: str | None = None,
     now: datetime | None = None,
 ) -> Intake:
     """Record a report and route it: located in a grid -> filed and dispatched with a deadline;
@@ -171,7 +172,7 @@ def create_incident(
     needs_location. Flags near-boundary reports and likely duplicates; never drops a report.
 
     With an Idempotency-Key, a retry with the same body returns the first incident and a
-    different body is a Conflict.
+    different body is a Conflict. `recorded_by`: the authenticated caller, kept on each event.
     """
     report = _validated(IncidentIn, payload)
     category = _category(settings, report.category)
@@ -228,7 +229,7 @@ def create_incident(
             earlier = store.by_idempotency_key(conn, idempotency_key)
             assert earlier is not None
             return _replay(conn, settings, earlier, request_hash, idempotency_key, now)
-        store.insert_events(conn, created["id"], events)
+        store.insert_events(conn, created["id"], _recorded(events, recorded_by))
         return Intake(_detail(conn, settings, created["ref"], now), created=True)
 
 
@@ -436,6 +437,11 @@ def _event(
     }
 
 
+def _recorded(events: list[dict[str, Any]], by: str | None) -> list[dict[str, Any]]:
+    """The events, each marked with who recorded it."""
+    return [{**e, "recorded_by": by} for e in events]
+
+
 def _joined(*parts: str | None) -> str:
     return "; ".join(p for p in parts if p)
 
@@ -448,11 +454,13 @@ def change_incident(
     change: Mapping[str, Any] | IncidentChange,
     *,
     grids: Sequence[str] | None = None,
+    recorded_by: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Apply one workflow action to an incident and record it; Conflict (nothing changed) when
     the action is illegal from its status, NotFound for an unknown ref (or, with `grids`, a
-    grid worker's scope, for an incident of another grid)."""
+    grid worker's scope, for an incident of another grid). `recorded_by`: the authenticated
+    caller, kept on the events beside the actor the request names."""
     request = _validated(IncidentChange, change)
     if request.grid_code is not None and request.action != "dispatch":
         raise InvalidInput(f"grid_code applies to dispatch only, not to {request.action!r}")
@@ -479,7 +487,7 @@ def change_incident(
             events.append(_event(request.action, status, new, request.actor, request.note, now))
         values["status"] = new
         store.update_incident(conn, row["id"], values)
-        store.insert_events(conn, row["id"], events)
+        store.insert_events(conn, row["id"], _recorded(events, recorded_by))
         return _detail(conn, settings, ref, now)
 
 
@@ -764,21 +772,31 @@ def open311_submit(
 ) -> list[dict[str, Any]]:
     """POST requests: a form-encoded report through the same intake as the JSON API."""
     form = open311.parse_form(body, content_type)
-    _check_api_key(engine, open311.api_key(form))
+    caller = _check_api_key(engine, open311.api_key(form))
     known = _known(settings)
     payload = open311.submission(form, known)
-    intake = create_incident(engine, settings, payload, idempotency_key, source="open311", now=now)
+    intake = create_incident(
+        engine,
+        settings,
+        payload,
+        idempotency_key,
+        source="open311",
+        recorded_by=caller.name,
+        now=now,
+    )
     return [open311.receipt(intake.incident, settings.open311_language)]
 
 
-def _check_api_key(engine: Engine, key: str) -> None:
-    """An Open311 api_key is a token of the service whose role may report (403 otherwise)."""
+def _check_api_key(engine: Engine, key: str) -> Principal:
+    """An Open311 api_key is a token of the service whose role may report (403 otherwise);
+    returns its caller."""
     try:
         caller = authenticate(engine, key)
     except Unauthorized:
         raise open311.Forbidden("api_key is not valid") from None
     if not allowed(caller, "open311.submit"):
         raise open311.Forbidden(f"api_key of role {caller.role!r} may not submit requests")
+    return caller
 
 
 def open311_requests(

@@ -187,6 +187,7 @@ def events(conn: Connection, incident_id: int) -> list[dict[str, Any]]:
             incident_events.c.from_status,
             incident_events.c.to_status,
             incident_events.c.actor,
+            incident_events.c.recorded_by,
             incident_events.c.note,
             incident_events.c.grid_code,
             incident_events.c.at,
