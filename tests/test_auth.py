@@ -202,6 +202,21 @@ def test_each_event_records_the_caller_beside_the_actor_it_names(server, tokens,
     ]
 
 
+def test_an_idempotency_key_belongs_to_its_caller(server, tokens, incidents):
+    """Another caller's key is a different key: it neither replays nor reveals their case."""
+    body = {**REPORT, "lon": IN_G1[0], "lat": IN_G1[1], "description": "同一个键"}
+    key = {"Idempotency-Key": "report-1"}
+    mine = server.post("/api/v1/incidents", json=body, headers={**as_(tokens, "reporter"), **key})
+    theirs = server.post(
+        "/api/v1/incidents", json=body, headers={**as_(tokens, "dispatcher"), **key}
+    )
+    again = server.post("/api/v1/incidents", json=body, headers={**as_(tokens, "reporter"), **key})
+    assert (mine.status_code, theirs.status_code, again.status_code) == (201, 201, 201)
+    assert "Idempotent-Replayed" not in theirs.headers
+    assert theirs.json()["ref"] != mine.json()["ref"] == again.json()["ref"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+
 @pytest.mark.parametrize("action", ["close", "cancel", "dispatch", "file", "reopen"])
 def test_a_grid_worker_only_starts_and_reports_work(server, tokens, incidents, action):
     body = {"action": action, "actor": "W1"}

@@ -268,8 +268,13 @@ incidents = Table(
     Column("closed_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("source", Text, nullable=False, server_default="api"),
-    Column("idempotency_key", Text, unique=True),
+    Column("idempotency_key", Text),
+    # whose key it is (the token's user, '' for none): keys are unique per caller
+    Column("idempotency_owner", Text, nullable=False, server_default=""),
     Column("request_hash", Text),
+    UniqueConstraint(
+        "idempotency_owner", "idempotency_key", name="incidents_idempotency_owner_key"
+    ),
     CheckConstraint(
         "status IN (" + ", ".join(f"'{s}'" for s in INCIDENT_STATUSES) + ")",
         name="incidents_status_known",

@@ -172,7 +172,8 @@ def create_incident(
     needs_location. Flags near-boundary reports and likely duplicates; never drops a report.
 
     With an Idempotency-Key, a retry with the same body returns the first incident and a
-    different body is a Conflict. `recorded_by`: the authenticated caller, kept on each event.
+    different body is a Conflict; keys are the caller's (`recorded_by`, the authenticated
+    caller, also kept on each event): another caller's key is a different key.
     """
     report = _validated(IncidentIn, payload)
     category = _category(settings, report.category)
@@ -182,12 +183,13 @@ def create_incident(
     if point is None and not report.address:
         raise InvalidInput("a report needs lon and lat (with crs when not WGS-84) or an address")
     request_hash = _hash(report, source)
+    owner = recorded_by or ""  # keys are the caller's own
     now = now or _now()
     if point is None:
         refresh_address_index(engine)  # geocoding below must read a current index
     with engine.begin() as conn:
         if idempotency_key is not None:
-            earlier = store.by_idempotency_key(conn, idempotency_key)
+            earlier = store.by_idempotency_key(conn, owner, idempotency_key)
             if earlier is not None:
                 return _replay(conn, settings, earlier, request_hash, idempotency_key, now)
         values: dict[str, Any] = {
@@ -202,6 +204,7 @@ def create_incident(
             "updated_at": now,
             "source": source,
             "idempotency_key": idempotency_key,
+            "idempotency_owner": owner,
             "request_hash": request_hash,
         }
         events: list[dict[str, Any]] = []
@@ -226,7 +229,7 @@ def create_incident(
         if created is None:
             # A concurrent request with the same key committed first: answer as a retry.
             assert idempotency_key is not None
-            earlier = store.by_idempotency_key(conn, idempotency_key)
+            earlier = store.by_idempotency_key(conn, owner, idempotency_key)
             assert earlier is not None
             return _replay(conn, settings, earlier, request_hash, idempotency_key, now)
         store.insert_events(conn, created["id"], _recorded(events, recorded_by))

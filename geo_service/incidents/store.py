@@ -20,7 +20,9 @@ _JOINED = incidents.outerjoin(grids, grids.c.code == incidents.c.grid_code).oute
 # Personal data lives in these columns; only the internal detail view selects them.
 _PERSONAL: Final = ("reporter_name", "reporter_phone", "reporter_email")
 _PUBLIC: Final = tuple(
-    c for c in incidents.c if c.name not in (*_PERSONAL, "geom", "idempotency_key", "request_hash")
+    c
+    for c in incidents.c
+    if c.name not in (*_PERSONAL, "geom", "idempotency_key", "idempotency_owner", "request_hash")
 )
 
 
@@ -57,18 +59,19 @@ def _point(x: float, y: float) -> ColumnElement[Any]:
 
 
 # -- intake ---------------------------------------------------------------------------------------
-def by_idempotency_key(conn: Connection, key: str) -> dict[str, Any] | None:
-    """The incident created under an Idempotency-Key: id, ref and the hash of its request."""
+def by_idempotency_key(conn: Connection, owner: str, key: str) -> dict[str, Any] | None:
+    """The incident `owner` created under an Idempotency-Key: id, ref and the hash of its
+    request."""
     row = conn.execute(
         select(incidents.c.id, incidents.c.ref, incidents.c.request_hash).where(
-            incidents.c.idempotency_key == key
+            incidents.c.idempotency_owner == owner, incidents.c.idempotency_key == key
         )
     ).first()
     return dict(row._mapping) if row else None
 
 
 def insert_incident(conn: Connection, values: dict[str, Any]) -> dict[str, Any] | None:
-    """Insert a new incident; None when its idempotency key is already taken.
+    """Insert a new incident; None when its caller's idempotency key is already taken.
 
     ON CONFLICT DO NOTHING makes a concurrent retry wait for the first insert to commit and
     then yield, instead of failing or creating a second incident.
@@ -80,7 +83,9 @@ def insert_incident(conn: Connection, values: dict[str, Any]) -> dict[str, Any] 
     statement = (
         insert(incidents)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=[incidents.c.idempotency_key])
+        .on_conflict_do_nothing(
+            index_elements=[incidents.c.idempotency_owner, incidents.c.idempotency_key]
+        )
         .returning(incidents.c.id, incidents.c.ref)
     )
     row = conn.execute(statement).first()
