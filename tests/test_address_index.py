@@ -40,3 +40,26 @@ def test_the_index_follows_a_changed_register_without_a_refresh_call(
     with reading(db) as conn:
         indexed = conn.execute(text("SELECT count(*) FROM building_addresses")).scalar_one()
     assert indexed == 40
+
+
+def test_a_threaded_process_parses_many_addresses_in_a_fork_server():
+    """Inside a threaded process (the API server) the parsing workers are not forks of it,
+    and they parse exactly as this process does."""
+    import threading
+
+    from geo_service.buildings.address import index_row
+    from geo_service.buildings.service import POOL_MIN_ROWS, AddressParsing, _parsers
+
+    addresses = [f"安徽省铜陵市铜官区长江路{n}号{n % 7 + 1}栋" for n in range(POOL_MIN_ROWS)]
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert _parsers().get_start_method() == "forkserver"
+        with AddressParsing(addresses) as parsing:
+            rows = parsing.result()
+    finally:
+        stop.set()
+        other.join()
+    assert all(rows[a] == index_row(a) for a in addresses[:: POOL_MIN_ROWS // 200])
+    assert len(rows) == len(addresses)
