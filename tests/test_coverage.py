@@ -118,6 +118,60 @@ def test_straight_streets_join_into_strokes_and_buffer_to_the_same_area():
     assert len(shapely.get_parts(shapes.strokes(corner))) == 2  # a right turn is no stroke
 
 
+SQUARE_AT_400 = [
+    line((400, 50), (500, 50)),
+    line((500, 50), (500, 150)),
+    line((500, 150), (400, 150)),
+    line((400, 150), (400, 50)),
+]
+SMALL_SQUARE = [
+    line((40, 10), (60, 10)),
+    line((60, 10), (60, 30)),
+    line((60, 30), (40, 30)),
+    line((40, 30), (40, 10)),
+]
+
+
+def _block_sets(lines: list[LineString]) -> tuple[object, set[bytes]]:
+    topo = topology.build(np.array(lines, dtype=object), 0.05)
+    r = topo.routable
+    traced = shapes.planar_faces(topo.geoms[r], topo.source[r], topo.target[r])
+    found = shapes.faces(topo.geoms[r], topo.source[r], topo.target[r])
+    expected = shapely.get_parts(shapely.polygonize(topo.geoms[r]))
+    assert {g.wkb for g in shapely.normalize(found)} == {g.wkb for g in shapely.normalize(expected)}
+    return traced, {g.wkb for g in shapely.normalize(expected)}
+
+
+LATTICE = [line((x, y), (x + 100, y)) for y in (0, 100, 200) for x in (0, 100)] + [
+    line((x, y), (x, y + 100)) for x in (0, 100, 200) for y in (0, 100)
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "extra", "traced"),
+    [
+        ("lattice", [], True),
+        # a dead end into a block, a cul-de-sac off the edge, a bent street with inner vertices
+        (
+            "dead ends",
+            [line((50, 0), (50, 40)), line((200, 200), (260, 260), (300, 260))],
+            True,
+        ),
+        ("T-junction", [line((0, 50), (100, 50))], True),
+        # two blocks joined by one street: each still a block
+        ("barbell", [line((200, 100), (400, 100)), *SQUARE_AT_400], True),
+        # a block hanging inside another by one street: a block with a hole (polygonize)
+        ("keyhole", [line((0, 20), (40, 20)), *SMALL_SQUARE], False),
+        # a bridge over the lattice, no node where it crosses: polygonize
+        ("bridge", [line((0, 200), (200, 50))], False),
+    ],
+)
+def test_blocks_traced_on_the_graph_are_polygonize_s(name, extra, traced):
+    found, expected = _block_sets(LATTICE + extra)
+    assert expected
+    assert (found is not None) == traced, name
+
+
 def test_each_point_counts_in_the_first_area_covering_it_boundary_included():
     areas = np.array([f.rect(0, 0, 200, 200), f.rect(100, 0, 300, 200)], dtype=object)
     points = np.array([pt(150, 50), pt(250, 50), pt(200, 0), pt(400, 50)], dtype=object)

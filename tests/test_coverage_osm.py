@@ -144,3 +144,26 @@ def test_cli_imports_an_osm_extract_as_roads(db: Engine, db_url: str):
     )
     # the entry point maps the domain error to exit code 3 (invalid input)
     assert _exit_code(bad.exception) == 3 and "'parks'" in bad.exception.message
+
+
+def test_blocks_of_a_real_network_are_polygonize_s(helsinki: Engine):
+    """The blocks traced on the routable graph are the faces GEOS' polygonize finds, on a real
+    network with dead ends, curved ways and parallel streets."""
+    import shapely
+
+    from geo_service.coverage import shapes
+
+    with helsinki.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT source - 1, target - 1, ST_AsBinary(ST_Transform(geom, 32635)) "
+                "FROM coverage_edges WHERE component = 0 ORDER BY id"
+            )
+        ).all()
+    source = np.array([r[0] for r in rows])
+    target = np.array([r[1] for r in rows])
+    edges = shapely.from_wkb([bytes(r[2]) for r in rows])
+    found = shapely.normalize(shapes.faces(edges, source, target))
+    expected = shapely.normalize(shapely.get_parts(shapely.polygonize(edges)))
+    assert len(found) > 100
+    assert {g.wkb for g in found} == {g.wkb for g in expected}

@@ -110,7 +110,17 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
             _xy(to_m, ctr["lon"], ctr["lat"]), topo.geoms, topo.routable, max_access
         )
         iso = _isochrones(pool, settings, tiers, graph, topo, c_in) if shapes_too else None
-        faces = pool.submit(shapes.faces, topo.geoms[topo.routable]) if shapes_too else None
+        routable = topo.routable
+        faces = (
+            pool.submit(
+                shapes.faces,
+                topo.geoms[routable],
+                topo.source[routable],
+                topo.target[routable],
+            )
+            if shapes_too
+            else None
+        )
         b_in = network.locate_entries(
             _xy(to_m, bld["lon"], bld["lat"]), topo.geoms, topo.routable, max_access
         )

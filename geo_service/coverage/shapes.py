@@ -206,10 +206,103 @@ class Blocks:
     points: shapely.STRtree
 
 
-def faces(streets: np.ndarray) -> np.ndarray:
-    """The blocks: faces of the street network (polygons). They depend on the streets
-    alone, so they can be found while the walks are."""
+def faces(streets: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The blocks: faces of the street network (polygons), as GEOS' polygonize finds them.
+    `streets` are the edges of one connected network and `source`/`target` their nodes.
+
+    They are traced on the graph itself (`planar_faces`), 3x faster than polygonize, which
+    also holds the GIL for its whole run (0.6 s for 100k streets, stalling every other thread
+    of a compute). Where the tracing is not sure to be right (streets crossing without a
+    node, a block hanging off another by a single street), polygonize decides."""
+    traced = planar_faces(streets, source, target)
+    if traced is not None:
+        return traced
     return shapely.get_parts(shapely.polygonize(streets))  # type: ignore[no-any-return]
+
+
+def planar_faces(edges: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+    """The bounded faces of a connected street graph drawn in the plane, traced edge by
+    edge: dead ends are pruned, then from each edge side the walk turns into the next edge
+    clockwise around each node, which keeps the face on its left. Returns None unless the
+    result is provably a planar subdivision: as many faces as Euler's formula allows
+    (V - E + F = 2), every face a valid polygon, and their areas adding up to the outline's."""
+    m = len(edges)
+    if m == 0:
+        return np.empty(0, dtype=object)
+    n_nodes = int(max(source.max(), target.max())) + 1
+    alive = np.ones(m, bool)
+    while True:  # dead ends, repeatedly: polygonize leaves them out too
+        degree = np.bincount(source[alive], minlength=n_nodes) + np.bincount(
+            target[alive], minlength=n_nodes
+        )
+        dead = alive & ((degree[source] == 1) | (degree[target] == 1))
+        if not dead.any():
+            break
+        alive &= ~dead
+    keep = np.flatnonzero(alive)
+    if len(keep) == 0:
+        return np.empty(0, dtype=object)
+    s, t, k = source[keep], target[keep], len(keep)
+    coords, owner = shapely.get_coordinates(edges[keep], return_index=True)
+    first = np.r_[0, np.flatnonzero(np.diff(owner)) + 1]
+    last = np.r_[first[1:] - 1, len(coords) - 1]
+    # Half-edge h < k runs along edge h, h >= k against edge h - k.
+    leave = np.r_[coords[first + 1] - coords[first], coords[last - 1] - coords[last]]
+    angle = np.arctan2(leave[:, 1], leave[:, 0])
+    origin, dest = np.r_[s, t], np.r_[t, s]
+    n_half = 2 * k
+    around = np.lexsort((angle, origin))  # counter-clockwise around each node
+    slot = np.empty(n_half, np.int64)
+    slot[around] = np.arange(n_half)
+    start = np.searchsorted(origin[around], np.arange(n_nodes))
+    degree = np.bincount(origin, minlength=n_nodes)
+    back = np.r_[np.arange(k, n_half), np.arange(k)]
+    node = dest
+    nxt = around[start[node] + (slot[back] - start[node] - 1) % degree[node]]
+    # Each face's leader is its least half-edge (pointer doubling), then each half-edge's
+    # place along its face counted back from the leader.
+    rounds = int(np.ceil(np.log2(n_half))) + 1
+    leader, hop = np.arange(n_half), nxt.copy()
+    for _ in range(rounds):
+        leader = np.minimum(leader, leader[hop])
+        hop = hop[hop]
+    hop = np.where(leader[nxt] == nxt, -1, nxt)  # each face cut just before its leader
+    to_end = (hop >= 0).astype(np.int64)
+    for _ in range(rounds):
+        on = hop >= 0
+        to_end[on] += to_end[hop[on]]
+        hop[on] = hop[hop[on]]
+    walk = np.lexsort((-to_end, leader))
+    # Each half-edge contributes its start and inner vertices, in walking direction.
+    count = np.r_[last - first, last - first][walk]
+    forward = walk < k
+    edge = np.where(forward, walk, walk - k)
+    base = np.where(forward, first[edge], last[edge])
+    step = np.where(forward, 1, -1)
+    of = np.repeat(np.arange(len(walk)), count)
+    within = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    _, ring = np.unique(leader[walk][of], return_inverse=True)
+    ring = ring.ravel()
+    n_faces = int(ring.max()) + 1
+    n_vertices = len(np.unique(np.r_[s, t]))
+    if n_faces != k - n_vertices + 2:
+        return None  # not a planar drawing: streets cross without a node
+    # A face of two straight streets between the same two nodes has no area: not a block.
+    sized = np.bincount(ring, minlength=n_faces) >= 3
+    kept = sized[ring]
+    _, ring = np.unique(ring[kept], return_inverse=True)
+    rings = shapely.linearrings(coords[(base[of] + step[of] * within)[kept]], indices=ring)
+    inner = shapely.is_ccw(rings)
+    if inner.sum() != len(rings) - 1:
+        return None
+    polygons = shapely.polygons(rings)
+    found = polygons[inner]
+    outline = float(shapely.area(polygons[~inner][0]))
+    if not shapely.is_valid(found).all() or not np.isclose(
+        shapely.area(found).sum(), outline, rtol=1e-9
+    ):
+        return None
+    return found  # type: ignore[no-any-return]
 
 
 def blocks(faces: np.ndarray, uncovered: np.ndarray, buffer_m: float) -> Blocks | None:
