@@ -97,7 +97,7 @@ def run() -> list[Result]:
             walk[same] = np.minimum(walk[same], a + np.abs(b_f[same] - f) * b_len[same] + b_a[same])
             np.minimum(best, walk, out=best)
 
-    full = timed(lambda: service.compute(engine, s), repeat=1)
+    full = timed(lambda: service.compute(engine, s), repeat=3)
     core = timed(lambda: service.compute(engine, s, shapes_too=False), repeat=3)
     ours_db = timed(ours_from_db)
     ours_mem = timed(ours_in_memory)
