@@ -21,20 +21,6 @@ from geo_service.coverage.network import Entries, Graph
 from geo_service.coverage.topology import point_keys
 
 
-def reached_pieces(
-    graph: Graph,
-    geoms: np.ndarray,
-    dist_node: np.ndarray,
-    radius_m: float,
-    own: Entries,
-    skip: np.ndarray | None = None,
-) -> np.ndarray:
-    """Metric LineStrings of the parts of edges within `radius_m` of the source whose node
-    distances are `dist_node`, `own` being the source's entry point (one entry); edges marked
-    in `skip` are left out."""
-    return _reach(graph, geoms, dist_node, radius_m, own, skip)[0]
-
-
 def _reach(
     graph: Graph,
     geoms: np.ndarray,
@@ -43,7 +29,9 @@ def _reach(
     own: Entries,
     skip: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`reached_pieces`, and the indexes of the edges reached end to end."""
+    """Metric LineStrings of the parts of edges within `radius_m` of the source whose node
+    distances are `dist_node`, `own` being the source's entry point (one entry), and the
+    indexes of the edges reached end to end; edges marked in `skip` are left out."""
     length = graph.length
     # Only edges with an end within reach can be touched (the own edge aside).
     near = np.flatnonzero(

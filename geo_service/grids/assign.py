@@ -27,6 +27,7 @@ import pyarrow.csv as pacsv
 from sqlalchemy import Engine
 
 from geo_service.crs import InputCRS
+from geo_service.db import bulk
 from geo_service.errors import InvalidInput, NotFound
 from geo_service.grids import rules, store
 from geo_service.grids.locate import to_storage_checked
@@ -46,8 +47,6 @@ _ROW = np.dtype(
         ("y", ">f8"),
     ]
 )
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-_COPY_TRAILER = b"\xff\xff"
 
 
 @dataclass
@@ -202,7 +201,7 @@ def _load(
         conn.cursor() as cur,
         cur.copy(f"COPY {TABLE} (i, x, y) FROM STDIN (FORMAT binary)") as copy,
     ):
-        copy.write(_COPY_HEADER)
+        copy.write(bulk.COPY_HEADER)
         for number, batch in enumerate(_batches(source, encoding, fields)):
             first, total = total + 1, total + batch.num_rows
             if number % parts != part:
@@ -218,7 +217,7 @@ def _load(
             loaded.append(np.column_stack([i, x[ok], y[ok]]))
             if progress is not None:
                 progress(batch.num_rows)
-        copy.write(_COPY_TRAILER)
+        copy.write(bulk.COPY_TRAILER)
     return masks, np.concatenate(loaded) if loaded else np.zeros((0, 3))
 
 

@@ -18,6 +18,7 @@ from psycopg import errors as pg_errors
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
+from geo_service.db import bulk
 from geo_service.errors import Conflict
 from geo_service.ingest.kinds import KindSpec
 
@@ -164,30 +165,11 @@ def load_into_empty(
     if conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {target.table})")).scalar_one():
         return False
     # Dropping the indexes locks the table until commit; it is empty, so nobody loses anything.
-    rebuild = _drop_gist(conn, target.table)
+    # Every GiST index goes (layers add their own); keys stay: other tables refer to them.
+    restore = bulk.drop_indexes(conn, target.table, only_gist=True)
     _copy(conn, target.table, list(target.stage), rows, progress, geometry=True)
-    _create(conn, rebuild)
+    bulk.rebuild(conn, restore)
     return True
-
-
-def _drop_gist(conn: Connection, table: str) -> list[str]:
-    """Drop the table's GiST indexes (every one: layers add their own); return their
-    definitions so `_create` can build them again, once, after a bulk load."""
-    defs = conn.execute(
-        text(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
-            "AND tablename = :t AND indexdef LIKE '%USING gist%'"
-        ),
-        {"t": table},
-    ).all()
-    for name, _ in defs:
-        conn.execute(text(f'DROP INDEX "{name}"'))
-    return [d for _, d in defs]
-
-
-def _create(conn: Connection, definitions: list[str]) -> None:
-    for definition in definitions:
-        conn.execute(text(definition))
 
 
 def _copy(
@@ -326,7 +308,7 @@ def upsert(conn: Connection, spec: KindSpec, *, replace: bool, tolerance_deg: fl
             ),
             {"tol": tolerance_deg},
         ).one()
-        _create(conn, rebuild)
+        bulk.rebuild(conn, rebuild)
     except IntegrityError as exc:
         if isinstance(exc.orig, pg_errors.ForeignKeyViolation):
             detail = exc.orig.diag.message_detail or str(exc.orig)
@@ -356,7 +338,7 @@ def _bulk_load(conn: Connection, table: str, staged: int) -> list[str]:
     ).scalar_one()
     if existing >= staged:
         return []
-    return _drop_gist(conn, table)
+    return bulk.drop_indexes(conn, table, only_gist=True)
 
 
 def record_run(
