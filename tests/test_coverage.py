@@ -136,9 +136,21 @@ def _block_sets(lines: list[LineString]) -> tuple[object, set[bytes]]:
     topo = topology.build(np.array(lines, dtype=object), 0.05)
     r = topo.routable
     traced = shapes.planar_faces(topo.geoms[r], topo.source[r], topo.target[r])
-    found = shapes.faces(topo.geoms[r], topo.source[r], topo.target[r])
-    expected = shapely.get_parts(shapely.polygonize(topo.geoms[r]))
+    blocks = shapes.faces(topo.geoms[r], topo.source[r], topo.target[r])
+    found = blocks.polygons
+    noded = shapely.get_parts(shapely.node(shapely.multilinestrings(topo.geoms[r])))
+    expected = shapely.get_parts(shapely.polygonize(noded))
     assert {g.wkb for g in shapely.normalize(found)} == {g.wkb for g in shapely.normalize(expected)}
+    # every stretch of each block's outline lies on a street said to bound it, and no other
+    for k, block in enumerate(found):
+        mine = topo.geoms[r][blocks.edge[blocks.face == k]]
+        assert (
+            shapely.difference(block.boundary, shapely.buffer(shapely.union_all(mine), 1e-6)).length
+            < 1e-6
+        )
+        assert (
+            shapely.length(shapely.intersection(mine, shapely.buffer(block.boundary, 1e-6))) > 1
+        ).all()
     return traced, {g.wkb for g in shapely.normalize(expected)}
 
 
@@ -386,6 +398,10 @@ def test_isochrones_follow_the_streets_and_gaps_hold_the_uncovered(client: TestC
     assert not shape.contains(Point(lonlat(100, 900)))  # 400 m up the street
     # 283 m in a straight line, inside any 333 m circle; 400 m on foot round the block
     assert not shape.contains(Point(lonlat(300, 700)))
+    # a block walked round within 5 minutes is filled: its middle is 50 m from any street
+    assert shape.contains(Point(lonlat(150, 550)))
+    # one whose far side is not reached keeps only the street edges' 25 m
+    assert not shape.contains(Point(lonlat(250, 650)))
     tiers = client.get("/api/v1/coverage/tiers").json()
     assert [t["properties"]["tier_min"] for t in tiers["features"]] == [5, 10, 15]
     gaps = client.get("/api/v1/coverage/gaps").json()["features"]

@@ -109,16 +109,10 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         c_in = network.locate_entries(
             _xy(to_m, ctr["lon"], ctr["lat"]), topo.geoms, topo.routable, max_access
         )
-        iso = _isochrones(pool, settings, tiers, graph, topo, c_in) if shapes_too else None
-        routable = topo.routable
-        faces = (
-            pool.submit(
-                shapes.faces,
-                topo.geoms[routable],
-                topo.source[routable],
-                topo.target[routable],
-            )
-            if shapes_too
+        faces = pool.submit(_faces, topo) if shapes_too else None
+        iso = (
+            _isochrones(pool, settings, tiers, graph, topo, c_in, faces)
+            if faces is not None
             else None
         )
         b_in = network.locate_entries(
@@ -225,6 +219,13 @@ def _lonlat_edges(topo: topology.Topology, streets: np.ndarray, to_ll: Transform
     return out
 
 
+def _faces(topo: topology.Topology) -> shapes.Faces:
+    """The blocks of the routable network (streets numbered as edges of `topo`)."""
+    routable = np.flatnonzero(topo.routable)
+    found = shapes.faces(topo.geoms[routable], topo.source[routable], topo.target[routable])
+    return shapes.Faces(found.polygons, routable[found.edge], found.face)
+
+
 def _ids(ids: np.ndarray, index: np.ndarray) -> np.ndarray:
     """The ids at `index`, -1 where the index is -1 (none)."""
     if len(ids) == 0:
@@ -265,9 +266,11 @@ def _isochrones(
     graph: Graph,
     topo: topology.Topology,
     c_in: Entries,
+    faces: Future[shapes.Faces],
 ) -> list[Future[list[list[Any]]]]:
     """Start drawing the metric isochrones of every centre with a street, per tier, in
-    `_ISO_PARTS` slices of centres; the futures give them in centre order."""
+    `_ISO_PARTS` slices of centres (once the blocks are traced); the futures give them in
+    centre order."""
     speed = settings.coverage_walk_speed_kmh
     radii = [network.metres_of(t, speed) for t in tiers]
     reach = np.flatnonzero(c_in.edge >= 0)
@@ -276,7 +279,13 @@ def _isochrones(
         sources = c_in.take(idx)
         dist = network.source_distances(graph, sources, limit=max(radii))
         return shapes.isochrones(
-            graph, topo.geoms, dist, sources, radii, settings.coverage_isochrone_buffer_m
+            graph,
+            topo.geoms,
+            dist,
+            sources,
+            radii,
+            settings.coverage_isochrone_buffer_m,
+            faces.result(),
         )
 
     # interleaved slices: neighbouring centres (similar work) go to different threads
@@ -294,7 +303,7 @@ def _draw(
     settings: Settings,
     tiers: list[int],
     iso: list[Future[list[list[Any]]]],
-    faces: np.ndarray,
+    faces: shapes.Faces,
     c_in: Entries,
     ctr: dict[str, np.ndarray],
     bld: dict[str, np.ndarray],

@@ -8,7 +8,6 @@ blocks (faces of the street network holding buildings) outside the widest tier.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,10 +27,10 @@ def _reach(
     radius_m: float,
     own: Entries,
     skip: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> np.ndarray:
     """Metric LineStrings of the parts of edges within `radius_m` of the source whose node
-    distances are `dist_node`, `own` being the source's entry point (one entry), and the
-    indexes of the edges reached end to end; edges marked in `skip` are left out."""
+    distances are `dist_node`, `own` being the source's entry point (one entry); edges marked
+    in `skip` are left out."""
     length = graph.length
     # Only edges with an end within reach can be touched (the own edge aside).
     near = np.flatnonzero(
@@ -55,8 +54,7 @@ def _reach(
         idx.append(np.array([e]))
         lo.append(np.array([max(0.0, centre - reach) / length[e]]))
         hi.append(np.array([min(length[e], centre + reach) / length[e]]))
-    pieces = substrings(geoms[np.concatenate(idx)], np.concatenate(lo), np.concatenate(hi))
-    return pieces, near[full]
+    return substrings(geoms[np.concatenate(idx)], np.concatenate(lo), np.concatenate(hi))
 
 
 def substrings(lines: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -147,35 +145,39 @@ def isochrones(
     centers: Entries,
     radii_m: list[float],
     buffer_m: float,
-    workers: int = 1,
+    blocks: Faces,
 ) -> list[list[shapely.Geometry]]:
-    """Isochrone polygon of every centre (rows of `dist_nodes`) for every radius.
-
-    The radii are drawn from the smallest up, each as the one before it plus the outline of
-    what it adds: edges already reached end to end lie inside the smaller isochrone, with
-    their whole buffer, so only the new band (and the partial edges) is buffered again. The
-    same area as outlining each radius from scratch, for a fraction of the unioning."""
-    order = np.argsort(radii_m, kind="stable")
+    """Isochrone polygon of every centre (rows of `dist_nodes`) for every radius: the reached
+    street pieces buffered by `buffer_m`, and every block whose streets are all reached end
+    to end filled in (a walker reaches every side of it; a street buffer would leave its
+    middle as a hole). Such a filled block needs none of its streets buffered unless the
+    block beside them is not filled: whatever lies within `buffer_m` of an inner street
+    and outside the filled blocks is as near to a street on their rim. Drawing only that
+    frontier is 1.5x faster than buffering every piece, and the polygons carry a third of
+    the vertices."""
+    n_blocks, n_edges = len(blocks.polygons), len(geoms)
+    sides = np.bincount(blocks.face, minlength=n_blocks)  # streets round each block
+    bounds = np.bincount(blocks.edge, minlength=n_edges)  # blocks beside each street
 
     def one(i: int) -> list[shapely.Geometry]:
         own = centers.take(np.array([i]))
-        done = np.zeros(len(graph.length), bool)
-        out: list[shapely.Geometry] = [shapely.MultiPolygon()] * len(radii_m)
-        prev: shapely.Geometry | None = None
-        for j in order:
-            pieces, full = _reach(graph, geoms, dist_nodes[i], radii_m[j], own, done)
-            if len(pieces):
-                band = outline(pieces, buffer_m)
-                prev = band if prev is None else shapely.union(prev, band)
-            if prev is not None:
-                out[j] = prev
-            done[full] = True
+        dist = dist_nodes[i]
+        # the radius from which each edge is reached end to end (from either end)
+        whole = (dist[graph.source] + dist[graph.target] + graph.length) / 2
+        out = []
+        for radius in radii_m:
+            full = whole <= radius
+            reached = np.bincount(blocks.face[full[blocks.edge]], minlength=n_blocks)
+            filled = (reached == sides) & (sides > 0)
+            inner = np.bincount(blocks.edge[filled[blocks.face]], minlength=n_edges)
+            skip = full & (bounds > 0) & (inner == bounds)
+            area = outline(_reach(graph, geoms, dist, radius, own, skip), buffer_m)
+            if filled.any():
+                area = shapely.union(blocks.union(np.flatnonzero(filled)), area)
+            out.append(area)
         return out
 
-    if workers <= 1:
-        return [one(i) for i in range(len(centers))]
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(one, range(len(centers))))
+    return [one(i) for i in range(len(centers))]
 
 
 def merge(polygons: list[shapely.Geometry]) -> shapely.Geometry:
@@ -188,35 +190,63 @@ def merge(polygons: list[shapely.Geometry]) -> shapely.Geometry:
 @dataclass
 class Blocks:
     """Where the uncovered buildings are: `area`, the blocks holding them plus circles
-    around those no block holds, and the buildings' points (metric) in a tree."""
+    around those no block holds, the buildings' points (metric) in a tree, and the radius of
+    those circles."""
 
     area: shapely.Geometry
     points: shapely.STRtree
+    buffer_m: float
 
 
-def faces(streets: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The blocks: faces of the street network (polygons), as GEOS' polygonize finds them.
-    `streets` are the edges of one connected network and `source`/`target` their nodes.
+@dataclass
+class Faces:
+    """The blocks: bounded faces of a street network (polygons, never overlapping), and
+    which streets bound which blocks (pairs: street `edge[i]` bounds block `face[i]`, once
+    per side; a dead end bounds none)."""
+
+    polygons: np.ndarray
+    edge: np.ndarray
+    face: np.ndarray
+
+    def union(self, which: np.ndarray) -> shapely.Geometry:
+        """The area of some blocks: a coverage union, far cheaper than a general one."""
+        return shapely.coverage_union_all(self.polygons[which])
+
+
+def faces(streets: np.ndarray, source: np.ndarray, target: np.ndarray) -> Faces:
+    """The blocks of the network whose edges are `streets` (the edges of one connected
+    network, `source`/`target` their nodes), as GEOS' polygonize finds them once the
+    streets are noded.
 
     They are traced on the graph itself (`planar_faces`), 3x faster than polygonize, which
     also holds the GIL for its whole run (0.6 s for 100k streets, stalling every other thread
     of a compute). Where the tracing is not sure to be right (streets crossing without a
-    node, a block hanging off another by a single street), polygonize decides."""
+    node, such as a bridge, or a block hanging off another by a single street), the streets
+    are noded and polygonized, and each stretch of a block's outline is matched to the
+    street it lies on."""
     traced = planar_faces(streets, source, target)
     if traced is not None:
         return traced
-    return shapely.get_parts(shapely.polygonize(streets))  # type: ignore[no-any-return]
+    noded = shapely.get_parts(shapely.node(shapely.multilinestrings(streets)))
+    polygons = shapely.get_parts(shapely.polygonize(noded))
+    coords, ring = shapely.get_coordinates(shapely.boundary(polygons), return_index=True)
+    along = ring[1:] == ring[:-1]
+    middles = shapely.points((coords[1:][along] + coords[:-1][along]) / 2)
+    on, street = shapely.STRtree(streets).query_nearest(middles, max_distance=1e-6)
+    pairs = np.unique(np.c_[street, ring[:-1][along][on]], axis=0)
+    return Faces(polygons, pairs[:, 0], pairs[:, 1])
 
 
-def planar_faces(edges: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+def planar_faces(edges: np.ndarray, source: np.ndarray, target: np.ndarray) -> Faces | None:
     """The bounded faces of a connected street graph drawn in the plane, traced edge by
     edge: dead ends are pruned, then from each edge side the walk turns into the next edge
     clockwise around each node, which keeps the face on its left. Returns None unless the
     result is provably a planar subdivision: as many faces as Euler's formula allows
     (V - E + F = 2), every face a valid polygon, and their areas adding up to the outline's."""
     m = len(edges)
+    none = Faces(np.empty(0, dtype=object), np.zeros(0, np.int64), np.zeros(0, np.int64))
     if m == 0:
-        return np.empty(0, dtype=object)
+        return none
     n_nodes = int(max(source.max(), target.max())) + 1
     alive = np.ones(m, bool)
     while True:  # dead ends, repeatedly: polygonize leaves them out too
@@ -229,7 +259,7 @@ def planar_faces(edges: np.ndarray, source: np.ndarray, target: np.ndarray) -> n
         alive &= ~dead
     keep = np.flatnonzero(alive)
     if len(keep) == 0:
-        return np.empty(0, dtype=object)
+        return none
     s, t, k = source[keep], target[keep], len(keep)
     coords, owner = shapely.get_coordinates(edges[keep], return_index=True)
     first = np.r_[0, np.flatnonzero(np.diff(owner)) + 1]
@@ -269,8 +299,9 @@ def planar_faces(edges: np.ndarray, source: np.ndarray, target: np.ndarray) -> n
     step = np.where(forward, 1, -1)
     of = np.repeat(np.arange(len(walk)), count)
     within = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-    _, ring = np.unique(leader[walk][of], return_inverse=True)
-    ring = ring.ravel()
+    _, face_of = np.unique(leader, return_inverse=True)  # of each half-edge
+    face_of = face_of.ravel()
+    ring = face_of[walk][of]
     n_faces = int(ring.max()) + 1
     n_vertices = len(np.unique(np.r_[s, t]))
     if n_faces != k - n_vertices + 2:
@@ -278,7 +309,8 @@ def planar_faces(edges: np.ndarray, source: np.ndarray, target: np.ndarray) -> n
     # A face of two straight streets between the same two nodes has no area: not a block.
     sized = np.bincount(ring, minlength=n_faces) >= 3
     kept = sized[ring]
-    _, ring = np.unique(ring[kept], return_inverse=True)
+    renumber = np.cumsum(sized) - 1
+    ring = renumber[ring[kept]]
     rings = shapely.linearrings(coords[(base[of] + step[of] * within)[kept]], indices=ring)
     inner = shapely.is_ccw(rings)
     if inner.sum() != len(rings) - 1:
@@ -290,26 +322,30 @@ def planar_faces(edges: np.ndarray, source: np.ndarray, target: np.ndarray) -> n
         shapely.area(found).sum(), outline, rtol=1e-9
     ):
         return None
-    return found  # type: ignore[no-any-return]
+    # each half-edge's face, as an index into `found` (-1: the outside, or no area)
+    index = np.full(n_faces, -1, dtype=np.int64)
+    index[np.flatnonzero(sized)[inner]] = np.arange(len(found))
+    face = index[face_of]
+    bounds = face >= 0
+    return Faces(found, np.r_[keep, keep][bounds], face[bounds])
 
 
-def blocks(faces: np.ndarray, uncovered: np.ndarray, buffer_m: float) -> Blocks | None:
-    """The `faces` (see `faces`) holding uncovered buildings, and a `buffer_m` circle around
-    uncovered buildings that no block holds (None: none uncovered)."""
+def blocks(faces: Faces, uncovered: np.ndarray, buffer_m: float) -> Blocks | None:
+    """The `faces` holding uncovered buildings, and a `buffer_m` circle around uncovered
+    buildings that no block holds (None: none uncovered)."""
     if len(uncovered) == 0:
         return None
     # polygons as the query side: shapely prepares the query geometry, not the tree's
     points = shapely.STRtree(uncovered)
-    b_idx, p_idx = points.query(faces, predicate="contains")
+    b_idx, p_idx = points.query(faces.polygons, predicate="contains")
     # a point on a street itself is within no face: it falls back to its circle
     in_block = np.zeros(len(uncovered), bool)
     in_block[p_idx] = True
-    # blocks never overlap: a coverage union is far cheaper than a general one
-    area = shapely.coverage_union_all(faces[np.unique(b_idx)])
+    area = faces.union(np.unique(b_idx))
     if not in_block.all():
         circles = shapely.buffer(uncovered[~in_block], buffer_m, quad_segs=2)
         area = shapely.union_all(np.r_[np.asarray([area], dtype=object), circles])
-    return Blocks(area, points)
+    return Blocks(area, points, buffer_m)
 
 
 def gaps_of(
@@ -318,8 +354,11 @@ def gaps_of(
     covered_area: shapely.Geometry,
     min_area_m2: float = 1.0,
 ) -> list[tuple[shapely.Geometry, int, int]]:
-    """Gap areas: `where` (see `blocks`) minus the covered area. Returns (polygon, uncovered
-    buildings in it, their households), most households first."""
+    """Gap areas: `where` (see `blocks`) minus the covered area, and a circle around each
+    uncovered building that none of them holds (one inside the covered area: in a filled
+    block, but farther from its street than the walk left). Every uncovered building counts
+    in one gap. Returns (polygon, uncovered buildings in it, their households), most
+    households first."""
     if where is None:
         return []
     area = where.area
@@ -327,10 +366,19 @@ def gaps_of(
         area = shapely.difference(area, covered_area)
     polys = shapely.get_parts(area)
     polys = polys[shapely.area(polys) >= min_area_m2]
-    if len(polys) == 0:
-        return []
     g_idx, u_idx = where.points.query(polys, predicate="contains")
+    points = where.points.geometries
+    held = np.zeros(len(points), bool)
+    held[u_idx] = True
+    if not held.all():
+        circles = shapely.buffer(points[~held], where.buffer_m, quad_segs=2)
+        circles = shapely.get_parts(shapely.union_all(circles))
+        c_idx, cu_idx = where.points.query(circles, predicate="contains")
+        stray = ~held[cu_idx]
+        g_idx = np.r_[g_idx, c_idx[stray] + len(polys)]
+        u_idx = np.r_[u_idx, cu_idx[stray]]
+        polys = np.r_[polys, circles]
     count = np.bincount(g_idx, minlength=len(polys))
-    held = np.bincount(g_idx, weights=households[u_idx], minlength=len(polys))
-    order = np.lexsort((-count, -held))
-    return [(polys[i], int(count[i]), int(held[i])) for i in order if count[i] > 0]
+    held_households = np.bincount(g_idx, weights=households[u_idx], minlength=len(polys))
+    order = np.lexsort((-count, -held_households))
+    return [(polys[i], int(count[i]), int(held_households[i])) for i in order if count[i] > 0]
