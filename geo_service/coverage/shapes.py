@@ -180,9 +180,10 @@ def isochrones(
     return [one(i) for i in range(len(centers))]
 
 
-def merge(polygons: list[shapely.Geometry]) -> shapely.Geometry:
-    """One (multi)polygon covering all of them. Isochrones overlap only their neighbours:
-    unioning each cluster of overlapping ones separately is ~8x faster than one union."""
+def merge(polygons: list[shapely.Geometry] | np.ndarray) -> shapely.Geometry:
+    """One (multi)polygon covering all of them. Isochrones (or circles round buildings)
+    overlap only their neighbours: unioning each cluster of overlapping ones separately is
+    ~8x faster than one union (14x for 3,000 circles)."""
     union = getattr(shapely, "disjoint_subset_union_all", shapely.union_all)  # shapely >= 2.1
     return union(np.asarray(polygons, dtype=object))
 
@@ -344,7 +345,7 @@ def blocks(faces: Faces, uncovered: np.ndarray, buffer_m: float) -> Blocks | Non
     area = faces.union(np.unique(b_idx))
     if not in_block.all():
         circles = shapely.buffer(uncovered[~in_block], buffer_m, quad_segs=2)
-        area = shapely.union_all(np.r_[np.asarray([area], dtype=object), circles])
+        area = merge(np.r_[np.asarray([area], dtype=object), circles])
     return Blocks(area, points, buffer_m)
 
 
@@ -372,7 +373,7 @@ def gaps_of(
     held[u_idx] = True
     if not held.all():
         circles = shapely.buffer(points[~held], where.buffer_m, quad_segs=2)
-        circles = shapely.get_parts(shapely.union_all(circles))
+        circles = shapely.get_parts(merge(circles))
         c_idx, cu_idx = where.points.query(circles, predicate="contains")
         stray = ~held[cu_idx]
         g_idx = np.r_[g_idx, c_idx[stray] + len(polys)]
