@@ -225,7 +225,9 @@ def _vertex_rows(columns: Sequence[tuple[str, str, np.ndarray]], geoms: np.ndarr
             ("xy", "<f8", (int(k), 2)),
         ]
         rows = _fixed_rows(columns, fields, len(idx), extra=True, index=idx)
-        rows["l_geom"] = rows.dtype.itemsize - rows.dtype.fields["order"][1]
+        rows["l_geom"] = (
+            rows.dtype.itemsize - np.dtype(fields[: fields.index(("order", "u1"))]).itemsize
+        )
         rows["order"] = 1  # little-endian
         rows["type"] = _EWKB_SRID | (2 if line else 1)
         rows["srid"] = 4326
