@@ -400,6 +400,8 @@ def test_isochrones_follow_the_streets_and_gaps_hold_the_uncovered(client: TestC
     assert not shape.contains(Point(lonlat(300, 700)))
     # a block walked round within 5 minutes is filled: its middle is 50 m from any street
     assert shape.contains(Point(lonlat(150, 550)))
+    # the street on the lattice's edge is drawn: only one of its sides is a filled block
+    assert shape.contains(Point(lonlat(-12, 550)))
     # one whose far side is not reached keeps only the street edges' 25 m
     assert not shape.contains(Point(lonlat(250, 650)))
     tiers = client.get("/api/v1/coverage/tiers").json()

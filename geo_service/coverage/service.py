@@ -109,10 +109,10 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         c_in = network.locate_entries(
             _xy(to_m, ctr["lon"], ctr["lat"]), topo.geoms, topo.routable, max_access
         )
-        faces = pool.submit(_faces, topo) if shapes_too else None
+        aids = pool.submit(_drawing_aids, topo) if shapes_too else None
         iso = (
-            _isochrones(pool, settings, tiers, graph, topo, c_in, faces)
-            if faces is not None
+            _isochrones(pool, settings, tiers, graph, topo, c_in, aids)
+            if aids is not None
             else None
         )
         b_in = network.locate_entries(
@@ -128,7 +128,7 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
                 settings,
                 tiers,
                 iso,
-                faces.result(),
+                aids,
                 c_in,
                 ctr,
                 bld,
@@ -137,7 +137,7 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
                 to_ll,
                 crs,
             )
-            if iso is not None and faces is not None
+            if iso is not None and aids is not None
             else None
         )
         storing.result()  # the connection is free again
@@ -219,11 +219,16 @@ def _lonlat_edges(topo: topology.Topology, streets: np.ndarray, to_ll: Transform
     return out
 
 
-def _faces(topo: topology.Topology) -> shapes.Faces:
-    """The blocks of the routable network (streets numbered as edges of `topo`)."""
+def _drawing_aids(topo: topology.Topology) -> tuple[shapes.Faces, np.ndarray]:
+    """The blocks of the routable network (streets numbered as edges of `topo`), and the
+    stroke of each routable edge (-1 for the others)."""
     routable = np.flatnonzero(topo.routable)
     found = shapes.faces(topo.geoms[routable], topo.source[routable], topo.target[routable])
-    return shapes.Faces(found.polygons, routable[found.edge], found.face)
+    split = np.zeros(len(topo.geoms), bool)
+    split[routable] = found.split
+    stroke = np.full(len(topo.geoms), -1, dtype=np.int64)
+    stroke[routable] = shapes.stroke_labels(topo.geoms[routable])
+    return shapes.Faces(found.polygons, routable[found.edge], found.face, split), stroke
 
 
 def _ids(ids: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -266,7 +271,7 @@ def _isochrones(
     graph: Graph,
     topo: topology.Topology,
     c_in: Entries,
-    faces: Future[shapes.Faces],
+    aids: Future[tuple[shapes.Faces, np.ndarray]],
 ) -> list[Future[list[list[Any]]]]:
     """Start drawing the metric isochrones of every centre with a street, per tier, in
     `_ISO_PARTS` slices of centres (once the blocks are traced); the futures give them in
@@ -285,7 +290,7 @@ def _isochrones(
             sources,
             radii,
             settings.coverage_isochrone_buffer_m,
-            faces.result(),
+            *aids.result(),
         )
 
     # interleaved slices: neighbouring centres (similar work) go to different threads
@@ -303,7 +308,7 @@ def _draw(
     settings: Settings,
     tiers: list[int],
     iso: list[Future[list[list[Any]]]],
-    faces: shapes.Faces,
+    aids: Future[tuple[shapes.Faces, np.ndarray]],
     c_in: Entries,
     ctr: dict[str, np.ndarray],
     bld: dict[str, np.ndarray],
@@ -316,7 +321,7 @@ def _draw(
     lon/lat, each with its area in m²."""
     uncovered = np.flatnonzero(tier == 0)
     blocks = shapes.blocks(
-        faces,
+        aids.result()[0],
         _xy(to_m, bld["lon"][uncovered], bld["lat"][uncovered]),
         settings.coverage_isochrone_buffer_m,
     )

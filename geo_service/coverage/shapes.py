@@ -26,18 +26,15 @@ def _reach(
     dist_node: np.ndarray,
     radius_m: float,
     own: Entries,
-    skip: np.ndarray | None = None,
-) -> np.ndarray:
+    near: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Metric LineStrings of the parts of edges within `radius_m` of the source whose node
-    distances are `dist_node`, `own` being the source's entry point (one entry); edges marked
-    in `skip` are left out."""
+    distances are `dist_node`, `own` being the source's entry point (one entry), looked for
+    among the `near` edges (the own edge aside); returns them and the edge of each."""
     length = graph.length
-    # Only edges with an end within reach can be touched (the own edge aside).
-    near = np.flatnonzero(
-        (dist_node[graph.source] < radius_m) | (dist_node[graph.target] < radius_m)
-    )
-    if skip is not None:
-        near = near[~skip[near]]
+    near = near[
+        (dist_node[graph.source[near]] < radius_m) | (dist_node[graph.target[near]] < radius_m)
+    ]
     sub = length[near]
     from_s = np.clip(radius_m - dist_node[graph.source[near]], 0, sub)
     from_t = np.clip(radius_m - dist_node[graph.target[near]], 0, sub)
@@ -49,16 +46,20 @@ def _reach(
     hi = [np.ones(int(full.sum())), from_s[head] / sub[head], np.ones(int(tail.sum()))]
     e = int(own.edge[0])
     reach = radius_m - float(own.access[0])
-    if e >= 0 and reach > 0 and (skip is None or not skip[e]):
+    if e >= 0 and reach > 0:
         centre = float(own.frac[0]) * length[e]
         idx.append(np.array([e]))
         lo.append(np.array([max(0.0, centre - reach) / length[e]]))
         hi.append(np.array([min(length[e], centre + reach) / length[e]]))
-    return substrings(geoms[np.concatenate(idx)], np.concatenate(lo), np.concatenate(hi))
+    edges = np.concatenate(idx)
+    pieces = substrings(geoms[edges], np.concatenate(lo), np.concatenate(hi))
+    keep = shapely.length(pieces) > 0
+    return pieces[keep], edges[keep]
 
 
 def substrings(lines: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """The part of each line between fractions lo and hi (vectorised for two-point lines)."""
+    """The part of each line between fractions lo and hi (vectorised for two-point lines;
+    empty where lo = hi)."""
     out = lines.copy()
     whole = (lo <= 0) & (hi >= 1)
     two = (shapely.get_num_coordinates(lines) == 2) & ~whole
@@ -70,18 +71,20 @@ def substrings(lines: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         )
     for i in np.flatnonzero(~two & ~whole):
         out[i] = ops.substring(lines[i], lo[i], hi[i], normalized=True)
-    keep = shapely.length(out) > 0
-    return out[keep]  # type: ignore[no-any-return]
+    return out
 
 
-def outline(pieces: np.ndarray, buffer_m: float) -> shapely.Geometry:
+def outline(
+    pieces: np.ndarray, buffer_m: float, stroke: np.ndarray | None = None
+) -> shapely.Geometry:
     """The area within `buffer_m` of the street pieces. The pieces are first joined into
     strokes (see `strokes`): the buffer of a union of lines is the union of their buffers
     however they are grouped, and GEOS buffers ~50 long lines 3.5x faster than the ~600
-    edges they are made of (fewer caps to node where the edges meet)."""
+    edges they are made of (fewer caps to node where the edges meet). `stroke`, when
+    given, is the stroke of each piece, found beforehand."""
     if len(pieces) == 0:
         return shapely.MultiPolygon()
-    lines = shapely.get_parts(strokes(pieces))
+    lines = shapely.get_parts(strokes(pieces) if stroke is None else _joined(pieces, stroke))
     return shapely.buffer(shapely.multilinestrings(lines), buffer_m, quad_segs=2)
 
 
@@ -92,6 +95,18 @@ def strokes(pieces: np.ndarray, max_turn_deg: float = STRAIGHT_DEG) -> np.ndarra
     """The pieces joined into strokes: where pieces meet, two ends are joined when each is
     the other's straightest continuation (turning less than `max_turn_deg`). Returns one
     (Multi)LineString per stroke: the same lines as `pieces`, grouped."""
+    return _joined(pieces, stroke_labels(pieces, max_turn_deg))
+
+
+def _joined(pieces: np.ndarray, stroke: np.ndarray) -> np.ndarray:
+    """One (Multi)LineString per distinct `stroke` label, its pieces merged end to end."""
+    _, label = np.unique(stroke, return_inverse=True)
+    by = np.argsort(label, kind="stable")
+    return shapely.line_merge(shapely.multilinestrings(pieces[by], indices=label.ravel()[by]))  # type: ignore[no-any-return]
+
+
+def stroke_labels(pieces: np.ndarray, max_turn_deg: float = STRAIGHT_DEG) -> np.ndarray:
+    """The stroke of each piece (see `strokes`): pieces with one label join."""
     n = len(pieces)
     coords, idx = shapely.get_coordinates(pieces, return_index=True)
     first = np.r_[0, np.flatnonzero(np.diff(idx)) + 1]
@@ -113,7 +128,7 @@ def strokes(pieces: np.ndarray, max_turn_deg: float = STRAIGHT_DEG) -> np.ndarra
         a, b = np.triu_indices(k, 1)
         pairs.append(((group[:, None] + a).ravel(), (group[:, None] + b).ravel()))
     if not pairs:
-        return pieces
+        return np.arange(n)
     i = order[np.concatenate([p[0] for p in pairs])]
     j = order[np.concatenate([p[1] for p in pairs])]
     cos = np.einsum("ij,ij->i", away[i], away[j])  # -1: straight on
@@ -134,8 +149,7 @@ def strokes(pieces: np.ndarray, max_turn_deg: float = STRAIGHT_DEG) -> np.ndarra
     link_a, link_b = piece[mutual], piece[partner[mutual]]
     links = coo_matrix((np.ones(len(link_a)), (link_a, link_b)), shape=(n, n))
     _, stroke = connected_components(links, directed=False)
-    by = np.argsort(stroke, kind="stable")
-    return shapely.line_merge(shapely.multilinestrings(pieces[by], indices=stroke[by]))  # type: ignore[no-any-return]
+    return stroke  # type: ignore[no-any-return]
 
 
 def isochrones(
@@ -146,6 +160,7 @@ def isochrones(
     radii_m: list[float],
     buffer_m: float,
     blocks: Faces,
+    stroke: np.ndarray,
 ) -> list[list[shapely.Geometry]]:
     """Isochrone polygon of every centre (rows of `dist_nodes`) for every radius: the reached
     street pieces buffered by `buffer_m`, and every block whose streets are all reached end
@@ -154,30 +169,52 @@ def isochrones(
     block beside them is not filled: whatever lies within `buffer_m` of an inner street
     and outside the filled blocks is as near to a street on their rim. Drawing only that
     frontier is 1.5x faster than buffering every piece, and the polygons carry a third of
-    the vertices."""
-    n_blocks, n_edges = len(blocks.polygons), len(geoms)
+    the vertices. `stroke` labels the strokes of the edges (`stroke_labels`): the drawn
+    pieces join into them (see `outline`), whatever part of them is drawn."""
+    n_blocks = len(blocks.polygons)
     sides = np.bincount(blocks.face, minlength=n_blocks)  # streets round each block
-    bounds = np.bincount(blocks.edge, minlength=n_edges)  # blocks beside each street
+    # the sides of blocks along each edge: pairs order[start[e]:start[e + 1]]
+    order = np.argsort(blocks.edge, kind="stable")
+    start = np.searchsorted(blocks.edge[order], np.arange(len(geoms) + 1))
+    widest = max(radii_m, default=0.0)
 
     def one(i: int) -> list[shapely.Geometry]:
         own = centers.take(np.array([i]))
         dist = dist_nodes[i]
-        # the radius from which each edge is reached end to end (from either end)
-        whole = (dist[graph.source] + dist[graph.target] + graph.length) / 2
+        near = np.flatnonzero(np.minimum(dist[graph.source], dist[graph.target]) < widest)
+        # the radius from which each edge is reached end to end: from both ends, or from
+        # one (the other end lies beyond the search, its distance unknown: inf)
+        d_s, d_t, length = dist[graph.source[near]], dist[graph.target[near]], graph.length[near]
+        whole = np.minimum((d_s + d_t + length) / 2, np.minimum(d_s, d_t) + length)
         out = []
         for radius in radii_m:
-            full = whole <= radius
-            reached = np.bincount(blocks.face[full[blocks.edge]], minlength=n_blocks)
-            filled = (reached == sides) & (sides > 0)
-            inner = np.bincount(blocks.edge[filled[blocks.face]], minlength=n_edges)
-            skip = full & (bounds > 0) & (inner == bounds)
-            area = outline(_reach(graph, geoms, dist, radius, own, skip), buffer_m)
-            if filled.any():
-                area = shapely.union(blocks.union(np.flatnonzero(filled)), area)
+            full = near[whole <= radius]
+            count = start[full + 1] - start[full]  # blocks beside each fully reached edge
+            pairs = order[_ranges(start[full], start[full + 1])]
+            hit, reached = np.unique(blocks.face[pairs], return_counts=True)
+            filled = hit[reached == sides[hit]]  # every side of the block reached
+            # an edge with a filled block on either side needs no buffer
+            beside = np.repeat(np.arange(len(full)), count)
+            in_filled = np.bincount(
+                beside, weights=np.isin(blocks.face[pairs], filled), minlength=len(full)
+            )
+            inner = full[(count == 2) & (in_filled == 2) & ~blocks.split[full]]
+            drawn = np.setdiff1d(near, inner, assume_unique=True)
+            pieces, edge = _reach(graph, geoms, dist, radius, own, drawn)
+            area = outline(pieces, buffer_m, stroke[edge])
+            if len(filled):
+                area = shapely.union(blocks.union(filled), area)
             out.append(area)
         return out
 
     return [one(i) for i in range(len(centers))]
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """lo[0]..hi[0]-1, lo[1]..hi[1]-1, ... as one array."""
+    size = hi - lo
+    offset = np.repeat(lo - np.cumsum(size) + size, size)
+    return offset + np.arange(int(size.sum()))  # type: ignore[no-any-return]
 
 
 def merge(polygons: list[shapely.Geometry] | np.ndarray) -> shapely.Geometry:
@@ -203,11 +240,14 @@ class Blocks:
 class Faces:
     """The blocks: bounded faces of a street network (polygons, never overlapping), and
     which streets bound which blocks (pairs: street `edge[i]` bounds block `face[i]`, once
-    per side; a dead end bounds none)."""
+    per side with a block; a dead end bounds none). A street with two pairs has a block on
+    either side, unless it is `split`: cut where another crosses it, each stretch with its
+    own blocks."""
 
     polygons: np.ndarray
     edge: np.ndarray
     face: np.ndarray
+    split: np.ndarray  # per street
 
     def union(self, which: np.ndarray) -> shapely.Geometry:
         """The area of some blocks: a coverage union, far cheaper than a general one."""
@@ -235,7 +275,9 @@ def faces(streets: np.ndarray, source: np.ndarray, target: np.ndarray) -> Faces:
     middles = shapely.points((coords[1:][along] + coords[:-1][along]) / 2)
     on, street = shapely.STRtree(streets).query_nearest(middles, max_distance=1e-6)
     pairs = np.unique(np.c_[street, ring[:-1][along][on]], axis=0)
-    return Faces(polygons, pairs[:, 0], pairs[:, 1])
+    split = np.zeros(len(streets), bool)
+    split[shapely.STRtree(streets).query(streets, predicate="crosses")[0]] = True
+    return Faces(polygons, pairs[:, 0], pairs[:, 1], split)
 
 
 def planar_faces(edges: np.ndarray, source: np.ndarray, target: np.ndarray) -> Faces | None:
@@ -245,7 +287,8 @@ def planar_faces(edges: np.ndarray, source: np.ndarray, target: np.ndarray) -> F
     result is provably a planar subdivision: as many faces as Euler's formula allows
     (V - E + F = 2), every face a valid polygon, and their areas adding up to the outline's."""
     m = len(edges)
-    none = Faces(np.empty(0, dtype=object), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    no = np.zeros(0, np.int64)
+    none = Faces(np.empty(0, dtype=object), no, no, np.zeros(m, bool))
     if m == 0:
         return none
     n_nodes = int(max(source.max(), target.max())) + 1
@@ -328,7 +371,7 @@ def planar_faces(edges: np.ndarray, source: np.ndarray, target: np.ndarray) -> F
     index[np.flatnonzero(sized)[inner]] = np.arange(len(found))
     face = index[face_of]
     bounds = face >= 0
-    return Faces(found, np.r_[keep, keep][bounds], face[bounds])
+    return Faces(found, np.r_[keep, keep][bounds], face[bounds], none.split)
 
 
 def blocks(faces: Faces, uncovered: np.ndarray, buffer_m: float) -> Blocks | None:
