@@ -111,7 +111,7 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         )
         aids = pool.submit(_drawing_aids, topo) if shapes_too else None
         iso = (
-            _isochrones(pool, settings, tiers, graph, topo, c_in, aids)
+            _isochrones(pool, settings, tiers, graph, topo, c_in, ctr, aids, to_ll, crs)
             if aids is not None
             else None
         )
@@ -129,8 +129,6 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
                 tiers,
                 iso,
                 aids,
-                c_in,
-                ctr,
                 bld,
                 tier,
                 to_m,
@@ -159,8 +157,10 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         )
         store.analyze(conn)  # while the shapes are still being drawn
         clock.lap("store")
-        if drawing is not None:
-            store.write_shapes(conn, *drawing.result())
+        if iso is not None and drawing is not None:
+            drawn = sorted((r for part in iso for r in part.result().rows), key=lambda r: r[:2])
+            store.write_isochrones(conn, drawn)  # while the gaps are cut
+            store.write_areas(conn, *drawing.result())
             clock.lap("shapes (drawn while storing)")
         run: dict[str, Any] = {
             "roads_version": versions["roads"],
@@ -264,6 +264,15 @@ def _store_network(
 _ISO_PARTS = 2  # isochrones are drawn in this many threads
 
 
+@dataclass
+class _Isochrones:
+    """Isochrones of some centres: metric (per centre, per tier) and as stored rows (centre
+    code, tier, lon/lat geometry, area m²)."""
+
+    metric: list[list[Any]]
+    rows: list[tuple[str, int, Any, float]]
+
+
 def _isochrones(
     pool: ThreadPoolExecutor,
     settings: Settings,
@@ -271,19 +280,21 @@ def _isochrones(
     graph: Graph,
     topo: topology.Topology,
     c_in: Entries,
+    ctr: dict[str, np.ndarray],
     aids: Future[tuple[shapes.Faces, np.ndarray]],
-) -> list[Future[list[list[Any]]]]:
-    """Start drawing the metric isochrones of every centre with a street, per tier, in
-    `_ISO_PARTS` slices of centres (once the blocks are traced); the futures give them in
-    centre order."""
+    to_ll: Transformer,
+    crs: CRS,
+) -> list[Future[_Isochrones]]:
+    """Start drawing the isochrones of every centre with a street, per tier, in
+    `_ISO_PARTS` slices of centres (once the blocks are traced)."""
     speed = settings.coverage_walk_speed_kmh
     radii = [network.metres_of(t, speed) for t in tiers]
     reach = np.flatnonzero(c_in.edge >= 0)
 
-    def part(idx: np.ndarray) -> list[list[Any]]:
+    def part(idx: np.ndarray) -> _Isochrones:
         sources = c_in.take(idx)
         dist = network.source_distances(graph, sources, limit=max(radii))
-        return shapes.isochrones(
+        polys = shapes.isochrones(
             graph,
             topo.geoms,
             dist,
@@ -292,73 +303,50 @@ def _isochrones(
             settings.coverage_isochrone_buffer_m,
             *aids.result(),
         )
+        metric = np.asarray([p for row in polys for p in row], dtype=object)
+        lonlat = _apply(to_ll, metric) if len(metric) else metric
+        area = topology.areas_m2(metric, crs, lonlat)
+        codes = [str(ctr["code"][c]) for c in idx for _ in tiers]
+        tier_of = [t for _ in idx for t in tiers]
+        return _Isochrones(polys, list(zip(codes, tier_of, lonlat, area, strict=True)))
 
     # interleaved slices: neighbouring centres (similar work) go to different threads
     return [pool.submit(part, reach[k::_ISO_PARTS]) for k in range(_ISO_PARTS)]
 
 
-Drawn = tuple[
-    list[tuple[str, int, Any, float]],
-    list[tuple[int, Any, float]],
-    list[tuple[Any, int, int, float]],
-]
-
-
 def _draw(
     settings: Settings,
     tiers: list[int],
-    iso: list[Future[list[list[Any]]]],
+    iso: list[Future[_Isochrones]],
     aids: Future[tuple[shapes.Faces, np.ndarray]],
-    c_in: Entries,
-    ctr: dict[str, np.ndarray],
     bld: dict[str, np.ndarray],
     tier: np.ndarray,
     to_m: Transformer,
     to_ll: Transformer,
     crs: CRS,
-) -> Drawn:
-    """Isochrones per centre and tier (drawn by `iso`), merged tiers and gap areas, in
-    lon/lat, each with its area in m²."""
+) -> tuple[list[tuple[int, Any, float]], list[tuple[Any, int, int, float]]]:
+    """The merged tiers (tier, lon/lat geometry, area m²) of the isochrones drawn by `iso`,
+    and the gap areas (geometry, buildings, households, area m²)."""
     uncovered = np.flatnonzero(tier == 0)
     blocks = shapes.blocks(
         aids.result()[0],
         _xy(to_m, bld["lon"][uncovered], bld["lat"][uncovered]),
         settings.coverage_isochrone_buffer_m,
     )
-    reach = np.flatnonzero(c_in.edge >= 0)
-    parts = [f.result() for f in iso]
-    polys: list[list[Any]] = [[] for _ in reach]
-    for k, rows in enumerate(parts):
-        polys[k::_ISO_PARTS] = rows
+    polys = [row for part in iso for row in part.result().metric]
     merged = [(t, shapes.merge([p[j] for p in polys])) for j, t in enumerate(tiers)]
     gap = shapes.gaps_of(
         blocks,
         bld["households"][uncovered],
         merged[-1][1] if merged else shapely.MultiPolygon(),
     )
-    metric = np.asarray(
-        [p for row in polys for p in row] + [g for _, g in merged] + [g for g, _, _ in gap],
-        dtype=object,
-    )
+    metric = np.asarray([g for _, g in merged] + [g for g, _, _ in gap], dtype=object)
     lonlat = _apply(to_ll, metric) if len(metric) else metric
     area = topology.areas_m2(metric, crs, lonlat)
-    n_iso, n_tier = len(reach) * len(tiers), len(merged)
-    codes = [str(ctr["code"][c]) for c in reach for _ in tiers]
-    tier_of = [t for _ in reach for t in tiers]
+    n = len(merged)
     return (
-        list(zip(codes, tier_of, lonlat[:n_iso], area[:n_iso], strict=True)),
-        [
-            (t, g, a)
-            for (t, _), g, a in zip(
-                merged, lonlat[n_iso : n_iso + n_tier], area[n_iso : n_iso + n_tier], strict=True
-            )
-        ],
-        [
-            (g, n, h, a)
-            for (_, n, h), g, a in zip(
-                gap, lonlat[n_iso + n_tier :], area[n_iso + n_tier :], strict=True
-            )
-        ],
+        [(t, g, a) for (t, _), g, a in zip(merged, lonlat[:n], area[:n], strict=True)],
+        [(g, k, h, a) for (_, k, h), g, a in zip(gap, lonlat[n:], area[n:], strict=True)],
     )
 
 

@@ -389,68 +389,56 @@ def write_buildings(conn: Connection, columns: dict[str, np.ndarray]) -> None:
         )
 
 
-def write_shapes(
+def write_isochrones(conn: Connection, isochrones: list[tuple[str, int, Any, float]]) -> None:
+    """Isochrones: (centre code, tier, lon/lat geometry, area m²), in one binary COPY (a
+    centre as an index into the sorted codes)."""
+    if not isochrones:
+        return
+    codes = sorted({c for c, _, _, _ in isochrones})
+    at = {c: i for i, c in enumerate(codes)}
+    _stage_shapes(
+        conn,
+        [
+            ("center", "int4", np.array([at[c] for c, _, _, _ in isochrones])),
+            ("tier_min", "int4", np.array([t for _, t, _, _ in isochrones])),
+            ("area_m2", "float8", np.array([a for *_, a in isochrones])),
+        ],
+        _multi([g for _, _, g, _ in isochrones]),
+    )
+    conn.execute(
+        text(
+            "INSERT INTO coverage_isochrones (center_code, tier_min, area_m2, geom) "
+            "SELECT c.code, s.tier_min, s.area_m2, s.geom "
+            "FROM coverage_shape_stage s "
+            "JOIN unnest(CAST(:codes AS text[])) WITH ORDINALITY c(code, i) "
+            "ON c.i = s.center + 1 ORDER BY s.seq"
+        ),
+        {"codes": codes},
+    )
+
+
+def write_areas(
     conn: Connection,
-    isochrones: list[tuple[str, int, Any, float]],
     tiers: list[tuple[int, Any, float]],
     gaps: list[tuple[Any, int, int, float]],
 ) -> None:
-    """Isochrones (centre, tier, lon/lat geometry, area m²), merged tiers (tier, geometry,
-    area) and gap areas (geometry, buildings, households, area). Everything travels in one
-    binary COPY (a centre as an index into the sorted codes)."""
-    conn.execute(
-        text(
-            "CREATE TEMP TABLE coverage_shape_stage (seq int4, kind int4, center int4, "
-            "tier_min int4, buildings int4, households int4, area_m2 float8, geom geometry) "
-            "ON COMMIT DROP"
-        )
-    )
-    codes = sorted({c for c, _, _, _ in isochrones})
-    at = {c: i for i, c in enumerate(codes)}
-    n_iso, n_tier, n_gap = len(isochrones), len(tiers), len(gaps)
-    kind = np.repeat([0, 1, 2], [n_iso, n_tier, n_gap])
-    zeros = np.zeros(n_iso + n_tier, dtype=np.int64)
-    none = np.zeros(n_gap, dtype=np.int64)
-    geoms = np.asarray(
-        [g for _, _, g, _ in isochrones] + [g for _, g, _ in tiers] + [g for g, _, _, _ in gaps],
-        dtype=object,
-    )
-    if len(geoms) == 0:
+    """Merged tiers (tier, lon/lat geometry, area m²) and gap areas (geometry, buildings,
+    households, area m²), in one binary COPY (kind 1: tier, 2: gap)."""
+    n_tier, n_gap = len(tiers), len(gaps)
+    if n_tier + n_gap == 0:
         return
-    multi = _multi(list(geoms[: n_iso + n_tier]))
-    _copy(
+    zeros = np.zeros(n_tier, dtype=np.int64)
+    _stage_shapes(
         conn,
-        "coverage_shape_stage",
         [
-            ("seq", "int4", np.arange(len(kind))),
-            ("kind", "int4", kind),
-            ("center", "int4", np.r_[[at[c] for c, _, _, _ in isochrones], zeros[:n_tier], none]),
-            (
-                "tier_min",
-                "int4",
-                np.r_[[t for _, t, _, _ in isochrones], [t for t, _, _ in tiers], none],
-            ),
+            ("kind", "int4", np.repeat([1, 2], [n_tier, n_gap])),
+            ("tier_min", "int4", np.r_[[t for t, _, _ in tiers], np.zeros(n_gap, np.int64)]),
             ("buildings", "int4", np.r_[zeros, [b for _, b, _, _ in gaps]]),
             ("households", "int4", np.r_[zeros, [h for _, _, h, _ in gaps]]),
-            (
-                "area_m2",
-                "float8",
-                np.r_[[a for *_, a in isochrones], [a for *_, a in tiers], [a for *_, a in gaps]],
-            ),
+            ("area_m2", "float8", np.r_[[a for *_, a in tiers], [a for *_, a in gaps]]),
         ],
-        ("geom", _ewkb(np.r_[multi, geoms[n_iso + n_tier :]])),
+        np.r_[_multi([g for _, g, _ in tiers]), np.asarray([g for g, *_ in gaps], dtype=object)],
     )
-    if codes:
-        conn.execute(
-            text(
-                "INSERT INTO coverage_isochrones (center_code, tier_min, area_m2, geom) "
-                "SELECT c.code, s.tier_min, s.area_m2, s.geom "
-                "FROM coverage_shape_stage s "
-                "JOIN unnest(CAST(:codes AS text[])) WITH ORDINALITY c(code, i) "
-                "ON c.i = s.center + 1 WHERE s.kind = 0 ORDER BY s.seq"
-            ),
-            {"codes": codes},
-        )
     conn.execute(
         text(
             "INSERT INTO coverage_tiers (tier_min, area_m2, geom) "
@@ -464,6 +452,27 @@ def write_shapes(
             "SELECT area_m2, buildings, households, geom "
             "FROM coverage_shape_stage WHERE kind = 2 ORDER BY seq"
         )
+    )
+
+
+def _stage_shapes(
+    conn: Connection, columns: list[tuple[str, str, np.ndarray]], geoms: np.ndarray
+) -> None:
+    """A temporary coverage_shape_stage (emptied if there) holding `columns`, the rows'
+    order (seq) and the lon/lat `geoms`."""
+    conn.execute(
+        text(
+            "CREATE TEMP TABLE IF NOT EXISTS coverage_shape_stage (seq int4, kind int4, "
+            "center int4, tier_min int4, buildings int4, households int4, area_m2 float8, "
+            "geom geometry) ON COMMIT DROP"
+        )
+    )
+    conn.execute(text("TRUNCATE coverage_shape_stage"))
+    _copy(
+        conn,
+        "coverage_shape_stage",
+        [("seq", "int4", np.arange(len(geoms))), *columns],
+        ("geom", _ewkb(geoms)),
     )
 
 
@@ -494,7 +503,9 @@ def insert_run(conn: Connection, run: Row) -> int:
 
 def analyze(conn: Connection) -> None:
     """Fresh planner statistics for the rewritten tables."""
-    conn.execute(text("ANALYZE coverage_buildings"))  # the API filters it by community, grid
+    # the columns the API filters by: statistics of the others (sampled all the same) would
+    # double the time and change no plan
+    conn.execute(text("ANALYZE coverage_buildings (community_code, grid_code, tier_min)"))
 
 
 # -- reads --------------------------------------------------------------------------------------

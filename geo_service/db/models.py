@@ -386,7 +386,6 @@ coverage_buildings = Table(
     Index("coverage_buildings_grid_code", "grid_code"),
     Index("coverage_buildings_community_code", "community_code"),
     Index("coverage_buildings_center_code", "center_code"),
-    Index("coverage_buildings_tier_min", "tier_min"),
 )
 
 coverage_isochrones = Table(
