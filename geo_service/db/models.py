@@ -341,8 +341,7 @@ coverage_nodes = Table(
     metadata,
     Column("id", BigInteger, primary_key=True),
     Column("component", Integer, nullable=False),  # 0 = the main (routable) network
-    _geom("POINT"),
-    Index("coverage_nodes_geom_gist", "geom", postgresql_using="gist"),
+    _geom("POINT"),  # no spatial index: see migration 0004_coverage_indexes
 )
 
 # Edges split at junctions; (id, source, target, length_m) is a pgRouting edge table too.
@@ -355,8 +354,7 @@ coverage_edges = Table(
     Column("street_edge_id", BigInteger, nullable=False),
     Column("length_m", Float, nullable=False),
     Column("component", Integer, nullable=False),
-    _geom("LINESTRING"),
-    Index("coverage_edges_geom_gist", "geom", postgresql_using="gist"),
+    _geom("LINESTRING"),  # no spatial index: see migration 0004_coverage_indexes
 )
 
 coverage_centers = Table(
