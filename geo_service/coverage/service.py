@@ -144,9 +144,11 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
             conn,
             {
                 "id": bld["id"],
-                "center_id": np.where(which >= 0, ctr["id"][np.maximum(which, 0)], -1),
-                "grid_id": bld["grid_id"],
-                "community_id": bld["community_id"],
+                "code": bld["code"],
+                "households": bld["households"],
+                "center_code": _at(np.array([c.encode() for c in ctr["code"]], dtype="S"), which),
+                "grid_code": bld["grid_code"],
+                "community_code": bld["community_code"],
                 "walk_m": walk,
                 "minutes": minutes,
                 "tier": tier,
@@ -193,18 +195,23 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
 
 
 def _places(conn: Connection) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Buildings, with the grid each counts in (or, outside every grid, its community), and
-    centres. Read and looked up while the topology is built."""
+    """Buildings, with the grid each counts in and its community (outside every grid, the
+    community it lies in; codes as UTF-8 bytes, empty for none), and centres. Read and
+    looked up while the topology is built."""
     bld = store.buildings(conn)
-    grid_ids, _, grid_polys = store.areas(conn, "grids")
+    grid_codes, grid_communities, grid_polys = store.areas(conn, "grids")
     points = shapely.points(np.column_stack([bld["lon"], bld["lat"]]))
-    bld["grid_id"] = _ids(grid_ids, fig.first_cover(grid_polys, points))
-    bld["community_id"] = np.full(len(points), -1, dtype=np.int64)
-    outside = np.flatnonzero(bld["grid_id"] < 0)
+    grid = fig.first_cover(grid_polys, points)
+    bld["grid_code"] = _at(grid_codes, grid)
+    bld["community_code"] = _at(grid_communities, grid)
+    outside = np.flatnonzero(grid < 0)
     if len(outside):
-        community_ids, _, community_polys = store.areas(conn, "communities")
-        found = fig.first_cover(community_polys, points[outside])
-        bld["community_id"][outside] = _ids(community_ids, found)
+        community_codes, _, community_polys = store.areas(conn, "communities")
+        community = np.full(len(points), -1, dtype=np.int64)
+        community[outside] = fig.first_cover(community_polys, points[outside])
+        bld["community_code"] = np.where(
+            grid >= 0, bld["community_code"], _at(community_codes, community)
+        )
     return bld, store.centers(conn)
 
 
@@ -231,11 +238,11 @@ def _drawing_aids(topo: topology.Topology) -> tuple[shapes.Faces, np.ndarray]:
     return shapes.Faces(found.polygons, routable[found.edge], found.face, split), stroke
 
 
-def _ids(ids: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """The ids at `index`, -1 where the index is -1 (none)."""
-    if len(ids) == 0:
-        return np.full(len(index), -1, dtype=np.int64)
-    return np.where(index >= 0, ids[np.maximum(index, 0)], -1)
+def _at(codes: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The codes (bytes) at `index`, empty where the index is -1 (none)."""
+    if len(codes) == 0:
+        return np.full(len(index), b"", dtype="S1")
+    return np.where(index >= 0, codes[np.maximum(index, 0)], b"")
 
 
 def _store_network(

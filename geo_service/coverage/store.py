@@ -80,24 +80,38 @@ _POINT_ROW = np.dtype(
 
 
 def buildings(conn: Connection) -> dict[str, np.ndarray]:
-    """id, lon, lat and households of every building, in id order. Read as binary COPY
-    straight into numpy (0.17 s for 120k rows, against 0.41 s fetched as tuples)."""
-    buf = bytearray()
-    with (
-        _raw(conn).cursor() as cur,
-        cur.copy(
-            "COPY (SELECT id, ST_X(geom), ST_Y(geom), households FROM buildings ORDER BY id) "
-            "TO STDOUT (FORMAT BINARY)"
-        ) as copy,
-    ):
-        for block in copy:
-            buf += block
-    body = memoryview(buf)[len(bulk.COPY_HEADER) : len(buf) - len(bulk.COPY_TRAILER)]
-    rows = np.frombuffer(body, dtype=_POINT_ROW)
-    return {
+    """id, code (UTF-8 bytes), lon, lat and households of every building, in id order. Read
+    as binary COPY straight into numpy (0.17 s for 120k rows, against 0.41 s fetched as
+    tuples); the codes as text COPY, one per line."""
+    body = _copy_out(
+        conn,
+        "COPY (SELECT id, ST_X(geom), ST_Y(geom), households FROM buildings ORDER BY id) "
+        "TO STDOUT (FORMAT BINARY)",
+    )
+    rows = np.frombuffer(
+        body[len(bulk.COPY_HEADER) : len(body) - len(bulk.COPY_TRAILER)], _POINT_ROW
+    )
+    out = {
         name: rows[name].astype(rows.dtype[name].newbyteorder("="))
         for name in ("id", "lon", "lat", "households")
     }
+    codes = bytes(_copy_out(conn, "COPY (SELECT code FROM buildings ORDER BY id) TO STDOUT"))
+    if b"\\" in codes:  # text COPY escapes backslashes, tabs and newlines: read them as they are
+        with _raw(conn).cursor() as cur:
+            cur.execute("SELECT code FROM buildings ORDER BY id")
+            out["code"] = np.array([c.encode() for (c,) in cur], dtype="S")
+    else:
+        out["code"] = np.array(codes.split(b"\n")[:-1], dtype="S")
+    return out
+
+
+def _copy_out(conn: Connection, statement: str) -> memoryview:
+    """Everything a COPY ... TO STDOUT sends."""
+    buf = bytearray()
+    with _raw(conn).cursor() as cur, cur.copy(statement) as copy:
+        for block in copy:
+            buf += block
+    return memoryview(buf)
 
 
 def centers(conn: Connection) -> dict[str, np.ndarray]:
@@ -115,14 +129,15 @@ def centers(conn: Connection) -> dict[str, np.ndarray]:
 
 
 def areas(conn: Connection, table: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ids, codes and lon/lat polygons of `table` (grids or communities), in code order."""
-    assert table in ("grids", "communities")
+    """Codes, community codes (a community's own) and lon/lat polygons of `table` (grids or
+    communities), in code order; codes as UTF-8 bytes."""
+    community = {"grids": "community_code", "communities": "code"}[table]
     with _raw(conn).cursor(binary=True) as cur:
-        cur.execute(f"SELECT id, code, ST_AsBinary(geom) FROM {table} ORDER BY code")
+        cur.execute(f"SELECT code, {community}, ST_AsBinary(geom) FROM {table} ORDER BY code")
         rows = cur.fetchall()
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    codes = np.asarray([r[1] for r in rows], dtype=object)
-    return ids, codes, shapely.from_wkb([r[2] for r in rows])
+    codes = np.array([r[0].encode() for r in rows], dtype="S")
+    communities = np.array([(r[1] or "").encode() for r in rows], dtype="S")
+    return codes, communities, shapely.from_wkb([r[2] for r in rows])
 
 
 def center_codes(conn: Connection) -> set[str]:
@@ -331,62 +346,50 @@ def write_centers(
 
 
 def write_buildings(conn: Connection, columns: dict[str, np.ndarray]) -> None:
-    """Per-building results, with the grid and community each building counts in (ids,
-    found by the caller).
-
-    Staged as fixed-width numbers (-1 and NaN standing for none), turned into NULLs and
-    codes by the INSERT."""
-    conn.execute(
-        text(
-            "CREATE TEMP TABLE coverage_stage (building_id int4, center_id int4, grid_id int4, "
-            "community_id int4, walk_m float8, minutes float8, tier_min int4, access_m float8, "
-            "edge int8, edge_frac float8) ON COMMIT DROP"
-        )
-    )
-    _copy(
-        conn,
-        "coverage_stage",
-        [
-            ("building_id", "int4", columns["id"]),
-            ("center_id", "int4", columns["center_id"]),
-            ("grid_id", "int4", columns["grid_id"]),
-            ("community_id", "int4", columns["community_id"]),
-            (
-                "walk_m",
-                "float8",
-                np.where(np.isfinite(columns["walk_m"]), columns["walk_m"], np.nan),
-            ),
-            (
-                "minutes",
-                "float8",
-                np.where(np.isfinite(columns["minutes"]), columns["minutes"], np.nan),
-            ),
-            ("tier_min", "int4", columns["tier"]),
-            ("access_m", "float8", columns["access"]),
-            ("edge", "int8", columns["edge"]),
-            ("edge_frac", "float8", columns["frac"]),
-        ],
-    )
+    """Per-building results, with the codes of the building, its grid, its community and
+    its nearest centre (UTF-8 bytes, empty for none), in one binary COPY laid out by numpy
+    (0.16 s in PostgreSQL for 120k buildings, where staging ids and joining the codes in
+    took 0.5 s)."""
+    walk = columns["walk_m"]
+    unreached = ~np.isfinite(walk)
+    off_street = columns["edge"] < 0
     with _bare(conn, "coverage_buildings"):
-        conn.execute(
-            text(
-                """
-                INSERT INTO coverage_buildings (building_id, building_code, grid_code,
-                    community_code, households, center_code, walk_m, minutes, tier_min,
-                    access_m, edge_id, edge_frac)
-                SELECT s.building_id, b.code, g.code, coalesce(g.community_code, c.code),
-                       b.households, ctr.code, nullif(s.walk_m, 'NaN'),
-                       nullif(s.minutes, 'NaN'), nullif(s.tier_min, 0),
-                       CASE WHEN s.edge >= 0 THEN s.access_m END, nullif(s.edge, -1) + 1,
-                       CASE WHEN s.edge >= 0 THEN s.edge_frac END
-                FROM coverage_stage s
-                JOIN buildings b ON b.id = s.building_id
-                LEFT JOIN centers ctr ON ctr.id = s.center_id
-                LEFT JOIN grids g ON g.id = s.grid_id
-                LEFT JOIN communities c ON c.id = s.community_id
-                """
-            )
+        _copy_rows(
+            conn,
+            "coverage_buildings",
+            [
+                ("building_id", "int4", columns["id"], None),
+                ("building_code", "text", columns["code"], None),
+                ("grid_code", "text", columns["grid_code"], columns["grid_code"] == b""),
+                (
+                    "community_code",
+                    "text",
+                    columns["community_code"],
+                    columns["community_code"] == b"",
+                ),
+                ("households", "int4", columns["households"], None),
+                ("center_code", "text", columns["center_code"], columns["center_code"] == b""),
+                ("walk_m", "float8", np.where(unreached, 0, walk), unreached),
+                ("minutes", "float8", np.where(unreached, 0, columns["minutes"]), unreached),
+                ("tier_min", "int4", columns["tier"], columns["tier"] == 0),
+                ("access_m", "float8", np.where(off_street, 0, columns["access"]), off_street),
+                ("edge_id", "int8", columns["edge"] + 1, off_street),
+                ("edge_frac", "float8", columns["frac"], off_street),
+            ],
         )
+
+
+def _copy_rows(
+    conn: Connection, table: str, columns: list[tuple[str, str, np.ndarray, np.ndarray | None]]
+) -> None:
+    """Binary COPY of columns of any width: (name, int4|int8|float8|text, values, NULL mask)."""
+    names = ", ".join(name for name, _, _, _ in columns)
+    body = bulk.binary_rows([(kind, values, null) for _, kind, values, null in columns])
+    with (
+        _raw(conn).cursor() as cur,
+        cur.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.write(bulk.COPY_HEADER + body + bulk.COPY_TRAILER)
 
 
 def write_isochrones(conn: Connection, isochrones: list[tuple[str, int, Any, float]]) -> None:
