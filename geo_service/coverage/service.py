@@ -75,12 +75,13 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
     tiers = _tiers(settings)
     clock = _Clock()
     # Work overlaps where it can: the places are read, and each building's grid found, while
-    # the topology is built; PostgreSQL stores the network while the entries and walks are
-    # found here; the isochrones (which need only the centres' entry points) and the blocks
-    # are drawn by GEOS meanwhile (its buffers let go of the GIL, its polygonize does not);
-    # the gaps and merged tiers while PostgreSQL stores the walks. The connection serves one
-    # thread at a time. The whole is CPU-bound on 2 cores (docs/PERFORMANCE.md).
-    with engine.begin() as conn, ThreadPoolExecutor(5) as pool:
+    # the topology is built; the blocks are traced and the isochrones drawn (GEOS lets go of
+    # the GIL) while the entries and walks are found here; PostgreSQL stores the walks and
+    # the network while the isochrones are finished, and the isochrones while the gaps are
+    # cut. The connection serves one thread at a time. The whole is CPU-bound on 2 cores:
+    # storing the network last leaves the cores to the drawing, which ends last
+    # (docs/PERFORMANCE.md).
+    with engine.begin() as conn, ThreadPoolExecutor(4) as pool:
         store.lock(conn)
         versions = store.versions(conn)
         street_ids, streets, osm = store.walkable_streets(conn, OSM_PREFIX)
@@ -102,9 +103,6 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         bld, ctr = places.result()
         clock.lap("read and topology")
         node_xy = np.column_stack(to_ll.transform(topo.node_xy[:, 0], topo.node_xy[:, 1]))
-        storing = pool.submit(
-            _store_network, conn, topo, node_xy, street_ids, graph.length, lines_ll
-        )
         max_access = settings.coverage_max_access_m
         c_in = network.locate_entries(
             _xy(to_m, ctr["lon"], ctr["lat"]), topo.geoms, topo.routable, max_access
@@ -138,7 +136,7 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
             if iso is not None and aids is not None
             else None
         )
-        storing.result()  # the connection is free again
+        store.clear(conn)
         store.write_centers(conn, ctr["id"], c_in.edge, c_in.frac, c_in.access)
         store.write_buildings(
             conn,
@@ -156,6 +154,17 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
                 "edge": b_in.edge,
                 "frac": b_in.frac,
             },
+        )
+        store.write_network(
+            conn,
+            node_xy.reshape(-1, 2),
+            topo.node_component,
+            topo.source,
+            topo.target,
+            street_ids[topo.street],
+            graph.length,
+            topo.component,
+            lines_ll,
         )
         store.analyze(conn)  # while the shapes are still being drawn
         clock.lap("store")
@@ -243,29 +252,6 @@ def _at(codes: np.ndarray, index: np.ndarray) -> np.ndarray:
     if len(codes) == 0:
         return np.full(len(index), b"", dtype="S1")
     return np.where(index >= 0, codes[np.maximum(index, 0)], b"")
-
-
-def _store_network(
-    conn: Connection,
-    topo: topology.Topology,
-    node_xy: np.ndarray,
-    street_ids: np.ndarray,
-    length: np.ndarray,
-    lines_ll: np.ndarray,
-) -> None:
-    """Replace every derived table's content, starting with the nodes and edges."""
-    store.clear(conn)
-    store.write_network(
-        conn,
-        node_xy.reshape(-1, 2),
-        topo.node_component,
-        topo.source,
-        topo.target,
-        street_ids[topo.street],
-        length,
-        topo.component,
-        lines_ll,
-    )
 
 
 _ISO_PARTS = 2  # isochrones are drawn in this many threads
