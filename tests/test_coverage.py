@@ -225,6 +225,15 @@ def test_partial_edges_and_access_legs_count(db: Engine, settings: Settings, tmp
     assert tier == 10  # 630 m at 4 km/h is 9.5 minutes
 
 
+@pytest.mark.parametrize("code", ["B\\1", "B\t2", "楼栋-3", "B 4"])
+def test_any_building_code_comes_back_as_it_was(
+    db: Engine, settings: Settings, tmp_path: Path, code: str
+):
+    plant(db, settings, tmp_path, [line((0, 0), (1000, 0))], [(code, 700, 20, 5)], [("C1", 100, 0)])
+    service.compute(db, settings)
+    assert walks(db)[code][0] == "C1"
+
+
 def test_tiers_follow_walking_speed_and_households_add_up(
     db: Engine, settings: Settings, tmp_path: Path
 ):
