@@ -98,6 +98,8 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
             # OSM ways meet only at shared nodes: no T-junction or crossing guesses for them
             noded=osm,
         )
+        # the blocks, which the isochrones wait for, are traced from here on
+        aids = pool.submit(_drawing_aids, topo) if shapes_too else None
         lines_ll = _lonlat_edges(topo, streets, to_ll)
         graph = Graph(topo.n_nodes, topo.source, topo.target, topology.geodesic_lengths(lines_ll))
         bld, ctr = places.result()
@@ -107,7 +109,6 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         c_in = network.locate_entries(
             _xy(to_m, ctr["lon"], ctr["lat"]), topo.geoms, topo.routable, max_access
         )
-        aids = pool.submit(_drawing_aids, topo) if shapes_too else None
         iso = (
             _isochrones(pool, settings, tiers, graph, topo, c_in, ctr, aids, to_ll, crs)
             if aids is not None
