@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import shapely
 from sqlalchemy import Engine, text
 
 from geo_service.db import bulk
@@ -41,3 +42,30 @@ def test_binary_rows_round_trip_with_nulls_and_any_text_width(db: Engine, rows: 
         assert b == (None if null[1, k] else bigs[k])
         assert r == (None if null[2, k] else reals[k])
         assert s == (None if null[3, k] else names[k].decode())
+
+
+@pytest.mark.parametrize("kind", ["points", "lines"])
+def test_geometries_arrive_as_the_same_lon_lat_shapes(db: Engine, kind: str):
+    rng = np.random.default_rng(7)
+    xy = rng.uniform([117.7, 30.8], [117.9, 31.0], (300, 2))
+    if kind == "points":
+        geoms = shapely.points(xy)
+    else:  # lines of 2 to 6 vertices
+        geoms = np.array(
+            [shapely.LineString(xy[i : i + 2 + i % 5]) for i in range(0, 290)], dtype=object
+        )
+    null = np.arange(len(geoms)) % 11 == 0
+    body = bulk.binary_rows([("int4", np.arange(len(geoms)), None), ("geometry", geoms, null)])
+    with db.begin() as conn:
+        conn.execute(text("CREATE TEMP TABLE g (i int4, geom geometry) ON COMMIT DROP"))
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy("COPY g FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(bulk.COPY_HEADER + body + bulk.COPY_TRAILER)
+        back = conn.execute(text("SELECT ST_SRID(geom), ST_AsBinary(geom) FROM g ORDER BY i")).all()
+    assert len(back) == len(geoms)
+    for k, (srid, wkb) in enumerate(back):
+        if null[k]:
+            assert wkb is None
+        else:
+            assert srid == 4326
+            assert shapely.equals_exact(shapely.from_wkb(bytes(wkb)), geoms[k], 0)

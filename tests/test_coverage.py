@@ -223,6 +223,9 @@ def test_partial_edges_and_access_legs_count(db: Engine, settings: Settings, tmp
     assert center == "C1"
     assert walk == pytest.approx(10 + 600 + 20, abs=1.0)  # not via a node at either end
     assert tier == 10  # 630 m at 4 km/h is 9.5 minutes
+    with db.connect() as conn:
+        stored = conn.execute(text("SELECT access_m, edge_frac FROM coverage_centers")).one()
+    assert stored == pytest.approx((10, 0.1), abs=1e-6)  # what-if starts from it
 
 
 @pytest.mark.parametrize("code", ["B\\1", "B\t2", "楼栋-3", "B 4"])

@@ -138,14 +138,15 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
             else None
         )
         store.clear(conn)
-        store.write_centers(conn, ctr["id"], c_in.edge, c_in.frac, c_in.access)
+        center_codes = np.array([c.encode() for c in ctr["code"]], dtype="S")
+        store.write_centers(conn, center_codes, c_in.edge, c_in.frac, c_in.access)
         store.write_buildings(
             conn,
             {
                 "id": bld["id"],
                 "code": bld["code"],
                 "households": bld["households"],
-                "center_code": _at(np.array([c.encode() for c in ctr["code"]], dtype="S"), which),
+                "center_code": _at(center_codes, which),
                 "grid_code": bld["grid_code"],
                 "community_code": bld["community_code"],
                 "walk_m": walk,

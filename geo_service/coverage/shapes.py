@@ -273,10 +273,11 @@ def faces(streets: np.ndarray, source: np.ndarray, target: np.ndarray) -> Faces:
     coords, ring = shapely.get_coordinates(shapely.boundary(polygons), return_index=True)
     along = ring[1:] == ring[:-1]
     middles = shapely.points((coords[1:][along] + coords[:-1][along]) / 2)
-    on, street = shapely.STRtree(streets).query_nearest(middles, max_distance=1e-6)
+    tree = shapely.STRtree(streets)
+    on, street = tree.query_nearest(middles, max_distance=1e-6)
     pairs = np.unique(np.c_[street, ring[:-1][along][on]], axis=0)
     split = np.zeros(len(streets), bool)
-    split[shapely.STRtree(streets).query(streets, predicate="crosses")[0]] = True
+    split[tree.query(streets, predicate="crosses")[0]] = True
     return Faces(polygons, pairs[:, 0], pairs[:, 1], split)
 
 

@@ -153,104 +153,48 @@ def _copy(
     conn: Connection,
     table: str,
     columns: Sequence[tuple[str, str, np.ndarray]],
-    blob: tuple[str, Sequence[bytes]] | None = None,
-    vertices: tuple[str, np.ndarray] | None = None,
+    blob: tuple[str, Sequence[bytes]],
 ) -> None:
-    """Binary COPY of fixed-width numeric columns (name, int4|int8|float8, array), plus an
-    optional last column: raw values (`blob`, e.g. EWKB for a geometry column) or lon/lat
-    Points or LineStrings (`vertices`). The rows are laid out by numpy; only raw values are
-    joined row by row."""
-    n = len(columns[0][2]) if columns else len(blob[1]) if blob else 0
-    names = [name for name, _, _ in columns]
-    if vertices is not None:
-        names.append(vertices[0])
-        body = _vertex_rows(columns, vertices[1])
-    else:
-        fields = _fields(columns)
-        if blob is not None:
-            fields.append(("l_blob", ">i4"))
-            names.append(blob[0])
-        rows = _fixed_rows(columns, fields, n, extra=blob is not None)
-        if blob is None:
-            body = rows.tobytes()
-        else:
-            rows["l_blob"] = np.fromiter(map(len, blob[1]), dtype=np.int64, count=n)
-            raw = memoryview(rows.tobytes())
-            width = rows.dtype.itemsize
-            body = b"".join(
-                chain.from_iterable(
-                    (raw[i * width : (i + 1) * width], value) for i, value in enumerate(blob[1])
-                )
-            )
+    """Binary COPY of fixed-width numeric columns (name, int4|int8|float8, array) and a last
+    column of raw values of any length (`blob`: EWKB of polygons for a geometry column).
+    The numbers are laid out by numpy; only the raw values are joined row by row."""
+    n = len(blob[1])
+    fields = [("n", ">i2")]
+    for name, typ, _ in columns:
+        fields += [(f"l_{name}", ">i4"), (name, _BINARY[typ])]
+    fields.append(("l_blob", ">i4"))
+    rows = np.zeros(n, dtype=np.dtype(fields))
+    rows["n"] = len(columns) + 1
+    for name, typ, values in columns:
+        rows[f"l_{name}"] = np.dtype(_BINARY[typ]).itemsize
+        rows[name] = values
+    rows["l_blob"] = np.fromiter(map(len, blob[1]), dtype=np.int64, count=n)
+    raw = memoryview(rows.tobytes())
+    width = rows.dtype.itemsize
+    body = b"".join(
+        chain.from_iterable(
+            (raw[i * width : (i + 1) * width], value) for i, value in enumerate(blob[1])
+        )
+    )
+    _send(conn, table, [name for name, _, _ in columns] + [blob[0]], body)
+
+
+def _copy_rows(
+    conn: Connection, table: str, columns: list[tuple[str, str, np.ndarray, np.ndarray | None]]
+) -> None:
+    """Binary COPY of columns of any width: (name, type, values, NULL mask), the types those
+    of `bulk.binary_rows`."""
+    body = bulk.binary_rows([(kind, values, null) for _, kind, values, null in columns])
+    _send(conn, table, [name for name, _, _, _ in columns], body)
+
+
+def _send(conn: Connection, table: str, names: list[str], body: bytes) -> None:
+    """One binary COPY of laid-out rows into `table` (`names`, in order)."""
     with (
         _raw(conn).cursor() as cur,
         cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as copy,
     ):
         copy.write(bulk.COPY_HEADER + body + bulk.COPY_TRAILER)
-
-
-def _fields(columns: Sequence[tuple[str, str, np.ndarray]]) -> list[tuple[Any, ...]]:
-    """The row layout of fixed-width columns: field count, then each length and value."""
-    fields: list[tuple[Any, ...]] = [("n", ">i2")]
-    for name, typ, _ in columns:
-        fields += [(f"l_{name}", ">i4"), (name, _BINARY[typ])]
-    return fields
-
-
-def _fixed_rows(
-    columns: Sequence[tuple[str, str, np.ndarray]],
-    fields: list[tuple[Any, ...]],
-    n: int,
-    extra: bool,
-    index: np.ndarray | None = None,
-) -> np.ndarray:
-    """The rows (of `index`, or all) laid out as `fields`, fixed-width columns filled in."""
-    rows = np.zeros(n, dtype=np.dtype(fields))
-    rows["n"] = len(columns) + extra
-    for name, typ, values in columns:
-        rows[f"l_{name}"] = np.dtype(_BINARY[typ]).itemsize
-        rows[name] = values if index is None else values[index]
-    return rows
-
-
-_EWKB_SRID = 0x20000000  # EWKB type flag: an SRID follows
-
-
-def _vertex_rows(columns: Sequence[tuple[str, str, np.ndarray]], geoms: np.ndarray) -> bytes:
-    """COPY rows of `columns` and a last column of lon/lat Points or LineStrings as EWKB
-    (SRID 4326), built by numpy: rows with as many vertices go in one block (the row order
-    of a COPY does not matter), 5x faster than shapely's EWKB joined row by row."""
-    kind = shapely.get_type_id(geoms)
-    if len(geoms) and not (np.all(kind == 0) or np.all(kind == 1)):
-        raise ValueError("vertex rows take Points or LineStrings, one kind")
-    line = bool(len(geoms)) and bool(kind[0] == 1)
-    coords, owner = shapely.get_coordinates(geoms, return_index=True)
-    count = np.bincount(owner, minlength=len(geoms))
-    start = np.cumsum(count) - count
-    blocks = []
-    for k in np.unique(count):
-        idx = np.flatnonzero(count == k)
-        fields = [
-            *_fields(columns),
-            ("l_geom", ">i4"),
-            ("order", "u1"),
-            ("type", "<u4"),
-            ("srid", "<u4"),
-            *([("points", "<u4")] if line else []),
-            ("xy", "<f8", (int(k), 2)),
-        ]
-        rows = _fixed_rows(columns, fields, len(idx), extra=True, index=idx)
-        rows["l_geom"] = (
-            rows.dtype.itemsize - np.dtype(fields[: fields.index(("order", "u1"))]).itemsize
-        )
-        rows["order"] = 1  # little-endian
-        rows["type"] = _EWKB_SRID | (2 if line else 1)
-        rows["srid"] = 4326
-        if line:
-            rows["points"] = k
-        rows["xy"] = coords[start[idx][:, None] + np.arange(k)]
-        blocks.append(rows.tobytes())
-    return b"".join(blocks)
 
 
 def _ewkb(geoms: np.ndarray) -> list[bytes]:
@@ -293,55 +237,46 @@ def write_network(
     """Nodes (id = index + 1) and edges (id = index + 1, source/target = node ids)."""
     n, m = len(node_lonlat), len(source)
     with _bare(conn, "coverage_nodes"):
-        _copy(
+        _copy_rows(
             conn,
             "coverage_nodes",
-            [("id", "int8", np.arange(1, n + 1)), ("component", "int4", node_component)],
-            vertices=("geom", shapely.points(node_lonlat)),
+            [
+                ("id", "int8", np.arange(1, n + 1), None),
+                ("component", "int4", node_component, None),
+                ("geom", "geometry", shapely.points(node_lonlat), None),
+            ],
         )
     with _bare(conn, "coverage_edges"):
-        _copy(
+        _copy_rows(
             conn,
             "coverage_edges",
             [
-                ("id", "int8", np.arange(1, m + 1)),
-                ("source", "int8", source + 1),
-                ("target", "int8", target + 1),
-                ("street_edge_id", "int8", street_ids),
-                ("length_m", "float8", length_m),
-                ("component", "int4", component),
+                ("id", "int8", np.arange(1, m + 1), None),
+                ("source", "int8", source + 1, None),
+                ("target", "int8", target + 1, None),
+                ("street_edge_id", "int8", street_ids, None),
+                ("length_m", "float8", length_m, None),
+                ("component", "int4", component, None),
+                ("geom", "geometry", lines_lonlat, None),
             ],
-            vertices=("geom", lines_lonlat),
         )
 
 
 def write_centers(
-    conn: Connection, ids: np.ndarray, edge: np.ndarray, frac: np.ndarray, access: np.ndarray
+    conn: Connection, codes: np.ndarray, edge: np.ndarray, frac: np.ndarray, access: np.ndarray
 ) -> None:
-    """Entry point of each centre (edge NULL when no street is within reach)."""
-    conn.execute(
-        text(
-            "CREATE TEMP TABLE coverage_center_stage (center_id int4, edge int8, frac float8, "
-            "access float8) ON COMMIT DROP"
-        )
-    )
-    _copy(
+    """Entry point of each centre (codes as UTF-8 bytes; edge NULL when no street is within
+    reach)."""
+    off_street = edge < 0
+    _copy_rows(
         conn,
-        "coverage_center_stage",
+        "coverage_centers",
         [
-            ("center_id", "int4", ids),
-            ("edge", "int8", edge),
-            ("frac", "float8", frac),
-            ("access", "float8", access),
+            ("center_code", "text", codes, None),
+            ("edge_id", "int8", edge + 1, off_street),
+            ("edge_frac", "float8", frac, off_street),
+            ("access_m", "float8", np.where(off_street, 0, access), off_street),
         ],
-    )
-    conn.execute(
-        text(
-            "INSERT INTO coverage_centers (center_code, edge_id, edge_frac, access_m) "
-            "SELECT c.code, nullif(s.edge, -1) + 1, CASE WHEN s.edge >= 0 THEN s.frac END, "
-            "CASE WHEN s.edge >= 0 THEN s.access END "
-            "FROM coverage_center_stage s JOIN centers c ON c.id = s.center_id"
-        )
     )
 
 
@@ -377,19 +312,6 @@ def write_buildings(conn: Connection, columns: dict[str, np.ndarray]) -> None:
                 ("edge_frac", "float8", columns["frac"], off_street),
             ],
         )
-
-
-def _copy_rows(
-    conn: Connection, table: str, columns: list[tuple[str, str, np.ndarray, np.ndarray | None]]
-) -> None:
-    """Binary COPY of columns of any width: (name, int4|int8|float8|text, values, NULL mask)."""
-    names = ", ".join(name for name, _, _, _ in columns)
-    body = bulk.binary_rows([(kind, values, null) for _, kind, values, null in columns])
-    with (
-        _raw(conn).cursor() as cur,
-        cur.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy,
-    ):
-        copy.write(bulk.COPY_HEADER + body + bulk.COPY_TRAILER)
 
 
 def write_isochrones(conn: Connection, isochrones: list[tuple[str, int, Any, float]]) -> None:

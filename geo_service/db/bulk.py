@@ -4,9 +4,10 @@ built once from the loaded rows, far cheaper than maintaining them row by row.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
+import shapely
 from sqlalchemy import Connection, text
 
 # PostgreSQL's binary COPY framing: signature, flags and header extension length (0), then
@@ -15,27 +16,31 @@ COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 COPY_TRAILER = b"\xff\xff"
 
 _WIRE = {"int4": ">i4", "int8": ">i8", "float8": ">f8"}
+_EWKB_SRID = 0x20000000  # EWKB type flag: an SRID follows
+
+# One column's values: the width of each row's value (-1: NULL), and the values of some
+# rows that all have one width, as an array of that many raw bytes each.
+_Column = tuple[np.ndarray, Callable[[np.ndarray, int], np.ndarray]]
 
 
 def binary_rows(columns: Sequence[tuple[str, np.ndarray, np.ndarray | None]]) -> bytes:
     """The rows of a binary COPY (framing not included), laid out by numpy whatever the
-    widths: each column is (type, values, null) with type int4, int8, float8 (numbers) or
-    text (UTF-8 bytes, numpy "S"), and `null` marking NULLs (or None: none). Rows whose
-    fields have the same widths (NULLs included) are laid out together as one record array:
-    COPY takes rows in any order."""
+    widths. Each column is (type, values, null), `null` marking NULLs (or None: none):
+    - int4, int8, float8: numbers;
+    - text: UTF-8 bytes (numpy "S");
+    - geometry: lon/lat Points or LineStrings (one kind), sent as EWKB with SRID 4326.
+
+    Rows whose fields have the same widths (NULLs included; for geometries, as many
+    vertices) are laid out together as one record array: COPY takes rows in any order. 5x
+    faster than shapely's EWKB joined row by row."""
     n = len(columns[0][1]) if columns else 0
-    matrices, sizes = [], []
-    for kind, values, null in columns:
-        if kind == "text":
-            data = np.asarray(values, dtype="S")
-            size = np.char.str_len(data).astype(np.int64)
-        else:
-            data = np.ascontiguousarray(np.asarray(values).astype(_WIRE[kind]))
-            size = np.full(n, data.dtype.itemsize, dtype=np.int64)
-        matrices.append(data.view(np.uint8).reshape(n, data.dtype.itemsize))
-        sizes.append(size if null is None else np.where(null, -1, size))
     if n == 0:
         return b""
+    prepared = [_column(kind, values, n) for kind, values, _ in columns]
+    sizes = [
+        size if null is None else np.where(null, -1, size)
+        for (size, _), (_, _, null) in zip(prepared, columns, strict=True)
+    ]
     layout_of = _layouts(sizes)
     order = np.argsort(layout_of, kind="stable")
     bounds = np.flatnonzero(np.diff(layout_of[order], prepend=-1, append=-1))
@@ -51,10 +56,61 @@ def binary_rows(columns: Sequence[tuple[str, np.ndarray, np.ndarray | None]]) ->
         for f, width in enumerate(layout):
             rows[f"l{f}"] = width
             if width > 0:
-                values = np.ascontiguousarray(matrices[f][idx, :width])
-                rows[f"v{f}"] = values.view(f"V{width}")[:, 0]
+                rows[f"v{f}"] = prepared[f][1](idx, width)
         blocks.append(rows.tobytes())
     return b"".join(blocks)
+
+
+def _column(kind: str, values: np.ndarray, n: int) -> _Column:
+    """The widths and the value maker of one column (see `binary_rows`)."""
+    if kind == "geometry":
+        return _ewkb_column(values)
+    if kind == "text":
+        data = np.asarray(values, dtype="S")
+        size = np.char.str_len(data).astype(np.int64)
+    else:
+        data = np.ascontiguousarray(np.asarray(values).astype(_WIRE[kind]))
+        size = np.full(n, data.dtype.itemsize, dtype=np.int64)
+    matrix = data.view(np.uint8).reshape(n, data.dtype.itemsize)
+
+    def values_of(idx: np.ndarray, width: int) -> np.ndarray:
+        return np.ascontiguousarray(matrix[idx, :width]).view(f"V{width}")[:, 0]
+
+    return size, values_of
+
+
+def _ewkb_column(geoms: np.ndarray) -> _Column:
+    """EWKB (little-endian, SRID 4326) of lon/lat Points or LineStrings, laid out by numpy."""
+    kind = shapely.get_type_id(geoms)
+    if not (np.all(kind == 0) or np.all(kind == 1)):
+        raise ValueError("a geometry column takes Points or LineStrings, one kind")
+    line = bool(kind[0] == 1)
+    coords, owner = shapely.get_coordinates(geoms, return_index=True)
+    count = np.bincount(owner, minlength=len(geoms))
+    start = np.cumsum(count) - count
+    header = 13 if line else 9  # byte order, type, SRID (and number of points)
+
+    def values_of(idx: np.ndarray, width: int) -> np.ndarray:
+        k = (width - header) // 16
+        value = np.empty(
+            len(idx),
+            dtype=[
+                ("order", "u1"),
+                ("type", "<u4"),
+                ("srid", "<u4"),
+                *([("points", "<u4")] if line else []),
+                ("xy", "<f8", (k, 2)),
+            ],
+        )
+        value["order"] = 1  # little-endian
+        value["type"] = _EWKB_SRID | (2 if line else 1)
+        value["srid"] = 4326
+        if line:
+            value["points"] = k
+        value["xy"] = coords[start[idx][:, None] + np.arange(k)]
+        return value.view(f"V{width}")
+
+    return header + 16 * count, values_of
 
 
 def _layouts(sizes: list[np.ndarray]) -> np.ndarray:
