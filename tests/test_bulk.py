@@ -69,3 +69,61 @@ def test_geometries_arrive_as_the_same_lon_lat_shapes(db: Engine, kind: str):
         else:
             assert srid == 4326
             assert shapely.equals_exact(shapely.from_wkb(bytes(wkb)), geoms[k], 0)
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "wire", "values"),
+    [
+        ("int4", ">i4", [0, -(2**31), 2**31 - 1, 7]),
+        ("int8", ">i8", [-(2**62), 2**62, 1]),
+        ("float8", ">f8", [0.5, -1e300, float("inf"), 117.81234567891234]),
+        ("bool", "?", [True, False, True]),
+        ("float8", ">f8", []),
+    ],
+)
+def test_array_values_reads_a_whole_column_as_sent(
+    db: Engine, sql_type: str, wire: str, values: list[object]
+):
+    with db.connect() as conn:
+        data = conn.execute(
+            text(
+                f"SELECT array_send(array_agg(v ORDER BY i)) FROM unnest(CAST(:v AS {sql_type}[])) "
+                "WITH ORDINALITY AS u(v, i)"
+            ),
+            {"v": values},
+        ).scalar_one()
+    got = bulk.array_values(data, wire)
+    assert got.tolist() == values  # no rows: array_agg gives NULL, read as empty
+    assert got.dtype.isnative
+
+
+def test_array_values_refuses_nulls(db: Engine):
+    with db.connect() as conn:
+        data = conn.execute(text("SELECT array_send(ARRAY[1, NULL, 3]::int4[])")).scalar_one()
+    with pytest.raises(ValueError, match="without NULLs"):
+        bulk.array_values(data, ">i4")
+
+
+def test_linestrings_wkb_reads_the_vertices_postgis_sends(db: Engine):
+    lines = [
+        shapely.LineString([(117.81, 30.94), (117.82, 30.95)]),
+        shapely.LineString([(0, 0), (1e-9, -1e-9), (-179.9, 89.9), (3, 4)]),
+        shapely.LineString([(117.8123456789012, 30.9), (117.8, 30.9123456789012)]),
+    ]
+    with db.connect() as conn:
+        count, wkb = conn.execute(
+            text(
+                "SELECT array_send(array_agg(ST_NPoints(g) ORDER BY i)), "
+                "string_agg(ST_AsBinary(g, 'NDR'), ''::bytea ORDER BY i) "
+                "FROM unnest(CAST(:wkt AS text[])) WITH ORDINALITY AS u(w, i), "
+                "ST_GeomFromText(w) AS g"
+            ),
+            {"wkt": [line.wkt for line in lines]},
+        ).one()
+    got = bulk.linestrings_wkb(wkb, bulk.array_values(count, ">i4"))
+    assert got.count.tolist() == [2, 4, 2]
+    assert np.array_equal(got.xy, shapely.get_coordinates(lines))  # bit for bit
+    picked = bulk.Lines.concat([got.take(np.array([2, 0])), got.take(np.array([1]))])
+    assert np.array_equal(picked.xy, shapely.get_coordinates([lines[2], lines[0], lines[1]]))
+    with pytest.raises(ValueError, match="do not hold 3 LineStrings"):
+        bulk.linestrings_wkb(wkb, np.array([2, 4, 3]))

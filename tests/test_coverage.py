@@ -228,7 +228,7 @@ def test_partial_edges_and_access_legs_count(db: Engine, settings: Settings, tmp
     assert stored == pytest.approx((10, 0.1), abs=1e-6)  # what-if starts from it
 
 
-@pytest.mark.parametrize("code", ["B\\1", "B\t2", "楼栋-3", "B 4"])
+@pytest.mark.parametrize("code", ["B\\1", "B\t2", "楼栋-3", "B 4", "B\n5"])
 def test_any_building_code_comes_back_as_it_was(
     db: Engine, settings: Settings, tmp_path: Path, code: str
 ):

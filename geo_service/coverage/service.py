@@ -28,6 +28,7 @@ from geo_service.coverage import figures as fig
 from geo_service.coverage import network, shapes, siting, store, topology
 from geo_service.coverage.network import Entries, Graph
 from geo_service.crs import parse_input_crs
+from geo_service.db import bulk
 from geo_service.db.engine import reading
 from geo_service.errors import InvalidInput, NotFound, PayloadTooLarge
 from geo_service.grids.locate import parse_coordinates
@@ -76,23 +77,23 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
     clock = _Clock()
     # Work overlaps where it can: the places are read, and each building's grid found, while
     # the topology is built; the blocks are traced and the isochrones drawn (GEOS lets go of
-    # the GIL) while the entries and walks are found here; PostgreSQL stores the walks and
-    # the network while the isochrones are finished, and the isochrones while the gaps are
-    # cut. The connection serves one thread at a time. The whole is CPU-bound on 2 cores:
-    # storing the network last leaves the cores to the drawing, which ends last
-    # (docs/PERFORMANCE.md).
-    with engine.begin() as conn, ThreadPoolExecutor(4) as pool:
+    # the GIL) while the entries and walks are found here. Once the topology is built, the
+    # connection belongs to `db`, one thread that stores in order (network, centres, walks,
+    # shapes) while the rest is still worked out: PostgreSQL is a third worker beside the
+    # two cores' Python. Bulk reads and writes are numpy arrays, never a Python object per
+    # row, and the GIL is the scarcer resource (docs/PERFORMANCE.md).
+    with engine.begin() as conn, ThreadPoolExecutor(4) as pool, ThreadPoolExecutor(1) as db:
         store.lock(conn)
         versions = store.versions(conn)
         street_ids, streets, osm = store.walkable_streets(conn, OSM_PREFIX)
-        if len(streets) == 0:
+        if len(streets.xy) == 0:
             raise InvalidInput("no walkable streets: import roads (or an OSM extract) first")
         places = pool.submit(_places, conn)
-        x0, y0, x1, y1 = shapely.total_bounds(streets)
+        (x0, y0), (x1, y1) = streets.xy.min(axis=0), streets.xy.max(axis=0)
         crs = topology.utm_crs((x0 + x1) / 2, (y0 + y1) / 2)
         to_m, to_ll = _transformers(crs)
         topo = topology.build(
-            _apply(to_m, streets),
+            _linestrings(to_m, streets),
             settings.coverage_node_tolerance_m,
             split_crossings=settings.coverage_split_crossings,
             # OSM ways meet only at shared nodes: no T-junction or crossing guesses for them
@@ -101,10 +102,20 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         # the blocks, which the isochrones wait for, are traced from here on
         aids = pool.submit(_drawing_aids, topo) if shapes_too else None
         lines_ll = _lonlat_edges(topo, streets, to_ll)
-        graph = Graph(topo.n_nodes, topo.source, topo.target, topology.geodesic_lengths(lines_ll))
+        graph = Graph(
+            topo.n_nodes,
+            topo.source,
+            topo.target,
+            topology.geodesic_lengths(lines_ll.xy, lines_ll.count),
+        )
         bld, ctr = places.result()
         clock.lap("read and topology")
-        node_xy = np.column_stack(to_ll.transform(topo.node_xy[:, 0], topo.node_xy[:, 1]))
+        # From here on the connection belongs to `db`, which stores in order while the
+        # walks and shapes are worked out here and in `pool`.
+        stored = [
+            db.submit(store.clear, conn),
+            db.submit(_write_network, conn, topo, street_ids, graph, lines_ll, to_ll),
+        ]
         max_access = settings.coverage_max_access_m
         c_in = network.locate_entries(
             _xy(to_m, ctr["lon"], ctr["lat"]), topo.geoms, topo.routable, max_access
@@ -113,6 +124,10 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
             _isochrones(pool, settings, tiers, graph, topo, c_in, ctr, aids, to_ll, crs)
             if aids is not None
             else None
+        )
+        center_codes = np.array([c.encode() for c in ctr["code"]], dtype="S")
+        stored.append(
+            db.submit(store.write_centers, conn, center_codes, c_in.edge, c_in.frac, c_in.access)
         )
         b_in = network.locate_entries(
             _xy(to_m, bld["lon"], bld["lat"]), topo.geoms, topo.routable, max_access
@@ -137,44 +152,27 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
             if iso is not None and aids is not None
             else None
         )
-        store.clear(conn)
-        center_codes = np.array([c.encode() for c in ctr["code"]], dtype="S")
-        store.write_centers(conn, center_codes, c_in.edge, c_in.frac, c_in.access)
-        store.write_buildings(
-            conn,
-            {
-                "id": bld["id"],
-                "code": bld["code"],
-                "households": bld["households"],
-                "center_code": _at(center_codes, which),
-                "grid_code": bld["grid_code"],
-                "community_code": bld["community_code"],
-                "walk_m": walk,
-                "minutes": minutes,
-                "tier": tier,
-                "access": b_in.access,
-                "edge": b_in.edge,
-                "frac": b_in.frac,
-            },
-        )
-        store.write_network(
-            conn,
-            node_xy.reshape(-1, 2),
-            topo.node_component,
-            topo.source,
-            topo.target,
-            street_ids[topo.street],
-            graph.length,
-            topo.component,
-            lines_ll,
-        )
-        store.analyze(conn)  # while the shapes are still being drawn
-        clock.lap("store")
+        columns = {
+            "id": bld["id"],
+            "code": bld["code"],
+            "households": bld["households"],
+            "center_code": _at(center_codes, which),
+            "grid_code": bld["grid_code"],
+            "community_code": bld["community_code"],
+            "walk_m": walk,
+            "minutes": minutes,
+            "tier": tier,
+            "access": b_in.access,
+            "edge": b_in.edge,
+            "frac": b_in.frac,
+        }
+        stored.append(db.submit(store.write_buildings, conn, columns))
+        stored.append(db.submit(store.analyze, conn))
         if iso is not None and drawing is not None:
-            drawn = sorted((r for part in iso for r in part.result().rows), key=lambda r: r[:2])
-            store.write_isochrones(conn, drawn)  # while the gaps are cut
-            store.write_areas(conn, *drawing.result())
-            clock.lap("shapes (drawn while storing)")
+            stored.append(db.submit(_write_shapes, conn, iso, drawing))
+        for job in stored:
+            job.result()
+        clock.lap("store (and shapes)")
         run: dict[str, Any] = {
             "roads_version": versions["roads"],
             "buildings_version": versions["buildings"],
@@ -205,6 +203,37 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
     }
 
 
+def _write_network(
+    conn: Connection,
+    topo: topology.Topology,
+    street_ids: np.ndarray,
+    graph: Graph,
+    lines_ll: bulk.Lines,
+    to_ll: Transformer,
+) -> None:
+    """The topology's nodes and edges (ids from 1), with lengths and components."""
+    node_xy = np.column_stack(to_ll.transform(topo.node_xy[:, 0], topo.node_xy[:, 1]))
+    store.write_network(
+        conn,
+        node_xy.reshape(-1, 2),
+        topo.node_component,
+        topo.source,
+        topo.target,
+        street_ids[topo.street],
+        graph.length,
+        topo.component,
+        lines_ll,
+    )
+
+
+def _write_shapes(conn: Connection, iso: list[Future[_Isochrones]], drawing: Future[Any]) -> None:
+    """The isochrones, once drawn (stored while the gaps are still cut), then the merged
+    tiers and gaps."""
+    drawn = sorted((r for part in iso for r in part.result().rows), key=lambda r: r[:2])
+    store.write_isochrones(conn, drawn)  # while the gaps are cut
+    store.write_areas(conn, *drawing.result())
+
+
 def _places(conn: Connection) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Buildings, with the grid each counts in and its community (outside every grid, the
     community it lies in; codes as UTF-8 bytes, empty for none), and centres. Read and
@@ -226,15 +255,33 @@ def _places(conn: Connection) -> tuple[dict[str, np.ndarray], dict[str, np.ndarr
     return bld, store.centers(conn)
 
 
-def _lonlat_edges(topo: topology.Topology, streets: np.ndarray, to_ll: Transformer) -> np.ndarray:
-    """The edges in lon/lat: a street left whole is its own stored geometry; only the pieces
-    of split streets are projected back."""
-    whole = np.bincount(topo.street, minlength=len(streets))[topo.street] == 1
-    out = np.empty(len(topo.geoms), dtype=object)
-    out[whole] = streets[topo.street[whole]]
-    if not whole.all():
-        out[~whole] = _apply(to_ll, topo.geoms[~whole])
+def _linestrings(tr: Transformer, lines: bulk.Lines) -> np.ndarray:
+    """The lines transformed by `tr`, as shapely LineStrings (empty where fewer than 2
+    vertices)."""
+    xy = np.column_stack(tr.transform(lines.xy[:, 0], lines.xy[:, 1]))
+    out = np.full(len(lines.count), shapely.LineString(), dtype=object)
+    ok = lines.count >= 2
+    if ok.all():
+        return shapely.linestrings(xy, indices=lines.owner)  # type: ignore[no-any-return]
+    keep = np.repeat(ok, lines.count)
+    out[ok] = shapely.linestrings(xy[keep], indices=np.repeat(np.arange(ok.sum()), lines.count[ok]))
     return out
+
+
+def _lonlat_edges(topo: topology.Topology, streets: bulk.Lines, to_ll: Transformer) -> bulk.Lines:
+    """The edges in lon/lat: a street left whole has its own stored vertices; only the
+    pieces of split streets are projected back."""
+    whole = np.bincount(topo.street, minlength=len(streets.count))[topo.street] == 1
+    kept, split = np.flatnonzero(whole), np.flatnonzero(~whole)
+    xy, piece = shapely.get_coordinates(topo.geoms[split], return_index=True)
+    pieces = bulk.Lines(
+        np.column_stack(to_ll.transform(xy[:, 0], xy[:, 1])),
+        np.bincount(piece, minlength=len(split)),
+    )
+    both = bulk.Lines.concat([streets.take(topo.street[kept]), pieces])
+    position = np.empty(len(topo.geoms), dtype=np.int64)
+    position[np.r_[kept, split]] = np.arange(len(topo.geoms))
+    return both.take(position)
 
 
 def _drawing_aids(topo: topology.Topology) -> tuple[shapes.Faces, np.ndarray]:

@@ -51,15 +51,15 @@ def utm_crs(lon: float, lat: float) -> CRS:
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
-def geodesic_lengths(lines_lonlat: np.ndarray) -> np.ndarray:
-    """Length in metres of each lon/lat LineString on the WGS-84 ellipsoid (as PostGIS
-    geography measures it)."""
-    coords, idx = shapely.get_coordinates(lines_lonlat, return_index=True)
-    if len(coords) < 2:
-        return np.zeros(len(lines_lonlat))
-    _, _, seg = _GEOD.inv(coords[:-1, 0], coords[:-1, 1], coords[1:, 0], coords[1:, 1])
+def geodesic_lengths(xy: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Length in metres of each lon/lat line, given as its vertices `xy` and the number of
+    vertices of each line, on the WGS-84 ellipsoid (as PostGIS geography measures it)."""
+    if len(xy) < 2:
+        return np.zeros(len(count))
+    idx = np.repeat(np.arange(len(count)), count)
+    _, _, seg = _GEOD.inv(xy[:-1, 0], xy[:-1, 1], xy[1:, 0], xy[1:, 1])
     seg = np.where(idx[:-1] == idx[1:], seg, 0.0)
-    return np.bincount(idx[:-1], weights=seg, minlength=len(lines_lonlat))
+    return np.bincount(idx[:-1], weights=seg, minlength=len(count))
 
 
 def areas_m2(metric: np.ndarray, crs: CRS, lonlat: np.ndarray) -> np.ndarray:
