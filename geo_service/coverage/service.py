@@ -88,10 +88,10 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         street_ids, streets, osm = store.walkable_streets(conn, OSM_PREFIX)
         if len(streets.xy) == 0:
             raise InvalidInput("no walkable streets: import roads (or an OSM extract) first")
-        places = pool.submit(_places, conn)
         (x0, y0), (x1, y1) = streets.xy.min(axis=0), streets.xy.max(axis=0)
         crs = topology.utm_crs((x0 + x1) / 2, (y0 + y1) / 2)
         to_m, to_ll = _transformers(crs)
+        places = pool.submit(_places, conn, to_m)
         topo = topology.build(
             _linestrings(to_m, streets),
             settings.coverage_node_tolerance_m,
@@ -129,9 +129,7 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         stored.append(
             db.submit(store.write_centers, conn, center_codes, c_in.edge, c_in.frac, c_in.access)
         )
-        b_in = network.locate_entries(
-            _xy(to_m, bld["lon"], bld["lat"]), topo.geoms, topo.routable, max_access
-        )
+        b_in = network.locate_entries(bld["metric"], topo.geoms, topo.routable, max_access)
         clock.lap("entries")
         walk, which = network.nearest_source(graph, c_in, b_in)
         minutes, tier = network.tier_of(walk, settings.coverage_walk_speed_kmh, tiers)
@@ -234,11 +232,14 @@ def _write_shapes(conn: Connection, iso: list[Future[_Isochrones]], drawing: Fut
     store.write_areas(conn, *drawing.result())
 
 
-def _places(conn: Connection) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Buildings, with the grid each counts in and its community (outside every grid, the
-    community it lies in; codes as UTF-8 bytes, empty for none), and centres. Read and
-    looked up while the topology is built."""
+def _places(
+    conn: Connection, to_m: Transformer
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Buildings, with their metric points, the grid each counts in and its community
+    (outside every grid, the community it lies in; codes as UTF-8 bytes, empty for none),
+    and centres. Read and looked up while the topology is built."""
     bld = store.buildings(conn)
+    bld["metric"] = _xy(to_m, bld["lon"], bld["lat"])
     grid_codes, grid_communities, grid_polys = store.areas(conn, "grids")
     points = shapely.points(np.column_stack([bld["lon"], bld["lat"]]))
     grid = fig.first_cover(grid_polys, points)
@@ -371,9 +372,7 @@ def _draw(
     and the gap areas (geometry, buildings, households, area m²)."""
     uncovered = np.flatnonzero(tier == 0)
     blocks = shapes.blocks(
-        aids.result()[0],
-        _xy(to_m, bld["lon"][uncovered], bld["lat"][uncovered]),
-        settings.coverage_isochrone_buffer_m,
+        aids.result()[0], bld["metric"][uncovered], settings.coverage_isochrone_buffer_m
     )
     polys = [row for part in iso for row in part.result().metric]
     merged = [(t, shapes.merge([p[j] for p in polys])) for j, t in enumerate(tiers)]

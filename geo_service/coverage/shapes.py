@@ -17,7 +17,7 @@ from scipy.sparse.csgraph import connected_components
 from shapely import ops
 
 from geo_service.coverage.network import Entries, Graph
-from geo_service.coverage.topology import point_keys
+from geo_service.coverage.topology import distinct, point_keys
 
 
 def _reach(
@@ -348,7 +348,7 @@ def planar_faces(edges: np.ndarray, source: np.ndarray, target: np.ndarray) -> F
     face_of = face_of.ravel()
     ring = face_of[walk][of]
     n_faces = int(ring.max()) + 1
-    n_vertices = len(np.unique(np.r_[s, t]))
+    n_vertices = len(distinct(np.r_[s, t]))
     if n_faces != k - n_vertices + 2:
         return None  # not a planar drawing: streets cross without a node
     # A face of two straight streets between the same two nodes has no area: not a block.
@@ -386,7 +386,7 @@ def blocks(faces: Faces, uncovered: np.ndarray, buffer_m: float) -> Blocks | Non
     # a point on a street itself is within no face: it falls back to its circle
     in_block = np.zeros(len(uncovered), bool)
     in_block[p_idx] = True
-    area = faces.union(np.unique(b_idx))
+    area = faces.union(distinct(b_idx))
     if not in_block.all():
         circles = shapely.buffer(uncovered[~in_block], buffer_m, quad_segs=2)
         area = merge(np.r_[np.asarray([area], dtype=object), circles])
