@@ -82,7 +82,7 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
     # shapes) while the rest is still worked out: PostgreSQL is a third worker beside the
     # two cores' Python. Bulk reads and writes are numpy arrays, never a Python object per
     # row, and the GIL is the scarcer resource (docs/PERFORMANCE.md).
-    with engine.begin() as conn, ThreadPoolExecutor(4) as pool, ThreadPoolExecutor(1) as db:
+    with engine.begin() as conn, ThreadPoolExecutor(5) as pool, ThreadPoolExecutor(1) as db:
         store.lock(conn)
         versions = store.versions(conn)
         street_ids, streets, osm = store.walkable_streets(conn, OSM_PREFIX)
@@ -100,7 +100,7 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
             noded=osm,
         )
         # the blocks, which the isochrones wait for, are traced from here on
-        aids = pool.submit(_drawing_aids, topo) if shapes_too else None
+        aids = _Aids.start(pool, topo) if shapes_too else None
         lines_ll = _lonlat_edges(topo, streets, to_ll)
         graph = Graph(
             topo.n_nodes,
@@ -285,16 +285,33 @@ def _lonlat_edges(topo: topology.Topology, streets: bulk.Lines, to_ll: Transform
     return both.take(position)
 
 
-def _drawing_aids(topo: topology.Topology) -> tuple[shapes.Faces, np.ndarray]:
-    """The blocks of the routable network (streets numbered as edges of `topo`), and the
-    stroke of each routable edge (-1 for the others)."""
+@dataclass
+class _Aids:
+    """What drawing the isochrones waits for, worked out side by side in the pool."""
+
+    blocks: Future[shapes.Faces]
+    strokes: Future[np.ndarray]
+
+    @staticmethod
+    def start(pool: ThreadPoolExecutor, topo: topology.Topology) -> _Aids:
+        return _Aids(pool.submit(_blocks, topo), pool.submit(_strokes, topo))
+
+
+def _blocks(topo: topology.Topology) -> shapes.Faces:
+    """The blocks of the routable network, streets numbered as edges of `topo`."""
     routable = np.flatnonzero(topo.routable)
     found = shapes.faces(topo.geoms[routable], topo.source[routable], topo.target[routable])
     split = np.zeros(len(topo.geoms), bool)
     split[routable] = found.split
+    return shapes.Faces(found.polygons, routable[found.edge], found.face, split)
+
+
+def _strokes(topo: topology.Topology) -> np.ndarray:
+    """The stroke of each routable edge of `topo` (-1 for the others)."""
+    routable = np.flatnonzero(topo.routable)
     stroke = np.full(len(topo.geoms), -1, dtype=np.int64)
     stroke[routable] = shapes.stroke_labels(topo.geoms[routable])
-    return shapes.Faces(found.polygons, routable[found.edge], found.face, split), stroke
+    return stroke
 
 
 def _at(codes: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -324,7 +341,7 @@ def _isochrones(
     topo: topology.Topology,
     c_in: Entries,
     ctr: dict[str, np.ndarray],
-    aids: Future[tuple[shapes.Faces, np.ndarray]],
+    aids: _Aids,
     to_ll: Transformer,
     crs: CRS,
 ) -> list[Future[_Isochrones]]:
@@ -344,7 +361,8 @@ def _isochrones(
             sources,
             radii,
             settings.coverage_isochrone_buffer_m,
-            *aids.result(),
+            aids.blocks.result(),
+            aids.strokes.result(),
         )
         metric = np.asarray([p for row in polys for p in row], dtype=object)
         lonlat = _apply(to_ll, metric) if len(metric) else metric
@@ -361,7 +379,7 @@ def _draw(
     settings: Settings,
     tiers: list[int],
     iso: list[Future[_Isochrones]],
-    aids: Future[tuple[shapes.Faces, np.ndarray]],
+    aids: _Aids,
     bld: dict[str, np.ndarray],
     tier: np.ndarray,
     to_m: Transformer,
@@ -372,7 +390,7 @@ def _draw(
     and the gap areas (geometry, buildings, households, area m²)."""
     uncovered = np.flatnonzero(tier == 0)
     blocks = shapes.blocks(
-        aids.result()[0], bld["metric"][uncovered], settings.coverage_isochrone_buffer_m
+        aids.blocks.result(), bld["metric"][uncovered], settings.coverage_isochrone_buffer_m
     )
     polys = [row for part in iso for row in part.result().metric]
     merged = [(t, shapes.merge([p[j] for p in polys])) for j, t in enumerate(tiers)]
