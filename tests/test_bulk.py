@@ -44,18 +44,23 @@ def test_binary_rows_round_trip_with_nulls_and_any_text_width(db: Engine, rows: 
         assert s == (None if null[3, k] else names[k].decode())
 
 
-@pytest.mark.parametrize("kind", ["points", "lines"])
+@pytest.mark.parametrize("kind", ["points", "lines", "xy", "Lines"])
 def test_geometries_arrive_as_the_same_lon_lat_shapes(db: Engine, kind: str):
     rng = np.random.default_rng(7)
     xy = rng.uniform([117.7, 30.8], [117.9, 31.0], (300, 2))
-    if kind == "points":
+    if kind in ("points", "xy"):
         geoms = shapely.points(xy)
     else:  # lines of 2 to 6 vertices
         geoms = np.array(
             [shapely.LineString(xy[i : i + 2 + i % 5]) for i in range(0, 290)], dtype=object
         )
+    sent: np.ndarray | bulk.Lines = geoms
+    if kind == "xy":  # points as their coordinates
+        sent = xy
+    elif kind == "Lines":  # lines as their vertices
+        sent = bulk.Lines(shapely.get_coordinates(geoms), shapely.get_num_coordinates(geoms))
     null = np.arange(len(geoms)) % 11 == 0
-    body = bulk.binary_rows([("int4", np.arange(len(geoms)), None), ("geometry", geoms, null)])
+    body = bulk.binary_rows([("int4", np.arange(len(geoms)), None), ("geometry", sent, null)])
     with db.begin() as conn:
         conn.execute(text("CREATE TEMP TABLE g (i int4, geom geometry) ON COMMIT DROP"))
         raw = conn.connection.driver_connection

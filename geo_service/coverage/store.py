@@ -225,7 +225,7 @@ def write_network(
             [
                 ("id", "int8", np.arange(1, n + 1), None),
                 ("component", "int4", node_component, None),
-                ("geom", "geometry", shapely.points(node_lonlat), None),
+                ("geom", "geometry", np.asarray(node_lonlat, dtype=float), None),
             ],
         )
     with _bare(conn, "coverage_edges"):

@@ -63,8 +63,8 @@ def binary_rows(
     widths. Each column is (type, values, null), `null` marking NULLs (or None: none):
     - int4, int8, float8: numbers;
     - text: UTF-8 bytes (numpy "S");
-    - geometry: lon/lat Points or LineStrings (one kind), or `Lines`, sent as EWKB with
-      SRID 4326.
+    - geometry: lon/lat Points or LineStrings (shapely, one kind), `Lines`, or points as an
+      (n, 2) array of lon/lat, sent as EWKB with SRID 4326.
 
     Rows whose fields have the same widths (NULLs included; for geometries, as many
     vertices) are laid out together as one record array: COPY takes rows in any order. 5x
@@ -123,6 +123,8 @@ def _ewkb_column(geoms: np.ndarray | Lines) -> _Column:
     """EWKB (little-endian, SRID 4326) of lon/lat Points or LineStrings, laid out by numpy."""
     if isinstance(geoms, Lines):
         line, coords, count = True, geoms.xy, geoms.count
+    elif geoms.dtype.kind == "f":  # points as an (n, 2) array
+        line, coords, count = False, geoms, np.ones(len(geoms), dtype=np.int64)
     else:
         kind = shapely.get_type_id(geoms)
         if not (np.all(kind == 0) or np.all(kind == 1)):
