@@ -1,6 +1,7 @@
 """All SQL of the coverage domain.
 
-Bulk reads travel as WKB or plain arrays, bulk writes as binary COPY; everything else is
+Bulk reads travel as one row of whole-column aggregates (or WKB) read by numpy, bulk writes
+as binary COPY laid out by numpy: never a Python object per row. Everything else is
 SQLAlchemy Core text with bound parameters. Geometry is stored in EPSG:4326; lengths are
 geodesic, areas are measured by the caller (topology.areas_m2).
 """
