@@ -260,10 +260,10 @@ def _linestrings(tr: Transformer, lines: bulk.Lines) -> np.ndarray:
     """The lines transformed by `tr`, as shapely LineStrings (empty where fewer than 2
     vertices)."""
     xy = np.column_stack(tr.transform(lines.xy[:, 0], lines.xy[:, 1]))
-    out = np.full(len(lines.count), shapely.LineString(), dtype=object)
     ok = lines.count >= 2
     if ok.all():
         return shapely.linestrings(xy, indices=lines.owner)  # type: ignore[no-any-return]
+    out = np.full(len(lines.count), shapely.LineString(), dtype=object)
     keep = np.repeat(ok, lines.count)
     out[ok] = shapely.linestrings(xy[keep], indices=np.repeat(np.arange(ok.sum()), lines.count[ok]))
     return out
