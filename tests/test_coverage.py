@@ -50,11 +50,9 @@ def plant(
 ) -> None:
     """Import roads, point buildings (code, x, y, households) and centres (code, x, y)."""
     folder.mkdir(parents=True, exist_ok=True)
-    f.frame([{"code": f"R{i}", "name": "路", "geometry": g} for i, g in enumerate(roads)]).to_file(
-        folder / "roads.geojson"
-    )
-    f.frame(
-        [
+    rows = {
+        "roads": [{"code": f"R{i}", "name": "路", "geometry": g} for i, g in enumerate(roads)],
+        "buildings": [
             {
                 "code": c,
                 "address": f"安徽省铜陵市铜官区长江路{i + 1}号",
@@ -62,13 +60,13 @@ def plant(
                 "geometry": pt(x, y),
             }
             for i, (c, x, y, h) in enumerate(buildings)
-        ]
-    ).to_file(folder / "buildings.geojson")
-    f.frame([{"code": c, "name": f"{c}中心", "geometry": pt(x, y)} for c, x, y in centers]).to_file(
-        folder / "centers.geojson"
-    )
-    for kind in ("roads", "buildings", "centers"):
-        import_file(engine, settings, kind, folder / f"{kind}.geojson", ImportOptions())
+        ],
+        "centers": [{"code": c, "name": f"{c}中心", "geometry": pt(x, y)} for c, x, y in centers],
+    }
+    for kind, features in rows.items():
+        if features:  # none: that kind is never imported
+            f.frame(features).to_file(folder / f"{kind}.geojson")
+            import_file(engine, settings, kind, folder / f"{kind}.geojson", ImportOptions())
 
 
 def walks(engine: Engine) -> dict[str, tuple[str | None, float | None, int | None]]:
@@ -235,6 +233,32 @@ def test_any_building_code_comes_back_as_it_was(
     plant(db, settings, tmp_path, [line((0, 0), (1000, 0))], [(code, 700, 20, 5)], [("C1", 100, 0)])
     service.compute(db, settings)
     assert walks(db)[code][0] == "C1"
+
+
+@pytest.mark.parametrize("buildings", [[], [("B1", 700, 20, 5), ("B2", 300, -15, 7)]])
+def test_compute_before_any_centre_is_imported_leaves_every_building_in_a_gap(
+    db: Engine, settings: Settings, tmp_path: Path, buildings: list[tuple[str, float, float, int]]
+):
+    # streets (and buildings) come first, centres later: a planner computes what is there
+    plant(db, settings, tmp_path, [line((0, 0), (1000, 0))], buildings, [])
+    result = service.compute(db, settings)
+    assert (result["centers"], result["covered_buildings"]) == (0, 0)
+    assert {code: tier for code, (_, _, tier) in walks(db).items()} == {
+        code: None for code, *_ in buildings
+    }
+    with db.connect() as conn:
+        tiers = conn.execute(text("SELECT tier_min, area_m2 FROM coverage_tiers")).all()
+        gaps = conn.execute(
+            text(
+                "SELECT count(*), coalesce(sum(buildings), 0), coalesce(sum(households), 0) FROM coverage_gaps"
+            )
+        ).one()
+    assert sorted(tiers) == [(5, 0.0), (10, 0.0), (15, 0.0)]  # no centre reaches anywhere
+    assert tuple(gaps)[1:] == (len(buildings), sum(h for *_, h in buildings))
+    # what would a first centre at x=500 bring? Every building, within 5 minutes
+    lon, lat = lonlat(500, 0)
+    gain = service.what_if(db, settings, [{"lon": lon, "lat": lat}], [])["city"]["change"]
+    assert [t["households"] for t in gain] == [sum(h for *_, h in buildings)] * 3
 
 
 def test_tiers_follow_walking_speed_and_households_add_up(

@@ -70,13 +70,13 @@ def areas_m2(metric: np.ndarray, crs: CRS, lonlat: np.ndarray) -> np.ndarray:
     at a hundredth of the cost."""
     if len(metric) == 0:
         return np.zeros(0)
-    centre = shapely.centroid(lonlat)
-    lon, lat = shapely.get_x(centre), shapely.get_y(centre)
-    empty = np.isnan(lon)
+    # an empty shape (a tier no centre reaches) has no centroid: GEOS refuses its x and y
+    shaped = np.flatnonzero(~shapely.is_empty(lonlat))
     scale = np.ones(len(metric))
-    if (~empty).any():
-        factors = Proj(crs).get_factors(lon[~empty], lat[~empty])
-        scale[~empty] = np.asarray(factors.areal_scale)
+    if len(shaped):
+        centre = shapely.centroid(lonlat[shaped])
+        factors = Proj(crs).get_factors(shapely.get_x(centre), shapely.get_y(centre))
+        scale[shaped] = np.asarray(factors.areal_scale)
     return np.asarray(shapely.area(metric)) / scale
 
 
