@@ -250,7 +250,8 @@ def test_compute_before_any_centre_is_imported_leaves_every_building_in_a_gap(
         tiers = conn.execute(text("SELECT tier_min, area_m2 FROM coverage_tiers")).all()
         gaps = conn.execute(
             text(
-                "SELECT count(*), coalesce(sum(buildings), 0), coalesce(sum(households), 0) FROM coverage_gaps"
+                "SELECT count(*), coalesce(sum(buildings), 0), coalesce(sum(households), 0) "
+                "FROM coverage_gaps"
             )
         ).one()
     assert sorted(tiers) == [(5, 0.0), (10, 0.0), (15, 0.0)]  # no centre reaches anywhere
