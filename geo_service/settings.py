@@ -169,6 +169,13 @@ class Settings(BaseSettings):
     coverage_suggest_time_limit_s: float = Field(
         default=10.0, description="HiGHS time limit; past it the best site set found is kept"
     )
+    coverage_suggest_gap: float = Field(
+        default=0.01,
+        ge=0,
+        lt=1,
+        description="Suggest keeps the greedy sites, without HiGHS, when they are proven within "
+        "this fraction of the best possible households",
+    )
 
     @cached_property
     def embedded(self) -> bool:

@@ -211,6 +211,86 @@ def test_areas_agree_with_postgis_geography(db: Engine):
 
 
 # -- distances --------------------------------------------------------------------------------
+def _brute_within(graph, sources, targets, limit):  # type: ignore[no-untyped-def]
+    """Every (source, target) walk by full Dijkstra from each source's entry point."""
+    from scipy.sparse.csgraph import dijkstra
+
+    from geo_service.coverage.network import _with_sources
+
+    matrix, virt = _with_sources(graph, sources)
+    dist = dijkstra(matrix, directed=True, indices=virt)[:, : graph.n_nodes]
+    out = set()
+    for s in range(len(sources)):
+        for t in range(len(targets)):
+            e, fr = targets.edge[t], targets.frac[t]
+            length = graph.length[e]
+            walk = min(
+                dist[s, graph.source[e]] + fr * length, dist[s, graph.target[e]] + (1 - fr) * length
+            )
+            if sources.edge[s] == e:
+                walk = min(walk, sources.access[s] + abs(fr - sources.frac[s]) * length)
+            walk += targets.access[t]
+            if walk <= limit:
+                out.add((s, t, round(float(walk), 6)))
+    return out
+
+
+@pytest.mark.parametrize("limit", [150.0, 300.0, 1200.0, 5000.0])
+def test_walks_within_a_limit_match_a_full_dijkstra_long_edges_included(limit: float):
+    # 0 -2000 m- 1 -100 m- 2 -700 m- 3, and 1 -300 m- 4: one street longer than the limit
+    from geo_service.coverage.network import Entries, Graph, within
+
+    graph = Graph(
+        5, np.array([0, 1, 2, 1]), np.array([1, 2, 3, 4]), np.array([2000.0, 100.0, 700.0, 300.0])
+    )
+    sources = Entries(np.array([0, 2, 3]), np.array([0.5, 0.1, 1.0]), np.array([10.0, 0.0, 5.0]))
+    rng = np.random.default_rng(int(limit))
+    targets = Entries(rng.integers(0, 4, 40), rng.random(40), rng.uniform(0, 50, 40))
+    s, t, d = within(graph, sources, targets, limit, chunk=2)
+    got = {(int(a), int(b), round(float(c), 6)) for a, b, c in zip(s, t, d, strict=True)}
+    assert len(got) == len(s)  # each pair once
+    assert got == _brute_within(graph, sources, targets, limit)
+
+
+@pytest.mark.parametrize(
+    ("covers", "k", "method", "total", "first"),
+    [
+        # sites far apart: greedy covers what the k best would alone, proven optimal at once
+        ({0: [0, 1], 1: [2], 2: [3, 4, 5]}, 2, "greedy", 5, 2),
+        # the trap: greedy takes site 0 (4 buildings), then 1 more; sites 1 + 2 cover 6
+        ({0: [0, 1, 3, 4], 1: [0, 1, 2], 2: [3, 4, 5]}, 2, "highs", 6, 1),
+        # a second site would gain nothing: fewer sites than asked, said so
+        ({0: [0, 1], 1: []}, 2, "greedy", 2, 0),
+    ],
+)
+def test_siting_is_optimal_and_says_how_it_knows(
+    covers: dict[int, list[int]], k: int, method: str, total: int, first: int
+):
+    from geo_service.coverage import siting
+
+    site = np.array([s for s, bs in covers.items() for _ in bs])
+    building = np.array([b for bs in covers.values() for b in bs])
+    choice = siting.mclp(len(covers), site, building, np.ones(6), k, time_limit_s=10)
+    assert (choice.method, choice.optimal, choice.total) == (method, True, total)
+    assert choice.upper_bound == total and choice.sites[0] == first
+    assert sum(choice.gains) == total
+    assert (len(choice.sites) < k) == any("only" in n for n in choice.notes)
+
+
+def test_greedy_proven_close_enough_skips_the_solver():
+    from geo_service.coverage import siting
+
+    # the trap above, weighted: greedy covers 5 of a best possible 6 (and proves 5 / 0.632)
+    site = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
+    building = np.array([0, 1, 3, 4, 0, 1, 2, 3, 4, 5])
+    kept = siting.mclp(3, site, building, np.ones(6), 2, time_limit_s=10, gap=0.3)
+    assert (kept.method, kept.optimal, kept.total) == ("greedy", False, 5)
+    assert kept.upper_bound == pytest.approx(min(4 + 3, 5 / (1 - 1 / np.e)))
+    assert any("within 28.57%" in n for n in kept.notes)  # 1 - 5/7
+    solved = siting.mclp(3, site, building, np.ones(6), 2, time_limit_s=10, gap=0.2)
+    assert (solved.method, solved.optimal, solved.total) == ("highs", True, 6)
+
+
 def test_partial_edges_and_access_legs_count(db: Engine, settings: Settings, tmp_path: Path):
     # one 1 km street; the centre stands 10 m off it at x=100, the building 20 m off at x=700
     plant(

@@ -803,6 +803,7 @@ def suggest(
         m.households[open_b].astype(float),
         k,
         settings.coverage_suggest_time_limit_s,
+        settings.coverage_suggest_gap,
     )
     return {
         **_state_head(state),
