@@ -318,7 +318,9 @@
         suggestBox.innerHTML = '<div class="gm-section-title">' + bi("建议选址", "Suggested sites") +
           " (k=" + answer.k + ")</div>" + GeoMap.table(rows) + '<div class="gm-note">' +
           bi("新增覆盖户数", "Households gained") + ": <b>" + esc(GeoMap.fmt(answer.households_gained)) +
-          "</b> · " + esc(answer.method) + (answer.optimal ? " (optimal)" : "") + "</div>";
+          "</b> · " + esc(answer.method) + (answer.optimal ? " (optimal)" :
+            answer.upper_bound_households != null ? " (" + bi("最多可能", "at most") + " " +
+              esc(GeoMap.fmt(Math.round(answer.upper_bound_households))) + " 户 hh)" : "") + "</div>";
         page.count("suggested", markers.length);
         page.status(bi("选址完成", "Sites found"), "ok");
         document.body.setAttribute("data-geomap-suggested", String(markers.length));
