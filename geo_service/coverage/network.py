@@ -210,8 +210,8 @@ def within(
     and partial edges counted as in `nearest_source`; sources without an edge reach nothing.
 
     Sparse: only the targets on edges a source reaches are looked at (a source within 1 km
-    reaches a few thousand of 50k nodes), 10x faster than every source against every
-    target for 1,500 candidate sites and 76k buildings."""
+    reaches a few thousand of 50k nodes): 0.67 s for 1,500 candidate sites and 76k
+    buildings, against 3.8 s for every source against every target."""
     n = graph.n_nodes
     on = np.flatnonzero(targets.edge != NO_EDGE)
     e, f, acc = targets.edge[on], targets.frac[on], targets.access[on]
