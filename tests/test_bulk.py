@@ -132,3 +132,36 @@ def test_linestrings_wkb_reads_the_vertices_postgis_sends(db: Engine):
     assert np.array_equal(picked.xy, shapely.get_coordinates([lines[2], lines[0], lines[1]]))
     with pytest.raises(ValueError, match="do not hold 3 LineStrings"):
         bulk.linestrings_wkb(wkb, np.array([2, 4, 3]))
+
+
+@pytest.mark.parametrize("rows", [1, 40])
+def test_blob_rows_carry_numbers_and_values_of_any_length(db: Engine, rows: int):
+    rng = np.random.default_rng(rows)
+    shapes = [
+        shapely.Point(117.8, 30.9).buffer(0.001 * (1 + i), quad_segs=i + 1) for i in range(rows)
+    ]
+    codes = ["C" * (i % 7) + "中心" for i in range(rows)]
+    ints, reals = rng.integers(-(2**31), 2**31 - 1, rows), rng.normal(0, 1e6, rows)
+    ewkb = shapely.to_wkb(shapely.set_srid(shapes, 4326), include_srid=True, byte_order=1)
+    body = bulk.blob_rows(
+        [("int4", np.arange(rows)), ("int4", ints), ("float8", reals)],
+        [[c.encode() for c in codes], list(ewkb)],
+    )
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TEMP TABLE b (i int4, a int4, r float8, s text, geom geometry) "
+                "ON COMMIT DROP"
+            )
+        )
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy("COPY b FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(bulk.COPY_HEADER + body + bulk.COPY_TRAILER)
+        back = conn.execute(text("SELECT a, r, s, ST_AsBinary(geom) FROM b ORDER BY i")).all()
+    assert [(a, r, s) for a, r, s, _ in back] == list(
+        zip(ints.tolist(), reals.tolist(), codes, strict=True)
+    )
+    assert all(
+        shapely.equals_exact(shapely.from_wkb(bytes(g)), shape, 0)
+        for (*_, g), shape in zip(back, shapes, strict=True)
+    )

@@ -127,36 +127,15 @@ def center_codes(conn: Connection) -> set[str]:
 
 
 # -- outputs ------------------------------------------------------------------------------------
-_BINARY = {"int4": ">i4", "int8": ">i8", "float8": ">f8"}
-
-
 def _copy(
     conn: Connection,
     table: str,
     columns: Sequence[tuple[str, str, np.ndarray]],
     blobs: Sequence[tuple[str, Sequence[bytes]]],
 ) -> None:
-    """Binary COPY of fixed-width numeric columns (name, int4|int8|float8, array) and then
-    columns of raw values of any length (`blobs`: UTF-8 text, EWKB of polygons for a
-    geometry column). The numbers are laid out by numpy; only the raw values are joined row
-    by row (a few thousand rows of large shapes, where `bulk.binary_rows` would pad)."""
-    n = len(blobs[0][1])
-    fields = [("n", ">i2")]
-    for name, typ, _ in columns:
-        fields += [(f"l_{name}", ">i4"), (name, _BINARY[typ])]
-    rows = np.zeros(n, dtype=np.dtype(fields))
-    rows["n"] = len(columns) + len(blobs)
-    for name, typ, values in columns:
-        rows[f"l_{name}"] = np.dtype(_BINARY[typ]).itemsize
-        rows[name] = values
-    raw = memoryview(rows.tobytes())
-    width = rows.dtype.itemsize
-    parts: list[bytes | memoryview] = []
-    for i in range(n):
-        parts.append(raw[i * width : (i + 1) * width])
-        for _, blob in blobs:
-            parts += (len(blob[i]).to_bytes(4, "big"), blob[i])
-    body = b"".join(parts)
+    """Binary COPY of numeric columns (name, int4|int8|float8, array), then columns of raw
+    values of any length (name, UTF-8 text or EWKB); see `bulk.blob_rows`."""
+    body = bulk.blob_rows([(t, v) for _, t, v in columns], [b for _, b in blobs])
     _send(conn, table, [name for name, _, _ in columns] + [name for name, _ in blobs], body)
 
 
