@@ -17,8 +17,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Engine
 
 from geo_service.errors import Conflict, GeoServiceError, InvalidInput, NotFound, Unavailable
@@ -30,7 +32,6 @@ EXIT_CODES: dict[type[GeoServiceError], int] = {
     Conflict: 5,
     Unavailable: 6,
 }
-DEMO_DIR = Path(__file__).resolve().parent.parent / "shapefiles" / "demo"
 DEMO_ORDER = ("communities", "grids", "workers", "buildings", "centers", "roads")
 DEMO_FILES = {"workers": "workers.csv"}
 
@@ -43,8 +44,13 @@ db_app = typer.Typer(
     help="The database: embedded cluster or GEO_DATABASE_URL.", no_args_is_help=True
 )
 app.add_typer(db_app, name="db")
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Piped or redirected, output is not cut to 80 columns: lines run as long as they need.
+# Markup off: codes, names and addresses from the data are printed as they are (a `[` in
+# them is text); the few styled messages ask for markup and escape what they interpolate.
+out = Console(soft_wrap=True, markup=False, width=None if sys.stdout.isatty() else 100_000)
+err = Console(
+    stderr=True, soft_wrap=True, markup=False, width=None if sys.stderr.isatty() else 100_000
+)
 
 
 class _State:
@@ -58,6 +64,9 @@ class _State:
         from geo_service.db.engine import connect
 
         if self._engine is None:
+            from geo_service.db.engine import describe
+
+            err.print(f"database: {describe(self.settings)}", style="dim", markup=False)
             self._engine = connect(self.settings)
         return self._engine
 
@@ -72,24 +81,67 @@ def _main() -> None:
 
 
 def run() -> None:
-    """Entry point: run the app, mapping domain errors to messages and exit codes."""
+    """Entry point: run the app, mapping domain errors to messages and exit codes.
+
+    The app runs with `standalone_mode=False` so that domain errors reach this function; the
+    exit code a command raises (`typer.Exit(4)`) then comes back as the app's return value.
+    """
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except GeoServiceError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, highlight=False)
         sys.exit(_exit_code(exc))
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click's usage errors carry their own exit code
-        import click
+    except _usage_errors() as exc:
+        sys.exit(_show_usage_error(exc))
+    sys.exit(code if isinstance(code, int) else 0)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """The exceptions of a command line that does not parse.
+
+    typer 0.29 raises those of the click it bundles (`typer.TyperException` subclasses, with
+    an exit code); older releases raised the click package's own. Both are caught, so a
+    usage error is one line and exit 2 whichever typer a fresh install resolves.
+    """
+    try:
+        import click
+    except ImportError:
+        return (typer.TyperException,)
+    return (typer.TyperException, click.ClickException)
+
+
+def _show_usage_error(exc: Exception) -> int:
+    """Print a usage error as one line (a bare command group prints its help); its code."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # typer has printed the help already
+        if help_text := exc.format_message():  # type: ignore[attr-defined]
+            print(help_text)
+        return 2
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    given = _value_given(getattr(exc, "param", None), sys.argv[1:])
+    if given is not None and repr(given) not in message:
+        message = f"{message} (given: {given!r})"
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    err.print(f"error: {message}{hint}", markup=False, highlight=False)
+    return int(getattr(exc, "exit_code", 2))
+
+
+def _value_given(param: Any, argv: list[str]) -> str | None:
+    """What the user typed for an option the parser refused (its messages do not quote it)."""
+    for opt in getattr(param, "opts", None) or ():
+        if not opt.startswith("-"):
+            continue
+        for i, arg in enumerate(argv):
+            if arg == opt and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(opt + "="):
+                return arg[len(opt) + 1 :]
+    return None
 
 
 def _exit_code(exc: GeoServiceError) -> int:
@@ -97,6 +149,19 @@ def _exit_code(exc: GeoServiceError) -> int:
         if cls in EXIT_CODES:
             return EXIT_CODES[cls]
     return 1
+
+
+def _table(*headers: str, title: str | None = None) -> Table:
+    """A table whose cells are never cut: a long code or name folds onto the next line."""
+    table = Table(title=title)
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    return table
+
+
+def _add(table: Table, *cells: object) -> None:
+    """One row of plain text (a `[` in a name from the data is not rich markup)."""
+    table.add_row(*(Text(str(cell)) for cell in cells))
 
 
 def _print_json(data: Any) -> None:
@@ -238,13 +303,14 @@ def users_list_cmd(
     if as_json:
         _print_json(records)
         return
-    table = Table("name", "role", "grids", "token", "created", "expires", "revoked")
+    table = _table("name", "role", "grids", "token prefix", "created", "expires", "revoked")
     for r in records:
-        table.add_row(
+        _add(
+            table,
             r["name"],
             r["role"],
             ",".join(r["grids"]),
-            r["token_prefix"] + "…",
+            r["token_prefix"],
             f"{r['created_at']:%Y-%m-%d}",
             f"{r['expires_at']:%Y-%m-%d}" if r["expires_at"] else "never",
             f"{r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "",
@@ -294,7 +360,13 @@ def import_cmd(
     KIND osm reads an OpenStreetMap extract (.osm.pbf): its walkable ways become roads,
     and its buildings and community centres too unless --map buildings=no / centers=no."""
     from geo_service.ingest import ImportOptions, import_file
+    from geo_service.ingest.kinds import KINDS
 
+    if kind not in (*KINDS, "osm"):  # a usage error, before any database is touched
+        raise typer.BadParameter(
+            f"unknown import kind {kind!r}; expected one of: {', '.join(KINDS)}, osm",
+            param_hint="KIND",
+        )
     if kind == "osm":
         from geo_service.coverage.osm import import_osm
 
@@ -347,12 +419,14 @@ def _parse_map(items: list[str]) -> dict[str, str]:
 def _render_import(report: Any) -> None:
     verb = "would import" if not report.applied else "imported"
     out.print(
-        f"{verb} {report.kind} from {report.source} "
-        f"(CRS {report.source_crs or '-'}, encoding {report.encoding or 'auto'}): "
+        f"{verb} {report.kind} from {escape(str(report.source))} "
+        f"(CRS {escape(str(report.source_crs or '-'))}, "
+        f"encoding {escape(str(report.encoding or 'auto'))}): "
         f"{report.read} read, [green]{report.inserted} inserted[/], "
         f"[yellow]{report.updated} updated[/], {report.unchanged} unchanged, "
         f"{report.deleted} deleted, {len(report.repaired)} repaired, "
         f"[red]{len(report.rejected)} rejected[/]",
+        markup=True,
         highlight=False,
     )
     for issue in report.repaired[:10]:
@@ -373,7 +447,7 @@ def qa_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     if as_json:
         _print_json(report.to_dict())
         return
-    table = Table(
+    table = _table(
         "community",
         "grids",
         "overlaps",
@@ -385,7 +459,8 @@ def qa_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         title="Grid QA",
     )
     for c in report.communities:
-        table.add_row(
+        _add(
+            table,
             f"{c.code} {c.name}",
             str(c.grids),
             str(len(c.overlaps)),
@@ -427,9 +502,10 @@ def geocode_cmd(
     if not answer["candidates"]:
         out.print(answer.get("message", "no candidates"))
         raise typer.Exit(4)
-    table = Table("confidence", "match", "building", "address", "grid", "community", "lon,lat")
+    table = _table("confidence", "match", "building", "address", "grid", "community", "lon,lat")
     for c in answer["candidates"]:
-        table.add_row(
+        _add(
+            table,
             f"{c['confidence']:.2f}",
             c["match_type"],
             c["building_code"] or f"({c['buildings']} buildings)",
@@ -496,10 +572,11 @@ def incidents_overdue_cmd(
     if as_json:
         _print_json(report)
     else:
-        table = Table("ref", "category", "grid", "due", "overdue h", "workers", title="Overdue")
+        table = _table("ref", "category", "grid", "due", "overdue h", "workers", title="Overdue")
         for item in report["items"]:
             workers = ", ".join(f"{w['name']} {w['phone'] or ''}" for w in item["workers"])
-            table.add_row(
+            _add(
+                table,
                 item["ref"],
                 item["category"],
                 item["grid_code"] or "-",
@@ -526,10 +603,11 @@ def incidents_stats_cmd(
     if as_json:
         _print_json(report)
         return
-    table = Table(by, "name", "total", "closed", "on time", "overdue", title="Incidents")
+    table = _table(by, "name", "total", "closed", "on time", "overdue", title="Incidents")
     for group in report["groups"]:
         rate = group["on_time_rate"]
-        table.add_row(
+        _add(
+            table,
             group["code"] or "(no grid)",
             group["name"] or "",
             str(group["total"]),
@@ -593,9 +671,10 @@ def coverage_report_cmd(as_json: Annotated[bool, typer.Option("--json")] = False
         _print_json({**city, "communities": per["items"]})
         return
     if city["stale"]:
-        err.print("[yellow]stale:[/] " + "; ".join(city["stale_because"]), highlight=False)
+        stale = escape("; ".join(city["stale_because"]))
+        err.print(f"[yellow]stale:[/] {stale}", markup=True, highlight=False)
     tiers = city["tiers_min"]
-    table = Table(
+    table = _table(
         "community",
         "buildings",
         "households",
@@ -607,7 +686,8 @@ def coverage_report_cmd(as_json: Annotated[bool, typer.Option("--json")] = False
     for row in [*per["items"], {"code": "city", "name": "", **city["city"]}]:
         last = row["tiers"][-1]
         share = last["household_share"]
-        table.add_row(
+        _add(
+            table,
             f"{row['code'] or '(none)'} {row.get('name') or ''}",
             f"{row['buildings']:,}",
             f"{row['households']:,}",
@@ -635,7 +715,9 @@ def coverage_export_cmd(
     report = export_csv(state.engine(), state.settings, output)
     out.print(f"wrote {report['rows']:,} buildings to {report['output']}")
     if report["stale"]:
-        err.print("[yellow]stale:[/] data changed since the last compute", highlight=False)
+        err.print(
+            "[yellow]stale:[/] data changed since the last compute", markup=True, highlight=False
+        )
 
 
 # -- the web map ------------------------------------------------------------------------------
@@ -707,12 +789,16 @@ def import_folder(folder: Path, *, replace: bool = False) -> None:
 
 @app.command("demo")
 def demo_cmd(
-    folder: Annotated[Path, typer.Option(help="data to import")] = DEMO_DIR,
+    folder: Annotated[
+        Path | None, typer.Option(help="data to import (default: the packaged demo city)")
+    ] = None,
     serve: Annotated[bool, typer.Option(help="serve the API and map afterwards")] = True,
 ) -> None:
     """Start the database, import the demo city, print a demo admin token, and serve."""
     from geo_service.auth.service import add_user
+    from geo_service.packaged import demo_dir
 
+    folder = folder or demo_dir()
     import_folder(folder)
     if (folder / "roads.shp").exists():  # the life circle, for the planner map
         coverage_compute_cmd(shapes=True, as_json=False)

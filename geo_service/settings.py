@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,7 +21,12 @@ class Settings(BaseSettings):
 
     # Database. Empty database_url -> the embedded cluster in data_dir.
     database_url: str | None = None
-    data_dir: Path = Path(".geo-service")
+    data_dir: Path = Field(
+        default_factory=lambda: find_data_dir(Path.cwd()),
+        description="The embedded cluster and the service's files (rejected rows); default: "
+        "the nearest .geo-service folder at or above the working folder, else the user's "
+        "data folder",
+    )
     embedded_port: int = 54329
     pool_size: int = Field(16, description="Pooled connections; at least `threads`")
     threads: int = Field(8, description="Request handler threads per server process")
@@ -107,7 +112,7 @@ class Settings(BaseSettings):
 
     # Map layers: OGC API Features and vector tiles
     layers_dir: Path | None = Field(
-        default=None, description="Folder of layer TOML files; default: the repository's layers/"
+        default=None, description="Folder of layer TOML files; default: the packaged layers/"
     )
     features_default_limit: int = Field(default=10, description="Page size of items by default")
     features_max_limit: int = Field(default=10_000, description="Largest `limit` of items")
@@ -177,10 +182,37 @@ class Settings(BaseSettings):
         "this fraction of the best possible households",
     )
 
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        """A data folder given relative to the working folder, made absolute once."""
+        return value.expanduser().absolute()
+
     @cached_property
     def embedded(self) -> bool:
         """True when the service manages its own local PostGIS cluster."""
         return not self.database_url
+
+
+PROJECT_FOLDER = ".geo-service"
+
+
+def find_data_dir(start: Path) -> Path:
+    """Where the service keeps its data when GEO_DATA_DIR does not say.
+
+    The nearest `.geo-service` folder at or above `start` (a project folder, as git finds
+    `.git`): a command run anywhere inside a project uses that project's database. Else the
+    user's own data folder (platformdirs: ~/.local/share/geo-service on Linux), so a command
+    run from any other folder finds the same database rather than creating an empty one there.
+    """
+    start = start.absolute()
+    for folder in (start, *start.parents):
+        candidate = folder / PROJECT_FOLDER
+        if candidate.is_dir():
+            return candidate
+    from platformdirs import user_data_path
+
+    return user_data_path("geo-service", appauthor=False)
 
 
 def get_settings() -> Settings:

@@ -14,13 +14,14 @@ from sqlalchemy.engine import make_url
 
 from geo_service.auth.service import add_user, hash_token
 from geo_service.db.engine import (
+    cluster,
     database_url,
     drop_database,
     ensure_schema,
     fresh_database,
     make_engine,
 )
-from geo_service.settings import Settings
+from geo_service.settings import Settings, find_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_TABLES = (
@@ -56,10 +57,8 @@ def _test_url(settings: Settings) -> str:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    base = Settings()
-    if base.embedded:
-        base = Settings(data_dir=ROOT / ".geo-service")
-    return base
+    # The database a user's commands in this checkout would use, wherever pytest starts.
+    return Settings(data_dir=os.environ.get("GEO_DATA_DIR") or find_data_dir(ROOT))
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +67,20 @@ def db_url(settings: Settings) -> Iterator[str]:
     yield url
     if not os.environ.get("GEO_TEST_DATABASE_URL"):
         drop_database(url)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    """Say that the embedded database still runs, and where (other runs may be using it, so
+    the tests never stop it themselves)."""
+    settings = Settings(data_dir=os.environ.get("GEO_DATA_DIR") or find_data_dir(ROOT))
+    if os.environ.get("GEO_TEST_DATABASE_URL") or not settings.embedded:
+        return
+    embedded = cluster(settings)
+    if embedded.running():
+        terminalreporter.write_line(
+            f"The embedded PostGIS in {embedded.root} is still running (the tests used scratch "
+            f"databases in it and dropped them); stop it with: make db-stop"
+        )
 
 
 @pytest.fixture(scope="session")

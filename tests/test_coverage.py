@@ -592,10 +592,10 @@ def test_cli_compute_report_export(lattice: Engine, db_url: str, tmp_path: Path)
 def test_suggested_sites_on_the_demo_city_gain_what_recomputing_with_them_gains(
     db: Engine, settings: Settings, tmp_path: Path
 ):
-    from geo_service.cli import DEMO_DIR
+    from geo_service.packaged import demo_dir
 
     for kind in ("communities", "grids", "buildings", "centers", "roads"):
-        import_file(db, settings, kind, DEMO_DIR / f"{kind}.shp", ImportOptions())
+        import_file(db, settings, kind, demo_dir() / f"{kind}.shp", ImportOptions())
     service.compute(db, settings, shapes_too=False)
     before = service.summary(db, settings)["city"]["tiers"][-1]["households"]
     body = service.suggest(db, settings, 3)

@@ -15,7 +15,7 @@ from shapely.geometry import box, shape
 from sqlalchemy import Engine
 
 from geo_service.api.app import create_app
-from geo_service.layers.catalogue import default_layers_dir
+from geo_service.packaged import layers_dir
 from geo_service.settings import Settings
 from tests.map_data import plant, rows
 
@@ -221,7 +221,7 @@ def test_household_hexbins_add_up_to_the_households(client: TestClient, planted:
 def test_a_layer_whose_table_is_missing_is_skipped_with_a_warning(
     planted: Engine, settings: Settings, tmp_path: Path, caplog
 ):
-    shutil.copy(default_layers_dir() / "grids.toml", tmp_path / "grids.toml")
+    shutil.copy(layers_dir() / "grids.toml", tmp_path / "grids.toml")
     (tmp_path / "later.toml").write_text(
         'title = { zh = "以后", en = "Later" }\ntable = "not_built_yet"\nid_field = "id"\n'
         'roles = ["admin"]\n[fields.id]\n[style]\ntype = "fill"\n',

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from geo_service.errors import BadRequest
-from geo_service.layers.catalogue import LayerFileError, default_layers_dir, load_catalogue
+from geo_service.layers.catalogue import LayerFileError, load_catalogue
 from geo_service.layers.hexbin import Hexagon, aggregate, reach, touching
 from geo_service.layers.ogc import parse_bbox
 from geo_service.layers.tiles import BadTile, CachedTile, TileCache, etag_matches, parse_tile
+from geo_service.packaged import layers_dir
 
 GOOD = """
 title = { zh = "网格", en = "Grids" }
@@ -32,7 +33,7 @@ def write(tmp_path: Path, text: str, name: str = "grids.toml") -> Path:
 
 
 def test_the_repository_layers_load_with_their_labels_and_roles():
-    catalogue = load_catalogue(default_layers_dir())
+    catalogue = load_catalogue(layers_dir())
     ids = set(catalogue.layers)
     assert {
         "communities",
@@ -141,7 +142,7 @@ def test_two_files_with_one_id_are_refused(tmp_path):
 
 
 def test_simplification_and_h3_resolution_follow_the_zoom_steps():
-    catalogue = load_catalogue(default_layers_dir())
+    catalogue = load_catalogue(layers_dir())
     grids = catalogue.layers["grids"]
     assert [grids.simplify_at(z) for z in (5, 12, 13, 14, 18)] == [20.0, 5.0, 5.0, 1.0, 0.0]
     hexes = catalogue.layers["incident_hexbins"]

@@ -16,8 +16,9 @@ from sqlalchemy.engine import make_url
 from geo_service.api.app import create_app
 from geo_service.ingest import ImportOptions, import_file
 from geo_service.layers import store
-from geo_service.layers.catalogue import Layer, default_layers_dir, load_catalogue
+from geo_service.layers.catalogue import Layer, load_catalogue
 from geo_service.layers.tiles import Tile
+from geo_service.packaged import layers_dir
 from geo_service.settings import Settings
 from tests import factories as f
 from tests.map_data import plant, rows, tile_of
@@ -185,7 +186,7 @@ def _features(data: bytes, layer_id: str) -> list[dict]:
 @pytest.mark.parametrize("z", [13, 15, 17])
 def test_stored_web_mercator_shapes_draw_the_same_tile_as_transforming_each_row(planted, db_url, z):
     layer_id = "grids"
-    layer = load_catalogue(default_layers_dir()).layers[layer_id]
+    layer = load_catalogue(layers_dir()).layers[layer_id]
     assert layer.tile_geometry is not None
     transformed = layer.model_copy(update={"tile_geometry": None})
     t = Tile(*tile_of(*ORIGIN, z))
@@ -217,7 +218,7 @@ def test_a_tile_whose_shapes_all_vanish_at_its_zoom_is_empty(planted, db_url):
 
 
 def test_a_tile_geometry_not_in_web_mercator_leaves_the_layer_out(planted, db_url):
-    grids = load_catalogue(default_layers_dir()).layers["grids"]
+    grids = load_catalogue(layers_dir()).layers["grids"]
     wrong = grids.model_copy(update={"tile_geometry": "geom"})  # WGS-84
     with pytest.raises(store.SourceMissing, match="'geom' is in SRID 4326, not 3857"):
         _in_postgis(db_url, lambda conn: store.describe(conn, wrong))

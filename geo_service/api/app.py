@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.resources import files
+from pathlib import Path
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import Scope
 
 from geo_service import __version__
 from geo_service.api import buildings, coverage, errors, grids, health, incidents, locate, open311
@@ -20,8 +32,34 @@ from geo_service.api.limits import BodyLimit
 from geo_service.api.observe import Metrics, Observe, configure_logging
 from geo_service.auth.service import TokenCache
 from geo_service.db.engine import connect, read_pool
+from geo_service.errors import NotFound
 from geo_service.layers import LayerService
 from geo_service.settings import Settings, get_settings
+
+DOCS_ASSETS = "/docs/assets"
+# fastapi-offline's own copies of Swagger UI, ReDoc and FastAPI's icon. importlib.resources
+# finds them in a plain (non-editable) install too; pip always unpacks them into a real folder.
+_ASSETS = Path(str(files("fastapi_offline") / "static"))
+# Browsers ask for /favicon.ico on every page that names no icon (the map views): a month of
+# caching spares them and the request log. The icon only changes with the package.
+_FAVICON_CACHE = "public, max-age=2592000"
+# A day for the docs' scripts: after an upgrade of fastapi-offline, stale for a day at most.
+_ASSETS_CACHE = "public, max-age=86400"
+
+
+class _DocsAssets(StaticFiles):
+    """The packaged docs files, cached a day; a miss names the file like our other 404s."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        """The file, or NotFound naming it."""
+        try:
+            response = await super().get_response(path, scope)
+        except HTTPException as exc:
+            if exc.status_code != 404:
+                raise
+            raise NotFound(f"no docs file {scope['path']!r}") from None
+        response.headers.setdefault("Cache-Control", _ASSETS_CACHE)
+        return response
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -47,6 +85,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         version=__version__,
         description="Grid management and 15-minute life-circle mapping on PostGIS.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their scripts from a CDN: _offline_docs instead
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -55,6 +95,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.metrics.watch_pools(app.state)
     errors.install(app)
+    _offline_docs(app)
     # Who may call what: the permission table in geo_service/auth/policy.py, one group per
     # router here; incidents and open311 mix groups and check per route.
     app.include_router(health.router)  # public, and touches no token: probes send none
@@ -73,6 +114,59 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     )
     app.add_middleware(Observe, metrics=app.state.metrics)  # outermost: sees every answer
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI), /redoc, Swagger UI's OAuth2 redirect and /favicon.ico, all from
+    packaged files so they work without internet. Public, like /openapi.json: no `require`."""
+    openapi_url = app.openapi_url or "/openapi.json"
+    redirect_url = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
+    app.mount(DOCS_ASSETS, _DocsAssets(directory=_ASSETS), name="docs-assets")
+
+    def root(request: Request) -> str:
+        # Behind a proxy that mounts us under a prefix, every URL the page loads needs it too.
+        return str(request.scope.get("root_path", "")).rstrip("/")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        """Swagger UI on this service's OpenAPI document."""
+        prefix = root(request)
+        return get_swagger_ui_html(
+            openapi_url=prefix + openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{prefix}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{prefix}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{prefix}/favicon.ico",
+            oauth2_redirect_url=prefix + redirect_url,
+            init_oauth=app.swagger_ui_init_oauth,
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+
+    @app.get(redirect_url, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        """The page an OAuth2 login returns to (Swagger UI's Authorize flow)."""
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        """ReDoc on this service's OpenAPI document (system fonts: Google's are off-machine)."""
+        prefix = root(request)
+        return get_redoc_html(
+            openapi_url=prefix + openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{prefix}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{prefix}/favicon.ico",
+            with_google_fonts=False,
+        )
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        """The tab icon (a PNG: every browser takes one at this address)."""
+        return FileResponse(
+            _ASSETS / "favicon.png",
+            media_type="image/png",
+            headers={"Cache-Control": _FAVICON_CACHE},
+        )
 
 
 def app_from_environment() -> FastAPI:

@@ -116,7 +116,7 @@ class Observe:
             await self.app(scope, receive, tagged_send)
         finally:
             elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = _route_label(scope, status)
             method = scope["method"]
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(elapsed)
@@ -186,3 +186,18 @@ def configure_logging(json_lines: bool, level: str) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+
+
+def _route_label(scope: Scope, status: int) -> str:
+    """The route template of a request, as metrics and the request log name it.
+
+    FastAPI's routes put themselves in the scope; Starlette's plain routes (/openapi.json) and
+    mounts (static files) only set their endpoint: those are labelled with their path unless
+    the answer is a 404, so that made-up paths never grow the metrics without bound.
+    """
+    route = getattr(scope.get("route"), "path", None)
+    if route:
+        return route
+    if scope.get("endpoint") is not None and status != 404:
+        return str(scope["path"])
+    return "unmatched"

@@ -65,7 +65,8 @@ def ensure_packages() -> None:
 class ClusterStatus:
     """What `geo-service db status` shows."""
 
-    data_dir: Path
+    data_dir: Path  # the service's data folder (GEO_DATA_DIR or the one found)
+    cluster_dir: Path  # where the cluster lives: data_dir, or /var/lib/... when root
     initialised: bool
     running: bool
     port: int
@@ -247,10 +248,7 @@ class EmbeddedCluster:
         self.init()
         if not self.running():
             if _port_answers(self.port):
-                raise Unavailable(
-                    f"port {self.port} is taken by another PostgreSQL server (not the cluster in "
-                    f"{self.pgdata}); set GEO_EMBEDDED_PORT to a free port"
-                )
+                raise Unavailable(self._port_taken_message())
             self.socket_dir.mkdir(parents=True, exist_ok=True)
             self._own(self.socket_dir)
             self._run(
@@ -268,6 +266,22 @@ class EmbeddedCluster:
             )
         self._create_database()
 
+    def _port_taken_message(self) -> str:
+        """Why the port is not ours, and what to do: another geo-service cluster (found by
+        the lock file PostgreSQL keeps beside its socket) is most often the one to use."""
+        other = holder_of_port(self.port)
+        if other is None:
+            return (
+                f"port {self.port} is taken by another PostgreSQL server (not the cluster in "
+                f"{self.pgdata}); stop it, or set GEO_EMBEDDED_PORT to a free port"
+            )
+        return (
+            f"port {self.port} is held by another geo-service cluster, in {other}; to use that "
+            f"database, set GEO_DATA_DIR={other.parent} (or run from its project folder); to "
+            f"start a second one here, stop it first (GEO_DATA_DIR={other.parent} geo-service db "
+            f"stop) or set GEO_EMBEDDED_PORT to a free port"
+        )
+
     def stop(self) -> None:
         """Stop the server if it runs (fast shutdown: sessions are rolled back)."""
         if self.running():
@@ -277,7 +291,12 @@ class EmbeddedCluster:
         """Where the cluster is and whether it runs."""
         running = self.running()
         return ClusterStatus(
-            self.root, self.initialised(), running, self.port, self.url() if running else None
+            self.requested_dir,
+            self.root,
+            self.initialised(),
+            running,
+            self.port,
+            self.url() if running else None,
         )
 
     def _create_database(self) -> None:
@@ -305,6 +324,25 @@ class EmbeddedCluster:
                 text=True,
                 check=True,
             )
+
+
+def holder_of_port(port: int) -> Path | None:
+    """The data folder of the geo-service cluster listening on `port`, if one is.
+
+    PostgreSQL writes `.s.PGSQL.<port>.lock` beside its socket: the postmaster's PID on the
+    first line, its data directory on the second. Our clusters' sockets live in
+    /tmp/geo-service-*, so those lock files say which cluster holds a port.
+    """
+    for lock in Path("/tmp").glob(f"geo-service-*/.s.PGSQL.{port}.lock"):
+        try:
+            pid, pgdata, *_ = lock.read_text().splitlines()
+            os.kill(int(pid), 0)
+        except PermissionError:
+            return Path(pgdata)  # alive, owned by the postgres user
+        except (OSError, ValueError):
+            continue
+        return Path(pgdata)
+    return None
 
 
 def _traversable_by(folder: Path, user: str) -> bool:

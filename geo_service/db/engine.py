@@ -40,6 +40,18 @@ def database_url(settings: Settings, *, start: bool = True) -> str:
     return embedded.url()
 
 
+def describe(settings: Settings) -> str:
+    """Which database the settings point at, in words (the CLI says it before it works)."""
+    if settings.database_url:
+        shown = make_url(settings.database_url).render_as_string(hide_password=True)
+        return f"{shown} (GEO_DATABASE_URL)"
+    embedded = cluster(settings)
+    where = str(embedded.root)
+    if embedded.root != embedded.requested_dir:
+        where += f" (for {embedded.requested_dir})"
+    return f"the embedded cluster in {where}, 127.0.0.1:{embedded.port}"
+
+
 def make_engine(url: str, *, pool_size: int = 16) -> Engine:
     """A pooled engine.
 

@@ -314,8 +314,3 @@ def load_catalogue(folder: Path) -> Catalogue:
         digest.update(path.read_bytes())
         layers.append(layer)
     return Catalogue(layers, digest.hexdigest())
-
-
-def default_layers_dir() -> Path:
-    """The repository's `layers/` folder (beside the package)."""
-    return Path(__file__).resolve().parents[2] / "layers"

@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from geo_service.auth.policy import ANONYMOUS, Principal, sees_layer
 from geo_service.errors import NotFound
 from geo_service.layers import hexbin, ogc, store
-from geo_service.layers.catalogue import Catalogue, Layer, default_layers_dir, load_catalogue
+from geo_service.layers.catalogue import Catalogue, Layer, load_catalogue
 from geo_service.layers.store import Column
 from geo_service.layers.tiles import (
     CachedTile,
@@ -27,6 +27,7 @@ from geo_service.layers.tiles import (
     content_etag,
     version_etag,
 )
+from geo_service.packaged import layers_dir
 from geo_service.settings import Settings
 
 log = logging.getLogger("geo_service.layers")
@@ -63,7 +64,7 @@ class LayerService:
     @classmethod
     def from_settings(cls, settings: Settings) -> LayerService:
         """Read the layers folder (a bad file stops the service with a message naming it)."""
-        return cls(settings, load_catalogue(settings.layers_dir or default_layers_dir()))
+        return cls(settings, load_catalogue(settings.layers_dir or layers_dir()))
 
     # -- catalogue -------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from geo_service.db.engine import database_url, ensure_schema, fresh_database, make_engine
-from geo_service.settings import Settings
+from geo_service.settings import Settings, find_data_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,9 +48,9 @@ class Result:
 
 
 def settings() -> Settings:
-    """Settings of the benchmark run (embedded cluster in the repo unless GEO_DATABASE_URL)."""
+    """Settings of the benchmark run (the checkout's embedded cluster unless GEO_DATABASE_URL)."""
     base = Settings()
-    return base if not base.embedded else Settings(data_dir=ROOT / ".geo-service")
+    return base if not base.embedded else Settings(data_dir=find_data_dir(ROOT))
 
 
 def scratch_engine(s: Settings, name: str = "geo_bench") -> Engine:
