@@ -335,7 +335,13 @@ def users_revoke_cmd(
 # -- import -----------------------------------------------------------------------------------
 @app.command("import")
 def import_cmd(
-    kind: Annotated[str, typer.Argument(help="communities|grids|workers|buildings|centers|roads")],
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help="communities|grids|workers|buildings|centers|roads|osm "
+            "(centres and streets are accepted too)"
+        ),
+    ],
     path: Annotated[Path, typer.Argument(help="shapefile, GeoPackage, GeoJSON or CSV")],
     crs: Annotated[
         str | None,
@@ -352,7 +358,13 @@ def import_cmd(
         bool, typer.Option(help="import the good rows even if some are rejected")
     ] = False,
     dry_run: Annotated[bool, typer.Option(help="validate and count, change nothing")] = False,
-    rejects: Annotated[Path | None, typer.Option(help="where to write rejected rows")] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            help="where to write rejected rows (CSV); default: rejects/ in the data folder, "
+            "and nowhere on --dry-run"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Import a file of one kind: all rows or none, idempotent by code.
@@ -360,8 +372,9 @@ def import_cmd(
     KIND osm reads an OpenStreetMap extract (.osm.pbf): its walkable ways become roads,
     and its buildings and community centres too unless --map buildings=no / centers=no."""
     from geo_service.ingest import ImportOptions, import_file
-    from geo_service.ingest.kinds import KINDS
+    from geo_service.ingest.kinds import KINDS, canonical_kind
 
+    kind = canonical_kind(kind)
     if kind not in (*KINDS, "osm"):  # a usage error, before any database is touched
         raise typer.BadParameter(
             f"unknown import kind {kind!r}; expected one of: {', '.join(KINDS)}, osm",

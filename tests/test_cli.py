@@ -175,10 +175,29 @@ def test_import_exit_codes(planted: Engine, db_url: str, tmp_path: Path):
         crs=4326,
     )
     bad.to_file(tmp_path / "b.geojson")
-    rejected = geo("import", "buildings", "b.geojson", cwd=tmp_path, db_url=db_url)
+    data = tmp_path / "data"
+    rejected = geo(
+        "import", "buildings", "b.geojson", cwd=tmp_path, db_url=db_url, GEO_DATA_DIR=str(data)
+    )
     no_traceback(rejected)
     assert rejected.returncode == 3, rejected.stdout + rejected.stderr
     assert "households" in rejected.stdout + rejected.stderr
+    # The rejected rows go to the data folder, never the folder the user stands in.
+    written = data / "rejects" / "b.buildings.rejects.csv"
+    assert written.exists() and str(written) in rejected.stderr
+    assert not list(tmp_path.glob("*.rejects.csv"))
+    dry = geo(
+        "import", "buildings", "b.geojson", "--dry-run",
+        cwd=tmp_path, db_url=db_url, GEO_DATA_DIR=str(tmp_path / "dry"),
+    )  # fmt: skip
+    assert dry.returncode == 3 and "households" in dry.stderr
+    assert not (tmp_path / "dry").exists() and not list(tmp_path.glob("*.rejects.csv"))
+    chosen = tmp_path / "mine.csv"
+    given = geo(
+        "import", "buildings", "b.geojson", "--dry-run", "--rejects", str(chosen),
+        cwd=tmp_path, db_url=db_url,
+    )  # fmt: skip
+    assert given.returncode == 3 and chosen.exists() and "households" in chosen.read_text()
 
     missing = geo("import", "grids", "nowhere.shp", cwd=tmp_path, db_url=db_url)
     assert missing.returncode == 4 and "nowhere.shp" in missing.stderr
@@ -193,6 +212,18 @@ def test_import_exit_codes(planted: Engine, db_url: str, tmp_path: Path):
     no_traceback(conflict)
     assert conflict.returncode == 5, conflict.stdout + conflict.stderr
     assert COMMUNITY in conflict.stderr
+
+
+def test_centres_is_accepted_for_the_centers_kind(planted: Engine, db_url: str, tmp_path: Path):
+    centre = gpd.GeoDataFrame(
+        {"code": ["C1"], "name": ["向阳邻里中心"]}, geometry=[IN_GRID_1], crs=4326
+    )
+    centre.to_file(tmp_path / "centres.geojson")
+    done = geo("import", "centres", "centres.geojson", cwd=tmp_path, db_url=db_url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "imported centers" in done.stdout
+    with planted.connect() as conn:
+        assert conn.execute(text("SELECT name FROM centers")).scalar_one() == "向阳邻里中心"
 
 
 def test_revoking_an_unknown_user_is_exit_4(db_url: str, engine: Engine, tmp_path: Path):

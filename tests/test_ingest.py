@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -258,9 +259,23 @@ def _not_a_shapefile(tmp: Path) -> tuple[str, Path, dict]:
     return "grids", path, {}
 
 
+def _truncated(part: str) -> Callable[[Path], tuple[str, Path, dict]]:
+    def make(tmp: Path) -> tuple[str, Path, dict]:
+        path = f.write(f.grids(), tmp / "grids.shp")
+        damaged = path.with_suffix(part)
+        damaged.write_bytes(damaged.read_bytes()[:150])
+        return "grids", path, {}
+
+    make.__name__ = f"_truncated_{part[1:]}"
+    return make
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
+        (_truncated(".shp"), "grids.shp is truncated or damaged: its header declares"),
+        (_truncated(".shx"), "grids.shx is truncated or damaged: its header declares"),
+        (_truncated(".dbf"), "grids.dbf is truncated or damaged: its header declares 8 rows"),
         (_missing_dbf, "grids.dbf (attribute table) is missing"),
         (_missing_prj, "pass --crs"),
         (_unknown_crs, "unknown coordinate reference system 'EPSG:999999'"),
@@ -271,7 +286,7 @@ def _not_a_shapefile(tmp: Path) -> tuple[str, Path, dict]:
         (_households_text, "households 'abc' is not a whole number"),
         (_unknown_community, "community '340705001999' is unknown"),
         (_bad_grid_code, "code 'G-1' does not have the configured shape"),
-        (_not_a_shapefile, "cannot read grids.shp"),
+        (_not_a_shapefile, "grids.shp is not a shapefile shapes file, or is truncated"),
     ],
     ids=lambda v: getattr(v, "__name__", "")[1:],
 )

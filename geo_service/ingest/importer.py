@@ -118,8 +118,9 @@ def import_file(
                 )
                 store.drop_staged(conn, [row for row, _, _ in unknown])
             if report.rejected:
-                out = opts.rejects_path or Path.cwd() / f"{path.stem}.{spec.name}.rejects.csv"
-                report.rejects_file = str(_write_rejects(report.rejected, source.frame, out))
+                out = _rejects_path(settings, spec.name, path, opts)
+                if out is not None:
+                    report.rejects_file = str(_write_rejects(report.rejected, source.frame, out))
                 if not opts.keep_going:
                     raise ImportRejected(report)  # rolls the transaction back
             counts = store.upsert(
@@ -133,6 +134,16 @@ def import_file(
         store.record_run(conn, spec, str(path), counts, len(report.repaired), len(report.rejected))
     report.applied = True
     return report
+
+
+def _rejects_path(settings: Settings, kind: str, path: Path, opts: ImportOptions) -> Path | None:
+    """Where rejected rows go: --rejects; else, unless this is a dry run (which writes
+    nothing), `rejects/` in the data folder, never the folder the user happens to stand in."""
+    if opts.rejects_path is not None:
+        return opts.rejects_path
+    if opts.dry_run:
+        return None
+    return settings.data_dir / "rejects" / f"{path.stem}.{kind}.rejects.csv"
 
 
 def _write_rejects(rejected: list[Issue], frame: pd.DataFrame, out: Path) -> Path:

@@ -126,10 +126,20 @@ LON_NAMES = ("lon", "lng", "long", "longitude", "x")
 LAT_NAMES = ("lat", "latitude", "y")
 
 
+# Other spellings users type for a kind: British "centres" (the README's prose) names the
+# kind (and table) "centers".
+ALIASES = {"centres": "centers", "streets": "roads"}
+
+
+def canonical_kind(name: str) -> str:
+    """The kind's own name for `name` or one of its aliases; other names pass unchanged."""
+    return ALIASES.get(name, name)
+
+
 def kind_spec(name: str) -> KindSpec:
-    """The spec of an import kind, or a clear error naming the known kinds."""
+    """The spec of an import kind (or an alias of one), or a clear error naming the kinds."""
     try:
-        return KINDS[name]
+        return KINDS[canonical_kind(name)]
     except KeyError:
         raise InvalidInput(
             f"unknown import kind {name!r}; expected one of: {', '.join(KINDS)}"

@@ -117,13 +117,73 @@ def _read_vector(
 
 
 def _check_shapefile_parts(path: Path) -> None:
-    """A shapefile is several files; name the one that is missing."""
-    present = {p.suffix.lower() for p in path.parent.glob(path.stem + ".*")}
+    """A shapefile is several files; name the one that is missing, truncated or damaged.
+
+    GDAL reads a truncated .shp as features with empty geometries and a truncated .shx as an
+    I/O error ending in "Success.", so the lengths the headers promise are checked first.
+    """
+    parts = {p.suffix.lower(): p for p in path.parent.glob(path.stem + ".*")}
     for part, what in ((".dbf", "attribute table"), (".shx", "shape index")):
-        if part not in present:
+        if part not in parts:
             raise InvalidInput(
                 f"shapefile {path.name} is incomplete: {path.stem}{part} ({what}) is missing"
             )
+    _shape_file_length(path, "shapes")
+    index = _shape_file_length(parts[".shx"], "shape index")
+    records = _dbf_records(parts[".dbf"])
+    if (index - SHAPE_HEADER) // 8 != records:
+        raise InvalidInput(
+            f"shapefile {path.name} is damaged: {parts['.shx'].name} indexes "
+            f"{(index - SHAPE_HEADER) // 8} shapes but {parts['.dbf'].name} has {records} rows"
+        )
+
+
+# The fixed header of .shp and .shx files (ESRI Shapefile Technical Description, 1998).
+SHAPE_HEADER = 100
+
+
+def _shape_file_length(part: Path, what: str) -> int:
+    """The length in bytes a .shp or .shx header declares, checked against the file's."""
+    try:
+        with part.open("rb") as fh:
+            header = fh.read(SHAPE_HEADER)
+        actual = part.stat().st_size
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {part.name}: {exc.strerror}") from exc
+    if len(header) < SHAPE_HEADER or int.from_bytes(header[:4], "big") != 9994:
+        raise InvalidInput(
+            f"{part.name} is not a shapefile {what} file, or is truncated or damaged "
+            f"({actual} bytes, no valid header)"
+        )
+    declared = int.from_bytes(header[24:28], "big") * 2  # in 16-bit words
+    if actual < declared:
+        raise InvalidInput(
+            f"{part.name} is truncated or damaged: its header declares {declared} bytes, "
+            f"the file has {actual}"
+        )
+    return declared
+
+
+def _dbf_records(dbf: Path) -> int:
+    """The number of rows a .dbf header declares, checked against the file's length."""
+    try:
+        with dbf.open("rb") as fh:
+            header = fh.read(32)
+        actual = dbf.stat().st_size
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {dbf.name}: {exc.strerror}") from exc
+    if len(header) < 32:
+        raise InvalidInput(f"{dbf.name} is not a dBASE table (only {actual} bytes)")
+    records = int.from_bytes(header[4:8], "little")
+    header_len = int.from_bytes(header[8:10], "little")
+    record_len = int.from_bytes(header[10:12], "little")
+    declared = header_len + records * record_len
+    if actual < declared:
+        raise InvalidInput(
+            f"{dbf.name} is truncated or damaged: its header declares {records} rows "
+            f"({declared} bytes), the file has {actual} bytes"
+        )
+    return records
 
 
 def _shapefile_encoding(path: Path, encoding: str | None) -> str:
