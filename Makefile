@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench lint db-start db-stop clean browser
+.PHONY: setup demo test bench lint db-start db-stop clean browser screenshots
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ browser:
 test: setup browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## screenshots: refresh the README's pictures of each map view and page (tests write theirs
+## to build/screenshots, so that a test run leaves the checkout as it was)
+screenshots: setup browser
+	GEO_SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest -q tests/test_map_browser.py
+
 ## bench: benchmarks against their peers; figures go to docs/PERFORMANCE.md
 bench: setup
 	$(BIN)/python -m tests.benchmarks
@@ -50,4 +55,4 @@ db-stop: setup
 
 clean:
 	-$(BIN)/geo-service db stop
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

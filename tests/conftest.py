@@ -78,8 +78,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # ty
     embedded = cluster(settings)
     if embedded.running():
         terminalreporter.write_line(
-            f"The embedded PostGIS in {embedded.root} is still running (the tests used scratch "
-            f"databases in it and dropped them); stop it with: make db-stop"
+            f"The embedded PostGIS of {settings.data_dir} (port {settings.embedded_port}) is "
+            "still running: the tests used scratch databases in it and dropped them, and "
+            "leave it up for the next run. Stop it with: make db-stop"
         )
 
 

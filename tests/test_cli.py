@@ -325,3 +325,26 @@ def test_db_status_says_which_folder_and_creates_nothing(inside: bool, tmp_path:
     assert not status["running"] and not status["initialised"]
     assert not (project / "sub" / ".geo-service").exists()
     assert not any(tmp_path.rglob("pgdata"))
+
+
+def test_a_port_held_by_another_cluster_names_its_data_folder(
+    settings: Settings, db_url: str, tmp_path: Path
+):
+    """Starting a second cluster on the port of the one the tests use: exit 6, one line naming
+    the data folder to use instead, and nothing created for the second one."""
+    if os.environ.get("GEO_TEST_DATABASE_URL") or not settings.embedded:
+        pytest.skip("the tests use a server of their own, not an embedded cluster")
+    environ = {k: v for k, v in os.environ.items() if k not in ("GEO_DATABASE_URL",)}
+    environ |= {
+        "GEO_DATA_DIR": str(tmp_path / "second"),
+        "GEO_EMBEDDED_PORT": str(settings.embedded_port),
+    }
+    done = subprocess.run(
+        [CLI, "db", "start"], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=60
+    )
+    no_traceback(done)
+    assert done.returncode == 6, done.stdout + done.stderr
+    [error] = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert f"held by the geo-service cluster of data folder {settings.data_dir};" in error
+    assert f"GEO_DATA_DIR={settings.data_dir}" in error
+    assert not (tmp_path / "second").exists() and not any(tmp_path.rglob("pgdata"))

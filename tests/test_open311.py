@@ -256,3 +256,35 @@ def test_formats_and_encodings_other_than_the_spec_are_400(client: TestClient):
     )
     assert multipart.status_code == 400
     assert "x-www-form-urlencoded" in multipart.json()[0]["description"]
+
+
+@pytest.mark.parametrize(
+    ("key", "sees_description"),
+    [(None, False), (KEY, False), ("admin-open311-key", True)],
+    ids=["anonymous", "reporter key", "admin key"],
+)
+def test_api_key_on_a_get_authenticates_like_a_bearer_token(
+    planted: Engine, settings: Settings, key: str | None, sees_description: bool
+):
+    """GeoReport v2 clients pass their key as `api_key=` on GETs too: an admin's key sees the
+    free text, as its bearer token would; no key, or a reporter's, does not."""
+    ensure_token(planted, settings, "open311-app", "reporter", KEY)
+    ensure_token(planted, settings, "open311-admin", "admin", "admin-open311-key")
+    with TestClient(create_app(settings, engine=planted), headers={}) as anonymous:
+        assert submit(anonymous).status_code == 201
+        params = {"api_key": key} if key else {}
+        for fmt in ("json", "xml"):
+            response = anonymous.get(f"{API}/requests.{fmt}", params=params)
+            assert response.status_code == 200, response.text
+            assert ("垃圾桶满溢" in response.text) is sees_description, fmt
+        [one] = anonymous.get(f"{API}/requests/E000001.json", params=params).json()
+        assert ("description" in one and one["description"] == "垃圾桶满溢") is sees_description
+
+
+def test_a_wrong_api_key_on_a_get_is_403_in_open311_format(planted: Engine, settings: Settings):
+    with TestClient(create_app(settings, engine=planted), headers={}) as anonymous:
+        response = anonymous.get(f"{API}/requests.json", params={"api_key": "wrong"})
+        assert response.status_code == 403
+        assert response.json() == [{"code": 403, "description": "api_key is not valid"}]
+        xml = anonymous.get(f"{API}/services.xml", params={"api_key": "wrong"})
+        assert xml.status_code == 403 and ET.fromstring(xml.content).tag == "errors"

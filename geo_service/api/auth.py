@@ -26,16 +26,21 @@ async def principal(request: Request) -> Principal:
     found: Principal | None = getattr(request.state, "principal", None)
     if found is not None:
         return found
-    state = request.app.state
     token = _token(request)
     if token is None:
-        found = ANONYMOUS if state.settings.auth_required else TRUSTED
-    elif getattr(state, "read_pool", None) is None:  # an app used without its lifespan
-        found = await run_in_threadpool(authenticate, state.engine, token)
+        found = ANONYMOUS if request.app.state.settings.auth_required else TRUSTED
     else:
-        found = await state.tokens.authenticate(state.read_pool, token)
+        found = await principal_of_token(request, token)
     request.state.principal = found
     return found
+
+
+async def principal_of_token(request: Request, token: str) -> Principal:
+    """The caller a token names (401 for an unknown, expired or revoked one)."""
+    state = request.app.state
+    if getattr(state, "read_pool", None) is None:  # an app used without its lifespan
+        return await run_in_threadpool(authenticate, state.engine, token)
+    return await state.tokens.authenticate(state.read_pool, token)
 
 
 def _token(request: Request) -> str | None:

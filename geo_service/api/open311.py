@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from geo_service.api.auth import PrincipalDep, require
+from geo_service.api.auth import PrincipalDep, principal_of_token, require
 from geo_service.api.deps import EngineDep, SettingsDep
 from geo_service.errors import Forbidden, GeoServiceError, NotFound, Unauthorized, Unavailable
 from geo_service.incidents import open311, service
@@ -65,7 +65,31 @@ class Open311Route(APIRoute):
         return guarded
 
 
-router = APIRouter(prefix="/open311/v2", tags=["open311"], route_class=Open311Route)
+async def _api_key(
+    request: Request,
+    api_key: Annotated[
+        str | None,
+        Query(
+            description="a token of this service, as Open311 clients pass it (same as "
+            "`Authorization: Bearer`); on POST it is a form field"
+        ),
+    ] = None,
+) -> None:
+    """GeoReport v2 clients send their key as `api_key`: on a GET it authenticates the caller
+    exactly like a bearer token (an Authorization header, when given, wins)."""
+    if api_key and request.method in ("GET", "HEAD") and "authorization" not in request.headers:
+        try:
+            request.state.principal = await principal_of_token(request, api_key)
+        except Unauthorized:
+            raise Forbidden("api_key is not valid") from None  # as on POST
+
+
+router = APIRouter(
+    prefix="/open311/v2",
+    tags=["open311"],
+    route_class=Open311Route,
+    dependencies=[Depends(_api_key)],  # before each route's `require`: it sets the caller
+)
 
 
 def _render(

@@ -36,6 +36,8 @@ DB_NAME = "geo"
 DB_USER = "geo"
 RUN_AS = "postgres"
 FALLBACK_ROOT = Path("/var/lib/geo-service")
+# In a cluster kept under FALLBACK_ROOT: the data folder it serves (GEO_DATA_DIR to reach it).
+DATA_DIR_POINTER = "data-dir"
 
 
 def missing_packages() -> list[str]:
@@ -245,10 +247,12 @@ class EmbeddedCluster:
     def start(self) -> None:
         """Initialise if needed, start the server, and create the database."""
         ensure_packages()
+        if not self.running() and _port_answers(self.port):  # before creating anything
+            raise Unavailable(self._port_taken_message())
         self.init()
+        if self.root != self.requested_dir:
+            (self.root / DATA_DIR_POINTER).write_text(f"{self.requested_dir}\n")
         if not self.running():
-            if _port_answers(self.port):
-                raise Unavailable(self._port_taken_message())
             self.socket_dir.mkdir(parents=True, exist_ok=True)
             self._own(self.socket_dir)
             self._run(
@@ -276,10 +280,10 @@ class EmbeddedCluster:
                 f"{self.pgdata}); stop it, or set GEO_EMBEDDED_PORT to a free port"
             )
         return (
-            f"port {self.port} is held by another geo-service cluster, in {other}; to use that "
-            f"database, set GEO_DATA_DIR={other.parent} (or run from its project folder); to "
-            f"start a second one here, stop it first (GEO_DATA_DIR={other.parent} geo-service db "
-            f"stop) or set GEO_EMBEDDED_PORT to a free port"
+            f"port {self.port} is held by the geo-service cluster of data folder {other}; to "
+            f"use that database, set GEO_DATA_DIR={other} (or run from its project folder); to "
+            f"start a second one here, stop it first (GEO_DATA_DIR={other} geo-service db stop) "
+            f"or set GEO_EMBEDDED_PORT to a free port"
         )
 
     def stop(self) -> None:
@@ -327,7 +331,7 @@ class EmbeddedCluster:
 
 
 def holder_of_port(port: int) -> Path | None:
-    """The data folder of the geo-service cluster listening on `port`, if one is.
+    """The data folder (GEO_DATA_DIR) of the geo-service cluster listening on `port`, if any.
 
     PostgreSQL writes `.s.PGSQL.<port>.lock` beside its socket: the postmaster's PID on the
     first line, its data directory on the second. Our clusters' sockets live in
@@ -338,10 +342,14 @@ def holder_of_port(port: int) -> Path | None:
             pid, pgdata, *_ = lock.read_text().splitlines()
             os.kill(int(pid), 0)
         except PermissionError:
-            return Path(pgdata)  # alive, owned by the postgres user
+            pass  # alive, owned by the postgres user
         except (OSError, ValueError):
             continue
-        return Path(pgdata)
+        root = Path(pgdata).parent
+        try:
+            return Path((root / DATA_DIR_POINTER).read_text().strip())
+        except OSError:
+            return root
     return None
 
 

@@ -70,7 +70,9 @@ def city_dir(seed: int = 42) -> Path:
     """The `city` scale synthetic data as files, generated once and cached."""
     from geo_service.synth import generate_city, write_city
 
-    folder = ROOT / ".geo-service" / "bench" / f"city-{seed}"
+    # In the data folder, never in the checkout: a `.geo-service` folder there would become
+    # the checkout's data folder and want a cluster of its own.
+    folder = settings().data_dir / "bench" / f"city-{seed}"
     if not (folder / "roads.shp").exists():
         write_city(generate_city("city", seed=seed), folder)
     return folder
