@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
 import numpy as np
@@ -101,6 +102,95 @@ def test_unknown_fields_and_wrong_types_are_refused(client: TestClient):
     for bad in ({**report, "admin": True}, {**report, "lon": [1]}, {**report, "category": 5}):
         response = client.post("/api/v1/incidents", json=bad)
         assert response.status_code == 422, response.text
+
+
+# -- NUL characters and control characters --------------------------------------------------------
+def _query_parameters() -> list[tuple[str, str]]:
+    """(path, name) of every query parameter of every GET, from the OpenAPI document."""
+    found = []
+    for path, methods in create_app(Settings()).openapi()["paths"].items():
+        for parameter in methods.get("get", {}).get("parameters", []):
+            if parameter["in"] == "query":
+                found.append((path, parameter["name"]))
+    return found
+
+
+def _concrete(path: str) -> str:
+    """A path template with plausible values in its slots."""
+    values = {"fmt": "json", "collection_id": "grids", "layers": "grids", "z": "12"}
+    for name, value in {**values, "x": "3400", "y": "1700"}.items():
+        path = path.replace("{" + name + "}", value)
+    return path.replace("{", "").replace("}", "")
+
+
+QUERY_PARAMETERS = _query_parameters()
+
+
+@pytest.mark.parametrize(
+    ("path", "name"), QUERY_PARAMETERS, ids=[f"{p}?{n}" for p, n in QUERY_PARAMETERS]
+)
+def test_a_nul_in_any_query_parameter_is_refused_naming_it(
+    client: TestClient, path: str, name: str
+):
+    response = client.get(_concrete(path), params={name: "a\x00b"})
+    if path.startswith("/open311/"):
+        assert response.status_code == 400, response.text
+        assert f"query parameter {name!r}" in response.json()[0]["description"]
+    else:
+        assert response.status_code == 422, response.text
+        assert f"query parameter {name!r} holds a NUL" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/ogc/collections/grids/items/%00", "/api/v1/incidents/E%00", "/tiles/grids%00.json"]
+)
+def test_a_nul_in_a_path_is_refused_as_json(client: TestClient, path: str):
+    response = client.get(path)
+    assert response.status_code == 422 and "NUL" in response.json()["message"]
+
+
+@pytest.mark.parametrize("field", ["description", "reporter_name", "address", "reporter_phone"])
+def test_a_nul_in_an_incident_field_is_refused_naming_it(client: TestClient, field: str):
+    report = {"category": "exposed_rubbish", "lon": 117.801, "lat": 30.931, field: "a\x00b"}
+    response = client.post("/api/v1/incidents", json=report)
+    assert response.status_code == 422, response.text
+    assert f"body field {field} holds a NUL" in response.json()["message"]
+
+
+@pytest.mark.parametrize("field", ["description", "address_string", "first_name", "service_code"])
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_a_nul_in_an_open311_form_field_is_refused_in_its_format(
+    client: TestClient, field: str, fmt: str
+):
+    form = {"api_key": "k", "service_code": "noise", "lat": "30.931", "long": "117.801"}
+    response = client.post(f"/open311/v2/requests.{fmt}", data={**form, field: "a\x00b"})
+    assert response.status_code == 400, response.text
+    text = response.json()[0]["description"] if fmt == "json" else response.text
+    if fmt == "xml":
+        assert ET.fromstring(response.content).tag == "errors"
+    assert f"form field {field!r}" in text
+
+
+@pytest.mark.parametrize("char", ["\x01", "\x08", "\x0b", "\x1f", "\ufffe"])
+def test_open311_xml_stays_well_formed_whatever_residents_type(
+    grids_planted: Engine, settings: Settings, char: str
+):
+    from tests.test_incidents import IN_G1
+
+    with TestClient(create_app(settings, engine=grids_planted)) as admin:
+        text = f"路灯{char}不亮\t第二行\n第三行"
+        created = admin.post(
+            "/api/v1/incidents",
+            json={"category": "noise", "lon": IN_G1[0], "lat": IN_G1[1], "description": text},
+        )
+        assert created.status_code == 201, created.text
+        ref = created.json()["ref"]
+        root = ET.fromstring(admin.get("/open311/v2/requests.xml").content)  # parses
+        mine = [r for r in root.iter("request") if r.findtext("service_request_id") == ref]
+        assert mine[0].findtext("description") == "路灯\ufffd不亮\t第二行\n第三行"
+        # Stored and answered as JSON exactly as given: nothing the resident wrote is lost.
+        [answer] = admin.get(f"/open311/v2/requests/{ref}.json").json()
+        assert answer["description"] == text
 
 
 # -- coordinate parsers ----------------------------------------------------------------------------

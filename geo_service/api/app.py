@@ -28,7 +28,8 @@ from geo_service.api import map as web_map_routes
 from geo_service.api import metrics as prometheus
 from geo_service.api import tiles as vector_tiles
 from geo_service.api.auth import require
-from geo_service.api.limits import BodyLimit
+from geo_service.api.documented import document_errors
+from geo_service.api.limits import BodyLimit, NulGuard
 from geo_service.api.observe import Metrics, Observe, configure_logging
 from geo_service.auth.service import TokenCache
 from geo_service.db.engine import connect, read_pool
@@ -95,6 +96,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.metrics.watch_pools(app.state)
     errors.install(app)
+    document_errors(app)
     _offline_docs(app)
     # Who may call what: the permission table in geo_service/auth/policy.py, one group per
     # router here; incidents and open311 mix groups and check per route.
@@ -109,6 +111,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(ogc_features.router, dependencies=[require("layers")])
     app.include_router(vector_tiles.router, dependencies=[require("layers")])
     app.include_router(web_map_routes.router, dependencies=[require("map")])
+    app.add_middleware(NulGuard)  # inside BodyLimit: what it buffers is already bounded
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, max_query_bytes=settings.max_query_bytes
     )

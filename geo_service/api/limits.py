@@ -1,11 +1,17 @@
-"""Request size limits: a body larger than the setting is refused with 413 before it is read,
-a query string longer than its setting with 414."""
+"""Request limits: a body larger than the setting is refused with 413 before it is read, a
+query string longer than its setting with 414, and a NUL character anywhere (path, query,
+form or JSON body) with 422 naming where it is, before any route sees it."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from geo_service.incidents import open311
 
 
 class BodyLimit:
@@ -67,19 +73,151 @@ class BodyLimit:
 
     async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
         body = json.dumps({"error": code, "message": message}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _answer(send, status, body, b"application/json")
 
 
 class _TooLarge(Exception):
     def __init__(self, size: int) -> None:
         self.size = size
+
+
+NUL = "\x00"
+
+
+class NulGuard:
+    """Pure ASGI middleware refusing a NUL character wherever a request carries text.
+
+    PostgreSQL text cannot hold NUL (it would fail deep inside a query, as a 500), and no
+    address, name or description a person types contains one. Every other control character
+    is kept as given (what leaves as XML is escaped there). Runs inside BodyLimit, so a body
+    it buffers is already bounded.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, or answer 422 naming the place of the NUL."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        where = _nul_in_url(scope)
+        if where is None and _has_body(scope):
+            body, receive = await _buffered(receive)
+            where = _nul_in_body(body, _content_type(scope))
+        if where is None:
+            await self.app(scope, receive, send)
+            return
+        message = f"{where} holds a NUL character (\\x00), which text here cannot hold"
+        path = scope["path"]
+        if path.startswith("/open311/"):  # that API's own error format and status
+            errors = open311.errors(400, message)
+            if path.endswith(".xml"):
+                xml = open311.to_xml("errors", "error", errors)
+                await _answer(send, 400, xml, b"text/xml; charset=utf-8")
+            else:
+                await _answer(send, 400, json.dumps(errors).encode(), b"application/json")
+            return
+        body = json.dumps({"error": "invalid_input", "message": message}).encode()
+        await _answer(send, 422, body, b"application/json")
+
+
+async def _answer(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _nul_in_url(scope: Scope) -> str | None:
+    if NUL in scope["path"]:
+        return f"the path {scope['path'].replace(NUL, '%00')!r}"
+    raw = scope.get("query_string", b"")
+    if b"%00" not in raw and b"\x00" not in raw:
+        return None
+    for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+        name, value = _utf8(name), _utf8(value)
+        if NUL in name:
+            return f"the query parameter name {name.replace(NUL, '%00')!r}"
+        if NUL in value:
+            return f"query parameter {name!r}"  # (the value: only NULs and what the user typed)
+    return None
+
+
+def _utf8(text: str) -> str:
+    """parse_qsl decoded %xx as latin-1: the bytes again, as the UTF-8 they are."""
+    return text.encode("latin-1").decode("utf-8", "replace")
+
+
+def _has_body(scope: Scope) -> bool:
+    headers = dict(scope["headers"])
+    return headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
+
+
+def _content_type(scope: Scope) -> str:
+    return dict(scope["headers"]).get(b"content-type", b"").decode("latin-1").lower()
+
+
+async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole body, and a receive that hands it on as one message."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"", receive  # the client went away: let the app see that
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return body, replay
+
+
+def _nul_in_body(body: bytes, content_type: str) -> str | None:
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        if b"%00" in body or b"\x00" in body:
+            for name, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
+                if NUL in name + value:
+                    return f"form field {_utf8(name).replace(NUL, '%00')!r}"
+        return None
+    textual = "json" in content_type or content_type.startswith(("text/", "application/xml"))
+    if textual and b"\x00" in body:
+        return "the request body"  # (binary uploads, should a route take them, may hold NUL)
+    if "json" in content_type and b"\\u0000" in body.lower():
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return None  # the route's parser names what is wrong with it
+        for path in _nul_paths(document, ()):
+            return "body field " + (".".join(str(p) for p in path) or "(the body)")
+    return None
+
+
+def _nul_paths(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+    """Where in a JSON document a string (a key or a value) holds NUL."""
+    if isinstance(value, str):
+        if NUL in value:
+            yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if NUL in key:
+                yield (*path, key.replace(NUL, "\\u0000"))
+            yield from _nul_paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _nul_paths(item, (*path, index))

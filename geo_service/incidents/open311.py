@@ -7,6 +7,7 @@ a record built here: `request_record` copies a whitelist of public fields only.
 from __future__ import annotations
 
 import math
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -301,12 +302,19 @@ def errors(status: int, message: str) -> list[dict[str, Any]]:
     return [{"code": status, "description": message}]
 
 
+# What XML 1.0 cannot carry, even escaped: C0 controls but tab, newline and carriage return,
+# lone surrogates, U+FFFE and U+FFFF. Residents' text may hold them (pasted from elsewhere).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _text(value: Any) -> str | None:
+    """An element's text: stored text is kept as given; in XML each character XML cannot
+    carry shows as U+FFFD (the JSON answers carry it escaped, as given)."""
     if value is None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return _NOT_XML.sub("\ufffd", str(value))
 
 
 def _element(tag: str, value: Any) -> ET.Element:
