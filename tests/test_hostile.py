@@ -193,6 +193,63 @@ def test_open311_xml_stays_well_formed_whatever_residents_type(
         assert answer["description"] == text
 
 
+# Numbers and dates past every range: each answers 4xx naming the value, never 500.
+OUT_OF_RANGE = [
+    "99999999999999999999",
+    "-99999999999999999999",
+    "9999999999999999999999.5",
+    "1e-320",
+    "1e400",
+    "0001-01-01",
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59-14:00",
+]
+
+
+@pytest.mark.parametrize("value", OUT_OF_RANGE)
+@pytest.mark.parametrize(
+    ("path", "name"), QUERY_PARAMETERS, ids=[f"{p}?{n}" for p, n in QUERY_PARAMETERS]
+)
+def test_out_of_range_values_in_any_query_parameter_are_4xx(
+    client: TestClient, path: str, name: str, value: str
+):
+    response = client.get(_concrete(path), params={name: value})
+    assert response.status_code < 500, response.text
+    assert response.headers["content-type"].split(";")[0] in (
+        "application/json",
+        "application/geo+json",
+        "application/vnd.mapbox-vector-tile",
+        "text/xml",
+        "text/html",
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/coverage/isochrones?tier=99999999999999999999",
+        "/api/v1/coverage/tiers?tier=99999999999999999999",
+        "/api/v1/incidents?offset=99999999999999999999",
+        "/api/v1/incidents/stats?since=0001-01-01T00:00:00%2B14:00",
+        "/open311/v2/requests.json?end_date=0001-01-01",
+    ],
+)
+def test_the_reported_overflows_name_their_parameter(client: TestClient, url: str):
+    response = client.get(url)
+    assert response.status_code in (400, 422), response.text
+    name = url.split("?")[1].split("=")[0]
+    assert name in response.text
+
+
+def test_unknown_routes_and_methods_answer_json(client: TestClient):
+    missing = client.get("/no/such/route")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "not_found", "message": "no such resource: /no/such/route"}
+    wrong = client.delete("/api/v1/locate")
+    assert wrong.status_code == 405 and "GET" in wrong.headers["allow"]
+    assert wrong.json()["error"] == "method_not_allowed"
+
+
 # -- coordinate parsers ----------------------------------------------------------------------------
 _ANY_VALUE = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),

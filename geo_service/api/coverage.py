@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 
-from geo_service.api.deps import EngineDep, SettingsDep
+from geo_service.api.deps import EngineDep, OffsetQuery, SettingsDep, TierQuery
 from geo_service.api.locate import CrsQuery
 from geo_service.coverage import service
 from geo_service.errors import InvalidInput
@@ -44,11 +44,11 @@ def buildings(
     engine: EngineDep,
     settings: SettingsDep,
     uncovered: bool = False,
-    tier: int | None = None,
+    tier: TierQuery = None,
     community: CodeQuery = None,
     grid: CodeQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
 ) -> dict[str, Any]:
     """Per-building walks: nearest centre, metres, minutes, tier (`uncovered=true`: the ones
     outside every tier, farthest first)."""
@@ -66,14 +66,14 @@ def buildings(
 
 @router.get("/isochrones")
 def isochrones(
-    engine: EngineDep, settings: SettingsDep, center: CodeQuery = None, tier: int | None = None
+    engine: EngineDep, settings: SettingsDep, center: CodeQuery = None, tier: TierQuery = None
 ) -> dict[str, Any]:
     """GeoJSON: the area within each tier of each centre, following the streets."""
     return service.layer(engine, settings, "isochrones", center, tier)
 
 
 @router.get("/tiers")
-def tiers(engine: EngineDep, settings: SettingsDep, tier: int | None = None) -> dict[str, Any]:
+def tiers(engine: EngineDep, settings: SettingsDep, tier: TierQuery = None) -> dict[str, Any]:
     """GeoJSON: the isochrones of all centres merged, one (multi)polygon per tier."""
     return service.layer(engine, settings, "tiers", None, tier)
 

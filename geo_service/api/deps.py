@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
 
@@ -40,3 +40,15 @@ async def _layers(request: Request) -> LayerService:
 
 
 LayersDep = Annotated[LayerService, Depends(_layers)]
+
+
+# Query parameters many routes share, bounded so that no value reaches SQL out of range.
+MAX_OFFSET = 1_000_000_000  # rows to skip: far beyond any table here, inside bigint
+OffsetQuery = Annotated[
+    int, Query(ge=0, le=MAX_OFFSET, description=f"rows to skip (0..{MAX_OFFSET:_})")
+]
+MAX_TIER_MIN = 24 * 60
+TierQuery = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_TIER_MIN, description="a walking tier, in minutes (e.g. 15)"),
+]

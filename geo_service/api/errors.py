@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from geo_service.errors import (
     BadRequest,
@@ -61,6 +62,18 @@ def install(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(body, status_code=status, headers=headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own answers (no route, a method a route does not take) in our shape.
+        if exc.status_code == 404:
+            body = {"error": NotFound.code, "message": f"no such resource: {request.url.path}"}
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+            body = {"error": "method_not_allowed", "message": message}
+        else:
+            body = {"error": "http_error", "message": str(exc.detail)}
+        return JSONResponse(body, exc.status_code, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # The same shape as a domain error, naming each bad parameter and why.
@@ -88,11 +101,26 @@ def install(app: FastAPI) -> None:
             headers={"Retry-After": "5"},
         )
 
+    @app.exception_handler(psycopg.errors.DataError)
+    async def _data_error(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:
+        # A value the routes' own checks let through and PostgreSQL refused (a number out of
+        # its type's range): the caller's input, never the service's fault.
+        reason = exc.diag.message_primary or str(exc)
+        log.warning("%s %s: value refused by the database: %s", *_where(request), reason)
+        message = f"a value given is out of range or malformed: {reason}"
+        return JSONResponse({"error": InvalidInput.code, "message": message}, 422)
+
     @app.exception_handler(DBAPIError)
     async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
         if exc.connection_invalidated:
             return await _database_down(request, exc)
+        if isinstance(exc.orig, psycopg.errors.DataError):
+            return await _data_error(request, exc.orig)
         log.exception("%s %s: database error", request.method, request.url.path)
         return JSONResponse(
             {"error": "internal", "message": "internal database error"}, status_code=500
         )
+
+
+def _where(request: Request) -> tuple[str, str]:
+    return request.method, request.url.path

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Path, Query, Response
 
 from geo_service.api.auth import PrincipalDep, readable_incident, require
-from geo_service.api.deps import EngineDep, SettingsDep
+from geo_service.api.deps import EngineDep, OffsetQuery, SettingsDep
 from geo_service.auth.policy import grid_scope, may_take
 from geo_service.errors import Forbidden
 from geo_service.incidents import service
@@ -68,7 +68,7 @@ def list_(
     since: Annotated[str | None, Query(description="received at or after (ISO 8601)")] = None,
     until: Annotated[str | None, Query(description="received before (ISO 8601)")] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
 ) -> dict[str, Any]:
     """Incidents matching the filters, newest first: total, limit, offset, items."""
     return service.list_incidents(

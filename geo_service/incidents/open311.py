@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from geo_service import errors as domain_errors
 from geo_service.errors import InvalidInput
 from geo_service.incidents.categories import Category
-from geo_service.incidents.workflow import OPEN, TERMINAL, open311_status
+from geo_service.incidents.workflow import OPEN, TERMINAL, open311_status, parse_instant
 
 Format = Literal["json", "xml"]
 FORMATS: Final = ("json", "xml")
@@ -198,14 +198,6 @@ class RequestSearch:
     limit: int
 
 
-def _instant(name: str, text: str, tz: ZoneInfo) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"{name} {text!r} is not an ISO 8601 date/time") from None
-    return value if value.tzinfo else value.replace(tzinfo=tz)
-
-
 def _list(text: str | None) -> list[str]:
     return [item.strip() for item in (text or "").split(",") if item.strip()]
 
@@ -240,8 +232,8 @@ def request_search(
             raise InvalidInput(f"status {status!r} is neither open nor closed")
     start, end = params.get("start_date"), params.get("end_date")
     window = timedelta(days=window_days)
-    until = _instant("end_date", end, tz) if end else None
-    since = _instant("start_date", start, tz) if start else None
+    until = parse_instant("end_date", end, tz) if end else None
+    since = parse_instant("start_date", start, tz) if start else None
     if since is None:
         since = (until or now) - window
     if until is not None and until < since:

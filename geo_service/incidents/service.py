@@ -36,6 +36,7 @@ from geo_service.incidents.workflow import (
     allowed_actions,
     due_at,
     is_overdue,
+    parse_instant,
     transition,
 )
 from geo_service.settings import Settings
@@ -628,17 +629,6 @@ def _incident_out(
     return out
 
 
-def _instant(name: str, text: str | None, tz: ZoneInfo) -> datetime | None:
-    """An ISO 8601 date or date-time; without an offset it is in the working time zone."""
-    if text is None or not text.strip():
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidInput(f"{name} {text!r} is not an ISO 8601 date or date-time") from None
-    return value if value.tzinfo else value.replace(tzinfo=tz)
-
-
 def list_incidents(
     engine: Engine,
     settings: Settings,
@@ -671,8 +661,8 @@ def list_incidents(
         grid_codes=None if grids is None else list(grids),
         community_code=community_code,
         overdue=overdue,
-        since=_instant("since", since, tz),
-        until=_instant("until", until, tz),
+        since=parse_instant("since", since, tz),
+        until=parse_instant("until", until, tz),
         limit=limit,
         offset=offset,
     )
@@ -736,7 +726,7 @@ def incident_stats(
     if by not in store.STATS_GROUPS:
         raise InvalidInput(f"by {by!r} is not one of: {', '.join(store.STATS_GROUPS)}")
     tz = ZoneInfo(settings.incident_timezone)
-    start, end = _instant("since", since, tz), _instant("until", until, tz)
+    start, end = parse_instant("since", since, tz), parse_instant("until", until, tz)
     now = now or _now()
     with engine.connect() as conn:
         groups = store.stats(conn, by, start, end, now)
