@@ -542,7 +542,8 @@ def assign_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Assign every point of a CSV to its grid (locate rules), writing id, lon, lat, grid_code,
-    community_code, status, distance_m in input order."""
+    community_code, status, distance_m, reason: one row per input row, in input order (a bad
+    row comes out invalid, with the reason)."""
     from geo_service.crs import parse_input_crs
     from geo_service.grids.assign import assign_csv
 
