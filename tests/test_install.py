@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -38,10 +39,20 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the wheel of this checkout installed; its bin folder."""
     root = tmp_path_factory.mktemp("install")
     wheels = root / "wheels"
+    # From a copy of the tree: setuptools leaves build/ and *.egg-info beside the sources, and
+    # a stale build/lib would slip files long gone into the wheel.
+    source = root / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", "__pycache__", ".geo-service", ".*_cache"
+        ),
+    )
     # --no-build-isolation: the build tools of the test venv, so no index is needed.
     _run(
         sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-        "-w", wheels, ROOT,
+        "-w", wheels, source,
     )  # fmt: skip
     (wheel,) = wheels.glob("geo_service-*.whl")
     target = root / "venv"
