@@ -292,3 +292,46 @@ def test_any_crs_name_is_known_or_a_clear_invalid_input(text):
         x, y = np.array([117.8]), np.array([30.9])
         assert crs.name  # a usable system: converting a point does not raise either
         parse_coordinates(x, y, crs)
+
+
+# -- a server error keeps the connection --------------------------------------------------------
+def test_an_internal_error_is_json_and_the_keep_alive_connection_stays_usable(
+    grids_planted: Engine, settings: Settings
+):
+    """Over a real socket: a request that fails inside the service answers the documented
+    JSON 500, and the next request on the same connection is answered (uvicorn closed it
+    when the exception escaped the app)."""
+    import http.client
+    import socket
+    import threading
+
+    import uvicorn
+
+    app = create_app(settings.model_copy(update={"auth_required": False}), engine=grids_planted)
+
+    @app.get("/__boom", include_in_schema=False)
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            threading.Event().wait(0.05)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/__boom")
+        failed = conn.getresponse()
+        assert failed.status == 500
+        assert failed.getheader("content-type") == "application/json"
+        assert b'"error": "internal"' in failed.read()
+        conn.request("GET", "/livez")  # the same connection
+        again = conn.getresponse()
+        assert again.status == 200 and b"alive" in again.read()
+        conn.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -115,6 +115,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, max_query_bytes=settings.max_query_bytes
     )
+    app.add_middleware(errors.InternalErrors)  # a JSON 500 that keeps the connection usable
     app.add_middleware(Observe, metrics=app.state.metrics)  # outermost: sees every answer
     return app
 

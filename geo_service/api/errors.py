@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import psycopg
@@ -13,7 +14,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from geo_service.api.limits import answer
 from geo_service.errors import (
     BadRequest,
     Conflict,
@@ -124,3 +127,36 @@ def install(app: FastAPI) -> None:
 
 def _where(request: Request) -> tuple[str, str]:
     return request.method, request.url.path
+
+
+class InternalErrors:
+    """Pure ASGI middleware: an exception no handler took becomes the documented JSON 500,
+    logged with its traceback, and goes no further.
+
+    Left to propagate, Starlette answers plain text and re-raises, and uvicorn then closes the
+    connection: a keep-alive client's next request on it fails with "connection reset".
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; answer 500 in our shape if it raises before answering."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("%s %s: internal error", scope["method"], scope["path"])
+            if started:
+                return  # half an answer is out: nothing better can follow
+            body = {"error": "internal", "message": "internal error; it has been logged"}
+            await answer(send, 500, json.dumps(body).encode(), b"application/json")

@@ -73,7 +73,7 @@ class BodyLimit:
 
     async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
         body = json.dumps({"error": code, "message": message}).encode()
-        await _answer(send, status, body, b"application/json")
+        await answer(send, status, body, b"application/json")
 
 
 class _TooLarge(Exception):
@@ -114,15 +114,16 @@ class NulGuard:
             errors = open311.errors(400, message)
             if path.endswith(".xml"):
                 xml = open311.to_xml("errors", "error", errors)
-                await _answer(send, 400, xml, b"text/xml; charset=utf-8")
+                await answer(send, 400, xml, b"text/xml; charset=utf-8")
             else:
-                await _answer(send, 400, json.dumps(errors).encode(), b"application/json")
+                await answer(send, 400, json.dumps(errors).encode(), b"application/json")
             return
         body = json.dumps({"error": "invalid_input", "message": message}).encode()
-        await _answer(send, 422, body, b"application/json")
+        await answer(send, 422, body, b"application/json")
 
 
-async def _answer(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+async def answer(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+    """Send a whole answer from ASGI middleware (which has no Response objects to hand)."""
     await send(
         {
             "type": "http.response.start",
