@@ -59,9 +59,10 @@ def test_landing_page_and_conformance_point_to_collections(client: TestClient):
 
 def test_collections_describe_each_layer_with_extent_fields_and_style(client: TestClient):
     collections = {c["id"]: c for c in client.get(f"{OGC}/collections").json()["collections"]}
-    assert {"communities", "grids", "buildings", "centres", "streets", "incidents"} <= set(
+    assert {"communities", "grids", "buildings", "centers", "streets", "incidents"} <= set(
         collections
     )
+    assert "centres" not in collections  # an alias answers, but is never listed
     grids = collections["grids"]
     west, south, east, north = grids["extent"]["spatial"]["bbox"][0]
     assert 117.80 < west < east < 117.83 and 30.92 < south < north < 30.94
@@ -150,11 +151,23 @@ def test_property_filters_on_declared_fields(client: TestClient):
 
 
 def test_one_item_by_id(client: TestClient):
-    feature = client.get(f"{OGC}/collections/centres/items/C001").json()
+    feature = client.get(f"{OGC}/collections/centers/items/C001").json()
     check_rfc7946(feature)
     assert feature["id"] == "C001" and feature["properties"]["name"] == "金山邻里中心"
     assert feature["geometry"]["type"] == "Point"
     assert any(link["rel"] == "collection" for link in feature["links"])
+
+
+def test_the_former_id_centres_answers_like_centers(client: TestClient, planted: Engine):
+    new = client.get(f"{OGC}/collections/centers").json()
+    old = client.get(f"{OGC}/collections/centres").json()
+    assert old == new and old["id"] == "centers"
+    items = client.get(f"{OGC}/collections/centres/items").json()
+    codes = [r["code"] for r in rows(planted, "SELECT code FROM centers ORDER BY code")]
+    assert sorted(f["id"] for f in items["features"]) == codes == ["C001", "C002"]
+    assert items["features"] == client.get(f"{OGC}/collections/centers/items").json()["features"]
+    one = client.get(f"{OGC}/collections/centres/items/C002").json()
+    assert one["properties"] == items["features"][1]["properties"]
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,7 @@ def test_the_repository_layers_load_with_their_labels_and_roles():
         "communities",
         "grids",
         "buildings",
-        "centres",
+        "centers",
         "streets",
         "incidents",
         "incident_hexbins",
@@ -138,6 +138,28 @@ def test_two_files_with_one_id_are_refused(tmp_path):
     write(tmp_path, GOOD)
     write(tmp_path, 'id = "grids"\n' + GOOD, "other.toml")
     with pytest.raises(LayerFileError, match="already used"):
+        load_catalogue(tmp_path)
+
+
+def test_the_centres_layer_is_centers_like_its_table_and_answers_to_its_former_id():
+    catalogue = load_catalogue(layers_dir())
+    assert "centers" in catalogue.layers and "centres" not in catalogue.layers
+    assert catalogue.layers["centers"].table == "centers"
+    assert catalogue.canonical("centres") == catalogue.canonical("centers") == "centers"
+    assert catalogue.canonical("nowhere") == "nowhere"
+
+
+def test_an_alias_is_one_more_name_and_may_not_take_another_layers(tmp_path):
+    write(tmp_path, GOOD.replace('table = "grids"', 'table = "grids"\naliases = ["cells"]'))
+    assert load_catalogue(tmp_path).canonical("cells") == "grids"
+    write(tmp_path, GOOD.replace("[style]", '[style]\ncolor = "#000000"'), "cells.toml")
+    with pytest.raises(
+        LayerFileError, match=r"grids.toml: alias 'cells' is already used by .*cells.toml"
+    ):
+        load_catalogue(tmp_path)
+    (tmp_path / "cells.toml").unlink()
+    write(tmp_path, GOOD.replace('table = "grids"', 'table = "grids"\naliases = ["grids"]'))
+    with pytest.raises(LayerFileError, match="alias 'grids' is the layer's own id"):
         load_catalogue(tmp_path)
 
 

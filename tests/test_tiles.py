@@ -83,8 +83,8 @@ def test_a_grids_tile_holds_the_grids_in_it_with_their_attributes(client, plante
 
 def test_several_layers_in_one_tile(client, planted):
     z, x, y = tile_of(*ORIGIN, 15)
-    tile = decode(get_tile(client, "grids,buildings,centres", z, x, y))
-    assert list(tile) == ["grids", "buildings", "centres"]
+    tile = decode(get_tile(client, "grids,buildings,centers", z, x, y))
+    assert list(tile) == ["grids", "buildings", "centers"]
     expected = rows(
         planted,
         "SELECT code, households FROM buildings WHERE "
@@ -234,6 +234,25 @@ def test_tilejson_describes_the_layers(client):
     assert "households" in body["vector_layers"][1]["fields"]
     west, south, east, north = body["bounds"]
     assert 117.80 < west < east < 117.83 and 30.92 < south < north < 30.94
+
+
+def test_tiles_asked_by_the_former_id_centres_hold_the_centers_under_that_name(client, planted):
+    # A map style written for the old id reads an MVT layer called `centres`: it gets one.
+    z, x, y = tile_of(*ORIGIN, 14)
+    old = decode(get_tile(client, "grids,centres", z, x, y))
+    new = decode(get_tile(client, "grids,centers", z, x, y))
+    assert list(old) == ["grids", "centres"]
+    assert old["centres"]["features"] == new["centers"]["features"]
+    assert {p["properties"]["code"] for p in old["centres"]["features"]} == {
+        r["code"]
+        for r in rows(
+            planted, "SELECT code FROM centers WHERE " + IN_TILE.format(g="geom"), z=z, x=x, y=y
+        )
+    }
+    assert old["centres"]["features"]
+    body = client.get("/tiles/centres.json").json()
+    assert [layer["id"] for layer in body["vector_layers"]] == ["centres"]
+    assert body["bounds"] == client.get("/tiles/centers.json").json()["bounds"]
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import zipfile
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +17,7 @@ from sqlalchemy import Engine
 from geo_service.api.app import create_app
 from geo_service.errors import InvalidInput
 from geo_service.settings import Settings
+from tests.conftest import ROOT
 from web_map import MapOptions, basemap, render
 from web_map.assets import STATIC_DIR, inline, static_path
 from web_map.export import collect, export_html
@@ -27,29 +31,78 @@ def config_of(html: str) -> dict:
     return json.loads(found.group(1).replace("<\\/", "</"))
 
 
+CLUSTER = "vendor/leaflet.markercluster"
+
+
 @pytest.mark.parametrize("view", VIEWS)
 def test_pages_load_leaflet_and_their_scripts_from_our_own_files(view):
     html = render(view, MapOptions(basemap="none"))
     sources = re.findall(r'<script src="([^"]+)"', html)
     styles = re.findall(r'<link rel="stylesheet" href="([^"]+)"', html)
+    # The dispatcher clusters incidents at one spot (Leaflet.markercluster, after Leaflet).
+    plugin_js = [f"{ASSETS}/{CLUSTER}/leaflet.markercluster.js"] if view == "dispatcher" else []
+    plugin_css = [f"{ASSETS}/{CLUSTER}/MarkerCluster.css"] if view == "dispatcher" else []
     assert sources == [
         f"{ASSETS}/vendor/leaflet/leaflet.js",
+        *plugin_js,
         f"{ASSETS}/geomap.js",
         f"{ASSETS}/{view}.js",
     ]
-    assert styles == [f"{ASSETS}/vendor/leaflet/leaflet.css", f"{ASSETS}/geomap.css"]
+    assert styles == [
+        f"{ASSETS}/vendor/leaflet/leaflet.css",
+        *plugin_css,
+        f"{ASSETS}/geomap.css",
+    ]
     assert "cdn" not in html.lower() and "jquery" not in html.lower()
     for path in sources + styles:
         assert static_path(path.removeprefix(ASSETS + "/")).stat().st_size > 0
     assert "L.control.scale()" in html and "L.control.layers(" in html
     config = config_of(html)
     assert config["view"] == view and config["crs"] == "wgs84" and config["interactive"]
+    # What the city has (every layer's extent) comes from one request, whatever the view.
+    assert config["sources"]["catalogue"] == "/ogc/collections"
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_pages_name_the_servers_icon_and_a_static_export_names_none(view):
+    html = render(view, MapOptions(basemap="none"))
+    assert re.findall(r'<link rel="icon" href="([^"]+)"', html) == ["/favicon.ico"]
+    assert 'rel="icon"' not in render(view, MapOptions(basemap="none", data={}))
 
 
 def test_leaflet_is_vendored_with_its_licence():
     leaflet = STATIC_DIR / "vendor" / "leaflet"
     assert "BSD 2-Clause" in (leaflet / "LICENSE").read_text()
     assert (leaflet / "images" / "layers.png").is_file()
+
+
+def test_markercluster_is_vendored_with_its_licence_and_version():
+    cluster = STATIC_DIR / CLUSTER
+    assert "Permission is hereby granted" in (cluster / "LICENSE").read_text()  # MIT
+    assert "1.5.3" in (cluster / "VERSION").read_text()
+    script = (cluster / "leaflet.markercluster.js").read_text()
+    assert "MarkerClusterGroup" in script and "</script" not in script  # inlinable
+    for css in ("MarkerCluster.css", "MarkerCluster.Default.css"):
+        assert (cluster / css).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_every_static_file_of_the_map(tmp_path):
+    """A non-editable install serves the same files: setup.py's package_data covers them."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(ROOT)],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("geo_service-*.whl")
+    carried = set(zipfile.ZipFile(wheel).namelist())
+    ours = {
+        p.relative_to(ROOT).as_posix()
+        for p in STATIC_DIR.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert f"web_map/static/{CLUSTER}/leaflet.markercluster.js" in ours
+    assert ours <= carried, sorted(ours - carried)
 
 
 def test_basemaps_and_the_crs_each_is_drawn_in():
@@ -129,6 +182,10 @@ def test_routes_serve_the_views_and_their_files_without_a_token(client: TestClie
     assert client.get("/map/planner?basemap=google").status_code == 422
     js = client.get("/map/static/vendor/leaflet/leaflet.js")
     assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+    cluster = client.get(f"/map/static/{CLUSTER}/leaflet.markercluster.js")
+    assert cluster.status_code == 200 and "javascript" in cluster.headers["content-type"]
+    icon = client.get(re.findall(r'<link rel="icon" href="([^"]+)"', client.get("/map").text)[0])
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/png"
     assert client.get("/map/static/geomap.css").status_code == 200
     assert client.get("/map/static/nothing.js").status_code == 404
     assert client.get("/map/static/..%2F..%2Fgeo_service%2Fsettings.py").status_code == 404

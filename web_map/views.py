@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import folium
-from branca.element import Figure, MacroElement
+from branca.element import Element, Figure, MacroElement
 from folium.elements import JSCSSMixin
 from folium.template import Template
 
@@ -26,6 +26,19 @@ VIEWS: tuple[View, ...] = ("planner", "worker", "dispatcher")
 ASSETS = "/map/static"
 LEAFLET_JS = "vendor/leaflet/leaflet.js"
 LEAFLET_CSS = "vendor/leaflet/leaflet.css"
+# Leaflet plugins (vendored beside Leaflet) a view needs before its own script: (js, css).
+_PLUGINS: dict[View, list[tuple[str, str]]] = {
+    "dispatcher": [
+        (
+            "vendor/leaflet.markercluster/leaflet.markercluster.js",
+            "vendor/leaflet.markercluster/MarkerCluster.css",
+        )
+    ],
+}
+# Where the server answers the icon of its pages (geo_service/api/app.py).
+FAVICON = "/favicon.ico"
+# Every layer the viewer may see, with its extent and style: what the city has, in one request.
+CATALOGUE = "/ogc/collections"
 # Where the map opens before the script fits it to the data (the data's own extent).
 _WORLD = (20.0, 110.0)
 FEATURES_PAGE = 10_000  # GEO_FEATURES_MAX_LIMIT's default: the fewest round trips
@@ -64,7 +77,7 @@ _OVERLAYS: dict[View, list[_Overlay]] = {
         _Overlay("tiers", "步行等时圈", "Walking tiers"),
         _Overlay("gaps", "覆盖盲区", "Coverage gaps"),
         _Overlay("communities", "社区边界", "Communities"),
-        _Overlay("centres", "邻里中心", "Neighbourhood centres"),
+        _Overlay("centers", "邻里中心", "Neighbourhood centres"),
         _Overlay("whatif", "情景分析", "What-if centres"),
         _Overlay("suggested", "建议选址", "Suggested sites"),
     ],
@@ -87,16 +100,12 @@ def planner_sources() -> dict[str, str]:
     """The API paths the planner view reads (also what a static export embeds)."""
     items = f"/items?limit={FEATURES_PAGE}"
     return {
-        "grids_doc": "/ogc/collections/grids",
+        "catalogue": CATALOGUE,
         "grids": "/ogc/collections/grids" + items,
-        "tiers_doc": "/ogc/collections/coverage_tiers",
         "tiers": "/ogc/collections/coverage_tiers" + items,
-        "gaps_doc": "/ogc/collections/coverage_gaps",
         "gaps": "/ogc/collections/coverage_gaps" + items,
-        "communities_doc": "/ogc/collections/communities",
         "communities": "/ogc/collections/communities" + items,
-        "centres_doc": "/ogc/collections/centres",
-        "centres": "/ogc/collections/centres" + items,
+        "centers": "/ogc/collections/centers" + items,
         "summary": "/api/v1/coverage/summary",
         "figures": "/api/v1/coverage/grids",
     }
@@ -106,14 +115,22 @@ def dispatcher_sources() -> dict[str, str]:
     """The API paths the dispatcher view reads (also what a static export embeds)."""
     items = f"/items?limit={FEATURES_PAGE}"
     return {
-        "incidents_doc": "/ogc/collections/incidents",
+        "catalogue": CATALOGUE,
         "incidents": "/ogc/collections/incidents" + items,
-        "grids_doc": "/ogc/collections/grids",
         "grids": "/ogc/collections/grids" + items,
     }
 
 
-SOURCES = {"planner": planner_sources, "dispatcher": dispatcher_sources}
+def worker_sources() -> dict[str, str]:
+    """The API paths the worker view reads whatever its grid (the rest depend on the grid)."""
+    return {"catalogue": CATALOGUE, "grids": f"/ogc/collections/grids/items?limit={FEATURES_PAGE}"}
+
+
+SOURCES = {
+    "planner": planner_sources,
+    "dispatcher": dispatcher_sources,
+    "worker": worker_sources,
+}
 
 
 class _ViewScript(JSCSSMixin, MacroElement):  # type: ignore[misc]
@@ -131,11 +148,16 @@ class _ViewScript(JSCSSMixin, MacroElement):  # type: ignore[misc]
         super().__init__()
         self._name = "GeoMapView"
         self.start_args = start_args
+        plugins = _PLUGINS.get(view, [])
         self.default_js = [
+            *((f"plugin_{i}", f"{assets}/{js}") for i, (js, _) in enumerate(plugins)),
             ("geomap", f"{assets}/geomap.js"),
             (f"geomap_{view}", f"{assets}/{view}.js"),
         ]
-        self.default_css = [("geomap_css", f"{assets}/geomap.css")]
+        self.default_css = [
+            *((f"plugin_css_{i}", f"{assets}/{css}") for i, (_, css) in enumerate(plugins)),
+            ("geomap_css", f"{assets}/geomap.css"),
+        ]
 
 
 def _script_json(value: Any) -> str:
@@ -174,6 +196,11 @@ def build(view: View, options: MapOptions, **params: Any) -> Figure:
     base = basemap(options.basemap, options.tianditu_key)
     zh, en = _TITLES[view]
     figure = Figure(title=f"{zh} {en} · geo-service")
+    if options.data is None:
+        # A static export opened from a file has no server to ask for the icon.
+        figure.header.add_child(
+            Element(f'<link rel="icon" href="{options.api}{FAVICON}">'), name="favicon"
+        )
     m = folium.Map(
         location=_WORLD,
         zoom_start=4,

@@ -50,6 +50,7 @@ PERSONAL_COLUMNS = frozenset(
 )
 _IDENT = r"[a-z_][a-z0-9_]*"
 Identifier = Annotated[str, Field(pattern=rf"^{_IDENT}$", max_length=63)]
+LayerId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)]
 Colour = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$")]
 
 
@@ -129,7 +130,12 @@ def _zoom_table(table: dict[int, Any]) -> dict[int, Any]:
 class Layer(_Strict):
     """One layer file, validated."""
 
-    id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)]
+    id: LayerId
+    aliases: list[LayerId] = Field(
+        [],
+        description="other ids the layer answers to in URLs (a former id, so that old links, "
+        "QGIS projects and map styles keep working); never listed, the id is what is shown",
+    )
     title: Label
     description: Label | None = None
     table: Annotated[str, Field(pattern=rf"^({_IDENT}\.)?{_IDENT}$")] | None = None
@@ -182,6 +188,8 @@ class Layer(_Strict):
     def _consistent(self) -> Layer:
         if (self.table is None) == (self.sql is None):
             raise ValueError("give exactly one of `table` or `sql`")
+        if self.id in self.aliases:
+            raise ValueError(f"alias {self.id!r} is the layer's own id")
         if self.minzoom > self.maxzoom:
             raise ValueError(f"minzoom {self.minzoom} is above maxzoom {self.maxzoom}")
         if self.hexbin is not None and self.tile_geometry is not None:
@@ -261,6 +269,7 @@ class Catalogue:
 
     def __init__(self, layers: list[Layer], fingerprint: str) -> None:
         self.layers = {layer.id: layer for layer in layers}
+        self.aliases = {alias: layer.id for layer in layers for alias in layer.aliases}
         # Changes whenever any file changes: part of every tile ETag, so that a changed
         # style or field list after a restart is never answered with 304.
         self.fingerprint = fingerprint
@@ -270,6 +279,11 @@ class Catalogue:
 
     def __len__(self) -> int:
         return len(self.layers)
+
+    def canonical(self, name: str) -> str:
+        """The id of the layer called `name` in a URL (its id or one of its aliases); an
+        unknown name is returned as it is."""
+        return self.aliases.get(name, name)
 
 
 def load_layer(path: Path) -> Layer:
@@ -305,12 +319,13 @@ def load_catalogue(folder: Path) -> Catalogue:
         raise LayerFileError(f"{folder}: the layers folder does not exist")
     layers: list[Layer] = []
     digest = hashlib.blake2b(digest_size=8)
-    seen: dict[str, Path] = {}
+    seen: dict[str, Path] = {}  # ids and aliases: one name, one layer
     for path in sorted(folder.glob("*.toml")):
         layer = load_layer(path)
-        if layer.id in seen:
-            raise LayerFileError(f"{path}: id {layer.id!r} is already used by {seen[layer.id]}")
-        seen[layer.id] = path
+        for name, what in ((layer.id, "id"), *((a, "alias") for a in layer.aliases)):
+            if name in seen:
+                raise LayerFileError(f"{path}: {what} {name!r} is already used by {seen[name]}")
+            seen[name] = path
         digest.update(path.read_bytes())
         layers.append(layer)
     return Catalogue(layers, digest.hexdigest())

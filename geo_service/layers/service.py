@@ -102,9 +102,9 @@ class LayerService:
     async def layer(
         self, pool: AsyncConnectionPool, layer_id: str, viewer: Principal = ANONYMOUS
     ) -> Resolved:
-        """One layer by id, when `viewer` may see it; 404 naming it (a hidden layer is
-        answered as an unknown one)."""
-        found = (await self.layers(pool)).get(layer_id)
+        """One layer by id (or alias), when `viewer` may see it; 404 naming it (a hidden layer
+        is answered as an unknown one)."""
+        found = (await self.layers(pool)).get(self.catalogue.canonical(layer_id))
         if found is None or not sees_layer(viewer, found.layer.roles):
             raise NotFound(f"no layer {layer_id!r}; see /ogc/collections for the layers")
         return found
@@ -250,7 +250,7 @@ class LayerService:
         """The tile of the layers (in the order asked), from the cache when the data versions
         of every layer are those it was made with; live layers are made on every request."""
         resolved = [await self.layer(pool, layer_id, viewer) for layer_id in layer_ids]
-        layers = [r.layer for r in resolved]
+        layers = [_as_asked(r.layer, name) for r, name in zip(resolved, layer_ids, strict=True)]
         shown = [layer for layer in layers if layer.minzoom <= t.z <= layer.maxzoom]
         live = any(layer.live for layer in shown)
         kinds = sorted({kind for layer in shown for kind in layer.versions})
@@ -328,9 +328,14 @@ class LayerService:
             if boxes
             else None
         )
-        return ogc.tilejson(
-            tiles_url, [r.layer for r in resolved], union, [r.columns for r in resolved]
-        )
+        named = [_as_asked(r.layer, name) for r, name in zip(resolved, layer_ids, strict=True)]
+        return ogc.tilejson(tiles_url, named, union, [r.columns for r in resolved])
+
+
+def _as_asked(layer: Layer, name: str) -> Layer:
+    """The layer under the name a tile request gave (its id or an alias): a tile asked by an
+    alias holds an MVT layer of that name, which is what a map style written for it reads."""
+    return layer if layer.id == name else layer.model_copy(update={"id": name})
 
 
 def _hexagon_feature(layer: Layer, h: hexbin.Hexagon) -> str:

@@ -1,5 +1,7 @@
 /* Dispatcher view: located incidents coloured by status, overdue ones ringed, refreshed every
- * few seconds; a click on an incident shows its grid and the grid's workers.
+ * few seconds; a click on an incident shows its grid and the grid's workers. Incidents at one
+ * spot are clustered (Leaflet.markercluster): a number, ringed when one of them is overdue;
+ * a click spreads them out. Incidents outside the city are listed with a link to each.
  * Data: OGC API Features (incidents with status/overdue, grids, styles) + /api/v1/incidents. */
 (function (GeoMap) {
   "use strict";
@@ -7,6 +9,9 @@
   var bi = GeoMap.bi;
   var esc = GeoMap.esc;
   var OVERDUE = "#e41a1c";
+  // Pixels within which markers merge: about two markers wide, so that only incidents drawn
+  // on top of each other cluster, and the city's spread of statuses stays visible.
+  var CLUSTER_PX = 28;
 
   function labelOf(doc, status) {
     var e = (doc.style.legend || []).filter(function (l) {
@@ -15,22 +20,55 @@
     return e ? bi(e.label.zh, e.label.en) : esc(status);
   }
 
+  /** The marker of an incident: a dot in its status colour, ringed in red when overdue. */
+  function incidentIcon(colour, overdue, ref) {
+    return L.divIcon({
+      className: "gm-incident" + (overdue ? " gm-incident-overdue" : ""),
+      html: '<span data-ref="' + esc(ref) + '" style="background:' + colour + '"></span>',
+      iconSize: overdue ? [20, 20] : [14, 14],
+    });
+  }
+
+  /** A cluster: how many incidents, ringed in red with how many are overdue when any is. */
+  function clusterIcon(cluster) {
+    var children = cluster.getAllChildMarkers();
+    var overdue = children.filter(function (m) {
+      return m.options.overdue;
+    }).length;
+    return L.divIcon({
+      className: "gm-cluster" + (overdue ? " gm-cluster-overdue" : ""),
+      html: '<span data-count="' + children.length + '" data-overdue="' + overdue + '">' +
+        children.length + "</span>",
+      iconSize: [32, 32],
+    });
+  }
+
+  function lonLat(f) {
+    var c = f.geometry.coordinates;
+    return c[0].toFixed(5) + ", " + c[1].toFixed(5);
+  }
+
   GeoMap.views.dispatcher = async function (page) {
     var g = page.groups;
     var cfg = page.cfg;
     var S = cfg.sources;
     var counts = page.section("counts", "事件概况", "Incidents now");
+    var outsideBox = page.section("outside");
     var control = page.section("refresh");
     var detail = page.section("detail");
 
-    var docs = await Promise.all([page.get(S.incidents_doc), page.get(S.grids_doc)]);
-    var incidentsDoc = docs[0];
-    var gridsDoc = docs[1];
+    var docs = await page.catalogue();
+    var incidentsDoc = docs.incidents;
+    var gridsDoc = docs.grids;
+    if (!incidentsDoc) throw new Error("the incidents layer is not shown to this user");
     var style = incidentsDoc.style;
+    await page.missing([
+      GeoMap.need("grids", "事件按网格派遣，无网格则无法派遣", "incidents are dispatched to grids, none can be yet"),
+    ]);
 
     var grids = await page.items(S.grids);
     var gridById = {};
-    var gridLayer = page.geoJSON(grids, {
+    page.geoJSON(grids, {
       style: { color: gridsDoc.style.color, weight: 0.8, opacity: 0.7, fillColor: gridsDoc.style.fill, fillOpacity: 0.08 },
       onEachFeature: function (f, layer) {
         gridById[f.id] = f;
@@ -42,13 +80,22 @@
     GeoMap.legendOf(page.legend, incidentsDoc, "dot");
     page.legend.section("督办", "Supervision", [
       { zh: "超期", en: "overdue", color: OVERDUE, kind: "ring" },
+      { zh: "同处多起（点击展开）", en: "several at one spot", color: "#34495e", kind: "dot" },
     ]);
     page.legend.section(gridsDoc.titles.zh, gridsDoc.titles.en, [
       { zh: "网格", en: "grid", color: gridsDoc.style.fill, border: gridsDoc.style.color },
       { zh: "所选事件网格", en: "grid of the selected incident", color: "#ffff99", border: "#ff7f00" },
     ]);
-    page.fit([gridLayer]);
+    await page.fitCity();
 
+    var clusters = L.markerClusterGroup({
+      maxClusterRadius: CLUSTER_PX,
+      showCoverageOnHover: false,
+      spiderfyOnMaxZoom: true,
+      iconCreateFunction: clusterIcon,
+    }).addTo(g.incidents);
+    page.clusters = clusters;
+    var markerOf = {};
     var selected = null;
 
     function showIncident(ref, layer, latlng) {
@@ -57,11 +104,9 @@
         g.selected.clearLayers();
         var grid = inc.grid_code ? gridById[inc.grid_code] : null;
         if (grid) {
+          // The markers live in the marker pane, above every polygon: never hidden by it.
           page.geoJSON(grid, { interactive: false, style: { color: "#ff7f00", weight: 3, fillColor: "#ffff99", fillOpacity: 0.35 } })
             .addTo(g.selected);
-          g.incidents.eachLayer(function (l) {
-            l.bringToFront();
-          });
         }
         var workers = (inc.workers || []).map(function (w) {
           return esc(w.name) + (w.phone ? " " + esc(w.phone) : "") + " (" + esc(w.code) + ")";
@@ -89,26 +134,35 @@
 
     async function refresh() {
       var fc = await page.items(S.incidents);
-      g.incidents.clearLayers();
       var byStatus = {};
       var overdue = 0;
-      // Overdue last, so that their rings are drawn on top.
-      fc.features.sort(function (a, b) {
-        return (a.properties.overdue ? 1 : 0) - (b.properties.overdue ? 1 : 0);
-      });
+      var outside = [];
+      var markers = [];
+      markerOf = {};
       fc.features.forEach(function (f) {
         var p = f.properties;
+        var c = f.geometry.coordinates;
         byStatus[p.status] = (byStatus[p.status] || 0) + 1;
         if (p.overdue) overdue += 1;
-        var marker = GeoMap.circle(page, style, f, p.overdue
-          ? { color: OVERDUE, weight: 4, radius: style.radius + 3, bubblingMouseEvents: false }
-          : { color: "#ffffff", weight: 1.5, bubblingMouseEvents: false });
+        var latlng = page.toLatLng(c[0], c[1]);
+        var marker = L.marker(latlng, {
+          icon: incidentIcon(GeoMap.colourOf(style, p), p.overdue, p.ref),
+          overdue: !!p.overdue,
+          ref: p.ref,
+          // Overdue on top, so that their rings show.
+          zIndexOffset: p.overdue ? 1000 : 0,
+        });
         marker.bindTooltip(esc(p.ref) + " · " + labelOf(incidentsDoc, p.status) + (p.overdue ? " · " + bi("超期", "overdue") : ""));
         marker.on("click", function (e) {
           showIncident(p.ref, marker, e.latlng);
         });
-        marker.addTo(g.incidents);
+        markers.push(marker);
+        markerOf[p.ref] = marker;
+        if (page.city && !page.city.contains(latlng)) outside.push(f);
       });
+      clusters.clearLayers();
+      clusters.addLayers(markers);
+      showOutside(outside);
       page.counts.incidents = fc.features.length;
       var rows = (style.legend || []).filter(function (l) {
         return byStatus[l.value];
@@ -130,6 +184,34 @@
       var now = new Date();
       document.getElementById("gm-updated").textContent = now.toLocaleTimeString("zh-CN", { hour12: false });
       document.body.setAttribute("data-geomap-refreshed", String(Number(document.body.getAttribute("data-geomap-refreshed") || 0) + 1));
+    }
+
+    // Incidents beyond the city's extent are drawn, but the map opens on the city: say where.
+    function showOutside(outside) {
+      document.body.setAttribute("data-geomap-outside", String(outside.length));
+      if (!outside.length) {
+        outsideBox.innerHTML = "";
+        return;
+      }
+      var n = outside.length;
+      outsideBox.innerHTML = '<div class="gm-warn">' +
+        bi(n + " 个事件在城市范围外", n + (n === 1 ? " incident" : " incidents") + " outside the city") +
+        ' (' + bi("点击定位", "click to go there") + ')</div><ul class="gm-list">' +
+        outside.map(function (f) {
+          return '<li data-ref="' + esc(f.properties.ref) + '">' + esc(f.properties.ref) + " " +
+            bi("位于", "at") + " " + lonLat(f) + "</li>";
+        }).join("") + "</ul>";
+      outsideBox.querySelectorAll("li").forEach(function (li) {
+        li.addEventListener("click", function () {
+          var ref = li.getAttribute("data-ref");
+          var marker = markerOf[ref];
+          if (!marker) return;
+          // At once (no animation): the next refresh may replace the marker at any moment.
+          page.map.setView(marker.getLatLng(), Math.max(page.map.getZoom(), 15), { animate: false });
+          clusters.zoomToShowLayer(marker); // spreads it out of a cluster, if it is in one
+          showIncident(ref, marker, marker.getLatLng());
+        });
+      });
     }
 
     control.innerHTML = '<div class="gm-note">' + bi("更新于", "Updated") + ' <span id="gm-updated">—</span> · ' +

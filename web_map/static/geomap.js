@@ -360,21 +360,145 @@
     document.body.setAttribute("data-geomap-ready", "1");
   };
 
+  /** Fit the map to bounds, keeping them clear of the panel (top left) and the legend (bottom
+   * right); a single point (one centre, one incident) opens at street level, not at zoom 22. */
+  Page.prototype.fitBounds = function (b) {
+    var wide = this.map.getSize().x > 900;
+    this.map.fitBounds(b, {
+      paddingTopLeft: [wide ? 360 : 20, 20],
+      paddingBottomRight: [wide ? 300 : 20, 20],
+      maxZoom: 17,
+    });
+  };
+
   /** Fit the map to the bounds of Leaflet layers (the first that has any). */
   Page.prototype.fit = function (layers) {
     for (var i = 0; i < layers.length; i++) {
       var b = layers[i] && layers[i].getBounds ? layers[i].getBounds() : null;
       if (b && b.isValid()) {
-        // Keep the data clear of the panel (top left) and the legend (bottom right).
-        var wide = this.map.getSize().x > 900;
-        this.map.fitBounds(b, {
-          paddingTopLeft: [wide ? 360 : 20, 20],
-          paddingBottomRight: [wide ? 300 : 20, 20],
-        });
+        this.fitBounds(b);
         return true;
       }
     }
     return false;
+  };
+
+  // -- what the city has: the layer catalogue with each layer's extent ----------------------
+  /** The collection documents this viewer may see, by id (style, titles, and the extent when
+   * the layer holds data); asked once per page. */
+  Page.prototype.catalogue = function () {
+    if (!this._catalogue) {
+      this._catalogue = this.get(this.cfg.sources.catalogue).then(function (answer) {
+        var byId = {};
+        (answer.collections || []).forEach(function (c) {
+          byId[c.id] = c;
+        });
+        return byId;
+      });
+    }
+    return this._catalogue;
+  };
+
+  /** [west, south, east, north] of a collection's data, or null (no such layer, or empty). */
+  GeoMap.extentOf = function (doc) {
+    var e = doc && doc.extent && doc.extent.spatial && doc.extent.spatial.bbox;
+    return e && e.length ? e[0] : null;
+  };
+
+  /** Leaflet bounds of a WGS-84 bbox, corners shifted like the overlays. */
+  Page.prototype.boxBounds = function (bbox) {
+    var page = this;
+    return L.latLngBounds(
+      [[bbox[0], bbox[1]], [bbox[0], bbox[3]], [bbox[2], bbox[1]], [bbox[2], bbox[3]]].map(
+        function (c) {
+          return page.toLatLng(c[0], c[1]);
+        }
+      )
+    );
+  };
+
+  // The city's extent, by preference: its grids and communities (what the views are about);
+  // without them whatever else it has (a city imported from OpenStreetMap has streets,
+  // buildings and centres only); its incidents last. Later groups never widen an earlier one:
+  // one incident reported 30 km away must not shrink the city to a dot.
+  GeoMap.CITY = [
+    ["grids", "communities"],
+    ["centers", "coverage_isochrones", "coverage_tiers", "coverage_gaps", "buildings", "streets"],
+    ["incidents"],
+  ];
+
+  /** The bounds of the city's data (see GeoMap.CITY), or null when it has none. */
+  Page.prototype.cityBounds = async function () {
+    var docs = await this.catalogue();
+    for (var i = 0; i < GeoMap.CITY.length; i++) {
+      var bounds = null;
+      for (var j = 0; j < GeoMap.CITY[i].length; j++) {
+        var bbox = GeoMap.extentOf(docs[GeoMap.CITY[i][j]]);
+        if (!bbox) continue;
+        var b = this.boxBounds(bbox);
+        bounds = bounds ? bounds.extend(b) : b;
+      }
+      if (bounds) return bounds;
+    }
+    return null;
+  };
+
+  /** Open the map on the city's data, whatever it has; page.city keeps its bounds (null when
+   * the database is empty: the map stays at its opening view and the notes say why). */
+  Page.prototype.fitCity = async function () {
+    this.city = await this.cityBounds();
+    if (this.city) this.fitBounds(this.city);
+    document.body.setAttribute("data-geomap-fitted", this.city ? "1" : "0");
+    return this.city;
+  };
+
+  /** A visible note of the layers this view needs that hold no data yet. `needs`: one entry
+   * per layer, {id, zh, en (what it is), whyZh, whyEn (what needs it), kind (import kind)}.
+   * Returns the ids missing; body[data-geomap-missing] lists them for tests. */
+  Page.prototype.missing = async function (needs) {
+    var docs = await this.catalogue();
+    var absent = needs.filter(function (n) {
+      return !GeoMap.extentOf(docs[n.id]);
+    });
+    document.body.setAttribute(
+      "data-geomap-missing",
+      absent
+        .map(function (n) {
+          return n.id;
+        })
+        .join(",")
+    );
+    if (!absent.length) return [];
+    var box = L.DomUtil.create("div", "gm-section gm-missing");
+    box.id = "gm-missing";
+    box.innerHTML = absent
+      .map(function (n) {
+        return (
+          '<div class="gm-warn">' + GeoMap.bi("尚未导入" + n.zh, "No " + n.en + " imported yet") +
+          ": " + GeoMap.bi(n.whyZh, n.whyEn) +
+          (n.kind ? " · <code>geo-service import " + esc(n.kind) + " FILE</code>" : "") + "</div>"
+        );
+      })
+      .join("");
+    // Right under the title and status, where the eye lands first.
+    this.panel._div.querySelector(".gm-status").insertAdjacentElement("afterend", box);
+    return absent.map(function (n) {
+      return n.id;
+    });
+  };
+
+  /** What each layer is and what needs it, for page.missing (a view picks its own). */
+  GeoMap.NEEDS = {
+    grids: { id: "grids", kind: "grids", zh: "网格", en: "grids" },
+    communities: { id: "communities", kind: "communities", zh: "社区", en: "communities" },
+    centers: { id: "centers", kind: "centers", zh: "邻里中心", en: "centres" },
+    buildings: { id: "buildings", kind: "buildings", zh: "楼栋", en: "buildings" },
+    streets: { id: "streets", kind: "roads", zh: "道路", en: "streets" },
+  };
+
+  /** An entry of GeoMap.NEEDS with why this view needs it. */
+  GeoMap.need = function (id, whyZh, whyEn) {
+    return Object.assign({}, GeoMap.NEEDS[id], { whyZh: whyZh, whyEn: whyEn });
   };
 
   // -- start -----------------------------------------------------------------------------------

@@ -58,23 +58,20 @@
     var whatIfBox = page.section("whatif");
     var suggestBox = page.section("suggest");
 
-    // Metadata (styles, titles) and figures first; coverage may not be computed yet.
-    var docs = await Promise.all([
-      page.get(S.grids_doc),
-      page.get(S.tiers_doc).catch(function () {
-        return null;
-      }),
-      page.get(S.gaps_doc).catch(function () {
-        return null;
-      }),
-      page.get(S.communities_doc),
-      page.get(S.centres_doc),
+    // Metadata (styles, titles, extents) and figures first; coverage may not be computed yet.
+    var docs = await page.catalogue();
+    var gridsDoc = docs.grids;
+    var tiersDoc = docs.coverage_tiers || null;
+    var gapsDoc = docs.coverage_gaps || null;
+    var communitiesDoc = docs.communities;
+    var centersDoc = docs.centers;
+    await page.missing([
+      GeoMap.need("grids", "按网格的覆盖率需要网格", "coverage per grid needs them"),
+      GeoMap.need("communities", "社区边界与分社区变化需要社区", "community outlines and the change per community need them"),
+      GeoMap.need("centers", "覆盖从中心起算", "coverage is measured from them"),
+      GeoMap.need("streets", "步行沿道路计算", "walks follow them"),
+      GeoMap.need("buildings", "户数来自楼栋", "households are counted from them"),
     ]);
-    var gridsDoc = docs[0];
-    var tiersDoc = docs[1];
-    var gapsDoc = docs[2];
-    var communitiesDoc = docs[3];
-    var centresDoc = docs[4];
     var coverage = null;
     var summary = null;
     try {
@@ -114,7 +111,7 @@
       tiersDoc ? page.items(S.tiers) : null,
       gapsDoc ? page.items(S.gaps) : null,
       page.items(S.communities),
-      page.items(S.centres),
+      page.items(S.centers),
     ]);
 
     var maxTier = summary ? widest(summary.city).tier_min : 15;
@@ -187,17 +184,17 @@
     }).addTo(g.communities);
     page.count("communities", layers[3].features.length);
     layers[4].features.forEach(function (f) {
-      GeoMap.circle(page, centresDoc.style, f, { bubblingMouseEvents: false })
-        .bindPopup(GeoMap.popup(centresDoc, f.properties))
+      GeoMap.circle(page, centersDoc.style, f, { bubblingMouseEvents: false })
+        .bindPopup(GeoMap.popup(centersDoc, f.properties))
         .bindTooltip(esc(f.properties.name || f.id), {
           permanent: true,
           direction: "right",
           offset: [8, 0],
           className: "gm-label",
         })
-        .addTo(g.centres);
+        .addTo(g.centers);
     });
-    page.count("centres", layers[4].features.length);
+    page.count("centers", layers[4].features.length);
 
     // Legend.
     page.legend.section("户数覆盖率（" + maxTier + " 分钟）", "Households within " + maxTier + " min",
@@ -207,13 +204,13 @@
     if (tiersDoc) GeoMap.legendOf(page.legend, tiersDoc, "ring");
     if (gapsDoc) GeoMap.legendOf(page.legend, gapsDoc);
     GeoMap.legendOf(page.legend, communitiesDoc, "line");
-    GeoMap.legendOf(page.legend, centresDoc, "dot");
+    GeoMap.legendOf(page.legend, centersDoc, "dot");
     page.legend.section("情景分析", "What-if / siting", [
       { zh: "新增中心", en: "added centre", color: "#6a3d9a", kind: "dot" },
       { zh: "建议选址", en: "suggested site", color: "#ff7f00", kind: "dot" },
     ]);
 
-    page.fit([choropleth]);
+    await page.fitCity();
 
     // What-if and suggestions need the live API.
     if (!page.cfg.interactive) {

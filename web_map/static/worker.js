@@ -21,6 +21,13 @@
     return b;
   }
 
+  function workerNeeds() {
+    return [
+      GeoMap.need("grids", "网格员地图按网格打开", "the worker map opens one grid"),
+      GeoMap.need("buildings", "网格员地图显示网格内的楼栋", "the worker map shows a grid's buildings"),
+    ];
+  }
+
   function pin(text, cls) {
     return L.divIcon({
       className: "gm-site " + cls,
@@ -61,14 +68,17 @@
 
   async function gridPicker(page) {
     var box = page.section("pick", "选择网格", "Choose a grid");
-    var grids = await page.items("/ogc/collections/grids/items?limit=10000");
+    await page.missing(workerNeeds());
+    var grids = await page.items(page.cfg.sources.grids);
     var options = grids.features
       .map(function (f) {
         return '<option value="' + esc(f.id) + '">' + esc(f.properties.name || f.id) + " " + esc(f.id) + "</option>";
       })
       .join("");
-    box.innerHTML = '<select id="gm-grid">' + options + '</select> <button id="gm-open" type="button">' +
-      bi("打开", "Open") + "</button>";
+    box.innerHTML = grids.features.length
+      ? '<select id="gm-grid">' + options + '</select> <button id="gm-open" type="button">' +
+        bi("打开", "Open") + "</button>"
+      : '<div class="gm-note">' + bi("没有可选的网格", "No grid to choose") + "</div>";
     function open(code) {
       var params = new URLSearchParams(window.location.search);
       params.set("grid", code);
@@ -87,10 +97,12 @@
     page.legend.section("网格", "Grids", [
       { zh: "点击打开网格", en: "click to open a grid", color: "#a6cee3", border: "#1f78b4" },
     ]);
-    page.fit([layer]);
-    document.getElementById("gm-open").addEventListener("click", function () {
-      open(document.getElementById("gm-grid").value);
-    });
+    await page.fitCity();
+    if (grids.features.length) {
+      document.getElementById("gm-open").addEventListener("click", function () {
+        open(document.getElementById("gm-grid").value);
+      });
+    }
     page.status(bi("请选择网格", "Choose a grid"), "ok");
     page.ready();
   }
@@ -105,12 +117,10 @@
     var near = page.section("near", "附近楼栋", "Near me");
     var list = page.section("list");
 
-    var docs = await Promise.all([
-      page.get("/ogc/collections/grids"),
-      page.get("/ogc/collections/buildings"),
-    ]);
-    var gridsDoc = docs[0];
-    var buildingsDoc = docs[1];
+    var docs = await page.catalogue();
+    var gridsDoc = docs.grids;
+    var buildingsDoc = docs.buildings;
+    await page.missing(workerNeeds());
     var grid;
     try {
       grid = await page.get("/ogc/collections/grids/items/" + encodeURIComponent(code));
@@ -118,6 +128,7 @@
       if (err instanceof GeoMap.ApiError && err.status === 404) {
         info.innerHTML = '<div class="gm-warn">' + bi("无此网格", "No such grid") + ": " + esc(code) + "</div>";
         page.status(bi("无此网格", "Unknown grid"), "error");
+        await page.fitCity();
         page.ready();
         return;
       }
