@@ -143,6 +143,13 @@ class Settings(BaseSettings):
     open311_max_requests: int = Field(
         default=1000, description="GET requests: most requests answered"
     )
+    open311_public_decimals: int = Field(
+        default=3,
+        ge=0,
+        le=6,
+        description="Decimals of lat/long Open311 shows callers who may not read incidents "
+        "(3: about 100 m; 2: about 1 km)",
+    )
 
     # Coverage: the 15-minute life circle (walking distances on the street network)
     coverage_walk_speed_kmh: float = Field(

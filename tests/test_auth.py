@@ -249,6 +249,40 @@ def test_open311_shows_what_residents_wrote_only_to_who_may_read_the_case(
     assert {ref for ref, r in worker.items() if r["description"]} == set(incidents[:2])  # G1
 
 
+def test_open311_shows_exact_points_only_to_who_may_read_the_case(server, tokens, incidents):
+    lon, lat = IN_G1[0] + 0.000123, IN_G1[1] + 0.000117  # a door, not a street
+    body = {**REPORT, "lon": lon, "lat": lat}
+    ref = server.post("/api/v1/incidents", json=body, headers=as_(tokens, "admin")).json()["ref"]
+
+    def point(role: str) -> tuple[float, float]:
+        [found] = server.get(f"/open311/v2/requests/{ref}.json", headers=as_(tokens, role)).json()
+        return found["lat"], found["long"]
+
+    assert point("dispatcher") == pytest.approx((lat, lon))
+    assert point("anonymous") == (round(lat, 3), round(lon, 3))  # about 100 m: the street
+    assert point("reporter") == (round(lat, 3), round(lon, 3))
+
+
+@pytest.mark.parametrize("role", ["reporter", "admin"])
+def test_a_reporter_learns_where_their_case_went_and_nothing_about_others(
+    server, tokens, incidents, role
+):
+    # Beside an earlier report in G1: the answer to staff names a likely duplicate and the
+    # grid's workers; a reporter's names only their own case.
+    body = {**REPORT, "lon": IN_G1[0], "lat": IN_G1[1], "reporter_phone": "13911112222"}
+    answer = server.post("/api/v1/incidents", json=body, headers=as_(tokens, role))
+    assert answer.status_code == 201, answer.text
+    seen = answer.json()
+    if role == "reporter":
+        assert set(seen) == {
+            "ref", "status", "category", "category_name", "grid_name", "community_name",
+            "received_at", "due_at",
+        }  # fmt: skip
+        assert seen["grid_name"] and seen["due_at"] and seen["status"] == "dispatched"
+    else:
+        assert seen["workers"] and "possible_duplicate_of" in seen
+
+
 def test_hidden_layers_are_unknown_to_who_may_not_see_them(server, tokens, incidents):
     public = server.get("/ogc/collections").json()["collections"]
     ids = {c["id"] for c in public}

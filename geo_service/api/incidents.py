@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Response
 
 from geo_service.api.auth import PrincipalDep, readable_incident, require
 from geo_service.api.deps import EngineDep, OffsetQuery, SettingsDep
-from geo_service.auth.policy import grid_scope, may_take
+from geo_service.auth.policy import allowed, grid_scope, may_take
 from geo_service.errors import Forbidden
 from geo_service.incidents import service
 
@@ -44,7 +44,8 @@ def create(
         Header(description="a retry with the same key and body returns the first incident"),
     ] = None,
 ) -> dict[str, Any]:
-    """Report an incident: 201 with the incident, routed to its grid when located.
+    """Report an incident: 201 with the incident, routed to its grid when located (a caller
+    who may not read incidents gets only its ref, status, category, grid and due time).
 
     A retry with the same Idempotency-Key and body answers 201 with the same incident and the
     header `Idempotent-Replayed: true`; the same key with a different body is 409.
@@ -52,6 +53,8 @@ def create(
     intake = service.create_incident(engine, settings, body, idempotency_key, recorded_by=who.name)
     if not intake.created:
         response.headers["Idempotent-Replayed"] = "true"
+    if not allowed(who, "incidents.read"):  # a reporter: their case, nobody else's data
+        return service.reporter_view(intake.incident)
     return intake.incident
 
 

@@ -261,10 +261,13 @@ def request_record(
     language: str,
     *,
     free_text: bool = False,
+    public_decimals: int = 3,
 ) -> dict[str, Any]:
     """One Open311 service request from an incident (public fields only). The texts a
-    resident wrote (description, address, media_url) only with `free_text`: for callers who
-    may read the incident."""
+    resident wrote (description, address, media_url) and the exact point only with
+    `free_text`: for callers who may read the incident; others get the point rounded to
+    `public_decimals` decimal degrees (3: about 100 m, enough to show the street, not the
+    door)."""
     category = categories.get(incident["category"])
     notes = STATUS_NOTES.get(language, STATUS_NOTES["zh"])
     return {
@@ -282,10 +285,14 @@ def request_record(
         "address": incident.get("address") if free_text else None,
         "address_id": None,
         "zipcode": None,
-        "lat": incident.get("lat"),
-        "long": incident.get("lon"),
+        "lat": _coarse(incident.get("lat"), None if free_text else public_decimals),
+        "long": _coarse(incident.get("lon"), None if free_text else public_decimals),
         "media_url": incident.get("media_url") if free_text else None,
     }
+
+
+def _coarse(value: float | None, decimals: int | None) -> float | None:
+    return value if value is None or decimals is None else round(value, decimals)
 
 
 # -- rendering ------------------------------------------------------------------------------------

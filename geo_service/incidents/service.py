@@ -158,6 +158,26 @@ def _category(settings: Settings, code: str) -> Category:
 
 
 # -- intake ---------------------------------------------------------------------------------------
+# What a caller who may not read incidents (a resident's app, a reporter token) learns of the
+# case it just reported: where it went and by when, nothing about other people (no workers'
+# names and phones, no likely duplicate of someone else's case, no address candidates).
+REPORTER_FIELDS: Final = (
+    "ref",
+    "status",
+    "category",
+    "category_name",
+    "grid_name",
+    "community_name",
+    "received_at",
+    "due_at",
+)
+
+
+def reporter_view(incident: Mapping[str, Any]) -> dict[str, Any]:
+    """The reporter's view of their own case (REPORTER_FIELDS)."""
+    return {name: incident.get(name) for name in REPORTER_FIELDS}
+
+
 def create_incident(
     engine: Engine,
     settings: Settings,
@@ -830,6 +850,7 @@ def open311_requests(
             known,
             language,
             free_text=sees_incident(viewer, r["grid_code"]),
+            public_decimals=settings.open311_public_decimals,
         )
         for r in rows
     ]
