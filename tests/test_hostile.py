@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import positive_data_acceptance
 from schemathesis.python.asgi import shutdown_lifespans
 from sqlalchemy import Engine
 
@@ -70,7 +70,7 @@ def test_no_operation_answers_a_server_error(
     )
     @given(operation.as_strategy())
     def run(case: schemathesis.Case) -> None:
-        case.call_and_validate(headers=headers, checks=[not_a_server_error])
+        case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
 
     run()
 
@@ -132,7 +132,7 @@ QUERY_PARAMETERS = _query_parameters()
 def test_a_nul_in_any_query_parameter_is_refused_naming_it(
     client: TestClient, path: str, name: str
 ):
-    response = client.get(_concrete(path), params={name: "a\x00b"})
+    response = client.get(_concrete(path), params={name: "路\U00014c89\x00b"})
     if path.startswith("/open311/"):
         assert response.status_code == 400, response.text
         assert f"query parameter {name!r}" in response.json()[0]["description"]

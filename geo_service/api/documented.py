@@ -34,7 +34,8 @@ OPEN311_ERROR_SCHEMA = {
     },
 }
 WHY = {
-    400: "a request the API cannot take (Open311: any bad input)",
+    400: "a request the API cannot take: a bad layer, tile or paging parameter (Open311: any "
+    "bad input)",
     401: "no usable token: missing, unknown, expired or revoked",
     403: "the caller's role may not do this (or an Open311 api_key is not valid)",
     404: "nothing by that name or code",
@@ -47,6 +48,9 @@ WHY = {
 # Routes that touch neither tokens nor the database.
 _PUBLIC = {"/livez"}
 _NO_DATABASE = {"/livez"}
+# Routers whose bad input is 400 (OGC API Features and tiles follow their standards' habit;
+# Open311 its spec's).
+_BAD_REQUEST_PREFIXES = ("/open311/", "/ogc/", "/tiles/")
 
 
 def document_errors(app: FastAPI) -> None:
@@ -76,14 +80,14 @@ def statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
     found = [414]
     if path not in _PUBLIC:
         found += [401, 403]
+    if path not in _NO_DATABASE:
+        found += [404, 503]  # (404 also for what is not there yet, e.g. coverage not computed)
     if operation.get("parameters") or operation.get("requestBody") or "{" in path:
-        found += [404, 422]
+        found.append(422)
     if method in ("post", "put", "patch", "delete"):
         found += [409, 413, 422]
-    if path.startswith("/open311/"):
+    if path.startswith(_BAD_REQUEST_PREFIXES):
         found.append(400)
-    if path not in _NO_DATABASE:
-        found.append(503)
     return sorted(set(found))
 
 

@@ -143,18 +143,12 @@ def _nul_in_url(scope: Scope) -> str | None:
     raw = scope.get("query_string", b"")
     if b"%00" not in raw and b"\x00" not in raw:
         return None
-    for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
-        name, value = _utf8(name), _utf8(value)
+    for name, value in parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True):
         if NUL in name:
             return f"the query parameter name {name.replace(NUL, '%00')!r}"
         if NUL in value:
             return f"query parameter {name!r}"  # (the value: only NULs and what the user typed)
     return None
-
-
-def _utf8(text: str) -> str:
-    """parse_qsl decoded %xx as latin-1: the bytes again, as the UTF-8 they are."""
-    return text.encode("latin-1").decode("utf-8", "replace")
 
 
 def _has_body(scope: Scope) -> bool:
@@ -192,9 +186,9 @@ async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
 def _nul_in_body(body: bytes, content_type: str) -> str | None:
     if content_type.startswith("application/x-www-form-urlencoded"):
         if b"%00" in body or b"\x00" in body:
-            for name, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
+            for name, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
                 if NUL in name + value:
-                    return f"form field {_utf8(name).replace(NUL, '%00')!r}"
+                    return f"form field {name.replace(NUL, '%00')!r}"
         return None
     textual = "json" in content_type or content_type.startswith(("text/", "application/xml"))
     if textual and b"\x00" in body:
