@@ -361,7 +361,8 @@ def import_cmd(
     rejects: Annotated[
         Path | None,
         typer.Option(
-            help="where to write rejected rows (CSV); default: rejects/ in the data folder, "
+            help="where to write rejected rows (CSV; for osm a folder); default: rejects/ in "
+            "the data folder, "
             "and nowhere on --dry-run"
         ),
     ] = None,
@@ -383,7 +384,13 @@ def import_cmd(
     if kind == "osm":
         from geo_service.coverage.osm import import_osm
 
-        reports = import_osm(state.engine(), state.settings, path, _parse_map(map_ or []))
+        reports = import_osm(
+            state.engine(),
+            state.settings,
+            path,
+            _parse_map(map_ or []),
+            rejects_dir=rejects,  # a folder: one file per kind
+        )
         for report in reports:
             _print_json(report.to_dict()) if as_json else _render_import(report)
         return

@@ -348,3 +348,15 @@ def test_a_port_held_by_another_cluster_names_its_data_folder(
     assert f"held by the geo-service cluster of data folder {settings.data_dir};" in error
     assert f"GEO_DATA_DIR={settings.data_dir}" in error
     assert not (tmp_path / "second").exists() and not any(tmp_path.rglob("pgdata"))
+
+
+def test_import_osm_writes_its_rejects_in_the_data_folder(db: Engine, db_url: str, tmp_path: Path):
+    from tests.test_coverage_osm import HELSINKI
+
+    data = tmp_path / "data"
+    done = geo("import", "osm", str(HELSINKI), cwd=tmp_path, db_url=db_url, GEO_DATA_DIR=str(data))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "imported roads" in done.stdout and "imported buildings" in done.stdout
+    assert not list(tmp_path.glob("*.rejects.csv"))  # never where the user stands
+    written = list((data / "rejects").glob("*.rejects.csv"))
+    assert written and all(str(path) in done.stdout for path in written)

@@ -39,7 +39,7 @@ def import_osm(
 
     `options`: buildings=no / centers=no to skip those kinds. Rows the importer rejects
     (e.g. a building outline with too few points) are left out and written, with their
-    reasons, to `rejects_dir` (default: the working folder)."""
+    reasons, to `rejects_dir` (default: rejects/ in the data folder)."""
     opts = options or {}
     unknown = sorted(set(opts) - {"buildings", "centers"})
     if unknown:
@@ -62,7 +62,8 @@ def import_osm(
             file = Path(tmp) / f"{kind}.gpkg"
             frame.to_file(file, engine="pyogrio")
             stem = path.name.removesuffix(".pbf").removesuffix(".osm")
-            rejects = (rejects_dir or Path.cwd()) / f"{stem}.{kind}.rejects.csv"
+            folder = rejects_dir or settings.data_dir / "rejects"
+            rejects = folder / f"{stem}.{kind}.rejects.csv"
             report = import_file(
                 engine, settings, kind, file, ImportOptions(keep_going=True, rejects_path=rejects)
             )
