@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     features_default_limit: int = Field(default=10, description="Page size of items by default")
     features_max_limit: int = Field(default=10_000, description="Largest `limit` of items")
     tile_cache_mb: int = Field(default=256, description="Server-side tile cache per process, MB")
+    public_hexbin_max_res: int = Field(
+        default=9,
+        ge=0,
+        le=15,
+        description="Finest H3 resolution of hexbins for callers without a token (9: cells of "
+        "about 0.1 km², so no hexagon points at a door)",
+    )
     tile_max_age_s: int = Field(
         default=0, description="Cache-Control max-age of tiles; 0: clients revalidate (ETag)"
     )
@@ -179,14 +186,17 @@ class Settings(BaseSettings):
         default=1500, description="Candidate sites considered by suggest (street nodes or given)"
     )
     coverage_suggest_time_limit_s: float = Field(
-        default=10.0, description="HiGHS time limit; past it the best site set found is kept"
+        default=10.0,
+        gt=0,
+        description="Time limit of one suggest's search (bound, then HiGHS); past it the best "
+        'site set found is kept and the answer says "stopped": "time_limit"',
     )
     coverage_suggest_gap: float = Field(
         default=0.01,
         ge=0,
         lt=1,
-        description="Suggest keeps the greedy sites, without HiGHS, when they are proven within "
-        "this fraction of the best possible households",
+        description="Suggest keeps the sites found before HiGHS (greedy, Lagrangian) when they "
+        "are proven within this fraction of the best possible households",
     )
 
     @field_validator("data_dir")

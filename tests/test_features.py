@@ -231,6 +231,33 @@ def test_household_hexbins_add_up_to_the_households(client: TestClient, planted:
     assert one["properties"] == body["features"][0]["properties"]
 
 
+def test_anonymous_hexbins_are_never_finer_than_the_public_resolution(
+    client: TestClient, planted: Engine, settings: Settings
+):
+    import h3
+
+    finest = settings.public_hexbin_max_res
+    with TestClient(create_app(settings, engine=planted), headers={}) as anonymous:
+        for asked in (finest + 1, 15):
+            body = anonymous.get(
+                f"{OGC}/collections/household_hexbins/items",
+                params={"resolution": asked, "limit": 1000},
+            ).json()
+            assert body["features"] and {h3.get_resolution(f["id"]) for f in body["features"]} == {
+                finest
+            }
+        fine = client.get(  # staff see what they ask for
+            f"{OGC}/collections/household_hexbins/items", params={"resolution": 15, "limit": 1}
+        ).json()["features"][0]["id"]
+        assert h3.get_resolution(fine) == 15
+        hidden = anonymous.get(f"{OGC}/collections/household_hexbins/items/{fine}")
+        assert hidden.status_code == 404
+        coarse = h3.cell_to_parent(fine, finest)
+        assert (
+            anonymous.get(f"{OGC}/collections/household_hexbins/items/{coarse}").status_code == 200
+        )
+
+
 def test_a_layer_whose_table_is_missing_is_skipped_with_a_warning(
     planted: Engine, settings: Settings, tmp_path: Path, caplog
 ):

@@ -164,6 +164,25 @@ def test_household_hexbins_in_a_tile_sum_to_the_households(client, planted):
         assert feat["geometry"]["type"] == "Polygon"
 
 
+def test_anonymous_hexbin_tiles_are_never_finer_than_the_public_resolution(
+    client, planted, settings
+):
+    import h3
+
+    z, x, y = tile_of(*ORIGIN, 17)  # the layer's zoom table says resolution 10 here
+
+    def resolutions(c: TestClient) -> set[int]:
+        tile = decode(get_tile(c, "household_hexbins", z, x, y))
+        return {
+            h3.get_resolution(f["properties"]["cell"])
+            for f in tile["household_hexbins"]["features"]
+        }
+
+    with TestClient(create_app(settings, engine=planted), headers={}) as anonymous:
+        assert resolutions(anonymous) == {settings.public_hexbin_max_res}
+    assert resolutions(client) == {10}
+
+
 def _in_postgis(db_url: str, work):
     """Run `work(conn)` on an asyncio connection like the API's read pool gives."""
     conninfo = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)

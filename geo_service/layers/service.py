@@ -168,7 +168,9 @@ class LayerService:
         )
         async with pool.connection() as conn:
             if r.layer.hexbin is not None:
-                matched, returned, features = await self._hexbin_page(conn, r.layer, query)
+                matched, returned, features = await self._hexbin_page(
+                    conn, r.layer, query, self._finest(viewer)
+                )
             else:
                 matched, returned, features = await store.feature_page(
                     conn, r.layer, query.filters, query.limit, query.offset
@@ -182,12 +184,18 @@ class LayerService:
         )
         return Items(body, matched, returned)
 
+    def _finest(self, viewer: Principal) -> int:
+        """The finest hexbin resolution `viewer` may see: capped for anonymous callers, so
+        that aggregates of reports and households never point at one door."""
+        return self.settings.public_hexbin_max_res if viewer is ANONYMOUS else 15
+
     async def _hexbin_page(
-        self, conn: AsyncConnection[Any], layer: Layer, query: ogc.ItemsQuery
+        self, conn: AsyncConnection[Any], layer: Layer, query: ogc.ItemsQuery, finest: int
     ) -> tuple[int, int, str]:
         assert layer.hexbin is not None
-        resolution = (
-            query.resolution if query.resolution is not None else layer.hexbin.default_resolution
+        resolution = min(
+            finest,
+            query.resolution if query.resolution is not None else layer.hexbin.default_resolution,
         )
         boxes = query.filters.boxes
         hexagons: dict[str, hexbin.Hexagon] = {}
@@ -207,7 +215,7 @@ class LayerService:
         r = await self.layer(pool, layer_id, viewer)
         missing = NotFound(f"no feature {fid!r} in collection {layer_id!r}")
         if r.layer.hexbin is not None:
-            return await self._hexbin_item(pool, r.layer, fid, missing)
+            return await self._hexbin_item(pool, r.layer, fid, missing, self._finest(viewer))
         id_column = r.columns[r.layer.id_field]
         value: Any = fid
         if id_column.json_type == "integer":
@@ -223,11 +231,11 @@ class LayerService:
         return found
 
     async def _hexbin_item(
-        self, pool: AsyncConnectionPool, layer: Layer, fid: str, missing: NotFound
+        self, pool: AsyncConnectionPool, layer: Layer, fid: str, missing: NotFound, finest: int
     ) -> str:
         import h3
 
-        if not h3.is_valid_cell(fid):
+        if not h3.is_valid_cell(fid) or h3.get_resolution(fid) > finest:
             raise missing
         resolution = h3.get_resolution(fid)
         async with pool.connection() as conn:
@@ -254,22 +262,25 @@ class LayerService:
         shown = [layer for layer in layers if layer.minzoom <= t.z <= layer.maxzoom]
         live = any(layer.live for layer in shown)
         kinds = sorted({kind for layer in shown for kind in layer.versions})
+        finest = self._finest(viewer)
         async with pool.connection() as conn:
             key: tuple[object, ...] | None = None
             if not live:
                 versions = await store.versions(conn, kinds) if kinds else ()
-                key = (tuple(layer_ids), t.z, t.x, t.y, versions)
+                key = (tuple(layer_ids), t.z, t.x, t.y, versions, finest)
                 cached = self.cache.get(key)
                 if cached is not None:
                     return cached
-            data = await self._make(conn, shown, t)
+            data = await self._make(conn, shown, t, finest)
         if key is None:
             return CachedTile(compress(data), content_etag(data), not data)
         made = CachedTile(compress(data), version_etag(self.catalogue.fingerprint, *key), not data)
         self.cache.put(key, made)
         return made
 
-    async def _make(self, conn: AsyncConnection[Any], layers: list[Layer], t: Tile) -> bytes:
+    async def _make(
+        self, conn: AsyncConnection[Any], layers: list[Layer], t: Tile, finest: int
+    ) -> bytes:
         # Table layers go in one statement; hexbin layers need Python between two queries.
         # MVT layers concatenate: a tile is a sequence of layer messages.
         parts: list[bytes] = []
@@ -281,13 +292,15 @@ class LayerService:
             if batch:
                 parts.append(await store.tile(conn, batch, t))
                 batch = []
-            parts.append(await self._hexbin_tile(conn, layer, t))
+            parts.append(await self._hexbin_tile(conn, layer, t, finest))
         if batch:
             parts.append(await store.tile(conn, batch, t))
         return b"".join(parts)
 
-    async def _hexbin_tile(self, conn: AsyncConnection[Any], layer: Layer, t: Tile) -> bytes:
-        resolution = layer.resolution_at(t.z)
+    async def _hexbin_tile(
+        self, conn: AsyncConnection[Any], layer: Layer, t: Tile, finest: int
+    ) -> bytes:
+        resolution = min(finest, layer.resolution_at(t.z))
         box = t.lonlat_bounds()
         lons, lats, weights = await store.points(conn, layer, hexbin.reach(box, resolution))
         found = hexbin.touching(hexbin.aggregate(lons, lats, weights, resolution), box)
