@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
-import schemathesis
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from schemathesis.checks import positive_data_acceptance
-from schemathesis.python.asgi import shutdown_lifespans
 from sqlalchemy import Engine
 
 from geo_service.api.app import create_app
@@ -26,53 +25,57 @@ from geo_service.errors import InvalidInput
 from geo_service.grids.locate import parse_coordinates
 from geo_service.settings import Settings
 from tests import test_incidents
-from tests.conftest import admin_headers
+from tests.conftest import ROOT, ensure_token
+
+BIN = Path(sys.executable).parent
 
 grids_planted = test_incidents.grids_planted
 
 
 # -- schemathesis --------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def fuzzed_app(grids_planted: Engine, settings: Settings) -> Iterator[FastAPI]:
-    """The app on the planted grids; schemathesis runs its lifespan and calls it in-process."""
-    app = create_app(settings, engine=grids_planted)
-    yield app
-    shutdown_lifespans()
-
-
-@pytest.fixture(scope="module")
-def api_schema(fuzzed_app: FastAPI) -> schemathesis.BaseSchema:
-    return schemathesis.openapi.from_asgi("/openapi.json", fuzzed_app)
-
-
-# Operations of the schema (it needs no database): one test each, so a failure names it.
-OPERATIONS = [
-    (method.upper(), path)
-    for path, methods in create_app(Settings()).openapi()["paths"].items()
-    for method in methods
-]
-
-
-@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
-def test_no_operation_answers_a_server_error(
-    api_schema: schemathesis.BaseSchema, fuzzed_app: FastAPI, method: str, path: str
+def test_schemathesis_as_a_stranger_runs_it(
+    grids_planted: Engine, settings: Settings, db_url: str, tmp_path: Path
 ):
-    operation = api_schema[path][method]
-    headers = admin_headers(fuzzed_app)
+    """Schemathesis's own command line against `geo-service serve` on a real socket, with its
+    default checks (tests/schemathesis.toml says which one is off and why) and every phase:
+    examples, coverage, fuzzing and stateful. Bounded (GEO_FUZZ_EXAMPLES per operation, a
+    fixed seed) so that every CI run tries the same requests."""
+    token = ensure_token(grids_planted, settings, "schemathesis", "admin", "schemathesis-admin")
+    port = _free_port()
+    env = {**os.environ, "GEO_DATABASE_URL": db_url, "GEO_WORKERS": "1", "GEO_LOG_JSON": "false"}
+    log = tmp_path / "server.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [str(BIN / "geo-service"), "serve", "--port", str(port)],
+            env=env, cwd=tmp_path, stdout=sink, stderr=sink,
+        )  # fmt: skip
+    try:
+        run = subprocess.run(
+            [
+                str(BIN / "st"), "--config-file", str(ROOT / "tests" / "schemathesis.toml"),
+                "run", f"http://127.0.0.1:{port}/openapi.json",
+                "-H", f"Authorization: Bearer {token}",
+                "--max-examples", os.environ.get("GEO_FUZZ_EXAMPLES", "10"),
+                "--seed", "1", "--workers", "1",  # (hypothesis's source inspection is not
+                "--wait-for-schema", "60",        # safe across threads: one worker)
+                "--no-color",
+            ],
+            capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    summary = run.stdout[run.stdout.find("=== FAILURES") :] or run.stdout[-3000:]
+    assert run.returncode == 0, summary + run.stderr
+    assert " passed" in run.stdout and "Traceback" not in log.read_text()
 
-    # A bounded run: few examples per operation, the same ones in every CI run.
-    @settings(
-        max_examples=int(os.environ.get("GEO_FUZZ_EXAMPLES", "10")),
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(operation.as_strategy())
-    def run(case: schemathesis.Case) -> None:
-        case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
 
-    run()
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 # -- size limits ---------------------------------------------------------------------------------
@@ -335,3 +338,30 @@ def test_an_internal_error_is_json_and_the_keep_alive_connection_stays_usable(
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [
+        ("/api/v1/incidents", "GET, POST"),
+        ("/api/v1/incidents/E000001", "GET, PATCH"),
+        ("/api/v1/incidents/overdue", "GET"),  # not also /incidents/{ref}: no PATCH
+        ("/api/v1/locate", "GET, POST"),
+        ("/open311/v2/requests.json", "GET, POST"),
+    ],
+)
+def test_a_405_lists_every_method_of_the_path(client: TestClient, path: str, methods: str):
+    response = client.options(path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == methods
+    assert methods in response.json()["message"]
+
+
+def test_a_body_that_is_not_json_is_a_422_naming_it(client: TestClient):
+    response = client.post(
+        "/api/v1/coverage/what-if",
+        content=b"\xff\x7f\xffEC\x01S",
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert "request body cannot be read" in response.json()["message"]

@@ -35,7 +35,7 @@ OPEN311_ERROR_SCHEMA = {
 }
 WHY = {
     400: "a request the API cannot take: a bad layer, tile or paging parameter (Open311: any "
-    "bad input)",
+    "bad input); from the HTTP server itself, a request line or headers too long to read",
     401: "no usable token: missing, unknown, expired or revoked",
     403: "the caller's role may not do this (or an Open311 api_key is not valid)",
     404: "nothing by that name or code",
@@ -48,9 +48,6 @@ WHY = {
 # Routes that touch neither tokens nor the database.
 _PUBLIC = {"/livez"}
 _NO_DATABASE = {"/livez"}
-# Routers whose bad input is 400 (OGC API Features and tiles follow their standards' habit;
-# Open311 its spec's).
-_BAD_REQUEST_PREFIXES = ("/open311/", "/ogc/", "/tiles/")
 
 
 def document_errors(app: FastAPI) -> None:
@@ -77,7 +74,7 @@ def document_errors(app: FastAPI) -> None:
 
 def statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
     """The error statuses an operation can answer."""
-    found = [414]
+    found = [400, 414]  # (400: the HTTP server refuses what it cannot parse, on any path)
     if path not in _PUBLIC:
         found += [401, 403]
     if path not in _NO_DATABASE:
@@ -86,8 +83,6 @@ def statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
         found.append(422)
     if method in ("post", "put", "patch", "delete"):
         found += [409, 413, 422]
-    if path.startswith(_BAD_REQUEST_PREFIXES):
-        found.append(400)
     return sorted(set(found))
 
 
@@ -98,9 +93,12 @@ def _response(path: str, status: int) -> dict[str, Any]:
             "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/Open311Errors"}},
                 "text/xml": {"schema": {"type": "string"}},
+                **({"text/plain": {"schema": {"type": "string"}}} if status == 400 else {}),
             },
         }
-    return {
-        "description": WHY[status],
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    content: dict[str, Any] = {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
     }
+    if status == 400:  # uvicorn's own answer to a request it cannot parse is plain text
+        content["text/plain"] = {"schema": {"type": "string"}}
+    return {"description": WHY[status], "content": content}

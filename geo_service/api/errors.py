@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geo_service.api.limits import answer
@@ -71,8 +72,13 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404:
             body = {"error": NotFound.code, "message": f"no such resource: {request.url.path}"}
         elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}"
+            allow = _methods_of(request) or (exc.headers or {}).get("Allow", "")
+            message = f"{request.method} is not allowed on {request.url.path}; use {allow}"
             body = {"error": "method_not_allowed", "message": message}
+            return JSONResponse(body, 405, headers={"Allow": allow})
+        elif exc.status_code == 400:  # FastAPI could not parse the body: bad input, as 422
+            message = f"the request body cannot be read: {exc.detail}"
+            return JSONResponse({"error": InvalidInput.code, "message": message}, 422)
         else:
             body = {"error": "http_error", "message": str(exc.detail)}
         return JSONResponse(body, exc.status_code, headers=exc.headers)
@@ -123,6 +129,20 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             {"error": "internal", "message": "internal database error"}, status_code=500
         )
+
+
+def _methods_of(request: Request) -> str:
+    """The methods of the resource at this path, as the OpenAPI document lists them.
+
+    Starlette's 405 names only the first route whose path matches, and GET and POST of one
+    path are two routes here; and a path one template matches exactly (/incidents/overdue)
+    is not also the resource of a broader one (/incidents/{ref})."""
+    paths = request.app.openapi()["paths"]
+    found = [t for t in paths if compile_path(t)[0].match(request.scope["path"])]
+    if not found:
+        return ""
+    resource = min(found, key=lambda template: (template.count("{"), template))
+    return ", ".join(sorted(method.upper() for method in paths[resource]))
 
 
 def _where(request: Request) -> tuple[str, str]:
