@@ -275,3 +275,27 @@ def test_a_layer_whose_table_is_missing_is_skipped_with_a_warning(
     assert any(
         "later" in r.getMessage() and "not_built_yet" in r.getMessage() for r in caplog.records
     )
+
+
+def test_queryables_list_what_items_filters_on(client: TestClient, planted: Engine):
+    """OGC API Features Part 3, which OWSLib and QGIS ask for before they filter."""
+    response = client.get(f"{OGC}/collections/grids/queryables")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/schema+json")
+    doc = response.json()
+    assert doc["type"] == "object" and doc["$id"].endswith("/collections/grids/queryables")
+    assert doc["properties"]["code"]["type"] == "string"
+    assert doc["properties"]["geometry"]["x-ogc-role"] == "primary-geometry"
+    # Each queryable filters items.
+    code = rows(planted, "SELECT code FROM grids ORDER BY code LIMIT 1")[0]["code"]
+    items = client.get(f"{OGC}/collections/grids/items", params={"code": code}).json()
+    assert [f["properties"]["code"] for f in items["features"]] == [code]
+    links = client.get(f"{OGC}/collections/grids").json()["links"]
+    assert any(link["href"].endswith("/grids/queryables") for link in links)
+    conformance = client.get(f"{OGC}/conformance").json()["conformsTo"]
+    assert "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables" in conformance
+    incidents = client.get(f"{OGC}/collections/incidents/queryables").json()["properties"]
+    assert incidents["received_at"] == {**incidents["received_at"], "format": "date-time"}
+    hexbins = client.get(f"{OGC}/collections/household_hexbins/queryables").json()
+    assert list(hexbins["properties"]) == ["geometry"]
+    assert client.get(f"{OGC}/collections/nope/queryables").status_code == 404

@@ -4,6 +4,7 @@ the database; ETag/304; an import between two requests changes the tile; TileJSO
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from collections.abc import Iterator
 
 import mapbox_vector_tile
@@ -115,6 +116,17 @@ def test_etag_and_304(client):
     assert again.headers["etag"] == etag
     other = get_tile(client, "grids", z, x, y, **{"If-None-Match": '"something-else"'})
     assert other.status_code == 200 and other.content == first.content
+    # The gzipped and the plain tile are different bytes: different strong ETags.
+    gzipped = get_tile(client, "grids", z, x, y, **{"Accept-Encoding": "gzip"})
+    plain = get_tile(client, "grids", z, x, y, **{"Accept-Encoding": "identity"})
+    assert gzipped.headers["etag"] != plain.headers["etag"]
+    for response, encoding in ((gzipped, "gzip"), (plain, "identity")):
+        tag = response.headers["etag"]
+        assert not tag.startswith("W/")
+        revalidated = get_tile(
+            client, "grids", z, x, y, **{"If-None-Match": tag, "Accept-Encoding": encoding}
+        )
+        assert revalidated.status_code == 304
 
 
 def test_an_import_between_two_requests_changes_the_tile(client, settings, tmp_path):
@@ -149,6 +161,13 @@ def test_live_incident_tiles_follow_each_report(client):
     assert refs == ["E000001", "E000002"]
     assert all(feat["properties"]["overdue"] is False for feat in tile["incidents"]["features"])
     assert sum(feat["properties"]["count"] for feat in tile["incident_hexbins"]["features"]) == 2
+    # Times as in the GeoJSON (ISO 8601), not PostgreSQL's own text form.
+    features = client.get("/ogc/collections/incidents/items").json()["features"]
+    as_json = {f["properties"]["ref"]: f["properties"]["received_at"] for f in features}
+    for feat in tile["incidents"]["features"]:
+        received = feat["properties"]["received_at"]
+        assert received == as_json[feat["properties"]["ref"]]
+        assert datetime.fromisoformat(received).utcoffset() is not None and "T" in received
     assert get_tile(client, "incidents", z, x, y).headers["etag"] != empty.headers["etag"]
 
 
@@ -181,6 +200,21 @@ def test_anonymous_hexbin_tiles_are_never_finer_than_the_public_resolution(
     with TestClient(create_app(settings, engine=planted), headers={}) as anonymous:
         assert resolutions(anonymous) == {settings.public_hexbin_max_res}
     assert resolutions(client) == {10}
+
+
+def test_tile_features_carry_ids_clients_can_match(client, planted):
+    import h3
+
+    z, x, y = tile_of(*ORIGIN, 15)
+    tile = decode(get_tile(client, "grids,buildings", z, x, y))
+    grids = tile["grids"]["features"]
+    assert grids and all(f["id"] == int(f["properties"]["code"]) for f in grids)
+    buildings = tile["buildings"]["features"]
+    ids = [f["id"] for f in buildings]
+    assert buildings and all(i > 0 for i in ids) and len(set(ids)) == len(ids)
+    hexes = decode(get_tile(client, "household_hexbins", *tile_of(*ORIGIN, 13)))
+    cells = hexes["household_hexbins"]["features"]
+    assert cells and all(f["id"] == h3.str_to_int(f["properties"]["cell"]) for f in cells)
 
 
 def _in_postgis(db_url: str, work):
@@ -242,6 +276,12 @@ def test_a_tile_geometry_not_in_web_mercator_leaves_the_layer_out(planted, db_ur
     with pytest.raises(store.SourceMissing, match="'geom' is in SRID 4326, not 3857"):
         _in_postgis(db_url, lambda conn: store.describe(conn, wrong))
     assert "geom_3857" in _in_postgis(db_url, lambda conn: store.describe(conn, grids))
+
+
+def test_tilejson_asked_with_a_token_gives_tile_urls_with_it(client):
+    body = client.get("/tiles/grids.json", params={"access_token": "tok en+1"}).json()
+    assert body["tiles"][0].endswith("/tiles/grids/{z}/{x}/{y}.mvt?access_token=tok+en%2B1")
+    assert "access_token" not in client.get("/tiles/grids.json").json()["tiles"][0]
 
 
 def test_tilejson_describes_the_layers(client):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from geo_service.api.auth import PrincipalDep
 from geo_service.api.deps import LayersDep, ReadPoolDep
@@ -57,6 +57,25 @@ async def collection(
     """One layer's metadata; 404 for an unknown one."""
     base, tiles = _bases(request)
     return await layers.collection(pool, collection_id, base, tiles, who)
+
+
+@router.get(
+    "/collections/{collection_id}/queryables",
+    response_class=JSONResponse,
+    responses={
+        200: {
+            "description": "a JSON Schema of the queryable properties",
+            "content": {ogc.SCHEMA_JSON: {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def queryables(
+    request: Request, layers: LayersDep, pool: ReadPoolDep, who: PrincipalDep, collection_id: str
+) -> JSONResponse:
+    """The properties `items` filters on, as a JSON Schema (OGC API Features Part 3)."""
+    base, _ = _bases(request)
+    doc = await layers.queryables(pool, collection_id, base, who)
+    return JSONResponse(doc, media_type=ogc.SCHEMA_JSON)
 
 
 @router.get("/collections/{collection_id}/items", response_class=Response)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -44,14 +45,17 @@ async def tile(
     """One tile of one or more layers (`grids,buildings`), gzip, with ETag/304."""
     made = await service.tile(pool, _layer_ids(layers), parse_tile(z, x, y), who)
     max_age = settings.tile_max_age_s
+    gzipped = "gzip" in request.headers.get("accept-encoding", "")
+    # A strong ETag names one sequence of bytes: the plain and the gzipped tile are two.
+    etag = made.etag if gzipped else made.etag[:-1] + '-identity"'
     headers = {
-        "ETag": made.etag,
+        "ETag": etag,
         "Cache-Control": f"public, max-age={max_age}" if max_age else "no-cache",
         "Vary": "Accept-Encoding",
     }
-    if etag_matches(request.headers.get("if-none-match"), made.etag):
+    if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    if "gzip" in request.headers.get("accept-encoding", ""):
+    if gzipped:
         headers["Content-Encoding"] = "gzip"
         return Response(made.gz, media_type=MVT, headers=headers)
     return Response(gunzip(made.gz), media_type=MVT, headers=headers)
@@ -61,6 +65,10 @@ async def tile(
 async def tilejson(
     request: Request, service: LayersDep, pool: ReadPoolDep, who: PrincipalDep, layers: str
 ) -> dict[str, Any]:
-    """TileJSON 3.0.0 of one or more layers."""
+    """TileJSON 3.0.0 of one or more layers. Asked with `?access_token=`, the tile URLs carry
+    it too: a map library fetches them by URL, with no header to add."""
     url = str(request.base_url).rstrip("/") + f"/tiles/{layers}/{{z}}/{{x}}/{{y}}.mvt"
+    token = request.query_params.get("access_token")
+    if token:
+        url += "?" + urlencode({"access_token": token})
     return await service.tilejson(pool, _layer_ids(layers), url, who)

@@ -17,6 +17,7 @@ CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
 ]
 GEOJSON = "application/geo+json"
 JSON = "application/json"
@@ -181,6 +182,7 @@ def collection(
             link(url, "self", title=layer.title.en),
             link(f"{url}/items", "items", GEOJSON, title="items (GeoJSON)"),
             link(f"{tiles_base}/{layer.id}.json", "describedby", title="TileJSON (vector tiles)"),
+            link(f"{url}/queryables", QUERYABLES_REL, SCHEMA_JSON, title="queryables"),
         ],
         "titles": layer.title.model_dump(),
         "geometryType": layer.geometry_type if layer.hexbin is None else "Polygon",
@@ -211,6 +213,41 @@ def field_schema(layer: Layer, columns: Mapping[str, Column]) -> dict[str, dict[
             entry["title"] = title.model_dump()
         out[name] = entry
     return out
+
+
+QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+SCHEMA_JSON = "application/schema+json"
+_FORMATS = {"timestamptz": "date-time", "timestamp": "date-time", "date": "date"}
+
+
+def queryables(base: str, layer: Layer, columns: Mapping[str, Column]) -> dict[str, Any]:
+    """OGC API Features Part 3 queryables: the properties `items` filters on (`field=value`),
+    as a JSON Schema; hexbin layers filter on nothing but the bbox."""
+    url = f"{base}/collections/{layer.id}/queryables"
+    properties: dict[str, Any] = {
+        "geometry": {
+            "$ref": "https://geojson.org/schema/Geometry.json",
+            "x-ogc-role": "primary-geometry",
+        }
+    }
+    if layer.hexbin is None:
+        for name in layer.fields:
+            entry: dict[str, Any] = {"type": columns[name].json_type}
+            if columns[name].pg_type in _FORMATS:
+                entry["format"] = _FORMATS[columns[name].pg_type]
+            title = layer.field_title(name)
+            if title is not None:
+                entry["title"] = title.en
+                entry["description"] = title.zh
+            properties[name] = entry
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": url,
+        "type": "object",
+        "title": layer.title.en,
+        "properties": properties,
+        "additionalProperties": False,
+    }
 
 
 def page_links(

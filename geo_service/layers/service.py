@@ -135,6 +135,13 @@ class LayerService:
             "collections": docs,
         }
 
+    async def queryables(
+        self, pool: AsyncConnectionPool, layer_id: str, base: str, viewer: Principal = ANONYMOUS
+    ) -> dict[str, Any]:
+        """What `items` of a layer filters on, as a JSON Schema (404 naming an unknown one)."""
+        r = await self.layer(pool, layer_id, viewer)
+        return ogc.queryables(base, r.layer, r.columns)
+
     async def collection(
         self,
         pool: AsyncConnectionPool,
@@ -259,6 +266,7 @@ class LayerService:
         of every layer are those it was made with; live layers are made on every request."""
         resolved = [await self.layer(pool, layer_id, viewer) for layer_id in layer_ids]
         layers = [_as_asked(r.layer, name) for r, name in zip(resolved, layer_ids, strict=True)]
+        columns = {name: r.columns for r, name in zip(resolved, layer_ids, strict=True)}
         shown = [layer for layer in layers if layer.minzoom <= t.z <= layer.maxzoom]
         live = any(layer.live for layer in shown)
         kinds = sorted({kind for layer in shown for kind in layer.versions})
@@ -271,7 +279,7 @@ class LayerService:
                 cached = self.cache.get(key)
                 if cached is not None:
                     return cached
-            data = await self._make(conn, shown, t, finest)
+            data = await self._make(conn, shown, t, finest, columns)
         if key is None:
             return CachedTile(compress(data), content_etag(data), not data)
         made = CachedTile(compress(data), version_etag(self.catalogue.fingerprint, *key), not data)
@@ -279,7 +287,12 @@ class LayerService:
         return made
 
     async def _make(
-        self, conn: AsyncConnection[Any], layers: list[Layer], t: Tile, finest: int
+        self,
+        conn: AsyncConnection[Any],
+        layers: list[Layer],
+        t: Tile,
+        finest: int,
+        columns: Mapping[str, Mapping[str, store.Column]],
     ) -> bytes:
         # Table layers go in one statement; hexbin layers need Python between two queries.
         # MVT layers concatenate: a tile is a sequence of layer messages.
@@ -290,11 +303,11 @@ class LayerService:
                 batch.append(layer)
                 continue
             if batch:
-                parts.append(await store.tile(conn, batch, t))
+                parts.append(await store.tile(conn, batch, t, columns))
                 batch = []
             parts.append(await self._hexbin_tile(conn, layer, t, finest))
         if batch:
-            parts.append(await store.tile(conn, batch, t))
+            parts.append(await store.tile(conn, batch, t, columns))
         return b"".join(parts)
 
     async def _hexbin_tile(

@@ -7,6 +7,7 @@ parameters. Written for psycopg's asyncio connections (the API's read pool).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,8 +242,20 @@ def _mvt(name: str, rows: sql.Composable) -> sql.Composable:
     buildings tile: 118 ms instead of 80). ST_AsMVT itself skips rows whose geometry is NULL
     (collapsed at this zoom, or outside the buffer) and gives empty bytes when none is left."""
     return sql.SQL(
-        "(SELECT coalesce(ST_AsMVT(t, {name}, {extent}, 'mvt_geom'), ''::bytea) FROM ({rows}) t)"
+        "(SELECT coalesce(ST_AsMVT(t, {name}, {extent}, 'mvt_geom', 'mvt_id'), ''::bytea)"
+        " FROM ({rows}) t)"
     ).format(name=sql.Literal(name), extent=sql.Literal(EXTENT), rows=rows)
+
+
+def _mvt_id(value: sql.Composable) -> sql.Composable:
+    """The MVT feature id of a feature whose layer id is `value`: the number itself when the
+    id is a whole number (grid and community codes are), else a stable 63-bit hash of its
+    text. (MVT ids are unsigned integers; clients match them for feature state. The layer's
+    own id stays in the attributes.)"""
+    return sql.SQL(
+        "CASE WHEN {v}::text ~ '^[0-9]{{1,18}}$' THEN {v}::text::int8"
+        " ELSE hashtextextended({v}::text, 0) & 9223372036854775807 END AS mvt_id"
+    ).format(v=value)
 
 
 def _mvt_geom(shape: sql.Composable) -> sql.Composable:
@@ -252,7 +265,19 @@ def _mvt_geom(shape: sql.Composable) -> sql.Composable:
     )
 
 
-def _tile_part(layer: Layer, z: int) -> sql.Composable:
+# Column types whose MVT value PostgreSQL would write in its own text form
+# ("2026-12-02 01:01:29.026209+00"): written as ISO 8601 instead, as in the GeoJSON.
+_TEMPORAL = frozenset({"timestamptz", "timestamp", "date"})
+
+
+def _tile_value(field: str, column: Column | None) -> sql.Composable:
+    value = sql.SQL("s.") + sql.Identifier(field)
+    if column is not None and column.pg_type in _TEMPORAL:
+        return sql.SQL("to_json({}) #>> '{{}}' AS {}").format(value, sql.Identifier(field))
+    return value
+
+
+def _tile_part(layer: Layer, z: int, columns: Mapping[str, Column]) -> sql.Composable:
     """One layer of a tile: its features in the tile (plus buffer), simplified for zoom `z`,
     as an MVT layer named after the layer id (empty bytes when none).
 
@@ -269,9 +294,10 @@ def _tile_part(layer: Layer, z: int) -> sql.Composable:
     if tolerance > 0:
         # Preserve collapsed geometries: a small building stays a speck, not a hole in the map.
         merc = sql.SQL("ST_Simplify({}, {}, true)").format(merc, sql.Literal(tolerance))
-    props = sql.SQL("").join(sql.SQL("s.{}, ").format(sql.Identifier(f)) for f in layer.fields)
-    rows = sql.SQL("SELECT {props}{shape} FROM ({src}) s WHERE {geom} && {reach}").format(
+    props = sql.SQL("").join(_tile_value(f, columns.get(f)) + sql.SQL(", ") for f in layer.fields)
+    rows = sql.SQL("SELECT {props}{ident}, {shape} FROM ({src}) s WHERE {geom} && {reach}").format(
         props=props,
+        ident=_mvt_id(sql.SQL("s.") + sql.Identifier(layer.id_field)),
         shape=_mvt_geom(merc),
         src=sql.SQL(layer.source_sql),  # type: ignore[arg-type]
         geom=geom,
@@ -280,11 +306,20 @@ def _tile_part(layer: Layer, z: int) -> sql.Composable:
     return _mvt(layer.id, rows)
 
 
-async def tile(conn: AsyncConnection[Any], layers: list[Layer], t: Tile) -> bytes:
-    """The MVT tile of table layers: one statement, one MVT layer each, in the given order."""
+async def tile(
+    conn: AsyncConnection[Any],
+    layers: list[Layer],
+    t: Tile,
+    columns: Mapping[str, Mapping[str, Column]] | None = None,
+) -> bytes:
+    """The MVT tile of table layers: one statement, one MVT layer each, in the given order.
+    `columns`, by layer id: the source's column types (temporal values are written as ISO)."""
     if not layers:
         return b""
-    query = sql.SQL("SELECT ") + sql.SQL(" || ").join(_tile_part(layer, t.z) for layer in layers)
+    types = columns or {}
+    query = sql.SQL("SELECT ") + sql.SQL(" || ").join(
+        _tile_part(layer, t.z, types.get(layer.id, {})) for layer in layers
+    )
     return await _bytes(conn, query, {"z": t.z, "x": t.x, "y": t.y})
 
 
@@ -350,7 +385,8 @@ async def hexbin_tile(
         else sql.SQL("")
     )
     rows = sql.SQL(
-        "SELECT u.cell, u.count{weight}, {geom}"
+        "SELECT u.cell, u.count{weight}, ('x' || lpad(u.cell, 16, '0'))::bit(64)::int8 AS mvt_id,"
+        " {geom}"
         " FROM unnest(%(cells)s::text[], %(counts)s::int8[], %(weights)s::float8[],"
         " %(wkts)s::text[]) AS u(cell, count, weight, wkt)"
     ).format(
