@@ -235,6 +235,8 @@ def test_out_of_range_values_in_any_query_parameter_are_4xx(
         "/api/v1/incidents?offset=99999999999999999999",
         "/api/v1/incidents/stats?since=0001-01-01T00:00:00%2B14:00",
         "/open311/v2/requests.json?end_date=0001-01-01",
+        "/ogc/collections/grids/items?offset=9999999999999999999999",
+        "/ogc/collections/buildings/items?households=99999999999999999999",
     ],
 )
 def test_the_reported_overflows_name_their_parameter(client: TestClient, url: str):

@@ -61,8 +61,8 @@ def parse_items_query(
     if limit > max_limit:
         raise BadRequest(f"limit {limit} is above the largest page of {max_limit}")
     offset = _integer(params, "offset", 0)
-    if offset < 0:
-        raise BadRequest(f"offset {offset} must not be negative")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise BadRequest(f"offset {offset} is outside 0..{MAX_OFFSET}")
     crs = params.get("bbox-crs")
     if crs is not None and crs != CRS84:
         raise BadRequest(f"bbox-crs {crs!r} is not supported; give the bbox in {CRS84}")
@@ -79,6 +79,10 @@ def parse_items_query(
     return ItemsQuery(limit, offset, Filters(boxes, tuple(equal)), resolution)
 
 
+# Rows to skip: far beyond any table here, inside PostgreSQL's bigint.
+MAX_OFFSET = 1_000_000_000
+
+
 def _integer(params: Mapping[str, str], name: str, default: int) -> int:
     raw = params.get(name)
     if raw is None:
@@ -93,7 +97,10 @@ def _typed(name: str, raw: str, column: Column) -> Any:
     kind = column.json_type
     try:
         if kind == "integer":
-            return int(raw)
+            value = int(raw)
+            if not -(2**63) <= value < 2**63:  # PostgreSQL's widest integer
+                raise BadRequest(f"{name}={raw!r} is out of range for an integer")
+            return value
         if kind == "number":
             value = float(raw)
             if not math.isfinite(value):
