@@ -759,17 +759,28 @@ def parse_points(text: str, what: str) -> list[dict[str, Any]]:
     return items
 
 
-def suggest(
+@dataclass
+class Siting:
+    """What suggest solves: the candidate sites (lon/lat, and where they came from), which
+    uncovered building each reaches within the widest tier (pairs of indices), and the
+    households of those buildings."""
+
+    lon: np.ndarray
+    lat: np.ndarray
+    origin: str
+    site: np.ndarray
+    building: np.ndarray
+    households: np.ndarray
+
+
+def siting_problem(
     engine: Engine,
     settings: Settings,
-    k: int,
     candidates: list[dict[str, Any]] | None = None,
     crs: str | None = None,
-) -> dict[str, Any]:
-    """k new sites maximising households newly within the widest tier (existing centres
-    kept), from the given candidate points or from street nodes in uncovered areas."""
-    if k < 1 or k > settings.coverage_suggest_max_k:
-        raise InvalidInput(f"k={k} is out of range: 1 to {settings.coverage_suggest_max_k}")
+) -> tuple[Siting, dict[str, Any]]:
+    """The siting problem of the latest compute (given candidate points, or street nodes in
+    uncovered areas), and the coverage status."""
     m, state = model(engine, settings)
     limit = network.metres_of(max(m.tiers), m.speed)
     open_b = np.flatnonzero((m.base_tier == 0) & (m.buildings.edge >= 0))
@@ -791,16 +802,32 @@ def suggest(
     else:
         cand, lon, lat = _node_candidates(m, open_b, settings.coverage_suggest_max_candidates)
         origin = "street nodes near uncovered buildings"
-    if k > len(cand):
-        raise InvalidInput(f"k={k} is more than the {len(cand)} candidate sites")
     site, target, walk = network.within(m.graph, cand, m.buildings.take(open_b), limit)
     _, tier = network.tier_of(walk, m.speed, m.tiers)
     hit = tier > 0
+    households = m.households[open_b].astype(float)
+    return Siting(lon, lat, origin, site[hit], target[hit], households), state
+
+
+def suggest(
+    engine: Engine,
+    settings: Settings,
+    k: int,
+    candidates: list[dict[str, Any]] | None = None,
+    crs: str | None = None,
+) -> dict[str, Any]:
+    """k new sites maximising households newly within the widest tier (existing centres
+    kept), from the given candidate points or from street nodes in uncovered areas."""
+    if k < 1 or k > settings.coverage_suggest_max_k:
+        raise InvalidInput(f"k={k} is out of range: 1 to {settings.coverage_suggest_max_k}")
+    p, state = siting_problem(engine, settings, candidates, crs)
+    if k > len(p.lon):
+        raise InvalidInput(f"k={k} is more than the {len(p.lon)} candidate sites")
     choice = siting.mclp(
-        len(cand),
-        site[hit],
-        target[hit],
-        m.households[open_b].astype(float),
+        len(p.lon),
+        p.site,
+        p.building,
+        p.households,
         k,
         settings.coverage_suggest_time_limit_s,
         settings.coverage_suggest_gap,
@@ -808,19 +835,23 @@ def suggest(
     return {
         **_state_head(state),
         "k": k,
-        "candidates": {"count": len(cand), "from": origin},
+        "candidates": {"count": len(p.lon), "from": p.origin},
         "method": choice.method,
         "optimal": choice.optimal,
         "upper_bound_households": None
         if choice.upper_bound is None
         else round(choice.upper_bound, 1),
+        # why not proven optimal: "gap" (proven within GEO_COVERAGE_SUGGEST_GAP),
+        # "time_limit" (GEO_COVERAGE_SUGGEST_TIME_LIMIT_S) or "solver"; None when optimal
+        "stopped": choice.stopped,
+        "gap": None if choice.gap is None else round(choice.gap, 6),
         "notes": choice.notes,
         "households_gained": choice.total,
         "sites": [
             {
                 "rank": r + 1,
-                "lon": float(lon[s]),
-                "lat": float(lat[s]),
+                "lon": float(p.lon[s]),
+                "lat": float(p.lat[s]),
                 "households_gained": g,
             }
             for r, (s, g) in enumerate(zip(choice.sites, choice.gains, strict=True))
