@@ -160,6 +160,25 @@ def test_a_nul_in_an_incident_field_is_refused_naming_it(client: TestClient, fie
     assert f"body field {field} holds a NUL" in response.json()["message"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body", "where"),
+    [
+        ("POST", "/api/v1/locate", [{"id": "a\x00", "lon": 117.8, "lat": 30.9}], "body field 0.id"),
+        ("POST", "/api/v1/locate", {"points": [{"id": "p", "lon": "1\x00"}]}, "points.0.lon"),
+        ("PATCH", "/api/v1/incidents/E000001", {"action": "start", "actor": "W\x00"}, "actor"),
+        ("PATCH", "/api/v1/incidents/E000001", {"action": "start", "note": "\x00"}, "note"),
+        ("POST", "/api/v1/coverage/what-if", {"remove": ["C\x00"]}, "remove.0"),
+        ("POST", "/api/v1/coverage/what-if", {"add": [], "crs\x00": "x"}, "crs\\u0000"),
+    ],
+)
+def test_a_nul_in_any_json_body_is_refused_naming_the_field(
+    client: TestClient, method: str, path: str, body: object, where: str
+):
+    response = client.request(method, path, json=body)
+    assert response.status_code == 422, response.text
+    assert where in response.json()["message"] and "NUL" in response.json()["message"]
+
+
 @pytest.mark.parametrize("field", ["description", "address_string", "first_name", "service_code"])
 @pytest.mark.parametrize("fmt", ["json", "xml"])
 def test_a_nul_in_an_open311_form_field_is_refused_in_its_format(
@@ -174,9 +193,10 @@ def test_a_nul_in_an_open311_form_field_is_refused_in_its_format(
     assert f"form field {field!r}" in text
 
 
+@pytest.mark.parametrize("field", ["description", "address"])
 @pytest.mark.parametrize("char", ["\x01", "\x08", "\x0b", "\x1f", "\ufffe"])
 def test_open311_xml_stays_well_formed_whatever_residents_type(
-    grids_planted: Engine, settings: Settings, char: str
+    grids_planted: Engine, settings: Settings, char: str, field: str
 ):
     from tests.test_incidents import IN_G1
 
@@ -184,16 +204,16 @@ def test_open311_xml_stays_well_formed_whatever_residents_type(
         text = f"路灯{char}不亮\t第二行\n第三行"
         created = admin.post(
             "/api/v1/incidents",
-            json={"category": "noise", "lon": IN_G1[0], "lat": IN_G1[1], "description": text},
+            json={"category": "noise", "lon": IN_G1[0], "lat": IN_G1[1], field: text},
         )
         assert created.status_code == 201, created.text
         ref = created.json()["ref"]
         root = ET.fromstring(admin.get("/open311/v2/requests.xml").content)  # parses
         mine = [r for r in root.iter("request") if r.findtext("service_request_id") == ref]
-        assert mine[0].findtext("description") == "路灯\ufffd不亮\t第二行\n第三行"
+        assert mine[0].findtext(field) == "路灯\ufffd不亮\t第二行\n第三行"
         # Stored and answered as JSON exactly as given: nothing the resident wrote is lost.
         [answer] = admin.get(f"/open311/v2/requests/{ref}.json").json()
-        assert answer["description"] == text
+        assert answer[field] == text
 
 
 # Numbers and dates past every range: each answers 4xx naming the value, never 500.
