@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from geo_service.api.errors import error_of_answer
 from geo_service.errors import InvalidInput, Unavailable
 from web_map.assets import inline
 from web_map.views import ASSETS, SOURCES, MapOptions, View, build
@@ -35,21 +36,11 @@ def http_fetch(base_url: str, token: str | None = None, timeout_s: float = 120) 
             with urllib.request.urlopen(request, timeout=timeout_s) as answer:
                 return json.load(answer)
         except urllib.error.HTTPError as exc:
-            raise _http_error(exc.code, path, exc.read()) from exc
+            raise error_of_answer(exc.code, path, exc.read()) from exc
         except (urllib.error.URLError, OSError) as exc:
             raise Unavailable(f"cannot reach the API at {root}: {exc}") from exc
 
     return fetch
-
-
-def _http_error(status: int, path: str, body: bytes) -> Exception:
-    try:
-        message = json.loads(body).get("message") or body.decode(errors="replace")
-    except (ValueError, AttributeError):
-        message = body.decode(errors="replace")
-    if status == 404:
-        return InvalidInput(f"{path}: {message}")
-    return Unavailable(f"{path} answered {status}: {message}")
 
 
 def _path_of(url: str) -> str:

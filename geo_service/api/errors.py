@@ -52,6 +52,21 @@ def status_of(exc: GeoServiceError) -> int:
     return 500
 
 
+def error_of_answer(status: int, path: str, body: bytes) -> GeoServiceError:
+    """The domain error an answer of this API stands for (the table above read backwards), for
+    clients of the API in this codebase (the map export, the in-process client)."""
+    try:
+        message = json.loads(body).get("message") or body.decode(errors="replace")
+    except (ValueError, AttributeError):
+        message = body.decode(errors="replace")
+    for cls, code in STATUS.items():
+        if code == status:
+            return cls(f"{path}: {message}")
+    if status < 500:
+        return InvalidInput(f"{path} answered {status}: {message}")
+    return Unavailable(f"{path} answered {status}: {message}")
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on `app`."""
 

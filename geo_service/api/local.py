@@ -17,7 +17,7 @@ from anyio.from_thread import start_blocking_portal
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from geo_service.errors import InvalidInput, NotFound, Unavailable
+from geo_service.api.errors import error_of_answer
 from geo_service.settings import Settings
 
 
@@ -89,14 +89,6 @@ def _fetcher(portal: Any, app: FastAPI) -> Callable[[str], Any]:
         status, body = portal.call(_get, app, path)
         if status == 200:
             return json.loads(body)
-        try:
-            message = json.loads(body).get("message") or body.decode(errors="replace")
-        except (ValueError, AttributeError):
-            message = body.decode(errors="replace")
-        if status == 404:
-            raise NotFound(f"{path}: {message}")
-        if status < 500:
-            raise InvalidInput(f"{path} answered {status}: {message}")
-        raise Unavailable(f"{path} answered {status}: {message}")
+        raise error_of_answer(status, path, body)
 
     return fetch

@@ -12,12 +12,13 @@ from fastapi.responses import Response
 from geo_service.api.auth import PrincipalDep
 from geo_service.api.deps import LayersDep, ReadPoolDep, SettingsDep
 from geo_service.errors import BadRequest
+from geo_service.layers.catalogue import LAYER_ID_PATTERN
 from geo_service.layers.service import gunzip
 from geo_service.layers.tiles import etag_matches, parse_tile
 
 router = APIRouter(prefix="/tiles", tags=["tiles"])
 MVT = "application/vnd.mapbox-vector-tile"
-_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_ID = re.compile(LAYER_ID_PATTERN)
 
 
 def _layer_ids(raw: str) -> list[str]:

@@ -22,6 +22,24 @@ ROLES: Final[tuple[Role, ...]] = (
     "reporter",
     "anonymous",
 )
+# Personal data, by column name. The reporter's contact is shown only in an incident's case
+# file, to callers who may read the incident; no layer anonymous callers may see can expose
+# any of PERSONAL_COLUMNS, under any field name (the layer catalogue refuses it).
+REPORTER_CONTACT: Final = ("reporter_name", "reporter_phone", "reporter_email")
+PERSONAL_COLUMNS: Final = frozenset(
+    {
+        *REPORTER_CONTACT,
+        "phone",
+        "email",
+        "description",
+        "note",
+        "address_text",
+        "media_url",
+        "input_lon",
+        "input_lat",
+        "idempotency_key",
+    }
+)
 # Roles a token can carry (anonymous is the absence of one).
 TOKEN_ROLES: Final = ROLES[:-1]
 _EVERYONE: Final = frozenset(ROLES)

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Select, func, select, text, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.sql.elements import ColumnElement
 
+from geo_service.auth.policy import REPORTER_CONTACT
 from geo_service.db.models import communities, grids, incident_events, incidents, workers
 
 TERMINAL: Final = ("closed", "cancelled")
@@ -18,7 +19,7 @@ _JOINED = incidents.outerjoin(grids, grids.c.code == incidents.c.grid_code).oute
     communities, communities.c.code == incidents.c.community_code
 )
 # Personal data lives in these columns; only the internal detail view selects them.
-_PERSONAL: Final = ("reporter_name", "reporter_phone", "reporter_email")
+_PERSONAL: Final = REPORTER_CONTACT
 _PUBLIC: Final = tuple(
     c
     for c in incidents.c

@@ -22,18 +22,11 @@ from itertools import pairwise
 from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from geo_service.db.models import INCIDENT_STATUSES
 from geo_service.errors import Conflict, InvalidInput
 
-STATUSES: Final = (
-    "needs_location",
-    "received",
-    "filed",
-    "dispatched",
-    "in_progress",
-    "reported",
-    "closed",
-    "cancelled",
-)
+# The statuses, in workflow order: defined with the table that stores them (its CHECK).
+STATUSES: Final = INCIDENT_STATUSES
 TERMINAL: Final = frozenset({"closed", "cancelled"})
 OPEN: Final = tuple(s for s in STATUSES if s not in TERMINAL)
 

@@ -16,10 +16,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from geo_service.auth.policy import PERSONAL_COLUMNS, Role
 from geo_service.errors import InvalidInput
 
-ROLES = ("admin", "planner", "dispatcher", "worker", "anonymous")
-Role = Literal["admin", "planner", "dispatcher", "worker", "anonymous"]
 GeometryType = Literal[
     "Point",
     "MultiPoint",
@@ -30,27 +29,11 @@ GeometryType = Literal[
     "Geometry",
 ]
 MAX_ZOOM = 24
-# Columns that carry personal data (reporters' contacts, phones, free text written by the
-# public). A layer anonymous users may see can never expose them, under any field name.
-PERSONAL_COLUMNS = frozenset(
-    {
-        "reporter_name",
-        "reporter_phone",
-        "reporter_email",
-        "phone",
-        "email",
-        "description",
-        "note",
-        "address_text",
-        "media_url",
-        "input_lon",
-        "input_lat",
-        "idempotency_key",
-    }
-)
 _IDENT = r"[a-z_][a-z0-9_]*"
 Identifier = Annotated[str, Field(pattern=rf"^{_IDENT}$", max_length=63)]
-LayerId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)]
+# A layer id: also a path segment of /ogc and /tiles URLs and an MVT layer name.
+LAYER_ID_PATTERN = r"^[a-z][a-z0-9_]*$"
+LayerId = Annotated[str, Field(pattern=LAYER_ID_PATTERN, max_length=63)]
 Colour = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$")]
 
 
