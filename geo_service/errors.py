@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -62,3 +63,23 @@ class Unavailable(GeoServiceError):
     """A dependency (the database, a system package) is not there."""
 
     code = "unavailable"
+
+
+def describe_problems(errors: Iterable[Mapping[str, Any]]) -> str:
+    """One line naming each bad field and value, from pydantic's errors (of a request body or
+    parameters: a body's fields are named without the `body.` prefix)."""
+    problems = []
+    for error in errors:
+        loc = [str(p) for p in error.get("loc", ())]
+        if loc[:1] == ["body"] and len(loc) > 1:
+            loc = loc[1:]
+        where = ".".join(loc) or "body"
+        if error["type"] == "missing":
+            problems.append(f"{where} is required")
+        elif error["type"] == "extra_forbidden":
+            problems.append(f"unknown field {where!r}")
+        elif "input" in error:
+            problems.append(f"{where}: {error['msg']} (got {error['input']!r:.80})")
+        else:
+            problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)

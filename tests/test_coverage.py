@@ -544,7 +544,7 @@ def test_building_detail_gains_its_walk(client: TestClient):
     [
         ("post", "/what-if", {"remove": ["C999"]}, 422, "'C999'"),
         ("post", "/what-if", {"add": [{"lon": 200, "lat": 30.9}]}, 422, "200"),
-        ("post", "/what-if", {"add": [{"lon": 117.8}]}, 422, "needs lon and lat"),
+        ("post", "/what-if", {"add": [{"lon": 117.8}]}, 422, "add.0.lat is required"),
         ("post", "/what-if", {"remove": "C1"}, 422, "'C1'"),
         ("get", "/suggest", {"k": 21}, 422, "k=21"),
         ("get", "/suggest", {"k": 3, "candidates": "117.81,30.93"}, 422, "k=3"),

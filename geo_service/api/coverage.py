@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from geo_service.api.deps import EngineDep, OffsetQuery, SettingsDep, TierQuery
 from geo_service.api.locate import CrsQuery
 from geo_service.coverage import service
-from geo_service.errors import InvalidInput
 
 router = APIRouter(prefix="/api/v1/coverage", tags=["coverage"])
 
@@ -90,30 +90,38 @@ def components(engine: EngineDep) -> list[dict[str, Any]]:
     return service.components(engine)
 
 
+class PlaceIn(BaseModel):
+    """A point where a centre would stand (numbers, or text as people type them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lon: StrictFloat | StrictInt | StrictStr
+    lat: StrictFloat | StrictInt | StrictStr
+
+
+class WhatIfIn(BaseModel):
+    """Centres to add and to remove; nothing is stored."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"add": [{"lon": 117.81, "lat": 30.93}], "remove": ["C001"]}]
+        },
+    )
+
+    add: list[PlaceIn] = Field(default_factory=list, max_length=100)
+    remove: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list, max_length=1000
+    )
+    crs: str | None = Field(None, max_length=64, description="of `add` (default wgs84)")
+
+
 @router.post("/what-if")
-def what_if(
-    engine: EngineDep,
-    settings: SettingsDep,
-    body: Annotated[
-        dict[str, Any],
-        Body(
-            examples=[{"add": [{"lon": 117.81, "lat": 30.93}], "remove": ["C001"]}],
-            description="add: [{lon, lat}], remove: [centre code], crs (default wgs84)",
-        ),
-    ],
-) -> dict[str, Any]:
+def what_if(engine: EngineDep, settings: SettingsDep, body: WhatIfIn) -> dict[str, Any]:
     """Figures with centres added and/or removed, and the change per community; nothing is
     stored."""
-    add = body.get("add") or []
-    remove = body.get("remove") or []
-    if not isinstance(add, list):
-        raise InvalidInput(f"add must be a list of {{lon, lat}}, not {add!r}")
-    if not isinstance(remove, list) or not all(isinstance(c, str) for c in remove):
-        raise InvalidInput(f"remove must be a list of centre codes, not {remove!r}")
-    crs = body.get("crs")
-    if crs is not None and not isinstance(crs, str):
-        raise InvalidInput(f"crs must be a string, not {crs!r}")
-    return service.what_if(engine, settings, add, remove, crs)
+    add = [place.model_dump() for place in body.add]
+    return service.what_if(engine, settings, add, body.remove, body.crs)
 
 
 @router.get("/suggest")

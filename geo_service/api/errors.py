@@ -28,6 +28,7 @@ from geo_service.errors import (
     PayloadTooLarge,
     Unauthorized,
     Unavailable,
+    describe_problems,
 )
 
 log = logging.getLogger("geo_service.api")
@@ -101,10 +102,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # The same shape as a domain error, naming each bad parameter and why.
-        problems = [f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in exc.errors()]
         body = {
             "error": InvalidInput.code,
-            "message": "; ".join(problems),
+            "message": describe_problems(exc.errors()),
             "detail": jsonable_encoder(exc.errors()),
         }
         return JSONResponse(body, status_code=422)

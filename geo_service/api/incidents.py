@@ -32,10 +32,11 @@ def create(
     who: PrincipalDep,
     response: Response,
     body: Annotated[
-        Any,
+        service.IncidentIn,
         Body(
-            description="category, description, lon, lat, crs (wgs84, cgcs2000, gcj02, bd09, "
-            "EPSG:n), address, reporter_name, reporter_phone, reporter_email, media_url",
+            description="category; lon and lat in crs (wgs84, cgcs2000, gcj02, bd09, EPSG:n), "
+            "or an address; description, reporter_name, reporter_phone, reporter_email, "
+            "media_url",
             examples=[_REPORT_EXAMPLE],
         ),
     ],
@@ -134,7 +135,7 @@ def change(
     who: PrincipalDep,
     ref: Annotated[str, Path_],
     body: Annotated[
-        Any,
+        service.IncidentChange,
         Body(
             description="action (locate, file, dispatch, start, report, close, reopen, cancel), "
             "actor, note; grid_code for dispatch; lon, lat, crs for locate",
@@ -144,9 +145,8 @@ def change(
 ) -> dict[str, Any]:
     """Apply one workflow action: 409 when illegal from the current status (nothing changes);
     403 for an action the caller's role may not take."""
-    action = body.get("action") if isinstance(body, dict) else None
-    if isinstance(action, str) and not may_take(who, action):
-        raise Forbidden(f"role {who.role!r} may not {action!r} an incident")
+    if not may_take(who, body.action):
+        raise Forbidden(f"role {who.role!r} may not {body.action!r} an incident")
     return service.change_incident(
         engine, settings, ref, body, grids=grid_scope(who), recorded_by=who.name
     )

@@ -25,7 +25,14 @@ from geo_service.auth.policy import ANONYMOUS, Principal, allowed, sees_incident
 from geo_service.auth.service import authenticate
 from geo_service.buildings.service import geocode_on, refresh_address_index
 from geo_service.crs import parse_input_crs
-from geo_service.errors import Conflict, GeoServiceError, InvalidInput, NotFound, Unauthorized
+from geo_service.errors import (
+    Conflict,
+    GeoServiceError,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+    describe_problems,
+)
 from geo_service.grids.locate import Location, locate_points
 from geo_service.grids.store import grids_near
 from geo_service.incidents import open311, store
@@ -99,16 +106,7 @@ def _validated(model: type[_Model], data: Any) -> _Model:
     try:
         return model.model_validate(data)
     except PydanticValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(p) for p in error["loc"]) or "body"
-            if error["type"] == "missing":
-                problems.append(f"{where} is required")
-            elif error["type"] == "extra_forbidden":
-                problems.append(f"unknown field {where!r}")
-            else:
-                problems.append(f"{where}: {error['msg']} (got {error['input']!r:.80})")
-        raise InvalidInput("; ".join(problems)) from None
+        raise InvalidInput(describe_problems(exc.errors())) from None
 
 
 def _now() -> datetime:
