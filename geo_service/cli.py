@@ -653,7 +653,7 @@ def coverage_compute_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Recompute walking distances, figures, isochrones and gaps from the current data."""
-    from geo_service.coverage.service import compute
+    from geo_service.coverage.compute import compute
 
     report = compute(state.engine(), state.settings, shapes_too=shapes)
     if as_json:

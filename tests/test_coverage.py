@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from geo_service.api.app import create_app
 from geo_service.cli import app as cli_app
-from geo_service.coverage import figures, service, shapes, topology
+from geo_service.coverage import compute, figures, planning, service, shapes, topology
 from geo_service.errors import InvalidInput
 from geo_service.ingest import ImportOptions, import_file
 from geo_service.settings import Settings
@@ -298,7 +298,7 @@ def test_partial_edges_and_access_legs_count(db: Engine, settings: Settings, tmp
     plant(
         db, settings, tmp_path, [line((0, 0), (1000, 0))], [("B1", 700, 20, 5)], [("C1", 100, -10)]
     )
-    service.compute(db, settings)
+    compute.compute(db, settings)
     center, walk, tier = walks(db)["B1"]
     assert center == "C1"
     assert walk == pytest.approx(10 + 600 + 20, abs=1.0)  # not via a node at either end
@@ -313,7 +313,7 @@ def test_any_building_code_comes_back_as_it_was(
     db: Engine, settings: Settings, tmp_path: Path, code: str
 ):
     plant(db, settings, tmp_path, [line((0, 0), (1000, 0))], [(code, 700, 20, 5)], [("C1", 100, 0)])
-    service.compute(db, settings)
+    compute.compute(db, settings)
     assert walks(db)[code][0] == "C1"
 
 
@@ -323,7 +323,7 @@ def test_compute_before_any_centre_is_imported_leaves_every_building_in_a_gap(
 ):
     # streets (and buildings) come first, centres later: a planner computes what is there
     plant(db, settings, tmp_path, [line((0, 0), (1000, 0))], buildings, [])
-    result = service.compute(db, settings)
+    result = compute.compute(db, settings)
     assert (result["centers"], result["covered_buildings"]) == (0, 0)
     assert {code: tier for code, (_, _, tier) in walks(db).items()} == {
         code: None for code, *_ in buildings
@@ -340,7 +340,7 @@ def test_compute_before_any_centre_is_imported_leaves_every_building_in_a_gap(
     assert tuple(gaps)[1:] == (len(buildings), sum(h for *_, h in buildings))
     # what would a first centre at x=500 bring? Every building, within 5 minutes
     lon, lat = lonlat(500, 0)
-    gain = service.what_if(db, settings, [{"lon": lon, "lat": lat}], [])["city"]["change"]
+    gain = planning.what_if(db, settings, [{"lon": lon, "lat": lat}], [])["city"]["change"]
     assert [t["households"] for t in gain] == [sum(h for *_, h in buildings)] * 3
 
 
@@ -356,7 +356,7 @@ def test_tiers_follow_walking_speed_and_households_add_up(
         [("B5", 300, 0, 10), ("B10", 600, 0, 20), ("B15", 950, 0, 30), ("BX", 1200, 0, 40)],
         [("C1", 0, 0)],
     )
-    service.compute(db, settings)
+    compute.compute(db, settings)
     assert {code: tier for code, (_, _, tier) in walks(db).items()} == {
         "B5": 5,
         "B10": 10,
@@ -386,7 +386,7 @@ def test_river_with_one_bridge_leaves_the_building_across_uncovered(
         line((1000, 0), (1000, 200)),  # the bridge
     ]
     plant(db, settings, tmp_path, roads, [("B1", 0, 210, 8), ("B2", 600, -10, 8)], [("C1", 0, 0)])
-    service.compute(db, settings)
+    compute.compute(db, settings)
     result = walks(db)
     straight = pt(0, 210).distance(pt(0, 0))
     assert straight < 1000 / 4  # well inside any straight-line circle of 15 minutes
@@ -410,7 +410,7 @@ def test_isolated_pieces_are_listed_and_not_routed_on(
         [("NEAR", 50, 1010, 3), ("MAIN", 400, 10, 3)],
         [("C1", 0, 0), ("C2", 60, 1000)],
     )
-    report = service.compute(db, settings)
+    report = compute.compute(db, settings)
     assert report["isolated_pieces"] == 1
     # the centre on the isolated piece is more than 300 m from the routable network
     assert report["centers_without_street"] == ["C2"]
@@ -438,7 +438,7 @@ def lattice(db: Engine, settings: Settings, tmp_path: Path) -> Engine:
     f.write(f.communities(), tmp_path / "communities.shp")
     import_file(db, settings, "communities", tmp_path / "communities.shp", ImportOptions())
     plant(db, settings, tmp_path, roads, buildings, [("C1", 100, 500), ("C2", 300, 300)])
-    service.compute(db, settings)
+    compute.compute(db, settings)
     return db
 
 
@@ -458,7 +458,7 @@ def test_importing_centres_makes_coverage_stale_until_recomputed(
     body = client.get("/api/v1/coverage/summary").json()
     assert body["stale"] is True and body["stale_because"][0].startswith("centers imported")
     assert client.get("/api/v1/coverage/communities").json()["stale"] is True
-    service.compute(lattice, settings)
+    compute.compute(lattice, settings)
     assert client.get("/api/v1/coverage/summary").json()["stale"] is False
 
 
@@ -598,9 +598,9 @@ def test_suggested_sites_on_the_demo_city_gain_what_recomputing_with_them_gains(
 
     for kind in ("communities", "grids", "buildings", "centers", "roads"):
         import_file(db, settings, kind, demo_dir() / f"{kind}.shp", ImportOptions())
-    service.compute(db, settings, shapes_too=False)
+    compute.compute(db, settings, shapes_too=False)
     before = service.summary(db, settings)["city"]["tiers"][-1]["households"]
-    body = service.suggest(db, settings, 3)
+    body = planning.suggest(db, settings, 3)
     assert len(body["sites"]) == 3 and body["households_gained"] > 0
     # import the sites as real centres and recompute everything from scratch
     f.frame(
@@ -612,7 +612,7 @@ def test_suggested_sites_on_the_demo_city_gain_what_recomputing_with_them_gains(
     ).to_file(tmp_path / "sites.geojson")
     import_file(db, settings, "centers", tmp_path / "sites.geojson", ImportOptions())
     assert service.summary(db, settings)["stale"] is True
-    service.compute(db, settings, shapes_too=False)
+    compute.compute(db, settings, shapes_too=False)
     after = service.summary(db, settings)["city"]["tiers"][-1]["households"]
     assert after - before == body["households_gained"]
 
@@ -622,6 +622,6 @@ def test_a_failed_compute_keeps_the_last_results(lattice: Engine, settings: Sett
     with lattice.begin() as conn:
         conn.execute(text("UPDATE street_edges SET walkable = false"))
     with pytest.raises(InvalidInput, match="no walkable streets"):
-        service.compute(lattice, settings)
+        compute.compute(lattice, settings)
     assert walks(lattice) == before
     assert service.summary(lattice, settings)["city"]["buildings"] == 150

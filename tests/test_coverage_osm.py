@@ -14,7 +14,7 @@ import pytest
 from pyproj import Geod
 from sqlalchemy import Engine, text
 
-from geo_service.coverage import service
+from geo_service.coverage import compute, service
 from geo_service.coverage.osm import import_osm
 from geo_service.settings import Settings
 
@@ -27,7 +27,7 @@ def helsinki(db: Engine, settings: Settings, tmp_path: Path) -> Engine:
     reports = import_osm(db, settings, HELSINKI, rejects_dir=tmp_path)
     assert [r.kind for r in reports] == ["roads", "buildings", "centers"]
     assert reports[0].inserted > 6000 and reports[1].inserted > 450
-    service.compute(db, settings)
+    compute.compute(db, settings)
     return db
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, text
 
-from geo_service.coverage import service, siting
+from geo_service.coverage import compute, planning, siting
 from geo_service.ingest import ImportOptions, import_file
 from geo_service.settings import Settings
 from tests.conftest import DATA_TABLES
@@ -114,7 +114,7 @@ def demo(engine: Engine, settings: Settings) -> Engine:
         conn.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE"))
     for kind in ("communities", "grids", "buildings", "centers", "roads"):
         import_file(engine, settings, kind, Path(demo_dir()) / f"{kind}.shp", ImportOptions())
-    service.compute(engine, settings, shapes_too=False)
+    compute.compute(engine, settings, shapes_too=False)
     return engine
 
 
@@ -123,12 +123,12 @@ def test_every_k_on_the_demo_city_comes_with_a_proven_bound(demo: Engine, settin
     exact = settings.model_copy(update={"coverage_suggest_gap": 0.0})
     best = 0
     for k in range(1, settings.coverage_suggest_max_k + 1):
-        proven = service.suggest(demo, exact, k)
+        proven = planning.suggest(demo, exact, k)
         # proven optimal: nothing more is possible with k sites, and k + 1 do no worse
         assert proven["optimal"] and proven["stopped"] is None and proven["gap"] == 0
         assert proven["upper_bound_households"] == proven["households_gained"] >= best
         best = proven["households_gained"]
-        body = service.suggest(demo, settings, k)
+        body = planning.suggest(demo, settings, k)
         gained, bound = body["households_gained"], body["upper_bound_households"]
         # the bound holds for what the exact search reached, and the answer is as close
         # as the answer says
@@ -149,7 +149,7 @@ def test_a_suggest_stopped_by_the_time_limit_says_so(demo: Engine, settings: Set
     )
     stopped = []
     for k in range(1, 6):
-        body = service.suggest(demo, hurried, k)
+        body = planning.suggest(demo, hurried, k)
         gained, bound = body["households_gained"], body["upper_bound_households"]
         assert bound >= gained and body["gap"] == pytest.approx(1 - gained / bound, abs=1e-6)
         if not body["optimal"]:

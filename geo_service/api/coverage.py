@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 
 from geo_service.api.deps import EngineDep, OffsetQuery, SettingsDep, TierQuery
 from geo_service.api.locate import CrsQuery
-from geo_service.coverage import service
+from geo_service.coverage import planning, service
 
 router = APIRouter(prefix="/api/v1/coverage", tags=["coverage"])
 
@@ -121,7 +121,7 @@ def what_if(engine: EngineDep, settings: SettingsDep, body: WhatIfIn) -> dict[st
     """Figures with centres added and/or removed, and the change per community; nothing is
     stored."""
     add = [place.model_dump() for place in body.add]
-    return service.what_if(engine, settings, add, body.remove, body.crs)
+    return planning.what_if(engine, settings, add, body.remove, body.crs)
 
 
 @router.get("/suggest")
@@ -140,5 +140,5 @@ def suggest(
 ) -> dict[str, Any]:
     """k new centre sites that bring the most households within the widest tier, with the
     gain of each (existing centres kept)."""
-    points = service.parse_points(candidates, "candidates") if candidates else None
-    return service.suggest(engine, settings, k, points, crs)
+    points = planning.parse_points(candidates, "candidates") if candidates else None
+    return planning.suggest(engine, settings, k, points, crs)

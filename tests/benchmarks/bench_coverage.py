@@ -25,7 +25,7 @@ import numpy as np
 from scipy.sparse import csc_matrix, csr_matrix, hstack, identity, vstack
 from sqlalchemy import Engine, text
 
-from geo_service.coverage import network, service, siting, store
+from geo_service.coverage import compute, network, planning, service, siting, store
 from geo_service.coverage.network import Entries, Graph
 from geo_service.db.engine import reading
 from geo_service.ingest import ImportOptions, import_file
@@ -44,7 +44,7 @@ def run() -> list[Result]:
     engine = scratch_engine(s, DATABASE)
     for kind in ("communities", "grids", "buildings", "centers", "roads"):
         import_file(engine, s, kind, folder / f"{kind}.shp", ImportOptions())
-    service.compute(engine, s)
+    compute.compute(engine, s)
     # The database as a planner finds it: autovacuum has been through the fresh import (and
     # the first results), where it would otherwise take a core beside the timed computes.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -111,17 +111,17 @@ def run() -> list[Result]:
             walk[same] = np.minimum(walk[same], a + np.abs(b_f[same] - f) * b_len[same] + b_a[same])
             np.minimum(best, walk, out=best)
 
-    full = timed(lambda: service.compute(engine, s), repeat=3)
-    core = timed(lambda: service.compute(engine, s, shapes_too=False), repeat=3)
+    full = timed(lambda: compute.compute(engine, s), repeat=3)
+    core = timed(lambda: compute.compute(engine, s, shapes_too=False), repeat=3)
     ours_db = timed(ours_from_db)
     ours_mem = timed(ours_in_memory)
     pgr = timed(pgrouting, repeat=1)
     nxs = timed(networkx, repeat=1)
     lon, lat = 117.80, 30.92
-    service.what_if(engine, s, [{"lon": lon, "lat": lat}], ["C001"])  # load the model
+    planning.what_if(engine, s, [{"lon": lon, "lat": lat}], ["C001"])  # load the model
     started = time.perf_counter()
     answers = [
-        service.what_if(engine, s, [{"lon": lon + 0.01 * i, "lat": lat}], ["C001"])
+        planning.what_if(engine, s, [{"lon": lon + 0.01 * i, "lat": lat}], ["C001"])
         for i in range(5)
     ]
     what_if = (time.perf_counter() - started) / len(answers)
@@ -164,7 +164,7 @@ def run() -> list[Result]:
 def suggest_rows(engine: Engine, s: Settings, k: int = 3) -> list[Result]:
     """A warm suggest on the computed city against the textbook MIP on the same
     candidates, and the slowest warm suggest of every k on the demo city."""
-    ours = service.suggest(engine, s, k)  # the model loaded
+    ours = planning.suggest(engine, s, k)  # the model loaded
     suggest = timed(partial(service.suggest, engine, s, k), repeat=3)
     mip = textbook_mip(engine, s, k)
     demo_slowest, demo_k = demo_suggest(s)
@@ -201,7 +201,7 @@ def textbook_mip(engine: Engine, s: Settings, k: int) -> _Solved:
     """The maximal covering MIP as textbooks write it (each building a demand, x binary,
     y continuous) on suggest's candidates, solved by HiGHS with its defaults (one thread,
     suggest's time limit) from greedy's sites; only HiGHS' run is timed."""
-    p, _ = service.siting_problem(engine, s)
+    p, _ = planning.siting_problem(engine, s)
     site, target, weight = p.site, p.building, p.households
     n_s, n_b = len(p.lon), len(weight)
     reach = csr_matrix((np.ones(len(site)), (target, site)), shape=(n_b, n_s))
@@ -252,8 +252,8 @@ def demo_suggest(s: Settings) -> tuple[float, int]:
     engine = scratch_engine(s, DEMO_DATABASE)
     for kind in ("communities", "grids", "buildings", "centers", "roads"):
         import_file(engine, s, kind, demo_dir() / f"{kind}.shp", ImportOptions())
-    service.compute(engine, s, shapes_too=False)
-    service.suggest(engine, s, 1)  # load the model
+    compute.compute(engine, s, shapes_too=False)
+    planning.suggest(engine, s, 1)  # load the model
     times = {}
     for k in range(1, s.coverage_suggest_max_k + 1):
         times[k] = timed(partial(service.suggest, engine, s, k), repeat=3)

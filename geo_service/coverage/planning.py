@@ -1,0 +1,346 @@
+"""Planning on the stored coverage: what-if (centres added or removed, nothing stored) and
+suggest (where the next k centres should go), on an in-memory model of the network of the
+last compute (loaded once per compute and cached per database), so they answer without
+touching the stored results.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import shapely
+from pyproj import CRS, Transformer
+from sqlalchemy import Connection, Engine
+
+from geo_service.coverage import figures as fig
+from geo_service.coverage import network, siting, store
+from geo_service.coverage.compute import metric_transformers, metric_xy, transform_all
+from geo_service.coverage.network import Entries, Graph
+from geo_service.coverage.service import state_head, status
+from geo_service.crs import parse_input_crs
+from geo_service.db.engine import reading
+from geo_service.errors import InvalidInput, PayloadTooLarge
+from geo_service.grids.locate import parse_coordinates
+from geo_service.settings import Settings
+
+
+# -- the in-memory model: what-if and suggest -----------------------------------------------
+@dataclass
+class Model:
+    """The stored network and entry points, ready for Dijkstra."""
+
+    run: tuple[int, Any]  # (id, computed_at) of the compute it mirrors
+    srid: int
+    graph: Graph
+    geoms: np.ndarray  # metric edges
+    routable: np.ndarray
+    buildings: Entries
+    households: np.ndarray
+    community: np.ndarray  # community code of each building, "" for none
+    community_names: dict[str, str]
+    center_codes: np.ndarray
+    centers: Entries
+    tiers: list[int]
+    speed: float
+    max_access_m: float
+    base_walk: np.ndarray
+    base_tier: np.ndarray
+    to_m: Transformer
+    to_ll: Transformer
+
+    def entries(self, lon: np.ndarray, lat: np.ndarray) -> Entries:
+        """Entry points of lon/lat places, by the same rule as compute."""
+        return network.locate_entries(
+            metric_xy(self.to_m, lon, lat), self.geoms, self.routable, self.max_access_m
+        )
+
+    def walks(self, sources: Entries, limit: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
+        """Each building's walk to the nearest of `sources`, and its tier."""
+        walk, _ = network.nearest_source(self.graph, sources, self.buildings, limit)
+        _, tier = network.tier_of(walk, self.speed, self.tiers)
+        return walk, tier
+
+
+_MODELS: dict[str, Model] = {}
+_MODEL_LOCK = threading.Lock()
+
+
+def model(engine: Engine, settings: Settings) -> tuple[Model, dict[str, Any]]:
+    """The model of the latest compute (cached per database), and the coverage status."""
+    with reading(engine) as conn:
+        state = status(conn, settings)
+        run = store.latest_run(conn)
+        assert run is not None
+        key = engine.url.render_as_string(hide_password=True)
+        with _MODEL_LOCK:
+            cached = _MODELS.get(key)
+            if cached is None or cached.run != (run["id"], run["computed_at"]):
+                cached = _load_model(conn, run)
+                _MODELS[key] = cached
+    return cached, state
+
+
+def _load_model(conn: Connection, run: dict[str, Any]) -> Model:
+    arrays = store.model_arrays(conn)
+    crs = CRS.from_epsg(run["metric_srid"])
+    to_m, to_ll = metric_transformers(crs)
+    geoms = (
+        transform_all(to_m, shapely.from_wkb(arrays["wkb"]))
+        if arrays["wkb"]
+        else np.zeros(0, object)
+    )
+    graph = Graph(arrays["n_nodes"], arrays["source"], arrays["target"], arrays["length"])
+    tiers = list(run["tiers_min"])
+    b = Entries(arrays["b_edge"], arrays["b_frac"], arrays["b_access"])
+    c = Entries(arrays["c_edge"], arrays["c_frac"], arrays["c_access"])
+    walk, _ = network.nearest_source(graph, c, b)
+    _, tier = network.tier_of(walk, run["walk_speed_kmh"], tiers)
+    return Model(
+        run=(run["id"], run["computed_at"]),
+        srid=run["metric_srid"],
+        graph=graph,
+        geoms=geoms,
+        routable=arrays["component"] == 0,
+        buildings=b,
+        households=arrays["households"],
+        community=np.asarray(["" if c is None else str(c) for c in arrays["community"]]),
+        community_names=arrays["community_names"],
+        center_codes=arrays["center_code"],
+        centers=c,
+        tiers=tiers,
+        speed=run["walk_speed_kmh"],
+        max_access_m=run["max_access_m"],
+        base_walk=walk,
+        base_tier=tier,
+        to_m=to_m,
+        to_ll=to_ll,
+    )
+
+
+def what_if(
+    engine: Engine,
+    settings: Settings,
+    add: list[dict[str, Any]],
+    remove: list[str],
+    crs: str | None = None,
+) -> dict[str, Any]:
+    """Figures with centres added (lon/lat) and/or removed (codes), and the change per
+    community; nothing is stored."""
+    if len(add) + len(remove) > settings.coverage_whatif_max_centers:
+        raise PayloadTooLarge(
+            f"{len(add) + len(remove)} centres to add or remove; at most "
+            f"{settings.coverage_whatif_max_centers} per what-if"
+        )
+    m, state = model(engine, settings)
+    known = set(m.center_codes.tolist())
+    unknown = [code for code in remove if code not in known]
+    if unknown:
+        raise InvalidInput(f"unknown centre code(s) to remove: {', '.join(map(repr, unknown))}")
+    lon, lat = _lonlat(add, crs, "add")
+    new = m.entries(lon, lat)
+    far = np.flatnonzero(new.edge < 0)
+    keep = np.flatnonzero(~np.isin(m.center_codes, remove))
+    sources = Entries.concat([m.centers.take(keep), new])
+    walk, tier = m.walks(sources)
+    before = fig.figures(m.base_tier, m.base_walk, m.households, m.tiers)
+    after = fig.figures(tier, walk, m.households, m.tiers)
+    per_before = fig.by_group(m.community, m.base_tier, m.base_walk, m.households, m.tiers)
+    per_after = fig.by_group(m.community, tier, walk, m.households, m.tiers)
+    items = []
+    for code in sorted(per_after, key=lambda c: (c is None, c or "")):
+        delta = fig.change(per_before[code], per_after[code])
+        items.append(
+            {
+                "code": code,
+                "name": m.community_names.get(code) if code else None,
+                "before": fig.with_shares(per_before[code]),
+                "after": fig.with_shares(per_after[code]),
+                "change": delta,
+                "changed": any(d["households"] or d["buildings"] for d in delta),
+            }
+        )
+    return {
+        **state_head(state),
+        "added": [
+            {
+                "lon": float(x),
+                "lat": float(y),
+                "access_m": None if new.edge[i] < 0 else round(float(new.access[i]), 1),
+                "on_network": bool(new.edge[i] >= 0),
+            }
+            for i, (x, y) in enumerate(zip(lon, lat, strict=True))
+        ],
+        "removed": sorted(set(remove)),
+        "warnings": [
+            f"added centre {i + 1} ({lon[i]:.6f}, {lat[i]:.6f}) is more than "
+            f"{m.max_access_m:g} m from any routable street: it covers nothing"
+            for i in far
+        ],
+        "city": {
+            "before": fig.with_shares(before),
+            "after": fig.with_shares(after),
+            "change": fig.change(before, after),
+        },
+        "communities": items,
+    }
+
+
+def _lonlat(
+    items: list[dict[str, Any]], crs: str | None, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validated WGS-84 lon/lat of {lon, lat} items (converted from `crs`)."""
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "lon" not in item or "lat" not in item:
+            raise InvalidInput(f"{what}[{i}] = {item!r} needs lon and lat")
+    if not items:
+        return np.zeros(0), np.zeros(0)
+    x, y, reasons = parse_coordinates(
+        [it["lon"] for it in items], [it["lat"] for it in items], parse_input_crs(crs)
+    )
+    bad = [f"{what}[{i}]: {r}" for i, r in enumerate(reasons) if r]
+    if bad:
+        raise InvalidInput("; ".join(bad))
+    return np.asarray(x, float), np.asarray(y, float)
+
+
+def parse_points(text: str, what: str) -> list[dict[str, Any]]:
+    """ "lon,lat;lon,lat;..." -> [{lon, lat}, ...] (values checked later)."""
+    items = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        pieces = part.split(",")
+        if len(pieces) != 2:
+            raise InvalidInput(f"{what}: {part!r} is not lon,lat")
+        items.append({"lon": pieces[0].strip(), "lat": pieces[1].strip()})
+    return items
+
+
+@dataclass
+class Siting:
+    """What suggest solves: the candidate sites (lon/lat, and where they came from), which
+    uncovered building each reaches within the widest tier (pairs of indices), and the
+    households of those buildings."""
+
+    lon: np.ndarray
+    lat: np.ndarray
+    origin: str
+    site: np.ndarray
+    building: np.ndarray
+    households: np.ndarray
+
+
+def siting_problem(
+    engine: Engine,
+    settings: Settings,
+    candidates: list[dict[str, Any]] | None = None,
+    crs: str | None = None,
+) -> tuple[Siting, dict[str, Any]]:
+    """The siting problem of the latest compute (given candidate points, or street nodes in
+    uncovered areas), and the coverage status."""
+    m, state = model(engine, settings)
+    limit = network.metres_of(max(m.tiers), m.speed)
+    open_b = np.flatnonzero((m.base_tier == 0) & (m.buildings.edge >= 0))
+    if candidates:
+        if len(candidates) > settings.coverage_suggest_max_candidates:
+            raise PayloadTooLarge(
+                f"{len(candidates)} candidates; at most {settings.coverage_suggest_max_candidates}"
+            )
+        lon, lat = _lonlat(candidates, crs, "candidates")
+        cand = m.entries(lon, lat)
+        far = np.flatnonzero(cand.edge < 0)
+        if len(far):
+            raise InvalidInput(
+                "candidate(s) farther than "
+                f"{m.max_access_m:g} m from any routable street: "
+                + ", ".join(f"{lon[i]:.6f},{lat[i]:.6f}" for i in far)
+            )
+        origin = "given"
+    else:
+        cand, lon, lat = _node_candidates(m, open_b, settings.coverage_suggest_max_candidates)
+        origin = "street nodes near uncovered buildings"
+    site, target, walk = network.within(m.graph, cand, m.buildings.take(open_b), limit)
+    _, tier = network.tier_of(walk, m.speed, m.tiers)
+    hit = tier > 0
+    households = m.households[open_b].astype(float)
+    return Siting(lon, lat, origin, site[hit], target[hit], households), state
+
+
+def suggest(
+    engine: Engine,
+    settings: Settings,
+    k: int,
+    candidates: list[dict[str, Any]] | None = None,
+    crs: str | None = None,
+) -> dict[str, Any]:
+    """k new sites maximising households newly within the widest tier (existing centres
+    kept), from the given candidate points or from street nodes in uncovered areas."""
+    if k < 1 or k > settings.coverage_suggest_max_k:
+        raise InvalidInput(f"k={k} is out of range: 1 to {settings.coverage_suggest_max_k}")
+    p, state = siting_problem(engine, settings, candidates, crs)
+    if k > len(p.lon):
+        raise InvalidInput(f"k={k} is more than the {len(p.lon)} candidate sites")
+    choice = siting.mclp(
+        len(p.lon),
+        p.site,
+        p.building,
+        p.households,
+        k,
+        settings.coverage_suggest_time_limit_s,
+        settings.coverage_suggest_gap,
+    )
+    return {
+        **state_head(state),
+        "k": k,
+        "candidates": {"count": len(p.lon), "from": p.origin},
+        "method": choice.method,
+        "optimal": choice.optimal,
+        "upper_bound_households": None
+        if choice.upper_bound is None
+        else round(choice.upper_bound, 1),
+        # why not proven optimal: "gap" (proven within GEO_COVERAGE_SUGGEST_GAP),
+        # "time_limit" (GEO_COVERAGE_SUGGEST_TIME_LIMIT_S) or "solver"; None when optimal
+        "stopped": choice.stopped,
+        "gap": None if choice.gap is None else round(choice.gap, 6),
+        "notes": choice.notes,
+        "households_gained": choice.total,
+        "sites": [
+            {
+                "rank": r + 1,
+                "lon": float(p.lon[s]),
+                "lat": float(p.lat[s]),
+                "households_gained": g,
+            }
+            for r, (s, g) in enumerate(zip(choice.sites, choice.gains, strict=True))
+        ],
+    }
+
+
+def _node_candidates(
+    m: Model, open_b: np.ndarray, most: int
+) -> tuple[Entries, np.ndarray, np.ndarray]:
+    """Street nodes at the ends of the edges uncovered buildings enter by, ranked by the
+    uncovered households on those edges (the `most` first)."""
+    e = m.buildings.edge[open_b]
+    w = m.households[open_b].astype(float)
+    g = m.graph
+    nodes = np.r_[g.source[e], g.target[e]]
+    weight = np.bincount(nodes, weights=np.r_[w, w], minlength=g.n_nodes)
+    ranked = np.flatnonzero(weight > 0)
+    ranked = ranked[np.lexsort((ranked, -weight[ranked]))][:most]
+    # each node as an entry at the start or end of one routable edge touching it
+    edge_of = np.full(g.n_nodes, -1, dtype=np.int64)
+    frac_of = np.zeros(g.n_nodes)
+    r = np.flatnonzero(m.routable)
+    edge_of[g.target[r]] = r
+    frac_of[g.target[r]] = 1.0
+    edge_of[g.source[r]] = r
+    frac_of[g.source[r]] = 0.0
+    ranked = ranked[edge_of[ranked] >= 0]
+    edges = edge_of[ranked]
+    fracs = frac_of[ranked]
+    ends = shapely.line_interpolate_point(m.geoms[edges], fracs, normalized=True)
+    xy = shapely.get_coordinates(ends)
+    lon, lat = m.to_ll.transform(xy[:, 0], xy[:, 1]) if len(xy) else (np.zeros(0), np.zeros(0))
+    return Entries(edges, fracs, np.zeros(len(edges))), np.asarray(lon), np.asarray(lat)
