@@ -587,7 +587,7 @@ def incidents_overdue_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Open incidents past their deadline, oldest deadline first (exit 1 when there are any)."""
-    from geo_service.incidents.service import overdue_incidents
+    from geo_service.incidents.queries import overdue_incidents
 
     report = overdue_incidents(state.engine(), state.settings, limit=limit)
     if as_json:
@@ -618,7 +618,7 @@ def incidents_stats_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Per grid or community: incidents, closures, on-time closure rate, overdue now."""
-    from geo_service.incidents.service import incident_stats
+    from geo_service.incidents.queries import incident_stats
 
     report = incident_stats(state.engine(), state.settings, by, since, until)
     if as_json:

@@ -144,7 +144,7 @@ def test_qa_exit_0_when_clean_and_1_on_findings(planted: Engine, db_url: str, tm
 def test_incidents_overdue_exit_1_when_any(
     planted: Engine, settings: Settings, db_url: str, tmp_path: Path
 ):
-    from geo_service.incidents.service import create_incident
+    from geo_service.incidents.intake import create_incident
 
     assert geo("incidents", "overdue", cwd=tmp_path, db_url=db_url).returncode == 0
     ref = create_incident(

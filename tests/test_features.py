@@ -288,7 +288,7 @@ def test_queryables_list_what_items_filters_on(client: TestClient, planted: Engi
     assert doc["properties"]["geometry"]["x-ogc-role"] == "primary-geometry"
     # Each queryable filters items.
     code = rows(planted, "SELECT code FROM grids ORDER BY code LIMIT 1")[0]["code"]
-    items = client.get(f"{OGC}/collections/grids/items", params={"code": code}).json()
+    items = client.get(f"{OGC}/collections/grids/items", params={"code": code, "f": "json"}).json()
     assert [f["properties"]["code"] for f in items["features"]] == [code]
     links = client.get(f"{OGC}/collections/grids").json()["links"]
     assert any(link["href"].endswith("/grids/queryables") for link in links)

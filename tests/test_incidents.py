@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 from geo_service.api.app import create_app
 from geo_service.crs import wgs84_to_gcj02
 from geo_service.errors import Conflict
-from geo_service.incidents import service
+from geo_service.incidents import config, intake
 from geo_service.incidents.categories import categories_for
 from geo_service.incidents.workflow import due_at
 from geo_service.settings import Settings
@@ -103,7 +103,7 @@ def test_lifecycle_from_report_to_closure(client: TestClient, settings: Settings
     # The clock starts at dispatch and counts working time (exposed rubbish: 1 working day).
     dispatched = datetime.fromisoformat(incident["dispatched_at"])
     expected = due_at(
-        dispatched, categories_for(None)["exposed_rubbish"].limit, service.calendar_of(settings)
+        dispatched, categories_for(None)["exposed_rubbish"].limit, config.calendar_of(settings)
     )
     assert datetime.fromisoformat(incident["due_at"]) == expected.replace(microsecond=0)
     assert incident["due_at"].endswith("+08:00")
@@ -192,7 +192,7 @@ def test_concurrent_retries_create_one_incident(planted: Engine, settings: Setti
     payload = {"category": "noise", "lon": IN_G1[0], "lat": IN_G1[1]}
 
     def post(_: int) -> str:
-        return service.create_incident(planted, settings, payload, "same-key").incident["ref"]
+        return intake.create_incident(planted, settings, payload, "same-key").incident["ref"]
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         refs = set(pool.map(post, range(6)))
@@ -201,9 +201,9 @@ def test_concurrent_retries_create_one_incident(planted: Engine, settings: Setti
 
 
 def test_same_key_different_body_is_conflict_in_the_service(planted: Engine, settings: Settings):
-    service.create_incident(planted, settings, {"category": "noise", "address": "长江路1号"}, "k")
+    intake.create_incident(planted, settings, {"category": "noise", "address": "长江路1号"}, "k")
     with pytest.raises(Conflict, match="different body"):
-        service.create_incident(planted, settings, {"category": "noise", "address": "2号"}, "k")
+        intake.create_incident(planted, settings, {"category": "noise", "address": "2号"}, "k")
 
 
 # -- routing outcomes ---------------------------------------------------------------------------
@@ -232,10 +232,10 @@ def test_same_problem_nearby_is_a_possible_duplicate_but_still_recorded(client: 
 def test_duplicate_window_is_24_hours(planted: Engine, settings: Settings):
     now = datetime.fromisoformat("2026-11-23T10:00:00+08:00")
     payload = {"category": "exposed_rubbish", "lon": IN_G3[0], "lat": IN_G3[1]}
-    first = service.create_incident(planted, settings, payload, now=now).incident
-    late = service.create_incident(planted, settings, payload, now=now + timedelta(hours=25))
+    first = intake.create_incident(planted, settings, payload, now=now).incident
+    late = intake.create_incident(planted, settings, payload, now=now + timedelta(hours=25))
     assert late.incident["possible_duplicate_of"] is None
-    soon = service.create_incident(planted, settings, payload, now=now + timedelta(hours=23))
+    soon = intake.create_incident(planted, settings, payload, now=now + timedelta(hours=23))
     assert soon.incident["possible_duplicate_of"] == first["ref"]
 
 

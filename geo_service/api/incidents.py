@@ -10,7 +10,7 @@ from geo_service.api.auth import PrincipalDep, readable_incident, require
 from geo_service.api.deps import EngineDep, OffsetQuery, SettingsDep
 from geo_service.auth.policy import allowed, grid_scope, may_take
 from geo_service.errors import Forbidden
-from geo_service.incidents import service
+from geo_service.incidents import bodies, config, followup, intake, queries
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 Path_ = Path(max_length=64)
@@ -32,7 +32,7 @@ def create(
     who: PrincipalDep,
     response: Response,
     body: Annotated[
-        service.IncidentIn,
+        bodies.IncidentIn,
         Body(
             description="category; lon and lat in crs (wgs84, cgcs2000, gcj02, bd09, EPSG:n), "
             "or an address; description, reporter_name, reporter_phone, reporter_email, "
@@ -51,12 +51,12 @@ def create(
     A retry with the same Idempotency-Key and body answers 201 with the same incident and the
     header `Idempotent-Replayed: true`; the same key with a different body is 409.
     """
-    intake = service.create_incident(engine, settings, body, idempotency_key, recorded_by=who.name)
-    if not intake.created:
+    taken = intake.create_incident(engine, settings, body, idempotency_key, recorded_by=who.name)
+    if not taken.created:
         response.headers["Idempotent-Replayed"] = "true"
     if not allowed(who, "incidents.read"):  # a reporter: their case, nobody else's data
-        return service.reporter_view(intake.incident)
-    return intake.incident
+        return intake.reporter_view(taken.incident)
+    return taken.incident
 
 
 @router.get("", dependencies=[require("incidents.read")])
@@ -75,7 +75,7 @@ def list_(
     offset: OffsetQuery = 0,
 ) -> dict[str, Any]:
     """Incidents matching the filters, newest first: total, limit, offset, items."""
-    return service.list_incidents(
+    return queries.list_incidents(
         engine,
         settings,
         statuses=status or [],
@@ -94,7 +94,7 @@ def list_(
 @router.get("/categories", dependencies=[require("incidents.categories")])
 def categories(settings: SettingsDep) -> list[dict[str, Any]]:
     """The categories and their time limits."""
-    return service.categories(settings)
+    return config.categories(settings)
 
 
 @router.get("/overdue", dependencies=[require("incidents.read")])
@@ -105,7 +105,7 @@ def overdue(
     limit: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
     """Supervision list (督办): open incidents past their deadline, oldest first, with workers."""
-    return service.overdue_incidents(engine, settings, limit=limit, grids=grid_scope(who))
+    return queries.overdue_incidents(engine, settings, limit=limit, grids=grid_scope(who))
 
 
 @router.get("/stats", dependencies=[require("incidents.stats")])
@@ -117,7 +117,7 @@ def stats(
     until: str | None = None,
 ) -> dict[str, Any]:
     """Per grid or community: counts by status and category, on-time rate, overdue now."""
-    return service.incident_stats(engine, settings, by, since, until)
+    return queries.incident_stats(engine, settings, by, since, until)
 
 
 @router.get("/{ref}", dependencies=[require("incidents.read")])
@@ -125,7 +125,7 @@ def get(
     engine: EngineDep, settings: SettingsDep, who: PrincipalDep, ref: Annotated[str, Path_]
 ) -> dict[str, Any]:
     """One incident with its events, its grid's workers and the reporter."""
-    return readable_incident(who, service.get_incident(engine, settings, ref))
+    return readable_incident(who, queries.get_incident(engine, settings, ref))
 
 
 @router.patch("/{ref}", dependencies=[require("incidents.act")])
@@ -135,7 +135,7 @@ def change(
     who: PrincipalDep,
     ref: Annotated[str, Path_],
     body: Annotated[
-        service.IncidentChange,
+        bodies.IncidentChange,
         Body(
             description="action (locate, file, dispatch, start, report, close, reopen, cancel), "
             "actor, note; grid_code for dispatch; lon, lat, crs for locate",
@@ -147,6 +147,6 @@ def change(
     403 for an action the caller's role may not take."""
     if not may_take(who, body.action):
         raise Forbidden(f"role {who.role!r} may not {body.action!r} an incident")
-    return service.change_incident(
+    return followup.change_incident(
         engine, settings, ref, body, grids=grid_scope(who), recorded_by=who.name
     )

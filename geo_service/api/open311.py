@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from geo_service.api.auth import PrincipalDep, principal_of_token, require
 from geo_service.api.deps import EngineDep, SettingsDep
 from geo_service.errors import Forbidden, GeoServiceError, NotFound, Unauthorized, Unavailable
-from geo_service.incidents import open311, service
+from geo_service.incidents import georeport, open311
 
 XML_TYPE = "text/xml; charset=utf-8"
 
@@ -107,13 +107,13 @@ def _render(
 @router.get("/services.{fmt}", dependencies=[require("open311.read")])
 def services(settings: SettingsDep, fmt: str) -> Response:
     """The service list: one realtime service per incident category."""
-    return _render(fmt, service.open311_services(settings), "services", "service")
+    return _render(fmt, georeport.open311_services(settings), "services", "service")
 
 
 @router.get("/services/{code}.{fmt}", dependencies=[require("open311.read")])
 def service_definition(settings: SettingsDep, code: str, fmt: str) -> Response:
     """A service definition (categories have no attributes); 404 for an unknown code."""
-    return _render(fmt, service.open311_service(settings, code), "service_definition", "")
+    return _render(fmt, georeport.open311_service(settings, code), "service_definition", "")
 
 
 @router.post("/requests.{fmt}", status_code=201)
@@ -129,7 +129,7 @@ async def post_request(
     open311.output_format(fmt)  # an unknown format is refused before anything is stored
     body = await request.body()
     receipt = await run_in_threadpool(
-        service.open311_submit,
+        georeport.open311_submit,
         engine,
         settings,
         body,
@@ -159,7 +159,7 @@ def get_requests(
         "end_date": end_date,
         "status": status,
     }
-    found = service.open311_requests(engine, settings, params, viewer=who)
+    found = georeport.open311_requests(engine, settings, params, viewer=who)
     return _render(fmt, found, "service_requests", "request")
 
 
@@ -168,5 +168,5 @@ def get_request(
     engine: EngineDep, settings: SettingsDep, who: PrincipalDep, request_id: str, fmt: str
 ) -> Response:
     """One request (as a list of one); 404 for an unknown id."""
-    found = service.open311_request(engine, settings, request_id, viewer=who)
+    found = georeport.open311_request(engine, settings, request_id, viewer=who)
     return _render(fmt, found, "service_requests", "request")

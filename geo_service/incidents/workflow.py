@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -225,3 +225,15 @@ def parse_instant(name: str, text: str | None, tz: ZoneInfo) -> datetime | None:
         first, last = YEARS
         raise InvalidInput(f"{name} {text!r} is out of range: the year must be in {first}..{last}")
     return value if value.tzinfo else value.replace(tzinfo=tz)
+
+
+def utc_now() -> datetime:
+    """The one clock of incident operations (tests pass their own `now`)."""
+    return datetime.now(UTC)
+
+
+def iso_time(value: datetime | None, tz: ZoneInfo | None = None) -> str | None:
+    """ISO 8601 with the offset, to the second, in the working time zone."""
+    if value is None:
+        return None
+    return (value.astimezone(tz) if tz else value).isoformat(timespec="seconds")

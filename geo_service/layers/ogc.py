@@ -97,10 +97,10 @@ def _typed(name: str, raw: str, column: Column) -> Any:
     kind = column.json_type
     try:
         if kind == "integer":
-            value = int(raw)
-            if not -(2**63) <= value < 2**63:  # PostgreSQL's widest integer
+            whole = int(raw)
+            if not -(2**63) <= whole < 2**63:  # PostgreSQL's widest integer
                 raise BadRequest(f"{name}={raw!r} is out of range for an integer")
-            return value
+            return whole
         if kind == "number":
             value = float(raw)
             if not math.isfinite(value):
@@ -224,7 +224,7 @@ def field_schema(layer: Layer, columns: Mapping[str, Column]) -> dict[str, dict[
 
 QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
 SCHEMA_JSON = "application/schema+json"
-_FORMATS = {"timestamptz": "date-time", "timestamp": "date-time", "date": "date"}
+_TEMPORAL_FORMATS = {"timestamptz": "date-time", "timestamp": "date-time", "date": "date"}
 
 
 def queryables(base: str, layer: Layer, columns: Mapping[str, Column]) -> dict[str, Any]:
@@ -240,8 +240,8 @@ def queryables(base: str, layer: Layer, columns: Mapping[str, Column]) -> dict[s
     if layer.hexbin is None:
         for name in layer.fields:
             entry: dict[str, Any] = {"type": columns[name].json_type}
-            if columns[name].pg_type in _FORMATS:
-                entry["format"] = _FORMATS[columns[name].pg_type]
+            if columns[name].pg_type in _TEMPORAL_FORMATS:
+                entry["format"] = _TEMPORAL_FORMATS[columns[name].pg_type]
             title = layer.field_title(name)
             if title is not None:
                 entry["title"] = title.en

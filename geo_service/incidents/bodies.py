@@ -1,0 +1,59 @@
+"""The bodies of the incident doors: a new report and a follow-up action, parsed into typed
+values with every bad field named.
+"""
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import ValidationError as PydanticValidationError
+
+from geo_service.errors import (
+    InvalidInput,
+    describe_problems,
+)
+
+Coordinate = StrictFloat | StrictInt | StrictStr | None
+
+
+class IncidentIn(BaseModel):
+    """A new report: a category, and coordinates (any supported CRS) or an address."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    category: str = Field(min_length=1, max_length=64)
+    description: str | None = None  # length checked against the setting (Open311: 4,000)
+    lon: Coordinate = None
+    lat: Coordinate = None
+    crs: str | None = Field(None, max_length=64)
+    address: str | None = Field(None, max_length=500)
+    reporter_name: str | None = Field(None, max_length=100)
+    reporter_phone: str | None = Field(None, max_length=40)
+    reporter_email: str | None = Field(None, max_length=254)
+    media_url: str | None = Field(None, max_length=2000)
+
+
+class IncidentChange(BaseModel):
+    """A follow-up action by someone (a dispatcher, a grid worker, a verifier)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    action: str = Field(min_length=1, max_length=32)
+    actor: str = Field(min_length=1, max_length=100)
+    note: str | None = Field(None, max_length=2000)
+    grid_code: str | None = Field(None, max_length=64)  # dispatch: route or re-route
+    lon: Coordinate = None  # locate: coordinates for an address-only report
+    lat: Coordinate = None
+    crs: str | None = Field(None, max_length=64)
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def validated(model: type[_Model], data: Any) -> _Model:
+    """Parse a body; InvalidInput naming each bad field and value."""
+    if isinstance(data, model):
+        return data
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        raise InvalidInput(describe_problems(exc.errors())) from None

@@ -1,0 +1,134 @@
+"""Follow-up (分流督办): one workflow action applied to an incident and recorded, or refused
+with nothing changed.
+"""
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from geo_service.errors import (
+    InvalidInput,
+    NotFound,
+)
+from geo_service.incidents import store
+from geo_service.incidents.bodies import IncidentChange, validated
+from geo_service.incidents.config import calendar_of, category_of
+from geo_service.incidents.queries import case_file
+from geo_service.incidents.routing import (
+    event_row,
+    join_notes,
+    locate_report,
+    point_of,
+    route_to,
+    with_recorder,
+    workflow_step,
+)
+from geo_service.incidents.workflow import (
+    due_at,
+    iso_time,
+    transition,
+    utc_now,
+)
+from geo_service.settings import Settings
+
+
+def change_incident(
+    engine: Engine,
+    settings: Settings,
+    ref: str,
+    change: Mapping[str, Any] | IncidentChange,
+    *,
+    grids: Sequence[str] | None = None,
+    recorded_by: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Apply one workflow action to an incident and record it; Conflict (nothing changed) when
+    the action is illegal from its status, NotFound for an unknown ref (or, with `grids`, a
+    grid worker's scope, for an incident of another grid). `recorded_by`: the authenticated
+    caller, kept on the events beside the actor the request names."""
+    request = validated(IncidentChange, change)
+    if request.grid_code is not None and request.action != "dispatch":
+        raise InvalidInput(f"grid_code applies to dispatch only, not to {request.action!r}")
+    if (request.lon, request.lat, request.crs) != (None, None, None) and request.action != "locate":
+        raise InvalidInput(f"lon/lat/crs apply to locate only, not to {request.action!r}")
+    now = now or utc_now()
+    with engine.begin() as conn:
+        row = store.lock(conn, ref)
+        if row is None or (grids is not None and row["grid_code"] not in grids):
+            raise NotFound(f"no incident {ref!r}")
+        status = row["status"]
+        new = transition(request.action, status, ref)
+        values: dict[str, Any] = {"updated_at": now}
+        events: list[dict[str, Any]] = []
+        if request.action == "locate":
+            new = _relocate(conn, settings, row, request, values, events, now)
+        elif request.action == "dispatch":
+            _dispatch(conn, settings, row, request, values, events, now)
+        else:
+            if request.action == "close":
+                values["closed_at"] = now
+            elif request.action == "reopen":
+                values["closed_at"] = None
+            events.append(event_row(request.action, status, new, request.actor, request.note, now))
+        values["status"] = new
+        store.update_incident(conn, row["id"], values)
+        store.insert_events(conn, row["id"], with_recorder(events, recorded_by))
+        return case_file(conn, settings, ref, now)
+
+
+def _relocate(
+    conn: Connection,
+    settings: Settings,
+    row: Mapping[str, Any],
+    request: IncidentChange,
+    values: dict[str, Any],
+    events: list[dict[str, Any]],
+    now: datetime,
+) -> str:
+    """Locate an incident from the coordinates given, then route it as intake would."""
+    point = point_of(request.lon, request.lat, request.crs)
+    if point is None:
+        raise InvalidInput("locate needs lon and lat (with crs when not WGS-84)")
+    category = category_of(settings, row["category"])
+    located = locate_report(conn, settings, category, point, now, exclude_id=row["id"])
+    status = workflow_step(
+        events, "locate", row["status"], request.actor, join_notes(request.note, located.note), now
+    )
+    values.update(located.values)
+    return route_to(settings, category, located, status, values, events, now)
+
+
+def _dispatch(
+    conn: Connection,
+    settings: Settings,
+    row: Mapping[str, Any],
+    request: IncidentChange,
+    values: dict[str, Any],
+    events: list[dict[str, Any]],
+    now: datetime,
+) -> None:
+    """Route to a grid (a dispatcher's choice, or the located one); the deadline is set at the
+    first dispatch only, so re-routing never extends it."""
+    if row["status"] == "dispatched" and request.grid_code is None:
+        raise InvalidInput(f"re-routing incident {row['ref']} needs the new grid_code")
+    code = request.grid_code or row["grid_code"]
+    if code is None:
+        candidates = ", ".join(row["candidates"] or []) or "none"
+        raise InvalidInput(
+            f"dispatching incident {row['ref']} needs a grid_code (candidates: {candidates})"
+        )
+    target = store.grid(conn, code)
+    if target is None:
+        raise InvalidInput(f"unknown grid_code {code!r}", details={"value": code})
+    values.update(grid_code=target["code"], community_code=target["community_code"])
+    note = request.note
+    if row["dispatched_at"] is None:
+        category = category_of(settings, row["category"])
+        deadline = due_at(now, category.limit, calendar_of(settings))
+        values.update(dispatched_at=now, due_at=deadline)
+        note = join_notes(note, f"{category.limit} -> due {iso_time(deadline)}")
+    elif row["grid_code"] != target["code"]:
+        note = join_notes(note, f"re-routed from grid {row['grid_code']}")
+    workflow_step(events, "dispatch", row["status"], request.actor, note, now, target["code"])

@@ -1,0 +1,188 @@
+"""Intake: a report recorded and routed in one transaction, idempotent per caller and key
+(a retry with the same key and body answers the first incident; another body is a conflict).
+"""
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import Connection, Engine
+
+from geo_service.buildings.service import refresh_address_index
+from geo_service.errors import (
+    Conflict,
+    InvalidInput,
+)
+from geo_service.incidents import store
+from geo_service.incidents.bodies import IncidentIn, validated
+from geo_service.incidents.config import category_of
+from geo_service.incidents.queries import case_file
+from geo_service.incidents.routing import (
+    SYSTEM,
+    event_row,
+    geocode_address,
+    join_notes,
+    locate_report,
+    point_of,
+    route_to,
+    with_recorder,
+)
+from geo_service.incidents.workflow import utc_now
+from geo_service.settings import Settings
+
+_MAX_KEY: Final = 255
+
+
+@dataclass
+class Intake:
+    """The outcome of a POST: the incident, and whether this call created it (False for a
+    retry with the same Idempotency-Key and body)."""
+
+    incident: dict[str, Any]
+    created: bool
+
+
+# What a caller who may not read incidents (a resident's app, a reporter token) learns of the
+# case it just reported: where it went and by when, nothing about other people (no workers'
+# names and phones, no likely duplicate of someone else's case, no address candidates).
+REPORTER_FIELDS: Final = (
+    "ref",
+    "status",
+    "category",
+    "category_name",
+    "grid_name",
+    "community_name",
+    "received_at",
+    "due_at",
+)
+
+
+def reporter_view(incident: Mapping[str, Any]) -> dict[str, Any]:
+    """The reporter's view of their own case (REPORTER_FIELDS)."""
+    return {name: incident.get(name) for name in REPORTER_FIELDS}
+
+
+def create_incident(
+    engine: Engine,
+    settings: Settings,
+    payload: Mapping[str, Any] | IncidentIn,
+    idempotency_key: str | None = None,
+    *,
+    source: str = "api",
+    recorded_by: str | None = None,
+    now: datetime | None = None,
+) -> Intake:
+    """Record a report and route it: located in a grid -> filed and dispatched with a deadline;
+    in overlapping grids -> filed for a dispatcher; outside -> received; address only ->
+    needs_location. Flags near-boundary reports and likely duplicates; never drops a report.
+
+    With an Idempotency-Key, a retry with the same body returns the first incident and a
+    different body is a Conflict; keys are the caller's (`recorded_by`, the authenticated
+    caller, also kept on each event): another caller's key is a different key.
+    """
+    report = validated(IncidentIn, payload)
+    category = category_of(settings, report.category)
+    _check_description(settings, report.description)
+    _check_key(idempotency_key)
+    point = point_of(report.lon, report.lat, report.crs)
+    if point is None and not report.address:
+        raise InvalidInput("a report needs lon and lat (with crs when not WGS-84) or an address")
+    request_hash = _hash(report, source)
+    owner = recorded_by or ""  # keys are the caller's own
+    now = now or utc_now()
+    if point is None:
+        refresh_address_index(engine)  # geocoding below must read a current index
+    with engine.begin() as conn:
+        if idempotency_key is not None:
+            earlier = store.by_idempotency_key(conn, owner, idempotency_key)
+            if earlier is not None:
+                return _replay(conn, settings, earlier, request_hash, idempotency_key, now)
+        values: dict[str, Any] = {
+            "category": category.code,
+            "description": report.description,
+            "reporter_name": report.reporter_name,
+            "reporter_phone": report.reporter_phone,
+            "reporter_email": report.reporter_email,
+            "address_text": report.address,
+            "media_url": report.media_url,
+            "received_at": now,
+            "updated_at": now,
+            "source": source,
+            "idempotency_key": idempotency_key,
+            "idempotency_owner": owner,
+            "request_hash": request_hash,
+        }
+        events: list[dict[str, Any]] = []
+        geocoded = ""
+        if point is None:
+            assert report.address is not None
+            point, geocoded, proposed = geocode_address(conn, settings, report.address)
+            values["address_candidates"] = proposed
+        if point is None:
+            note = join_notes(
+                f"received via {source}", geocoded, "address only: waiting for a location"
+            )
+            events.append(event_row("receive", None, "needs_location", SYSTEM, note, now))
+            values.update(status="needs_location", needs_location=True)
+        else:
+            located = locate_report(conn, settings, category, point, now)
+            note = join_notes(f"received via {source}", geocoded, located.note)
+            events.append(event_row("receive", None, "received", SYSTEM, note, now))
+            values.update(located.values)
+            values["status"] = route_to(
+                settings, category, located, "received", values, events, now
+            )
+        created = store.insert_incident(conn, values)
+        if created is None:
+            # A concurrent request with the same key committed first: answer as a retry.
+            assert idempotency_key is not None
+            earlier = store.by_idempotency_key(conn, owner, idempotency_key)
+            assert earlier is not None
+            return _replay(conn, settings, earlier, request_hash, idempotency_key, now)
+        store.insert_events(conn, created["id"], with_recorder(events, recorded_by))
+        return Intake(case_file(conn, settings, created["ref"], now), created=True)
+
+
+def _replay(
+    conn: Connection,
+    settings: Settings,
+    earlier: Mapping[str, Any],
+    request_hash: str,
+    key: str,
+    now: datetime,
+) -> Intake:
+    if earlier["request_hash"] != request_hash:
+        raise _conflict_key(key, earlier["ref"])
+    return Intake(case_file(conn, settings, earlier["ref"], now), created=False)
+
+
+def _conflict_key(key: str, ref: str) -> Conflict:
+    return Conflict(
+        f"Idempotency-Key {key!r} was already used for incident {ref} with a different body; "
+        "use a new key for a new report"
+    )
+
+
+def _check_description(settings: Settings, description: str | None) -> None:
+    limit = settings.incident_description_max_chars
+    if description is not None and len(description) > limit:
+        raise InvalidInput(f"description has {len(description)} characters; the limit is {limit}")
+
+
+def _check_key(key: str | None) -> None:
+    if key is not None and not (0 < len(key) <= _MAX_KEY and key.isascii() and key.isprintable()):
+        raise InvalidInput(f"Idempotency-Key must be 1-{_MAX_KEY} printable ASCII characters")
+
+
+def _hash(report: IncidentIn, source: str) -> str:
+    """A digest of what was asked (parsed, so key order and spacing do not matter)."""
+    canonical = json.dumps(
+        {"source": source, **report.model_dump(exclude_none=True)},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()

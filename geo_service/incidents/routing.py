@@ -1,0 +1,205 @@
+"""Where a report goes: its coordinates (any supported CRS) or its address located in a grid,
+and the workflow steps that file and dispatch it there. Shared by intake and follow-up.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import Connection
+
+from geo_service.buildings.service import geocode_on
+from geo_service.crs import parse_input_crs
+from geo_service.errors import (
+    InvalidInput,
+)
+from geo_service.grids.locate import Location, locate_points
+from geo_service.grids.store import grids_near
+from geo_service.incidents import store
+from geo_service.incidents.categories import Category
+from geo_service.incidents.config import calendar_of
+from geo_service.incidents.workflow import (
+    due_at,
+    iso_time,
+    transition,
+)
+from geo_service.settings import Settings
+
+SYSTEM: Final = "system"
+
+
+# Locate outcomes that route the report to a grid at once, and the one that needs a person.
+_ROUTED: Final = ("inside", "boundary", "nearest")
+
+
+@dataclass
+class _Point:
+    lon: Any
+    lat: Any
+    crs: str
+
+
+def point_of(lon: Any, lat: Any, crs: str | None) -> _Point | None:
+    """Both coordinates, or neither; the CRS checked now so a typo is a 422 before any work."""
+    if lon is None and lat is None:
+        return None
+    if lon is None or lat is None:
+        raise InvalidInput(f"lon and lat go together: got lon={lon!r}, lat={lat!r}")
+    return _Point(lon, lat, parse_input_crs(crs).name)
+
+
+@dataclass
+class _Located:
+    location: Location
+    values: dict[str, Any]
+    note: str
+
+
+def geocode_address(
+    conn: Connection, settings: Settings, address: str
+) -> tuple[_Point | None, str, list[dict[str, Any]]]:
+    """Geocode an address-only report: (its point when the best candidate is sure enough,
+    the note for its history, the candidates to keep for a dispatcher)."""
+    try:
+        answer = geocode_on(conn, settings, address, 5)
+    except InvalidInput as exc:  # the report is kept all the same
+        return None, f"address not geocoded: {exc.message}", []
+    proposed = [{k: c.get(k) for k in _CANDIDATE_FIELDS} for c in answer["candidates"]]
+    if not proposed:
+        return None, f"address not geocoded: {answer.get('message', 'no candidates')}", []
+    best = answer["candidates"][0]
+    what = best["building_code"] or best["address"]
+    summary = f"geocoded to {what} ({best['match_type']}, confidence {best['confidence']:.2f})"
+    if best["confidence"] < settings.geocode_dispatch_confidence:
+        return None, f"{summary}: below {settings.geocode_dispatch_confidence:g}", proposed
+    return _Point(best["lon"], best["lat"], "wgs84"), summary, proposed
+
+
+_CANDIDATE_FIELDS = (
+    "building_code", "address", "match_type", "confidence", "lon", "lat", "grid_code",
+)  # fmt: skip
+
+
+def locate_report(
+    conn: Connection,
+    settings: Settings,
+    category: Category,
+    point: _Point,
+    now: datetime,
+    exclude_id: int | None = None,
+) -> _Located:
+    """Where a report is: its grid, and whether it is near another grid or a likely duplicate."""
+    crs = parse_input_crs(point.crs)
+    [found] = locate_points(conn, [point.lon], [point.lat], crs, settings.locate_tolerance_m)
+    if found.status == "invalid" or found.lon is None or found.lat is None:
+        raise InvalidInput(found.message or f"invalid coordinates: {point.lon!r}, {point.lat!r}")
+    near: list[str] = []
+    if found.grid_code:
+        near = grids_near(
+            conn, found.lon, found.lat, settings.incident_near_boundary_m, found.grid_code
+        )
+    window = timedelta(hours=settings.incident_duplicate_window_h)
+    duplicate = store.possible_duplicate(
+        conn,
+        category.code,
+        found.lon,
+        found.lat,
+        settings.incident_duplicate_radius_m,
+        now - window,
+        exclude_id,
+    )
+    routed = found.status in _ROUTED
+    values = {
+        "x": found.lon,
+        "y": found.lat,
+        "input_lon": float(point.lon),
+        "input_lat": float(point.lat),
+        "input_crs": crs.name,
+        "locate_status": found.status,
+        "distance_m": found.distance_m,
+        "grid_code": found.grid_code if routed else None,
+        "community_code": found.community_code if routed else None,
+        "candidates": found.candidates if found.status == "ambiguous" else [],
+        "needs_location": False,
+        "near_boundary": bool(near),
+        "near_grids": near,
+        "possible_duplicate_of": duplicate,
+    }
+    notes = [f"located {found.status}" + (f" in grid {found.grid_code}" if routed else "")]
+    if found.status == "ambiguous":
+        notes.append(f"overlapping grids {', '.join(found.candidates)}: a dispatcher must choose")
+    elif found.status == "outside":
+        notes.append(f"no grid within {settings.locate_tolerance_m:g} m")
+    if near:
+        notes.append(f"within {settings.incident_near_boundary_m:g} m of grid {', '.join(near)}")
+    if duplicate:
+        notes.append(f"possible duplicate of {duplicate}")
+    return _Located(found, values, "; ".join(notes))
+
+
+def route_to(
+    settings: Settings,
+    category: Category,
+    located: _Located,
+    status: str,
+    values: dict[str, Any],
+    events: list[dict[str, Any]],
+    now: datetime,
+) -> str:
+    """File and dispatch automatically as far as the location allows; returns the new status."""
+    found = located.location
+    if found.status in (*_ROUTED, "ambiguous"):
+        status = workflow_step(events, "file", status, SYSTEM, None, now)
+        values["filed_at"] = now
+    if found.status in _ROUTED:
+        deadline = due_at(now, category.limit, calendar_of(settings))
+        note = f"dispatched to grid {found.grid_code}; {category.limit} -> due {iso_time(deadline)}"
+        status = workflow_step(events, "dispatch", status, SYSTEM, note, now, found.grid_code)
+        values.update(dispatched_at=now, due_at=deadline)
+    return status
+
+
+def workflow_step(
+    events: list[dict[str, Any]],
+    action: str,
+    status: str,
+    actor: str,
+    note: str | None,
+    now: datetime,
+    grid_code: str | None = None,
+) -> str:
+    """Apply one workflow action, recording its event; returns the new status."""
+    new = transition(action, status)
+    events.append(event_row(action, status, new, actor, note, now, grid_code))
+    return new
+
+
+def event_row(
+    action: str,
+    from_status: str | None,
+    to_status: str,
+    actor: str,
+    note: str | None,
+    at: datetime,
+    grid_code: str | None = None,
+) -> dict[str, Any]:
+    """One row of the incident\'s history."""
+    return {
+        "action": action,
+        "from_status": from_status,
+        "to_status": to_status,
+        "actor": actor,
+        "note": note,
+        "grid_code": grid_code,
+        "at": at,
+    }
+
+
+def with_recorder(events: list[dict[str, Any]], by: str | None) -> list[dict[str, Any]]:
+    """The events, each marked with who recorded it."""
+    return [{**e, "recorded_by": by} for e in events]
+
+
+def join_notes(*parts: str | None) -> str:
+    """The notes given, in one line."""
+    return "; ".join(p for p in parts if p)
