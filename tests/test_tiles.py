@@ -4,8 +4,8 @@ the database; ETag/304; an import between two requests changes the tile; TileJSO
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from collections.abc import Iterator
+from datetime import datetime
 
 import mapbox_vector_tile
 import psycopg
