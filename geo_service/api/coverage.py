@@ -11,8 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
-from geo_service.api.deps import EngineDep, OffsetQuery, SettingsDep, TierQuery
-from geo_service.api.locate import CrsQuery
+from geo_service.api.deps import CrsQuery, EngineDep, OffsetQuery, SettingsDep, TierQuery
 from geo_service.coverage import planning, service
 
 router = APIRouter(prefix="/api/v1/coverage", tags=["coverage"])

@@ -52,3 +52,8 @@ TierQuery = Annotated[
     int | None,
     Query(ge=1, le=MAX_TIER_MIN, description="a walking tier, in minutes (e.g. 15)"),
 ]
+CRS_DESCRIPTION = (
+    "coordinate system of the input: wgs84, cgcs2000, gcj02 (Amap, Tencent, WeChat), "
+    "bd09 (Baidu) or EPSG:n"
+)
+CrsQuery = Annotated[str, Query(description=CRS_DESCRIPTION, max_length=64)]

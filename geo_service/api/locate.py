@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 
-from geo_service.api.deps import EngineDep, SettingsDep
+from geo_service.api.deps import CRS_DESCRIPTION, CrsQuery, EngineDep, SettingsDep
 from geo_service.crs import parse_input_crs
 from geo_service.db.engine import reading
 from geo_service.errors import InvalidInput, PayloadTooLarge
@@ -18,11 +18,6 @@ from geo_service.grids.locate import locate_points, locate_points_async
 
 router = APIRouter(prefix="/api/v1", tags=["locate"])
 
-CRS_DESCRIPTION = (
-    "coordinate system of the input: wgs84, cgcs2000, gcj02 (Amap, Tencent, WeChat), "
-    "bd09 (Baidu) or EPSG:n"
-)
-CrsQuery = Annotated[str, Query(description=CRS_DESCRIPTION, max_length=64)]
 
 
 def _param(query: Mapping[str, str], name: str) -> str:
