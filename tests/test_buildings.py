@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from geo_service.api.app import create_app
 from geo_service.crs import wgs84_to_gcj02
@@ -79,6 +79,35 @@ def test_buildings_of_a_grid_are_paged(client: TestClient):
     codes = [b["code"] for b in first["items"] + rest["items"]]
     assert first["total"] == 2 and codes == ["B0000000", "B0000001"]
     assert {b["grid_code"] for b in first["items"]} == {grid}
+
+
+@pytest.mark.parametrize(
+    ("q", "codes"),
+    [
+        ("金山花园", [f"B000000{i}" for i in range(8)]),  # an estate alone
+        ("长江西路", [f"B000000{i}" for i in range(8)]),  # a road alone
+        ("3栋", ["B0000002"]),  # a building number alone
+        ("长江西路5号金山花园3栋", ["B0000002"]),  # the register's own address
+    ],
+)
+def test_q_alone_searches_the_whole_city(client: TestClient, q: str, codes: list[str]):
+    body = client.get("/api/v1/buildings", params={"q": q, "limit": 100}).json()
+    assert sorted(b["code"] for b in body["items"]) == codes
+    assert body["total"] == len(codes) and "message" not in body
+
+
+def test_a_community_name_alone_finds_its_buildings(client: TestClient, db: Engine):
+    with db.begin() as conn:  # a name as cities give them (the factory's 社区1 reads as 社区 1栋)
+        conn.execute(text("UPDATE communities SET name = '石城社区' WHERE code = '340705001001'"))
+    body = client.get("/api/v1/buildings", params={"q": "石城社区", "limit": 100}).json()
+    assert body["total"] > 0
+    assert {b["community_code"] for b in body["items"]} == {"340705001001"}
+
+
+def test_a_text_that_matches_nothing_says_so(client: TestClient):
+    body = client.get("/api/v1/buildings", params={"q": "翠湖苑"}).json()
+    assert (body["total"], body["items"]) == (0, [])
+    assert body["message"] == "no building matches '翠湖苑'"
 
 
 def test_buildings_near_me_nearest_first_and_within_radius(client: TestClient):

@@ -100,27 +100,45 @@ _SEARCH_CITY_MAX = 50
 def _search_city(
     engine: Engine, settings: Settings, q: str, limit: int, offset: int
 ) -> dict[str, Any]:
-    """A city-wide text search: the geocoder's building candidates, best first."""
+    """A city-wide text search: the buildings the geocoder names, best first; when it names
+    none (an estate, a road, a community or a building number alone: 锦绣名邸, 皖江街,
+    石城社区, 3栋), every building the text's parts match, as within a grid. A text that
+    matches nothing says so in `message`."""
     answer = geocode(engine, settings, q, _SEARCH_CITY_MAX)
     found = [c for c in answer["candidates"] if c["building_code"]]
-    items = [
-        {
-            "code": c["building_code"],
-            "address": c["address"],
-            "name": c["name"],
-            "households": c["households"],
-            "lon": c["lon"],
-            "lat": c["lat"],
-            "grid_code": c["grid_code"],
-            "grid_name": c["grid_name"],
-            "community_code": c["community_code"],
-            "distance_m": None,
-            "match_type": c["match_type"],
-            "confidence": c["confidence"],
-        }
-        for c in found[offset : offset + limit]
-    ]
-    return {"total": len(found), "limit": limit, "offset": offset, "items": items}
+    if found:
+        items = [
+            {
+                "code": c["building_code"],
+                "address": c["address"],
+                "name": c["name"],
+                "households": c["households"],
+                "lon": c["lon"],
+                "lat": c["lat"],
+                "grid_code": c["grid_code"],
+                "grid_name": c["grid_name"],
+                "community_code": c["community_code"],
+                "distance_m": None,
+                "match_type": c["match_type"],
+                "confidence": c["confidence"],
+            }
+            for c in found[offset : offset + limit]
+        ]
+        return {"total": len(found), "limit": limit, "offset": offset, "items": items}
+    with reading(engine) as conn:
+        rows = store.in_city(conn, limit, offset, _words(q))
+    total = int(rows[0]["total"]) if rows else 0
+    for row in rows:
+        row.pop("total", None)
+    page: dict[str, Any] = {
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "items": [_rounded(r) for r in rows],
+    }
+    if total == 0:
+        page["message"] = f"no building matches {q!r}"
+    return page
 
 
 def building(engine: Engine, code: str) -> dict[str, Any]:

@@ -77,6 +77,18 @@ _IN_GRID = text(
     """
 )
 
+# The whole city (q= alone, when the geocoder names no building): the same text filter.
+_IN_CITY = text(
+    f"""
+    SELECT {_COLUMNS}, NULL::float8 AS distance_m, count(*) OVER () AS total
+    FROM buildings b
+    {_GRID_OF}
+    {_TEXT}
+    ORDER BY b.code
+    LIMIT :limit OFFSET :offset
+    """
+)
+
 _NEAR = text(
     f"""
     SELECT {_COLUMNS}, ST_Distance(b.geom::geography, {_POINT}::geography) AS distance_m,
@@ -123,6 +135,14 @@ def in_grid(
     params = {"grid": grid, "limit": limit, "offset": offset, **words}
     rows = conn.execute(_IN_GRID, params)
     return [dict(r._mapping) for r in rows]
+
+
+def in_city(
+    conn: Connection, limit: int, offset: int, words: Mapping[str, str | None]
+) -> list[dict[str, Any]]:
+    """A page of the city's buildings matching `words` (each row carries the `total`)."""
+    params = {"limit": limit, "offset": offset, **words}
+    return [dict(r._mapping) for r in conn.execute(_IN_CITY, params)]
 
 
 def near(
