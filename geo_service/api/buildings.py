@@ -32,7 +32,7 @@ def reverse(
     lon: Annotated[str, Query(max_length=64)],
     lat: Annotated[str, Query(max_length=64)],
     crs: CrsQuery = "wgs84",
-    radius: Annotated[float, Query(gt=0, le=5000, description="metres")] = 200,
+    radius: Annotated[float, Query(ge=1, le=5000, description="metres (1..5000)")] = 200,
     limit: Annotated[int, Query(ge=1, le=50)] = 5,
 ) -> dict[str, Any]:
     """The grid and community of a point (locate rules) and the nearest buildings."""
@@ -49,7 +49,7 @@ def buildings(
     grid: Annotated[str | None, Query(max_length=64)] = None,
     near: Annotated[str | None, Query(max_length=64, description="lon,lat")] = None,
     crs: CrsQuery = "wgs84",
-    radius: Annotated[float, Query(gt=0, le=5000, description="metres, with near")] = 500,
+    radius: Annotated[float, Query(ge=1, le=5000, description="metres (1..5000), with near")] = 500,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
