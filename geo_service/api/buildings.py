@@ -6,8 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from geo_service.api.deps import EngineDep, SettingsDep
-from geo_service.api.locate import CrsQuery
+from geo_service.api.deps import CrsQuery, EngineDep, SettingsDep
 from geo_service.buildings import service
 
 router = APIRouter(prefix="/api/v1", tags=["buildings"])
