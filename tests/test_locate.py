@@ -236,11 +236,19 @@ def test_assign_csv_keeps_order_ids_and_marks_bad_rows(planted: Engine, tmp_path
         "community_code",
         "status",
         "distance_m",
+        "reason",
     ]
     assert rows["id"].tolist() == ["007", "2", "3", "4", "5"]
     assert rows["status"].tolist() == ["inside", "ambiguous", "invalid", "outside", "boundary"]
     assert rows["grid_code"].tolist() == [G1, G2, "", "", G1]
     assert rows["lon"][2] == "oops"
+    assert rows["reason"].tolist() == [
+        "",
+        "",
+        "coordinates are not numbers: lon='oops', lat='30.931'",
+        "",
+        "",
+    ]
     assert report.by_status == {
         "inside": 1,
         "ambiguous": 1,

@@ -47,6 +47,7 @@ __all__ = [
     "TYPO_FIXES",
     "ParsedAddress",
     "TypoFix",
+    "half_width",
     "index_row",
     "index_rows",
     "match_key",
@@ -294,11 +295,21 @@ def _simplified(s: str) -> str:
     return s
 
 
+def half_width(text: str) -> str:
+    """Full-width digits, letters, signs and spaces as their ASCII forms (NFKC): what a Chinese
+    input method types (１１７．８１, －３０，ａ座) read as what it means.
+
+    The one such normaliser: addresses start here, and coordinates typed as text
+    (grids.locate) are read through it, so every door reads full-width input alike.
+    """
+    return unicodedata.normalize("NFKC", text)
+
+
 def _clean(text: str) -> str:
     """NFKC, drop separators, upper-case ASCII letters; repeated until NFKC is stable."""
     s = text
     for _ in range(4):
-        s = unicodedata.normalize("NFKC", s)
+        s = half_width(s)
         if "#" in s:
             s = _HASH_AS_HAO.sub("号", s)
         s = _DROP.sub(_sub_drop, s)

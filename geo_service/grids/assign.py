@@ -6,12 +6,31 @@
    in their interior or not, and the nearest grid for points no grid covers.
 3. `rules.classify`, the same rules every door uses, decides each point's status.
 4. The input is read again batch by batch and written out with the results, in input order.
-The per-row results are compact numpy arrays; input and output are streamed. A row whose
-coordinates are unusable gets status `invalid`; it never aborts the file.
+The per-row results are compact numpy arrays; input and output are streamed.
+
+Bad rows never abort the file: every data row of the input gets one output row, in the same
+order, and a row that cannot be located gets status `invalid` and a `reason` quoting what is
+wrong with it:
+
+- a row with fewer or more values than the header (a value missing, an unquoted comma inside
+  a value): Arrow hands it to `_BadRows` instead of failing, which keeps its place, its id
+  (the value at the id column's position, when it has one) and its text; only such rows take
+  a Python path, the well-formed rest stays on the Arrow fast path;
+- coordinates that are not numbers or out of range for the CRS (`locate.unusable_reason`);
+- an empty line: it is a row (Arrow is told not to skip it), with no id and no coordinates,
+  so that output row N answers input row N even when the input has blank lines;
+  trailing blank lines are rows too.
+
+Coordinates are read like every door reads them (`locate.numbers`): full-width digits, minus
+and point (１１７．８１) are normalised; a UTF-8 byte order mark at the start is dropped.
+Values may span lines inside quotes; a "row" is a CSV record, as a spreadsheet shows it.
+The output is `csv.QUOTE_MINIMAL` CSV: only a value holding a comma, quote or line break is
+quoted, so numbers and codes come out bare.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 from collections.abc import Callable, Iterator
@@ -30,9 +49,11 @@ from geo_service.crs import InputCRS
 from geo_service.db import bulk
 from geo_service.errors import InvalidInput, NotFound
 from geo_service.grids import rules, store
-from geo_service.grids.locate import to_storage_checked
+from geo_service.grids.locate import numbers, to_storage_checked, unusable_reason
 
-OUTPUT_COLUMNS = ("id", "lon", "lat", "grid_code", "community_code", "status", "distance_m")
+OUTPUT_COLUMNS = (
+    "id", "lon", "lat", "grid_code", "community_code", "status", "distance_m", "reason",
+)  # fmt: skip
 BLOCK_BYTES = 8 << 20  # ~8 MB of CSV per Arrow batch
 TABLE = "assign_points"
 # Binary COPY row of (i int8, x float8, y float8): field count, then length + value each.
@@ -58,6 +79,48 @@ class AssignReport:
     output: str
 
 
+@dataclass(frozen=True)
+class _Source:
+    """The input file as the readers need it: its encoding, the three columns used, and the
+    position of the id column among the header's (to find a malformed row's id)."""
+
+    path: Path
+    encoding: str
+    fields: tuple[str, str, str]
+    id_index: int
+
+
+class _BadRows:
+    """Arrow's handler for rows whose count of values differs from the header's: each is
+    kept (position, id, reason) and skipped, so the rest of its batch is read as usual.
+
+    Arrow numbers records (not physical lines) when it parses on one thread, so position =
+    number - 2 (the header is record 1) places the row among the data rows exactly, values
+    spanning lines and empty lines included.
+    """
+
+    def __init__(self, id_index: int) -> None:
+        self.id_index = id_index
+        self.rows: list[tuple[int, str, str]] = []
+
+    def __call__(self, row: pacsv.InvalidRow) -> str:
+        assert row.number is not None  # always known with use_threads=False (_read_options)
+        values = next(csv.reader(io.StringIO(row.text, newline="")), [])
+        row_id = values[self.id_index] if self.id_index < len(values) else ""
+        hint = (
+            "a value holding a comma must be quoted"
+            if row.actual_columns > row.expected_columns
+            else "a value is missing"
+        )
+        text = row.text if len(row.text) <= 120 else row.text[:120] + "..."
+        reason = (
+            f"{row.actual_columns} values where the header has {row.expected_columns} "
+            f"({hint}): {text!r}"
+        )
+        self.rows.append((row.number - 2, row_id, reason))
+        return "skip"
+
+
 @dataclass
 class _Facts:
     """What one worker's PostGIS session found for its share of the batches."""
@@ -65,6 +128,8 @@ class _Facts:
     masks: dict[int, np.ndarray]  # batch number -> usable-coordinates mask
     hits: np.ndarray  # rows of (i, grid id, in interior 0/1)
     near: np.ndarray  # rows of (i, grid id, distance m) for uncovered points near a grid
+    reasons: dict[int, str]  # i -> why the coordinates of that row are unusable
+    bad: list[tuple[int, str, str]]  # malformed rows of the whole file (_BadRows.rows)
 
 
 def assign_csv(
@@ -83,18 +148,17 @@ def assign_csv(
     """Assign every row of `source` to a grid and write `output` (columns OUTPUT_COLUMNS).
 
     The batches are shared round-robin between `workers` database sessions (default: one per
-    core), each loading, indexing and joining its share at the same time.
+    core), each loading, indexing and joining its share at the same time. Well-formed rows
+    are numbered 1.. in input order (`i`) and malformed ones set aside; they are merged back
+    into place when the output is written.
     """
-    fields = (id_field, lon_field, lat_field)
-    encoding = _check_source(source, fields)
+    src = _check_source(source, (id_field, lon_field, lat_field))
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     parts = max(1, workers or min(os.cpu_count() or 1, 4))
     with ThreadPoolExecutor(parts) as pool:
         found = list(
             pool.map(
-                lambda part: _facts(
-                    url, source, encoding, fields, crs, tolerance_m, part, parts, progress
-                ),
+                lambda part: _facts(url, src, crs, tolerance_m, part, parts, progress),
                 range(parts),
             )
         )
@@ -109,41 +173,39 @@ def assign_csv(
         rank_of_id,
         len(grid_codes),
     )
-    codes = np.append(grid_codes, "")  # rank len(grid_codes) = no grid
-    communities = np.append(community_codes, "")
-    statuses = rules.STATUSES[status]
+    reasons = _Reasons({i: r for f in found for i, r in f.reasons.items()})
+    bad = sorted(found[0].bad)  # every worker reads the whole file, so each saw them all
+    # Quoted once here, not per row: codes and statuses come from a small set of values.
+    codes = _quoted(pa.array([*grid_codes, ""], pa.string()))
+    communities = _quoted(pa.array([*community_codes, ""], pa.string()))
+    statuses = pa.array(rules.STATUSES.tolist(), pa.string())
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("wb") as sink:
         sink.write((",".join(OUTPUT_COLUMNS) + "\n").encode())
+        merge = _Merge(bad)
         start = 0
-        for batch in _batches(source, encoding, fields):
-            part = slice(start, start + batch.num_rows)
-            start += batch.num_rows
-            dist = pa.array(distance[part], mask=np.isnan(distance[part]))
-            table = pa.table(
-                [
-                    *(batch.column(f) for f in fields),
-                    pa.array(codes[rank[part]]),
-                    pa.array(communities[rank[part]]),
-                    pa.array(statuses[part]),
-                    pc.cast(pc.round(dist, 2), pa.string()),
-                ],
-                names=list(OUTPUT_COLUMNS),
-            )
-            pacsv.write_csv(
-                table, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed")
-            )
-    names, counts = np.unique(statuses, return_counts=True)
-    return AssignReport(
-        len(valid), {str(k): int(v) for k, v in zip(names, counts, strict=True)}, str(output)
-    )
+        for batch in _batches(src, _BadRows(src.id_index)):
+            stop = start + batch.num_rows
+            cells = [
+                *(_quoted(batch.column(f)) for f in src.fields),
+                codes.take(rank[start:stop]),
+                communities.take(rank[start:stop]),
+                statuses.take(status[start:stop]),
+                _distances(distance[start:stop]),
+                reasons.column(start, stop),
+            ]
+            sink.write(_csv_lines(merge.into(cells, start, stop)))
+            start = stop
+        sink.write(_csv_lines(merge.rest()))
+    counts = np.bincount(status, minlength=len(rules.STATUSES))
+    counts[rules.INVALID] += len(bad)
+    by_status = {str(rules.STATUSES[k]): int(n) for k, n in enumerate(counts) if n}
+    return AssignReport(len(valid) + len(bad), by_status, str(output))
 
 
 def _facts(
     url: str,
-    source: Path,
-    encoding: str,
-    fields: tuple[str, str, str],
+    src: _Source,
     crs: InputCRS,
     tolerance_m: float,
     part: int,
@@ -155,8 +217,9 @@ def _facts(
     # temp_buffers must be set before the session's first temp table; parallel plans would
     # turn the grid-by-grid join into a point-by-point one (and cannot read temp tables).
     options = "-c temp_buffers=1GB -c work_mem=256MB -c max_parallel_workers_per_gather=0"
+    bad = _BadRows(src.id_index)
     with psycopg.connect(url, options=options) as conn:
-        masks, points = _load(conn, source, encoding, fields, crs, part, parts, progress)
+        masks, points, reasons = _load(conn, src, bad, crs, part, parts, progress)
         conn.execute(f"CREATE INDEX ON {TABLE} USING gist (geom)")
         conn.execute(f"ANALYZE {TABLE}")
         hits = _csv_numbers(_text(conn.execute(store.BATCH_HITS.format(table=TABLE))), 3)
@@ -175,26 +238,27 @@ def _facts(
                 )
             )
             near = _csv_numbers(text, 3)
-    return _Facts(masks, hits.astype(np.int64), near)
+    return _Facts(masks, hits.astype(np.int64), near, reasons, bad.rows)
 
 
 def _load(
     conn: psycopg.Connection,
-    source: Path,
-    encoding: str,
-    fields: tuple[str, str, str],
+    src: _Source,
+    bad: _BadRows,
     crs: InputCRS,
     part: int,
     parts: int,
     progress: Callable[[int], None] | None,
-) -> tuple[dict[int, np.ndarray], np.ndarray]:
+) -> tuple[dict[int, np.ndarray], np.ndarray, dict[int, str]]:
     """COPY the usable points of this worker's batches into a temp table; returns the
-    usable mask of each of its batches and the (i, x, y) rows loaded."""
+    usable mask of each of its batches, the (i, x, y) rows loaded, and why each unusable
+    row of its batches is unusable."""
     conn.execute(
         f"CREATE TEMP TABLE {TABLE} (i int8, x float8, y float8, geom geometry(Point, 4326) "
         "GENERATED ALWAYS AS (ST_SetSRID(ST_MakePoint(x, y), 4326)) STORED)"
     )
     masks: dict[int, np.ndarray] = {}
+    reasons: dict[int, str] = {}
     loaded = []
     total = 0
     with (
@@ -202,12 +266,13 @@ def _load(
         cur.copy(f"COPY {TABLE} (i, x, y) FROM STDIN (FORMAT binary)") as copy,
     ):
         copy.write(bulk.COPY_HEADER)
-        for number, batch in enumerate(_batches(source, encoding, fields)):
+        for number, batch in enumerate(_batches(src, bad)):
             first, total = total + 1, total + batch.num_rows
             if number % parts != part:
                 continue
-            x, y = _coordinates(batch, crs, fields[1], fields[2])
+            x, y, why = _coordinates(batch, crs, src.fields)
             ok = ~np.isnan(x)
+            reasons.update({first + k: r for k, r in why.items()})
             i = np.arange(first, total + 1)[ok]
             # Stored in spatial (Morton) order within each batch, so that the points under one
             # grid sit on few heap pages; `i` keeps the input order.
@@ -218,7 +283,7 @@ def _load(
             if progress is not None:
                 progress(batch.num_rows)
         copy.write(bulk.COPY_TRAILER)
-    return masks, np.concatenate(loaded) if loaded else np.zeros((0, 3))
+    return masks, np.concatenate(loaded) if loaded else np.zeros((0, 3)), reasons
 
 
 def _grids(conn: psycopg.Connection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -273,9 +338,95 @@ def _csv_numbers(text: str | None, columns: int) -> np.ndarray:
     return np.column_stack([table.column(k).to_numpy() for k in range(columns)])
 
 
+# -- output -----------------------------------------------------------------------------------
+_NEEDS_QUOTES = r'[",\r\n]'
+
+
+def _quoted(column: pa.Array) -> pa.Array:
+    """Text cells as csv.QUOTE_MINIMAL writes them: a value holding a comma, quote or line
+    break in quotes (quotes doubled), every other value bare; null as empty."""
+    column = pc.fill_null(column, "")
+    needs = pc.match_substring_regex(column, _NEEDS_QUOTES)
+    if not pc.any(needs).as_py():
+        return column
+    quoted = pc.binary_join_element_wise('"', pc.replace_substring(column, '"', '""'), '"', "")
+    return pc.if_else(needs, quoted, column)
+
+
+def _distances(distance: np.ndarray) -> pa.Array:
+    """Metres to two decimals as text; empty where there is no distance (NaN)."""
+    dist = pa.array(distance, mask=np.isnan(distance))
+    return pc.fill_null(pc.cast(pc.round(dist, 2), pa.string()), "")
+
+
+def _csv_lines(cells: list[pa.Array]) -> bytes:
+    """Rows of already quoted cells as CSV text, built by Arrow (no per-row Python)."""
+    if not len(cells[0]):
+        return b""
+    lines = pc.binary_join_element_wise(*cells, ",")
+    whole = pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines)
+    return pc.binary_join(whole, "\n")[0].as_buffer().to_pybytes() + b"\n"
+
+
+class _Reasons:
+    """Why each unusable well-formed row is unusable, by row number `i` (1-based)."""
+
+    def __init__(self, by_row: dict[int, str]) -> None:
+        self.rows = np.array(sorted(by_row), dtype=np.int64)
+        self.texts = np.array([by_row[i] for i in self.rows.tolist()], dtype=object)
+
+    def column(self, start: int, stop: int) -> pa.Array:
+        """The reason cells of rows start+1 .. stop (empty for a located row)."""
+        lo, hi = np.searchsorted(self.rows, [start + 1, stop + 1])
+        if lo == hi:
+            return pa.repeat(pa.scalar("", pa.string()), stop - start)
+        cells = np.full(stop - start, "", dtype=object)
+        cells[self.rows[lo:hi] - start - 1] = self.texts[lo:hi]
+        return _quoted(pa.array(cells, pa.string()))
+
+
+class _Merge:
+    """Puts the malformed rows (`_BadRows.rows`, sorted) back among the well-formed ones."""
+
+    def __init__(self, bad: list[tuple[int, str, str]]) -> None:
+        positions = np.array([b[0] for b in bad], dtype=np.int64)
+        # How many well-formed rows come before each malformed one.
+        self.before = positions - np.arange(len(bad))
+        empty = [""] * len(bad)
+        self.cells = [
+            _quoted(pa.array([b[1] for b in bad], pa.string())),
+            *(pa.array(empty, pa.string()) for _ in range(4)),
+            pa.array(["invalid"] * len(bad), pa.string()),
+            pa.array(empty, pa.string()),
+            _quoted(pa.array([b[2] for b in bad], pa.string())),
+        ]
+        self.done = 0
+
+    def into(self, cells: list[pa.Array], start: int, stop: int) -> list[pa.Array]:
+        """The cells of well-formed rows start..stop-1 with the malformed rows among them."""
+        end = int(np.searchsorted(self.before, stop))  # malformed rows before row `stop`
+        if end == self.done:
+            return cells
+        before = self.before[self.done : end] - start
+        n, m = stop - start, len(before)
+        order = np.empty(n + m, dtype=np.int64)
+        order[np.arange(n) + np.searchsorted(before, np.arange(n), side="right")] = np.arange(n)
+        order[before + np.arange(m)] = n + np.arange(m)
+        taken = slice(self.done, end)
+        self.done = end
+        return [
+            pa.concat_arrays([good, bad.slice(taken.start, m)]).take(order)
+            for good, bad in zip(cells, self.cells, strict=True)
+        ]
+
+    def rest(self) -> list[pa.Array]:
+        """The malformed rows after the last well-formed one."""
+        return [c.slice(self.done) for c in self.cells]
+
+
 # -- input ------------------------------------------------------------------------------------
-def _check_source(source: Path, fields: tuple[str, str, str]) -> str:
-    """The file's encoding, after checking it is a CSV with the needed columns."""
+def _check_source(source: Path, fields: tuple[str, str, str]) -> _Source:
+    """The file as the readers need it, after checking it is a CSV with the needed columns."""
     if not source.exists():
         raise NotFound(f"file not found: {source}")
     with source.open("rb") as fh:
@@ -286,57 +437,83 @@ def _check_source(source: Path, fields: tuple[str, str, str]) -> str:
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - 4:  # not just a character cut at the 64 KB boundary
             encoding = "gb18030"
-    try:
-        names = pacsv.open_csv(
-            source, read_options=pacsv.ReadOptions(encoding=encoding, block_size=1 << 16)
-        ).schema.names
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InvalidInput(f"cannot read {source.name} as CSV: {exc}") from exc
+    # The header is read here by the csv module, not by an Arrow reader left unconsumed: that
+    # reader would hold the Python row handler, and release it from one of Arrow's threads
+    # (seen at interpreter exit: "terminate called without an active exception").
+    text = head.decode("utf-8-sig" if encoding == "utf8" else encoding, errors="replace")
+    names = next(csv.reader(io.StringIO(text, newline="")), None)
+    if not names:
+        raise InvalidInput(f"cannot read {source.name} as CSV: it has no header line")
     missing = [f for f in fields if f not in names]
     if missing:
         raise InvalidInput(
             f"{source.name} has no column {', '.join(map(repr, missing))} "
             f"(columns: {', '.join(names)}); name them with --id-field/--lon-field/--lat-field"
         )
-    return encoding
+    return _Source(source, encoding, fields, names.index(fields[0]))
 
 
-def _batches(source: Path, encoding: str, fields: tuple[str, str, str]) -> Iterator[pa.RecordBatch]:
-    """The three columns as text (ids like 007 stay 007), batch by batch; the same batches
-    every time the file is read."""
+def _read_options(encoding: str, block_size: int) -> pacsv.ReadOptions:
+    """One parsing thread, so that Arrow numbers the malformed rows it reports (it parses
+    ~10 M rows/s this way, far from the bottleneck; the workers run in parallel anyway).
+    A UTF-8 byte order mark at the start is dropped by Arrow."""
+    return pacsv.ReadOptions(encoding=encoding, block_size=block_size, use_threads=False)
+
+
+def _parse_options(bad: Callable[[pacsv.InvalidRow], str]) -> pacsv.ParseOptions:
+    """Malformed rows go to `bad`; empty lines are rows; quoted values may span lines."""
+    return pacsv.ParseOptions(
+        invalid_row_handler=bad, ignore_empty_lines=False, newlines_in_values=True
+    )
+
+
+def _batches(src: _Source, bad: _BadRows) -> Iterator[pa.RecordBatch]:
+    """The three columns of the well-formed rows as text (ids like 007 stay 007), batch by
+    batch, the malformed rows handed to `bad`; the same batches every time the file is read."""
     reader = pacsv.open_csv(
-        source,
-        read_options=pacsv.ReadOptions(encoding=encoding, block_size=BLOCK_BYTES),
+        src.path,
+        read_options=_read_options(src.encoding, BLOCK_BYTES),
+        parse_options=_parse_options(bad),
         convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in fields},
-            include_columns=list(fields),
+            column_types={name: pa.string() for name in src.fields},
+            include_columns=list(src.fields),
             strings_can_be_null=False,
         ),
     )
     try:
         yield from reader
     except pa.ArrowInvalid as exc:
-        raise InvalidInput(f"cannot read {source.name} as CSV: {exc}") from exc
+        raise InvalidInput(f"cannot read {src.path.name} as CSV: {exc}") from exc
+    finally:
+        reader.close()
 
 
 def _coordinates(
-    batch: pa.RecordBatch, crs: InputCRS, lon_field: str, lat_field: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """WGS-84 coordinates of a batch; NaN where unusable."""
-    lon, lat = _floats(batch.column(lon_field)), _floats(batch.column(lat_field))
-    return to_storage_checked(lon, lat, crs)
+    batch: pa.RecordBatch, crs: InputCRS, fields: tuple[str, str, str]
+) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """WGS-84 coordinates of a batch, NaN where unusable, and why each unusable row is (by
+    its index in the batch)."""
+    lon, lat = _floats(batch.column(fields[1])), _floats(batch.column(fields[2]))
+    x, y = to_storage_checked(lon, lat, crs)
+    numeric = np.isfinite(lon) & np.isfinite(lat)
+    why: dict[int, str] = {}
+    for k in np.flatnonzero(np.isnan(x)).tolist():
+        row_id, lon_text, lat_text = (batch.column(f)[k].as_py() for f in fields)
+        if not (row_id.strip() or lon_text.strip() or lat_text.strip()):
+            why[k] = "an empty row: no id, lon or lat"
+        else:
+            why[k] = unusable_reason(lon_text, lat_text, bool(numeric[k]), crs)
+    return x, y, why
 
 
 def _floats(column: pa.Array) -> np.ndarray:
-    """Parse text to float in Arrow; only when some value is not a number, fall back to
-    parsing value by value (junk becomes NaN)."""
+    """Parse text to float in Arrow; only when some value is not a plain number, fall back
+    to reading value by value as every door does (`locate.numbers`: full-width digits are
+    read, junk becomes NaN)."""
     try:
         return pc.cast(pc.utf8_trim_whitespace(column), pa.float64()).to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:
-        import pandas as pd
-
-        text = column.to_numpy(zero_copy_only=False)
-        return pd.to_numeric(pd.Series(text, dtype=object), errors="coerce").to_numpy(float)
+        return numbers(column.to_numpy(zero_copy_only=False))
 
 
 def _morton_order(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import pandas as pd
 from psycopg import AsyncConnection
 from sqlalchemy import Connection
 
+from geo_service.buildings.address import half_width
 from geo_service.crs import InputCRS, check_lonlat, to_storage
 from geo_service.grids import rules, store
 
@@ -56,19 +57,21 @@ def parse_coordinates(
     lon: Sequence[Any] | np.ndarray, lat: Sequence[Any] | np.ndarray, crs: InputCRS
 ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
     """Numbers from user input, converted to WGS-84; a reason per point that is unusable."""
-    raw_lon, raw_lat = _numbers(lon), _numbers(lat)
+    raw_lon, raw_lat = numbers(lon), numbers(lat)
     x, y = to_storage_checked(raw_lon, raw_lat, crs)
     numeric = np.isfinite(raw_lon) & np.isfinite(raw_lat)
-    usable = ~np.isnan(x)
     reasons: list[str | None] = [None] * len(raw_lon)
-    for i in np.flatnonzero(~usable):
-        if not numeric[i]:
-            reasons[i] = f"coordinates are not numbers: lon={lon[int(i)]!r}, lat={lat[int(i)]!r}"
-        else:
-            reasons[i] = (
-                f"coordinates out of range for {crs.name}: lon={lon[int(i)]!r}, lat={lat[int(i)]!r}"
-            )
+    for k in np.flatnonzero(np.isnan(x)).tolist():
+        reasons[k] = unusable_reason(lon[k], lat[k], bool(numeric[k]), crs)
     return x, y, reasons
+
+
+def unusable_reason(lon: Any, lat: Any, numeric: bool, crs: InputCRS) -> str:
+    """Why a point cannot be located, quoting the values as the caller gave them; `numeric`
+    says whether both were read as numbers (then they are out of range for `crs`)."""
+    if not numeric:
+        return f"coordinates are not numbers: lon={lon!r}, lat={lat!r}"
+    return f"coordinates out of range for {crs.name}: lon={lon!r}, lat={lat!r}"
 
 
 def to_storage_checked(
@@ -83,17 +86,27 @@ def to_storage_checked(
     return x, y
 
 
-def _numbers(values: Sequence[Any] | np.ndarray) -> np.ndarray:
-    """Floats from numbers or numeric text; junk becomes NaN."""
+def numbers(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Floats from numbers or numeric text; junk becomes NaN.
+
+    Text typed with a Chinese input method (１１７．８１, －３０．５) is read through the
+    address normaliser's `half_width`, so every door reads full-width digits, minus and point
+    alike; a full-width comma becomes an ASCII one, which no number holds (117，81 is junk,
+    not a guess at a decimal comma).
+    """
     if len(values) <= 64:  # the API's usual single point: pandas costs more than the query
         return np.array([_number(v) for v in values], dtype=float)
     array = np.asarray(values, dtype=object)
-    return pd.to_numeric(pd.Series(array), errors="coerce").to_numpy(float)
+    out = pd.to_numeric(pd.Series(array), errors="coerce").to_numpy(float, copy=True)
+    # pandas reads ASCII numbers only: the values it left NaN get the full-width reading.
+    for i in np.flatnonzero(np.isnan(out)):
+        out[i] = _number(array[i])
+    return out
 
 
 def _number(value: Any) -> float:
     try:
-        return float(value)
+        return float(half_width(value) if isinstance(value, str) else value)
     except (TypeError, ValueError):
         return float("nan")
 
