@@ -32,6 +32,7 @@ from geo_service.api.documented import document_errors
 from geo_service.api.limits import BodyLimit, NulGuard
 from geo_service.api.observe import Metrics, Observe, configure_logging
 from geo_service.auth.service import TokenCache
+from geo_service.coverage.planning import Models
 from geo_service.db.engine import connect, read_pool
 from geo_service.errors import NotFound
 from geo_service.layers import LayerService
@@ -94,6 +95,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.layers = LayerService.from_settings(settings)
     app.state.tokens = TokenCache(settings.auth_cache_s)
     app.state.metrics = Metrics()
+    app.state.coverage_models = Models()  # what-if and suggest's model, per compute
     app.state.metrics.watch_pools(app.state)
     errors.install(app)
     document_errors(app)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from geo_service.api.deps import CrsQuery, EngineDep, OffsetQuery, SettingsDep, TierQuery
@@ -116,15 +116,20 @@ class WhatIfIn(BaseModel):
 
 
 @router.post("/what-if")
-def what_if(engine: EngineDep, settings: SettingsDep, body: WhatIfIn) -> dict[str, Any]:
+def what_if(
+    request: Request, engine: EngineDep, settings: SettingsDep, body: WhatIfIn
+) -> dict[str, Any]:
     """Figures with centres added and/or removed, and the change per community; nothing is
     stored."""
     add = [place.model_dump() for place in body.add]
-    return planning.what_if(engine, settings, add, body.remove, body.crs)
+    return planning.what_if(
+        engine, settings, add, body.remove, body.crs, models=request.app.state.coverage_models
+    )
 
 
 @router.get("/suggest")
 def suggest(
+    request: Request,
     engine: EngineDep,
     settings: SettingsDep,
     k: Annotated[int, Query(description="how many new sites")] = 3,
@@ -140,4 +145,6 @@ def suggest(
     """k new centre sites that bring the most households within the widest tier, with the
     gain of each (existing centres kept)."""
     points = planning.parse_points(candidates, "candidates") if candidates else None
-    return planning.suggest(engine, settings, k, points, crs)
+    return planning.suggest(
+        engine, settings, k, points, crs, models=request.app.state.coverage_models
+    )

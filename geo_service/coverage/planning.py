@@ -1,7 +1,7 @@
 """Planning on the stored coverage: what-if (centres added or removed, nothing stored) and
 suggest (where the next k centres should go), on an in-memory model of the network of the
-last compute (loaded once per compute and cached per database), so they answer without
-touching the stored results.
+last compute (`Models`: loaded once per compute and held by whoever calls, the app for its
+lifetime), so they answer without touching the stored results.
 """
 
 from __future__ import annotations
@@ -64,23 +64,28 @@ class Model:
         return walk, tier
 
 
-_MODELS: dict[str, Model] = {}
-_MODEL_LOCK = threading.Lock()
+class Models:
+    """The models of the latest compute of each database, loaded on first use and again after
+    each compute. The app holds one for its lifetime (what-if and suggest then answer without
+    reloading); a CLI command or a test makes its own."""
 
+    def __init__(self) -> None:
+        self._models: dict[str, Model] = {}
+        self._lock = threading.Lock()
 
-def model(engine: Engine, settings: Settings) -> tuple[Model, dict[str, Any]]:
-    """The model of the latest compute (cached per database), and the coverage status."""
-    with reading(engine) as conn:
-        state = status(conn, settings)
-        run = store.latest_run(conn)
-        assert run is not None
-        key = engine.url.render_as_string(hide_password=True)
-        with _MODEL_LOCK:
-            cached = _MODELS.get(key)
-            if cached is None or cached.run != (run["id"], run["computed_at"]):
-                cached = _load_model(conn, run)
-                _MODELS[key] = cached
-    return cached, state
+    def get(self, engine: Engine, settings: Settings) -> tuple[Model, dict[str, Any]]:
+        """The model of the latest compute, and the coverage status."""
+        with reading(engine) as conn:
+            state = status(conn, settings)
+            run = store.latest_run(conn)
+            assert run is not None
+            key = engine.url.render_as_string(hide_password=True)
+            with self._lock:
+                cached = self._models.get(key)
+                if cached is None or cached.run != (run["id"], run["computed_at"]):
+                    cached = _load_model(conn, run)
+                    self._models[key] = cached
+        return cached, state
 
 
 def _load_model(conn: Connection, run: dict[str, Any]) -> Model:
@@ -126,6 +131,8 @@ def what_if(
     add: list[dict[str, Any]],
     remove: list[str],
     crs: str | None = None,
+    *,
+    models: Models | None = None,
 ) -> dict[str, Any]:
     """Figures with centres added (lon/lat) and/or removed (codes), and the change per
     community; nothing is stored."""
@@ -134,7 +141,7 @@ def what_if(
             f"{len(add) + len(remove)} centres to add or remove; at most "
             f"{settings.coverage_whatif_max_centers} per what-if"
         )
-    m, state = model(engine, settings)
+    m, state = (models or Models()).get(engine, settings)
     known = set(m.center_codes.tolist())
     unknown = [code for code in remove if code not in known]
     if unknown:
@@ -236,10 +243,12 @@ def siting_problem(
     settings: Settings,
     candidates: list[dict[str, Any]] | None = None,
     crs: str | None = None,
+    *,
+    models: Models | None = None,
 ) -> tuple[Siting, dict[str, Any]]:
     """The siting problem of the latest compute (given candidate points, or street nodes in
     uncovered areas), and the coverage status."""
-    m, state = model(engine, settings)
+    m, state = (models or Models()).get(engine, settings)
     limit = network.metres_of(max(m.tiers), m.speed)
     open_b = np.flatnonzero((m.base_tier == 0) & (m.buildings.edge >= 0))
     if candidates:
@@ -273,12 +282,14 @@ def suggest(
     k: int,
     candidates: list[dict[str, Any]] | None = None,
     crs: str | None = None,
+    *,
+    models: Models | None = None,
 ) -> dict[str, Any]:
     """k new sites maximising households newly within the widest tier (existing centres
     kept), from the given candidate points or from street nodes in uncovered areas."""
     if k < 1 or k > settings.coverage_suggest_max_k:
         raise InvalidInput(f"k={k} is out of range: 1 to {settings.coverage_suggest_max_k}")
-    p, state = siting_problem(engine, settings, candidates, crs)
+    p, state = siting_problem(engine, settings, candidates, crs, models=models)
     if k > len(p.lon):
         raise InvalidInput(f"k={k} is more than the {len(p.lon)} candidate sites")
     choice = siting.mclp(

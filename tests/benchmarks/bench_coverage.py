@@ -37,6 +37,10 @@ DATABASE = "geo_bench_coverage"
 DEMO_DATABASE = "geo_bench_coverage_demo"
 
 
+# The models of what-if and suggest, held for the run as the app holds them.
+MODELS = planning.Models()
+
+
 def run() -> list[Result]:
     """Import the city, compute once, then time ours and the peers."""
     s = settings()
@@ -118,10 +122,10 @@ def run() -> list[Result]:
     pgr = timed(pgrouting, repeat=1)
     nxs = timed(networkx, repeat=1)
     lon, lat = 117.80, 30.92
-    planning.what_if(engine, s, [{"lon": lon, "lat": lat}], ["C001"])  # load the model
+    planning.what_if(engine, s, [{"lon": lon, "lat": lat}], ["C001"], models=MODELS)  # load
     started = time.perf_counter()
     answers = [
-        planning.what_if(engine, s, [{"lon": lon + 0.01 * i, "lat": lat}], ["C001"])
+        planning.what_if(engine, s, [{"lon": lon + 0.01 * i, "lat": lat}], ["C001"], models=MODELS)
         for i in range(5)
     ]
     what_if = (time.perf_counter() - started) / len(answers)
@@ -164,7 +168,7 @@ def run() -> list[Result]:
 def suggest_rows(engine: Engine, s: Settings, k: int = 3) -> list[Result]:
     """A warm suggest on the computed city against the textbook MIP on the same
     candidates, and the slowest warm suggest of every k on the demo city."""
-    ours = planning.suggest(engine, s, k)  # the model loaded
+    ours = planning.suggest(engine, s, k, models=MODELS)  # the model loaded
     suggest = timed(partial(service.suggest, engine, s, k), repeat=3)
     mip = textbook_mip(engine, s, k)
     demo_slowest, demo_k = demo_suggest(s)
@@ -201,7 +205,7 @@ def textbook_mip(engine: Engine, s: Settings, k: int) -> _Solved:
     """The maximal covering MIP as textbooks write it (each building a demand, x binary,
     y continuous) on suggest's candidates, solved by HiGHS with its defaults (one thread,
     suggest's time limit) from greedy's sites; only HiGHS' run is timed."""
-    p, _ = planning.siting_problem(engine, s)
+    p, _ = planning.siting_problem(engine, s, models=MODELS)
     site, target, weight = p.site, p.building, p.households
     n_s, n_b = len(p.lon), len(weight)
     reach = csr_matrix((np.ones(len(site)), (target, site)), shape=(n_b, n_s))
@@ -253,7 +257,7 @@ def demo_suggest(s: Settings) -> tuple[float, int]:
     for kind in ("communities", "grids", "buildings", "centers", "roads"):
         import_file(engine, s, kind, demo_dir() / f"{kind}.shp", ImportOptions())
     compute.compute(engine, s, shapes_too=False)
-    planning.suggest(engine, s, 1)  # load the model
+    planning.suggest(engine, s, 1, models=MODELS)  # load the model
     times = {}
     for k in range(1, s.coverage_suggest_max_k + 1):
         times[k] = timed(partial(service.suggest, engine, s, k), repeat=3)
