@@ -6,17 +6,35 @@ coverage settings changed) since the last `geo-service coverage compute`.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from starlette.concurrency import run_in_threadpool
 
-from geo_service.api.deps import CrsQuery, EngineDep, OffsetQuery, SettingsDep, TierQuery
+from geo_service.api.auth import PrincipalDep
+from geo_service.api.deps import (
+    CrsQuery,
+    EngineDep,
+    LayersDep,
+    OffsetQuery,
+    ReadPoolDep,
+    SettingsDep,
+    TierQuery,
+)
 from geo_service.coverage import planning, service
 
 router = APIRouter(prefix="/api/v1/coverage", tags=["coverage"])
 
 CodeQuery = Annotated[str | None, Query(max_length=64)]
+_GEOJSON: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "a GeoJSON FeatureCollection, with the coverage status's fields",
+        "content": {"application/geo+json": {"schema": {"type": "object"}}},
+    }
+}
 
 
 @router.get("/summary")
@@ -63,24 +81,53 @@ def buildings(
     )
 
 
-@router.get("/isochrones")
-def isochrones(
-    engine: EngineDep, settings: SettingsDep, center: CodeQuery = None, tier: TierQuery = None
-) -> dict[str, Any]:
+@router.get("/isochrones", response_class=Response, responses=_GEOJSON)
+async def isochrones(
+    request: Request,
+    shapes: CoverageShapesDep,
+    center: CodeQuery = None,
+    tier: TierQuery = None,
+) -> Response:
     """GeoJSON: the area within each tier of each centre, following the streets."""
-    return service.layer(engine, settings, "isochrones", center, tier)
+    return await shapes(request, "coverage_isochrones", {"center_code": center, "tier_min": tier})
 
 
-@router.get("/tiers")
-def tiers(engine: EngineDep, settings: SettingsDep, tier: TierQuery = None) -> dict[str, Any]:
+@router.get("/tiers", response_class=Response, responses=_GEOJSON)
+async def tiers(request: Request, shapes: CoverageShapesDep, tier: TierQuery = None) -> Response:
     """GeoJSON: the isochrones of all centres merged, one (multi)polygon per tier."""
-    return service.layer(engine, settings, "tiers", None, tier)
+    return await shapes(request, "coverage_tiers", {"tier_min": tier})
 
 
-@router.get("/gaps")
-def gaps(engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
+@router.get("/gaps", response_class=Response, responses=_GEOJSON)
+async def gaps(request: Request, shapes: CoverageShapesDep) -> Response:
     """GeoJSON: built-up blocks outside the widest tier, with their uncovered households."""
-    return service.layer(engine, settings, "gaps", None, None)
+    return await shapes(request, "coverage_gaps", {})
+
+
+class _Shapes:
+    """The coverage shapes, served the one way map layers are (the coverage_* layers'
+    OGC items, every feature at once), with the coverage status every answer carries."""
+
+    def __init__(
+        self, engine: EngineDep, settings: SettingsDep, layers: LayersDep, pool: ReadPoolDep,
+        who: PrincipalDep,
+    ) -> None:  # fmt: skip
+        self.engine, self.settings, self.layers, self.pool, self.who = (
+            engine, settings, layers, pool, who,
+        )  # fmt: skip
+
+    async def __call__(self, request: Request, layer: str, filters: dict[str, object]) -> Response:
+        state = await run_in_threadpool(service.status_of, self.engine, self.settings)
+        params = {k: str(v) for k, v in filters.items() if v is not None}
+        params["limit"] = str(self.settings.features_max_limit)
+        url = str(request.url).split("?", 1)[0]
+        page = await self.layers.items(self.pool, layer, params, url, self.who)
+        head = json.dumps(service.state_head(state), default=str, ensure_ascii=False)
+        body = page.body[:-1] + "," + head[1:]  # the status's fields after the features
+        return Response(body, media_type="application/geo+json")
+
+
+CoverageShapesDep = Annotated[_Shapes, Depends()]
 
 
 @router.get("/components")

@@ -127,14 +127,10 @@ def buildings(
     return {**state_head(state), "total": total, "limit": limit, "offset": offset, "items": rows}
 
 
-def layer(
-    engine: Engine, settings: Settings, name: str, center: str | None, tier: int | None
-) -> dict[str, Any]:
-    """Isochrones, merged tiers or gaps as a GeoJSON FeatureCollection (+ stale flag)."""
+def status_of(engine: Engine, settings: Settings) -> dict[str, Any]:
+    """The coverage status (NotFound until coverage is computed)."""
     with reading(engine) as conn:
-        state = status(conn, settings)
-        doc = store.feature_collection(conn, name, center, tier)
-    return {**doc, **state_head(state)}
+        return status(conn, settings)
 
 
 def components(engine: Engine) -> list[dict[str, Any]]:

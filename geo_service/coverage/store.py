@@ -503,36 +503,6 @@ def components(conn: Connection) -> list[Row]:
     return [dict(r._mapping) for r in rows]
 
 
-def feature_collection(conn: Connection, layer: str, center: str | None, tier: int | None) -> Row:
-    """A GeoJSON FeatureCollection of isochrones, merged tiers or gaps (built by PostGIS)."""
-    sql = {
-        "isochrones": (
-            "SELECT center_code, tier_min, round(area_m2::numeric)::float8 AS area_m2, geom "
-            "FROM coverage_isochrones WHERE (CAST(:center AS text) IS NULL OR center_code = "
-            ":center) AND (CAST(:tier AS int) IS NULL OR tier_min = :tier) "
-            "ORDER BY center_code, tier_min"
-        ),
-        "tiers": (
-            "SELECT tier_min, round(area_m2::numeric)::float8 AS area_m2, geom "
-            "FROM coverage_tiers WHERE CAST(:tier AS int) IS NULL OR tier_min = :tier "
-            "ORDER BY tier_min"
-        ),
-        "gaps": (
-            "SELECT id, round(area_m2::numeric)::float8 AS area_m2, buildings, households, geom "
-            "FROM coverage_gaps ORDER BY households DESC, id"
-        ),
-    }[layer]
-    doc = conn.execute(
-        text(
-            "SELECT json_build_object('type', 'FeatureCollection', 'features', "
-            "coalesce(json_agg(ST_AsGeoJSON(t.*, 'geom', 7)::json), '[]'::json)) "
-            f"FROM ({sql}) t"
-        ),
-        {"center": center, "tier": tier},
-    ).scalar_one()
-    return doc  # type: ignore[no-any-return]
-
-
 # -- the in-memory model behind what-if and suggest ---------------------------------------------
 def model_arrays(conn: Connection) -> dict[str, Any]:
     """What the what-if and siting model needs, as arrays: the edges (index = id - 1), each
