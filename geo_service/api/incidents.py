@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
 
 from geo_service.api.auth import PrincipalDep, readable_incident, require
 from geo_service.api.deps import EngineDep, OffsetQuery, SettingsDep
@@ -59,11 +59,7 @@ def create(
     return taken.incident
 
 
-@router.get("", dependencies=[require("incidents.read")])
-def list_(
-    engine: EngineDep,
-    settings: SettingsDep,
-    who: PrincipalDep,
+def _filters(
     status: Annotated[list[str] | None, Query(description="repeatable")] = None,
     grid: Annotated[str | None, Query(max_length=64)] = None,
     community: Annotated[str | None, Query(max_length=64)] = None,
@@ -73,22 +69,22 @@ def list_(
     until: Annotated[str | None, Query(description="received before (ISO 8601)")] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
     offset: OffsetQuery = 0,
+) -> queries.IncidentFilters:
+    """The listing's query parameters, as one value for the domain."""
+    return queries.IncidentFilters(
+        tuple(status or ()), grid, community, category, overdue, since, until, limit, offset
+    )
+
+
+@router.get("", dependencies=[require("incidents.read")])
+def list_(
+    engine: EngineDep,
+    settings: SettingsDep,
+    who: PrincipalDep,
+    filters: Annotated[queries.IncidentFilters, Depends(_filters)],
 ) -> dict[str, Any]:
     """Incidents matching the filters, newest first: total, limit, offset, items."""
-    return queries.list_incidents(
-        engine,
-        settings,
-        statuses=status or [],
-        grid_code=grid,
-        community_code=community,
-        category=category,
-        overdue=overdue,
-        since=since,
-        until=until,
-        limit=limit,
-        offset=offset,
-        grids=grid_scope(who),
-    )
+    return queries.list_incidents(engine, settings, filters, grids=grid_scope(who))
 
 
 @router.get("/categories", dependencies=[require("incidents.categories")])

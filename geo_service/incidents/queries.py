@@ -3,6 +3,7 @@ working time zone, without personal data outside the case file.
 """
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -97,42 +98,51 @@ def incident_out(
     return out
 
 
+@dataclass(frozen=True)
+class IncidentFilters:
+    """What a listing asks for, as the caller gave it (checked by `list_incidents`): statuses
+    (any of), a grid, a community, a category, overdue or not, received since/until (ISO 8601
+    text, in the working time zone without an offset), and the page."""
+
+    statuses: tuple[str, ...] = ()
+    grid_code: str | None = None
+    community_code: str | None = None
+    category: str | None = None
+    overdue: bool | None = None
+    since: str | None = None
+    until: str | None = None
+    limit: int | None = None
+    offset: int = 0
+
+
 def list_incidents(
     engine: Engine,
     settings: Settings,
+    filters: IncidentFilters,
     *,
-    statuses: Sequence[str] = (),
-    grid_code: str | None = None,
-    community_code: str | None = None,
-    category: str | None = None,
-    overdue: bool | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    limit: int | None = None,
-    offset: int = 0,
     grids: Sequence[str] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """A page of incidents (newest first) matching the filters, with the number matched;
     `grids` restricts it to those grids (a grid worker's scope)."""
     tz = ZoneInfo(settings.incident_timezone)
-    for status in statuses:
+    for status in filters.statuses:
         if status not in STATUSES:
             raise InvalidInput(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
-    if category is not None:
-        category_of(settings, category)
-    limit = _page(settings, limit, offset)
+    if filters.category is not None:
+        category_of(settings, filters.category)
+    limit = _page(settings, filters.limit, filters.offset)
     query = store.IncidentQuery(
-        statuses=list(statuses),
-        categories=[category] if category else [],
-        grid_code=grid_code,
+        statuses=list(filters.statuses),
+        categories=[filters.category] if filters.category else [],
+        grid_code=filters.grid_code,
         grid_codes=None if grids is None else list(grids),
-        community_code=community_code,
-        overdue=overdue,
-        since=parse_instant("since", since, tz),
-        until=parse_instant("until", until, tz),
+        community_code=filters.community_code,
+        overdue=filters.overdue,
+        since=parse_instant("since", filters.since, tz),
+        until=parse_instant("until", filters.until, tz),
         limit=limit,
-        offset=offset,
+        offset=filters.offset,
     )
     now = now or utc_now()
     with engine.connect() as conn:
@@ -140,7 +150,7 @@ def list_incidents(
     return {
         "total": total,
         "limit": limit,
-        "offset": offset,
+        "offset": filters.offset,
         "items": [incident_out(r, settings, tz, now) for r in rows],
     }
 
