@@ -82,15 +82,21 @@ def elsewhere(tmp_path_factory: pytest.TempPathFactory, db_url: str) -> Iterator
 
 def test_the_wheel_carries_what_the_service_reads(installed: Path):
     code = (
-        "import geo_service, json; from geo_service import packaged; "
+        "import geo_service, web_map, json; from geo_service import packaged; "
         "print(json.dumps([geo_service.__file__, str(packaged.layers_dir()), "
-        "str(packaged.demo_dir())]))"
+        "str(packaged.demo_dir()), web_map.__path__[0]]))"
     )
     done = _run(installed / "python", "-c", code, cwd="/")
-    module, layers, demo = json.loads(done.stdout)
+    module, layers, demo, web = json.loads(done.stdout)
     venv_root = installed.parent.resolve()
-    for path in (module, layers, demo):
+    for path in (module, layers, demo, web):
         assert Path(path).resolve().is_relative_to(venv_root), path
+    # Every file the map pages load (Leaflet, markercluster, the pages' scripts).
+    static = ROOT / "web_map" / "static"
+    ours = {p.relative_to(static) for p in static.rglob("*") if p.is_file()}
+    ours = {p for p in ours if "__pycache__" not in p.parts}
+    missing = sorted(str(p) for p in ours if not (Path(web) / "static" / p).is_file())
+    assert not missing, missing
     assert sorted(p.name for p in Path(layers).glob("*.toml")) == sorted(
         p.name for p in (ROOT / "layers").glob("*.toml")
     )

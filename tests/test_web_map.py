@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-import zipfile
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +14,6 @@ from sqlalchemy import Engine
 from geo_service.api.app import create_app
 from geo_service.errors import InvalidInput
 from geo_service.settings import Settings
-from tests.conftest import ROOT
 from web_map import MapOptions, basemap, render
 from web_map.assets import STATIC_DIR, inline, static_path
 from web_map.export import collect, export_html
@@ -87,24 +83,6 @@ def test_markercluster_is_vendored_with_its_licence_and_version():
 
 
 @pytest.mark.slow
-def test_the_wheel_carries_every_static_file_of_the_map(tmp_path):
-    """A non-editable install serves the same files: setup.py's package_data covers them."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(ROOT)],
-        check=True, capture_output=True, timeout=600,
-    )  # fmt: skip
-    (wheel,) = tmp_path.glob("geo_service-*.whl")
-    carried = set(zipfile.ZipFile(wheel).namelist())
-    ours = {
-        p.relative_to(ROOT).as_posix()
-        for p in STATIC_DIR.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts
-    }
-    assert f"web_map/static/{CLUSTER}/leaflet.markercluster.js" in ours
-    assert ours <= carried, sorted(ours - carried)
-
-
 def test_basemaps_and_the_crs_each_is_drawn_in():
     osm = render("planner", MapOptions(basemap="osm"))
     assert "tile.openstreetmap.org" in osm and config_of(osm)["crs"] == "wgs84"
