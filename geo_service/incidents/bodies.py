@@ -2,11 +2,12 @@
 values with every bad field named.
 """
 
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from pydantic import ValidationError as PydanticValidationError
 
+from geo_service.auth.policy import REPORTER_CONTACT
 from geo_service.errors import (
     InvalidInput,
     describe_problems,
@@ -30,6 +31,18 @@ class IncidentIn(BaseModel):
     reporter_phone: str | None = Field(None, max_length=40)
     reporter_email: str | None = Field(None, max_length=254)
     media_url: str | None = Field(None, max_length=2000)
+
+
+# Fields of a report stored as given, by column: what the reporter wrote, shown in listings
+# and the case file under the field's name. (A new such field: its column in db/models.py and
+# a migration, the field above, an entry here.) The reporter's contact is stored the same way
+# but shown only in the case file (auth.policy.REPORTER_CONTACT).
+STORED_AS_GIVEN: Final = {
+    "description": "description",
+    "address": "address_text",
+    "media_url": "media_url",
+}
+REPORTER_COLUMNS: Final = {column: column for column in REPORTER_CONTACT}
 
 
 class IncidentChange(BaseModel):

@@ -17,7 +17,12 @@ from geo_service.errors import (
     InvalidInput,
 )
 from geo_service.incidents import store
-from geo_service.incidents.bodies import IncidentIn, validated
+from geo_service.incidents.bodies import (
+    REPORTER_COLUMNS,
+    STORED_AS_GIVEN,
+    IncidentIn,
+    validated,
+)
 from geo_service.incidents.config import category_of
 from geo_service.incidents.queries import case_file
 from geo_service.incidents.routing import (
@@ -100,14 +105,10 @@ def create_incident(
             earlier = store.by_idempotency_key(conn, owner, idempotency_key)
             if earlier is not None:
                 return _replay(conn, settings, earlier, request_hash, idempotency_key, now)
+        given = {**STORED_AS_GIVEN, **REPORTER_COLUMNS}
         values: dict[str, Any] = {
+            **{column: getattr(report, name) for name, column in given.items()},
             "category": category.code,
-            "description": report.description,
-            "reporter_name": report.reporter_name,
-            "reporter_phone": report.reporter_phone,
-            "reporter_email": report.reporter_email,
-            "address_text": report.address,
-            "media_url": report.media_url,
             "received_at": now,
             "updated_at": now,
             "source": source,

@@ -15,6 +15,7 @@ from geo_service.errors import (
     NotFound,
 )
 from geo_service.incidents import store
+from geo_service.incidents.bodies import STORED_AS_GIVEN
 from geo_service.incidents.config import category_of, known_categories
 from geo_service.incidents.workflow import (
     STATUSES,
@@ -63,8 +64,7 @@ def incident_out(
         "category": row["category"],
         "category_name": category.name if category else None,
         "time_limit": str(category.limit) if category else None,
-        "description": row["description"],
-        "address": row["address_text"],
+        **{name: row[column] for name, column in STORED_AS_GIVEN.items()},
         "lon": row["lon"],
         "lat": row["lat"],
         "input": None
@@ -90,7 +90,6 @@ def incident_out(
         "closed_at": iso_time(row["closed_at"], tz),
         "updated_at": iso_time(row["updated_at"], tz),
         "source": row["source"],
-        "media_url": row["media_url"],
         "allowed_actions": allowed_actions(row["status"]),
     }
     if "workers" in row:
