@@ -220,3 +220,29 @@ def test_bad_rows_keep_their_place_across_batches_and_workers(
     assert not any(r[7] for r in rows if r[5] != "invalid")
     assert report.rows == len(expected)
     assert report.by_status["invalid"] == sum(s == "invalid" for _, s in expected)
+
+
+def test_a_well_formed_file_never_takes_the_row_by_row_path(
+    planted: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    def refuse(*args: object) -> None:
+        raise AssertionError("a well-formed file was copied row by row")
+
+    monkeypatch.setattr(assign, "_tolerant_copy", refuse)
+    source, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    source.write_text("id,lon,lat\n" + "\n".join([BEFORE, "e,abc,30.931", "", *AFTER]) + "\n")
+    report = assign.assign_csv(planted, source, out, parse_input_crs("wgs84"), 50.0)
+    assert report.by_status == {"inside": 2, "outside": 1, "invalid": 2}
+
+
+def test_a_row_the_csv_module_cannot_read_is_invalid_and_the_rest_answered(
+    planted: Engine, tmp_path: Path
+):
+    huge = "x" * 200_000  # over the csv module's 128 KB limit for one value
+    source, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    source.write_text(f'id,lon,lat\n{BEFORE}\nh,"{huge}",30.931\nb,117.801\n{AFTER[0]}\n')
+    assign.assign_csv(planted, source, out, parse_input_crs("wgs84"), 50.0)
+    rows = list(csv.reader(io.StringIO(out.read_text())))[1:]
+    assert [r[5] for r in rows] == ["inside", "invalid", "invalid", "inside"]
+    assert "unreadable row: field larger than field limit" in rows[1][7]
+    assert "'b,117.801'" in rows[2][7]

@@ -9,17 +9,24 @@
 The per-row results are compact numpy arrays; input and output are streamed.
 
 Bad rows never abort the file: every data row of the input gets one output row, in the same
-order, and a row that cannot be located gets status `invalid` and a `reason` quoting what is
-wrong with it:
+order (output row N answers input row N), and a row that cannot be located gets status
+`invalid` and a `reason` quoting what is wrong with it:
 
 - a row with fewer or more values than the header (a value missing, an unquoted comma inside
-  a value): Arrow hands it to `_BadRows` instead of failing, which keeps its place, its id
-  (the value at the id column's position, when it has one) and its text; only such rows take
-  a Python path, the well-formed rest stays on the Arrow fast path;
-- coordinates that are not numbers or out of range for the CRS (`locate.unusable_reason`);
-- an empty line: it is a row (Arrow is told not to skip it), with no id and no coordinates,
-  so that output row N answers input row N even when the input has blank lines;
-  trailing blank lines are rows too.
+  a value), or one the csv module cannot read (a value over 128 KB: a quote never closed);
+- coordinates that are not numbers or out of range for the CRS (`locate.unusable_reason`),
+  bytes that are not text in the file's encoding included;
+- an empty line: it is a row (kept, not skipped, so that the rows line up), with no id and
+  no coordinates; trailing blank lines are rows too.
+
+A well-formed file is read by Arrow alone (a quick pass checks that it is). Only a file Arrow
+cannot read whole is read once, row by row, by the `csv` module into a well-formed copy
+(`_tolerant_copy`: id, lon, lat and the reason of each malformed row), and the copy then
+takes the same Arrow path: a well-formed million rows cost ~0.1 s more (the check), a file
+with malformed rows ~1 s more (the copy). Arrow's own handler for malformed rows is not used:
+the reader keeps the Python function, and may release it from one of Arrow's threads while
+the process exits, which aborts the CLI ("terminate called without an active exception",
+about 1 run in 100 under load; apache/arrow#34314 is the same kind of crash).
 
 Coordinates are read like every door reads them (`locate.numbers`): full-width digits, minus
 and point (１１７．８１) are normalised; a UTF-8 byte order mark at the start is dropped.
@@ -33,8 +40,10 @@ from __future__ import annotations
 import csv
 import io
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,19 +64,6 @@ OUTPUT_COLUMNS = (
     "id", "lon", "lat", "grid_code", "community_code", "status", "distance_m", "reason",
 )  # fmt: skip
 BLOCK_BYTES = 8 << 20  # ~8 MB of CSV per Arrow batch
-TABLE = "assign_points"
-# Binary COPY row of (i int8, x float8, y float8): field count, then length + value each.
-_ROW = np.dtype(
-    [
-        ("n", ">i2"),
-        ("li", ">i4"),
-        ("i", ">i8"),
-        ("lx", ">i4"),
-        ("x", ">f8"),
-        ("ly", ">i4"),
-        ("y", ">f8"),
-    ]
-)
 
 
 @dataclass
@@ -81,44 +77,18 @@ class AssignReport:
 
 @dataclass(frozen=True)
 class _Source:
-    """The input file as the readers need it: its encoding, the three columns used, and the
-    position of the id column among the header's (to find a malformed row's id)."""
+    """The file as the readers need it: its encoding, the three columns used, and the column
+    holding the reason of each malformed row (only in a tolerant copy)."""
 
     path: Path
     encoding: str
     fields: tuple[str, str, str]
-    id_index: int
+    reason_field: str | None = None
 
-
-class _BadRows:
-    """Arrow's handler for rows whose count of values differs from the header's: each is
-    kept (position, id, reason) and skipped, so the rest of its batch is read as usual.
-
-    Arrow numbers records (not physical lines) when it parses on one thread, so position =
-    number - 2 (the header is record 1) places the row among the data rows exactly, values
-    spanning lines and empty lines included.
-    """
-
-    def __init__(self, id_index: int) -> None:
-        self.id_index = id_index
-        self.rows: list[tuple[int, str, str]] = []
-
-    def __call__(self, row: pacsv.InvalidRow) -> str:
-        assert row.number is not None  # always known with use_threads=False (_read_options)
-        values = next(csv.reader(io.StringIO(row.text, newline="")), [])
-        row_id = values[self.id_index] if self.id_index < len(values) else ""
-        hint = (
-            "a value holding a comma must be quoted"
-            if row.actual_columns > row.expected_columns
-            else "a value is missing"
-        )
-        text = row.text if len(row.text) <= 120 else row.text[:120] + "..."
-        reason = (
-            f"{row.actual_columns} values where the header has {row.expected_columns} "
-            f"({hint}): {text!r}"
-        )
-        self.rows.append((row.number - 2, row_id, reason))
-        return "skip"
+    @property
+    def columns(self) -> list[str]:
+        """The columns read from the file."""
+        return [*self.fields, *([self.reason_field] if self.reason_field else [])]
 
 
 @dataclass
@@ -128,8 +98,7 @@ class _Facts:
     masks: dict[int, np.ndarray]  # batch number -> usable-coordinates mask
     hits: np.ndarray  # rows of (i, grid id, in interior 0/1)
     near: np.ndarray  # rows of (i, grid id, distance m) for uncovered points near a grid
-    reasons: dict[int, str]  # i -> why the coordinates of that row are unusable
-    bad: list[tuple[int, str, str]]  # malformed rows of the whole file (_BadRows.rows)
+    reasons: dict[int, str]  # i -> why that row is invalid
 
 
 def assign_csv(
@@ -148,11 +117,23 @@ def assign_csv(
     """Assign every row of `source` to a grid and write `output` (columns OUTPUT_COLUMNS).
 
     The batches are shared round-robin between `workers` database sessions (default: one per
-    core), each loading, indexing and joining its share at the same time. Well-formed rows
-    are numbered 1.. in input order (`i`) and malformed ones set aside; they are merged back
-    into place when the output is written.
+    core), each loading, indexing and joining its share at the same time. Rows are numbered
+    1.. in input order (`i`).
     """
-    src = _check_source(source, (id_field, lon_field, lat_field))
+    with _readable(source, (id_field, lon_field, lat_field)) as src:
+        return _assign(engine, src, output, crs, tolerance_m, workers, progress)
+
+
+def _assign(
+    engine: Engine,
+    src: _Source,
+    output: Path,
+    crs: InputCRS,
+    tolerance_m: float,
+    workers: int | None,
+    progress: Callable[[int], None] | None,
+) -> AssignReport:
+    """`assign_csv` on a file Arrow reads whole (the input or its tolerant copy)."""
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     parts = max(1, workers or min(os.cpu_count() or 1, 4))
     with ThreadPoolExecutor(parts) as pool:
@@ -174,7 +155,6 @@ def assign_csv(
         len(grid_codes),
     )
     reasons = _Reasons({i: r for f in found for i, r in f.reasons.items()})
-    bad = sorted(found[0].bad)  # every worker reads the whole file, so each saw them all
     # Quoted once here, not per row: codes and statuses come from a small set of values.
     codes = _quoted(pa.array([*grid_codes, ""], pa.string()))
     communities = _quoted(pa.array([*community_codes, ""], pa.string()))
@@ -182,9 +162,8 @@ def assign_csv(
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("wb") as sink:
         sink.write((",".join(OUTPUT_COLUMNS) + "\n").encode())
-        merge = _Merge(bad)
         start = 0
-        for batch in _batches(src, _BadRows(src.id_index)):
+        for batch in _batches(src):
             stop = start + batch.num_rows
             cells = [
                 *(_quoted(batch.column(f)) for f in src.fields),
@@ -194,13 +173,11 @@ def assign_csv(
                 _distances(distance[start:stop]),
                 reasons.column(start, stop),
             ]
-            sink.write(_csv_lines(merge.into(cells, start, stop)))
+            sink.write(_csv_lines(cells))
             start = stop
-        sink.write(_csv_lines(merge.rest()))
     counts = np.bincount(status, minlength=len(rules.STATUSES))
-    counts[rules.INVALID] += len(bad)
     by_status = {str(rules.STATUSES[k]): int(n) for k, n in enumerate(counts) if n}
-    return AssignReport(len(valid) + len(bad), by_status, str(output))
+    return AssignReport(len(valid), by_status, str(output))
 
 
 def _facts(
@@ -217,12 +194,11 @@ def _facts(
     # temp_buffers must be set before the session's first temp table; parallel plans would
     # turn the grid-by-grid join into a point-by-point one (and cannot read temp tables).
     options = "-c temp_buffers=1GB -c work_mem=256MB -c max_parallel_workers_per_gather=0"
-    bad = _BadRows(src.id_index)
     with psycopg.connect(url, options=options) as conn:
-        masks, points, reasons = _load(conn, src, bad, crs, part, parts, progress)
-        conn.execute(f"CREATE INDEX ON {TABLE} USING gist (geom)")
-        conn.execute(f"ANALYZE {TABLE}")
-        hits = _csv_numbers(_text(conn.execute(store.BATCH_HITS.format(table=TABLE))), 3)
+        masks, points, reasons = _load(conn, src, crs, part, parts, progress)
+        for statement in store.BATCH_INDEX:
+            conn.execute(statement)
+        hits = _csv_numbers(_text(conn.execute(store.BATCH_HITS)), 3)
         lonely = points[~np.isin(points[:, 0], hits[:, 0])]
         near = np.zeros((0, 3))
         if len(lonely):
@@ -238,13 +214,12 @@ def _facts(
                 )
             )
             near = _csv_numbers(text, 3)
-    return _Facts(masks, hits.astype(np.int64), near, reasons, bad.rows)
+    return _Facts(masks, hits.astype(np.int64), near, reasons)
 
 
 def _load(
     conn: psycopg.Connection,
     src: _Source,
-    bad: _BadRows,
     crs: InputCRS,
     part: int,
     parts: int,
@@ -253,31 +228,36 @@ def _load(
     """COPY the usable points of this worker's batches into a temp table; returns the
     usable mask of each of its batches, the (i, x, y) rows loaded, and why each unusable
     row of its batches is unusable."""
-    conn.execute(
-        f"CREATE TEMP TABLE {TABLE} (i int8, x float8, y float8, geom geometry(Point, 4326) "
-        "GENERATED ALWAYS AS (ST_SetSRID(ST_MakePoint(x, y), 4326)) STORED)"
-    )
+    conn.execute(store.BATCH_CREATE)
     masks: dict[int, np.ndarray] = {}
     reasons: dict[int, str] = {}
     loaded = []
     total = 0
     with (
         conn.cursor() as cur,
-        cur.copy(f"COPY {TABLE} (i, x, y) FROM STDIN (FORMAT binary)") as copy,
+        cur.copy(store.BATCH_COPY) as copy,
     ):
         copy.write(bulk.COPY_HEADER)
-        for number, batch in enumerate(_batches(src, bad)):
+        for number, batch in enumerate(_batches(src)):
             first, total = total + 1, total + batch.num_rows
             if number % parts != part:
                 continue
-            x, y, why = _coordinates(batch, crs, src.fields)
+            x, y, why = _coordinates(batch, crs, src)
             ok = ~np.isnan(x)
             reasons.update({first + k: r for k, r in why.items()})
             i = np.arange(first, total + 1)[ok]
             # Stored in spatial (Morton) order within each batch, so that the points under one
             # grid sit on few heap pages; `i` keeps the input order.
             order = _morton_order(x[ok], y[ok])
-            copy.write(_binary_rows(i[order], x[ok][order], y[ok][order]))
+            copy.write(
+                bulk.binary_rows(
+                    [
+                        ("int8", i[order], None),
+                        ("float8", x[ok][order], None),
+                        ("float8", y[ok][order], None),
+                    ]
+                )
+            )
             masks[number] = ok
             loaded.append(np.column_stack([i, x[ok], y[ok]]))
             if progress is not None:
@@ -385,46 +365,19 @@ class _Reasons:
         return _quoted(pa.array(cells, pa.string()))
 
 
-class _Merge:
-    """Puts the malformed rows (`_BadRows.rows`, sorted) back among the well-formed ones."""
-
-    def __init__(self, bad: list[tuple[int, str, str]]) -> None:
-        positions = np.array([b[0] for b in bad], dtype=np.int64)
-        # How many well-formed rows come before each malformed one.
-        self.before = positions - np.arange(len(bad))
-        empty = [""] * len(bad)
-        self.cells = [
-            _quoted(pa.array([b[1] for b in bad], pa.string())),
-            *(pa.array(empty, pa.string()) for _ in range(4)),
-            pa.array(["invalid"] * len(bad), pa.string()),
-            pa.array(empty, pa.string()),
-            _quoted(pa.array([b[2] for b in bad], pa.string())),
-        ]
-        self.done = 0
-
-    def into(self, cells: list[pa.Array], start: int, stop: int) -> list[pa.Array]:
-        """The cells of well-formed rows start..stop-1 with the malformed rows among them."""
-        end = int(np.searchsorted(self.before, stop))  # malformed rows before row `stop`
-        if end == self.done:
-            return cells
-        before = self.before[self.done : end] - start
-        n, m = stop - start, len(before)
-        order = np.empty(n + m, dtype=np.int64)
-        order[np.arange(n) + np.searchsorted(before, np.arange(n), side="right")] = np.arange(n)
-        order[before + np.arange(m)] = n + np.arange(m)
-        taken = slice(self.done, end)
-        self.done = end
-        return [
-            pa.concat_arrays([good, bad.slice(taken.start, m)]).take(order)
-            for good, bad in zip(cells, self.cells, strict=True)
-        ]
-
-    def rest(self) -> list[pa.Array]:
-        """The malformed rows after the last well-formed one."""
-        return [c.slice(self.done) for c in self.cells]
-
-
 # -- input ------------------------------------------------------------------------------------
+@contextmanager
+def _readable(source: Path, fields: tuple[str, str, str]) -> Iterator[_Source]:
+    """The input as Arrow reads it whole: the file itself when it is well-formed (the usual
+    case, checked by one quick Arrow pass), else its tolerant copy, removed afterwards."""
+    src = _check_source(source, fields)
+    if _well_formed(src):
+        yield src
+        return
+    with tempfile.TemporaryDirectory(prefix="geo-assign-") as folder:
+        yield _tolerant_copy(src, Path(folder) / "rows.csv")
+
+
 def _check_source(source: Path, fields: tuple[str, str, str]) -> _Source:
     """The file as the readers need it, after checking it is a CSV with the needed columns."""
     if not source.exists():
@@ -437,11 +390,9 @@ def _check_source(source: Path, fields: tuple[str, str, str]) -> _Source:
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - 4:  # not just a character cut at the 64 KB boundary
             encoding = "gb18030"
-    # The header is read here by the csv module, not by an Arrow reader left unconsumed: that
-    # reader would hold the Python row handler, and release it from one of Arrow's threads
-    # (seen at interpreter exit: "terminate called without an active exception").
-    text = head.decode("utf-8-sig" if encoding == "utf8" else encoding, errors="replace")
-    names = next(csv.reader(io.StringIO(text, newline="")), None)
+    # Read by the csv module: Arrow refuses to name the columns of a file whose first block
+    # holds a malformed row.
+    names = next(csv.reader(io.StringIO(_decoded(head, encoding), newline="")), None)
     if not names:
         raise InvalidInput(f"cannot read {source.name} as CSV: it has no header line")
     missing = [f for f in fields if f not in names]
@@ -450,56 +401,124 @@ def _check_source(source: Path, fields: tuple[str, str, str]) -> _Source:
             f"{source.name} has no column {', '.join(map(repr, missing))} "
             f"(columns: {', '.join(names)}); name them with --id-field/--lon-field/--lat-field"
         )
-    return _Source(source, encoding, fields, names.index(fields[0]))
+    return _Source(source, encoding, fields)
 
 
-def _read_options(encoding: str, block_size: int) -> pacsv.ReadOptions:
-    """One parsing thread, so that Arrow numbers the malformed rows it reports (it parses
-    ~10 M rows/s this way, far from the bottleneck; the workers run in parallel anyway).
-    A UTF-8 byte order mark at the start is dropped by Arrow."""
-    return pacsv.ReadOptions(encoding=encoding, block_size=block_size, use_threads=False)
+def _decoded(data: bytes, encoding: str) -> str:
+    """Text of the file's bytes as Arrow reads them (`_python_encoding`); bytes that are not
+    text in the encoding become U+FFFD, so the value holding them is junk."""
+    return data.decode(_python_encoding(encoding), errors="replace")
 
 
-def _parse_options(bad: Callable[[pacsv.InvalidRow], str]) -> pacsv.ParseOptions:
-    """Malformed rows go to `bad`; empty lines are rows; quoted values may span lines."""
-    return pacsv.ParseOptions(
-        invalid_row_handler=bad, ignore_empty_lines=False, newlines_in_values=True
-    )
+def _python_encoding(encoding: str) -> str:
+    """Python's name of the file's encoding; a UTF-8 byte order mark is dropped, as Arrow
+    drops it."""
+    return "utf-8-sig" if encoding == "utf8" else encoding
 
 
-def _batches(src: _Source, bad: _BadRows) -> Iterator[pa.RecordBatch]:
-    """The three columns of the well-formed rows as text (ids like 007 stay 007), batch by
-    batch, the malformed rows handed to `bad`; the same batches every time the file is read."""
-    reader = pacsv.open_csv(
+def _reader(src: _Source, columns: list[str]) -> pacsv.CSVStreamingReader:
+    """Arrow's reader of `columns` as text (ids like 007 stay 007). Empty lines are rows, so
+    that output row N answers input row N; quoted values may span lines."""
+    return pacsv.open_csv(
         src.path,
-        read_options=_read_options(src.encoding, BLOCK_BYTES),
-        parse_options=_parse_options(bad),
+        read_options=pacsv.ReadOptions(encoding=src.encoding, block_size=BLOCK_BYTES),
+        parse_options=pacsv.ParseOptions(ignore_empty_lines=False, newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in src.fields},
-            include_columns=list(src.fields),
+            column_types={name: pa.string() for name in columns},
+            include_columns=columns,
             strings_can_be_null=False,
         ),
     )
+
+
+def _well_formed(src: _Source) -> bool:
+    """Whether Arrow reads every row of the file (~0.1 s a million rows)."""
     try:
-        yield from reader
-    except pa.ArrowInvalid as exc:
+        for _ in _reader(src, list(src.fields)):
+            pass
+    except pa.ArrowInvalid:  # a row with another count of values than the header, ...
+        return False
+    return True
+
+
+def _batches(src: _Source) -> Iterator[pa.RecordBatch]:
+    """The columns of a well-formed file batch by batch; the same batches every time the file
+    is read."""
+    try:
+        yield from _reader(src, src.columns)
+    except pa.ArrowInvalid as exc:  # the file changed since _readable looked at it
         raise InvalidInput(f"cannot read {src.path.name} as CSV: {exc}") from exc
-    finally:
-        reader.close()
+
+
+_COPY_FIELDS = ("id", "lon", "lat")  # the tolerant copy's columns, and "reason"
+
+
+def _tolerant_copy(src: _Source, path: Path) -> _Source:
+    """Read a file Arrow cannot read whole row by row with the csv module, and write to `path`
+    what the Arrow path needs of each row: id, lon, lat and, for a row whose count of values is
+    not the header's, its id (the value at the id column's place, if it has one) and reason
+    instead of coordinates. One output row per row, in order; an empty line stays a row."""
+    with (
+        src.path.open(encoding=_python_encoding(src.encoding), errors="replace", newline="") as fh,
+        path.open("w", encoding="utf-8", newline="") as out,
+    ):
+        rows = csv.reader(fh)
+        header = next(rows)
+        width = len(header)
+        i_id, i_lon, i_lat = (header.index(f) for f in src.fields)
+        writer = csv.writer(out)
+        writer.writerow((*_COPY_FIELDS, "reason"))
+        for row in _records(rows):
+            if isinstance(row, str):  # the csv module's own complaint
+                writer.writerow(("", "", "", row))
+            elif len(row) == width:
+                writer.writerow((row[i_id], row[i_lon], row[i_lat], ""))
+            elif not row:  # an empty line
+                writer.writerow(("", "", "", ""))
+            else:
+                row_id = row[i_id] if i_id < len(row) else ""
+                writer.writerow((row_id, "", "", _malformed(row, width)))
+    return _Source(path, "utf8", _COPY_FIELDS, "reason")
+
+
+def _records(rows: Iterator[list[str]]) -> Iterator[list[str] | str]:
+    """The rows of a csv reader; a row it cannot read (a value over its 128 KB limit: a quote
+    never closed) as the reason, and the reading goes on with the next one."""
+    while True:
+        try:
+            yield next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield f"unreadable row: {exc}"
+
+
+def _malformed(row: list[str], width: int) -> str:
+    """Why a row with another count of values than the header's is not read, quoting it."""
+    hint = "a value holding a comma must be quoted" if len(row) > width else "a value is missing"
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(row)  # the row as the file spells it
+    text = line.getvalue()
+    text = text if len(text) <= 120 else text[:120] + "..."
+    return f"{len(row)} values where the header has {width} ({hint}): {text!r}"
 
 
 def _coordinates(
-    batch: pa.RecordBatch, crs: InputCRS, fields: tuple[str, str, str]
+    batch: pa.RecordBatch, crs: InputCRS, src: _Source
 ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     """WGS-84 coordinates of a batch, NaN where unusable, and why each unusable row is (by
     its index in the batch)."""
-    lon, lat = _floats(batch.column(fields[1])), _floats(batch.column(fields[2]))
+    _, lon_field, lat_field = src.fields
+    lon, lat = _floats(batch.column(lon_field)), _floats(batch.column(lat_field))
     x, y = to_storage_checked(lon, lat, crs)
     numeric = np.isfinite(lon) & np.isfinite(lat)
     why: dict[int, str] = {}
     for k in np.flatnonzero(np.isnan(x)).tolist():
-        row_id, lon_text, lat_text = (batch.column(f)[k].as_py() for f in fields)
-        if not (row_id.strip() or lon_text.strip() or lat_text.strip()):
+        row_id, lon_text, lat_text = (batch.column(f)[k].as_py() for f in src.fields)
+        malformed = batch.column(src.reason_field)[k].as_py() if src.reason_field else ""
+        if malformed:
+            why[k] = malformed
+        elif not (row_id.strip() or lon_text.strip() or lat_text.strip()):
             why[k] = "an empty row: no id, lon or lat"
         else:
             why[k] = unusable_reason(lon_text, lat_text, bool(numeric[k]), crs)
@@ -530,11 +549,3 @@ def _morton_order(x: np.ndarray, y: np.ndarray) -> np.ndarray:
             u = (u | (u << np.uint64(shift))) & np.uint64(mask)
         cells.append(u)
     return np.argsort(cells[0] | (cells[1] << np.uint64(1)), kind="stable")
-
-
-def _binary_rows(i: np.ndarray, x: np.ndarray, y: np.ndarray) -> bytes:
-    """Binary COPY rows for (i, x, y), built by numpy in one go."""
-    rows = np.empty(len(i), dtype=_ROW)
-    rows["n"], rows["li"], rows["lx"], rows["ly"] = 3, 8, 8, 8
-    rows["i"], rows["x"], rows["y"] = i, x, y
-    return rows.tobytes()
