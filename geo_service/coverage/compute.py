@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine
 from geo_service.coverage import figures as fig
 from geo_service.coverage import network, shapes, store, topology
 from geo_service.coverage.network import Entries, Graph
+from geo_service.coverage.params import CoverageParams
 from geo_service.db import bulk
 from geo_service.errors import InvalidInput
 from geo_service.settings import Settings
@@ -70,7 +71,8 @@ def metric_xy(tr: Transformer, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
 # -- compute --------------------------------------------------------------------------------
 def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> dict[str, Any]:
     """Recompute coverage from the current streets, buildings and centres, and store it."""
-    tiers = tiers_of(settings)
+    params = CoverageParams.from_settings(settings)
+    tiers = list(params.tiers_min)
     clock = _Clock()
     # Work overlaps where it can: the places are read, and each building's grid found, while
     # the topology is built; the blocks are traced and the isochrones drawn (GEOS lets go of
@@ -113,12 +115,12 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
             db.submit(store.clear, conn),
             db.submit(_write_network, conn, topo, street_ids, graph, lines_ll, to_ll),
         ]
-        max_access = settings.coverage_max_access_m
+        max_access = params.max_access_m
         c_in = network.locate_entries(
             metric_xy(to_m, ctr["lon"], ctr["lat"]), topo.geoms, topo.routable, max_access
         )
         iso = (
-            _isochrones(pool, settings, tiers, graph, topo, c_in, ctr, aids, to_ll, crs)
+            _isochrones(pool, settings, params, graph, topo, c_in, ctr, aids, to_ll, crs)
             if aids is not None
             else None
         )
@@ -129,7 +131,7 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         b_in = network.locate_entries(bld["metric"], topo.geoms, topo.routable, max_access)
         clock.lap("entries")
         walk, which = network.nearest_source(graph, c_in, b_in)
-        minutes, tier = network.tier_of(walk, settings.coverage_walk_speed_kmh, tiers)
+        minutes, tier = network.tier_of(walk, params.walk_speed_kmh, tiers)
         clock.lap("distances")
         drawing = (
             pool.submit(
@@ -173,9 +175,7 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
             "buildings_version": versions["buildings"],
             "centers_version": versions["centers"],
             "metric_srid": int(crs.to_epsg() or 0),
-            "walk_speed_kmh": settings.coverage_walk_speed_kmh,
-            "tiers_min": tiers,
-            "max_access_m": max_access,
+            **params.row(),
             "nodes": topo.n_nodes,
             "edges": len(topo.geoms),
             "components": int(topo.node_component.max() + 1) if topo.n_nodes else 0,
@@ -333,7 +333,7 @@ class _Isochrones:
 def _isochrones(
     pool: ThreadPoolExecutor,
     settings: Settings,
-    tiers: list[int],
+    params: CoverageParams,
     graph: Graph,
     topo: topology.Topology,
     c_in: Entries,
@@ -344,8 +344,8 @@ def _isochrones(
 ) -> list[Future[_Isochrones]]:
     """Start drawing the isochrones of every centre with a street, per tier, in
     `_ISO_PARTS` slices of centres (once the blocks are traced)."""
-    speed = settings.coverage_walk_speed_kmh
-    radii = [network.metres_of(t, speed) for t in tiers]
+    tiers = list(params.tiers_min)
+    radii = [network.metres_of(t, params.walk_speed_kmh) for t in tiers]
     reach = np.flatnonzero(c_in.edge >= 0)
 
     def part(idx: np.ndarray) -> _Isochrones:
@@ -404,13 +404,3 @@ def _draw(
         [(t, g, a) for (t, _), g, a in zip(merged, lonlat[:n], area[:n], strict=True)],
         [(g, k, h, a) for (_, k, h), g, a in zip(gap, lonlat[n:], area[n:], strict=True)],
     )
-
-
-def tiers_of(settings: Settings) -> list[int]:
-    """The walking tiers the settings give (minutes, ascending); InvalidInput if unusable."""
-    tiers = sorted(set(settings.coverage_tiers_min))
-    if not tiers or tiers[0] <= 0:
-        raise InvalidInput(
-            f"GEO_COVERAGE_TIERS_MIN={settings.coverage_tiers_min!r}: need minutes > 0"
-        )
-    return tiers

@@ -19,6 +19,7 @@ from geo_service.coverage import figures as fig
 from geo_service.coverage import network, siting, store
 from geo_service.coverage.compute import metric_transformers, metric_xy, transform_all
 from geo_service.coverage.network import Entries, Graph
+from geo_service.coverage.params import CoverageParams
 from geo_service.coverage.service import state_head, status
 from geo_service.crs import parse_input_crs
 from geo_service.db.engine import reading
@@ -98,11 +99,12 @@ def _load_model(conn: Connection, run: dict[str, Any]) -> Model:
         else np.zeros(0, object)
     )
     graph = Graph(arrays["n_nodes"], arrays["source"], arrays["target"], arrays["length"])
-    tiers = list(run["tiers_min"])
+    params = CoverageParams.of_run(run)
+    tiers = list(params.tiers_min)
     b = Entries(arrays["b_edge"], arrays["b_frac"], arrays["b_access"])
     c = Entries(arrays["c_edge"], arrays["c_frac"], arrays["c_access"])
     walk, _ = network.nearest_source(graph, c, b)
-    _, tier = network.tier_of(walk, run["walk_speed_kmh"], tiers)
+    _, tier = network.tier_of(walk, params.walk_speed_kmh, tiers)
     return Model(
         run=(run["id"], run["computed_at"]),
         srid=run["metric_srid"],
@@ -116,8 +118,8 @@ def _load_model(conn: Connection, run: dict[str, Any]) -> Model:
         center_codes=arrays["center_code"],
         centers=c,
         tiers=tiers,
-        speed=run["walk_speed_kmh"],
-        max_access_m=run["max_access_m"],
+        speed=params.walk_speed_kmh,
+        max_access_m=params.max_access_m,
         base_walk=walk,
         base_tier=tier,
         to_m=to_m,

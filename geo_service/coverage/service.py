@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine
 
 from geo_service.coverage import figures as fig
 from geo_service.coverage import store
-from geo_service.coverage.compute import tiers_of
+from geo_service.coverage.params import CoverageParams
 from geo_service.db.engine import reading
 from geo_service.errors import InvalidInput, NotFound
 from geo_service.settings import Settings
@@ -33,11 +33,7 @@ def status(conn: Connection, settings: Settings) -> dict[str, Any]:
         for kind in store.KINDS
         if now[kind] != run[f"{kind}_version"]
     ]
-    if (
-        run["walk_speed_kmh"] != settings.coverage_walk_speed_kmh
-        or list(run["tiers_min"]) != tiers_of(settings)
-        or run["max_access_m"] != settings.coverage_max_access_m
-    ):
+    if CoverageParams.of_run(run) != CoverageParams.from_settings(settings):
         because.append("coverage settings changed")
     return {
         "computed_at": run["computed_at"].isoformat(),
