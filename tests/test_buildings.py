@@ -10,10 +10,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from geo_service.api.app import create_app
+from geo_service.buildings.service import refresh_address_index
 from geo_service.crs import wgs84_to_gcj02
 from geo_service.ingest import ImportOptions, import_file
 from geo_service.settings import Settings
 from tests import factories as f
+from tests.conftest import DATA_TABLES
 
 
 @pytest.fixture
@@ -133,3 +135,130 @@ def test_bad_search_input_is_a_clear_4xx(client: TestClient, params, status, fra
     response = client.get("/api/v1/buildings", params=params)
     assert response.status_code == status
     assert fragment in response.text
+
+
+# -- q alone over the demo city (3,016 buildings) ---------------------------------------------
+DEMO_DIR = Path(__file__).parent.parent / "shapefiles" / "demo"
+
+
+@pytest.fixture
+def demo(engine: Engine, settings: Settings) -> Iterator[TestClient]:
+    """The committed demo city, imported when the tables do not hold it (the tests above
+    empty them), so that the tests below share one import."""
+    with engine.connect() as conn:
+        count = conn.execute(
+            text("SELECT count(*) FROM buildings WHERE address LIKE '%皖江街1号锦绣名邸1栋'")
+        ).scalar_one()
+        total = conn.execute(text("SELECT count(*) FROM buildings")).scalar_one()
+    if (count, total) != (1, 3016):
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE"))
+        for kind in ("communities", "grids", "workers", "buildings"):
+            name = "workers.csv" if kind == "workers" else f"{kind}.shp"
+            import_file(engine, settings, kind, DEMO_DIR / name)
+        refresh_address_index(engine)
+    with TestClient(create_app(settings, engine=engine)) as client:
+        yield client
+
+
+def search(client: TestClient, **params: object) -> dict:
+    response = client.get("/api/v1/buildings", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def register(engine: Engine, where: str, **params: str) -> set[str]:
+    """Codes of the demo buildings a SQL condition on the register (b) and its index (a)
+    selects: what a search must find, computed apart from it."""
+    sql = (
+        f"SELECT b.code FROM buildings b JOIN building_addresses a ON a.code = b.code WHERE {where}"
+    )
+    with engine.connect() as conn:
+        return set(conn.execute(text(sql), params).scalars())
+
+
+@pytest.mark.parametrize(
+    ("q", "where"),
+    [
+        ("锦绣名邸", "b.address LIKE '%锦绣名邸%'"),  # an estate
+        ("皖江街", "a.road = '皖江街'"),  # a road
+        ("3栋", "a.building = '3'"),  # a building number as residents type it
+        (
+            "石城社区",
+            "b.code IN (SELECT b2.code FROM buildings b2 JOIN grids g "
+            "ON ST_Covers(g.geom, b2.geom) JOIN communities c ON c.code = g.community_code "
+            "WHERE c.name = '石城社区')",
+        ),  # a community
+    ],
+)
+def test_q_alone_finds_every_such_building_of_the_demo_city(
+    demo: TestClient, engine: Engine, q: str, where: str
+):
+    pages, offset = [], 0
+    while True:  # every page, 7 at a time
+        page = search(demo, q=q, limit=7, offset=offset)
+        pages.append(page)
+        offset += 7
+        if offset >= page["total"]:
+            break
+    codes = [b["code"] for page in pages for b in page["items"]]
+    expected = register(engine, where)
+    assert len(codes) == len(set(codes)) == pages[0]["total"]  # no row twice or lost
+    assert set(codes) == expected and expected
+    assert all("message" not in page for page in pages)
+
+
+def test_an_estate_search_lists_each_estate_together_in_number_order(demo: TestClient):
+    # Three estates are called 锦绣名邸 (皖江街1号, 滨江一路80号, 友谊四路110号).
+    items = search(demo, q="锦绣名邸", limit=50)["items"]
+    places = [b["address"].split("锦绣名邸")[0] for b in items]
+    assert len(items) == 10 and len(set(places)) == 3
+    assert places == sorted(places, key=places.index)  # each estate's buildings together
+    for place in set(places):
+        numbers = [int(b["name"][4:-1]) for b in items if b["address"].startswith(place)]
+        assert numbers == list(range(1, len(numbers) + 1))
+    assert all(b["grid_code"] and b["community_code"] for b in items)
+
+
+def test_a_text_naming_no_part_is_matched_within_addresses(demo: TestClient):
+    # 锦绣 alone is no estate (no suffix): a substring of the address or name.
+    body = search(demo, q="锦绣", limit=1000)
+    assert body["total"] >= 10 and all("锦绣" in b["address"] for b in body["items"])
+    # 石城 reads as an estate (城 ends estate names) and no estate or community is called so:
+    # then the whole text is looked for in addresses, and finds 石城三路 and 石城五路.
+    found = search(demo, q="石城", limit=1000)
+    assert found["total"] == 85 and all("石城" in b["address"] for b in found["items"])
+
+
+def test_text_matching_nothing_says_so_and_the_schema_documents_it(demo: TestClient):
+    body = search(demo, q="翠湖苑")
+    assert (body["total"], body["items"]) == (0, [])
+    assert body["message"] == "no building matches '翠湖苑'"
+    in_grid = search(demo, q="翠湖苑", grid=search(demo, q="锦绣名邸")["items"][0]["grid_code"])
+    assert in_grid["message"] == "no building matches '翠湖苑'"
+    schema = demo.get("/openapi.json").json()
+    page = schema["paths"]["/api/v1/buildings"]["get"]["responses"]["200"]["content"]
+    ref = page["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    message = schema["components"]["schemas"][ref]["properties"]["message"]
+    assert "no building" in message["description"]
+
+
+def test_an_estate_given_in_part_can_be_read_from_the_trigram_index(demo: TestClient, engine):
+    from geo_service.buildings.store import _city_statement
+
+    statement, params = _city_statement(
+        {
+            "t_road": None,
+            "t_door": None,
+            "t_building": None,
+            "t_estate": "锦绣名",
+            "t_needle": None,
+        },
+        "锦绣名",
+        20,
+        0,
+    )
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL enable_seqscan = off"))  # the demo is small: ask for it
+        plan = "\n".join(conn.execute(text(f"EXPLAIN {statement.text}"), params).scalars())
+    assert "building_addresses_estate_trgm" in plan

@@ -5,11 +5,45 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
 
 from geo_service.api.deps import CrsQuery, EngineDep, SettingsDep
 from geo_service.buildings import service
 
 router = APIRouter(prefix="/api/v1", tags=["buildings"])
+
+
+class BuildingItem(BaseModel):
+    """One building of a search answer, with the grid it belongs to (locate rules)."""
+
+    code: str
+    address: str
+    name: str | None = None
+    households: int | None = None
+    lon: float
+    lat: float
+    grid_code: str | None = None
+    grid_name: str | None = None
+    community_code: str | None = None
+    distance_m: float | None = Field(None, description="metres from `near`; null otherwise")
+    match_type: str | None = Field(
+        None, description="when the geocoder found the building (q alone): how it matched"
+    )
+    confidence: float | None = Field(None, description="with match_type: 0..1")
+
+
+class BuildingPage(BaseModel):
+    """A page of buildings, best or nearest first."""
+
+    total: int = Field(description="buildings matching in all, over every page")
+    limit: int
+    offset: int
+    items: list[BuildingItem]
+    message: str | None = Field(
+        None,
+        description="present only when a text q matches no building: says so, quoting q "
+        "(\"no building matches '翠湖苑'\")",
+    )
 
 
 @router.get("/geocode")
@@ -38,7 +72,8 @@ def reverse(
     return service.reverse(engine, settings, lon, lat, crs, radius, limit)
 
 
-@router.get("/buildings")
+# exclude_unset: an answer carries message, match_type and confidence only when they apply.
+@router.get("/buildings", response_model=BuildingPage, response_model_exclude_unset=True)
 def buildings(
     engine: EngineDep,
     settings: SettingsDep,
@@ -53,7 +88,9 @@ def buildings(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     """A page of the buildings of a grid and/or near a point (nearest first), optionally
-    matching a text `q`; `q` alone searches the whole city (best match first, ≤ 50)."""
+    matching a text `q`; `q` alone searches every building of the city (address, estate,
+    road, community name, building number such as 3栋), best match first. A text that matches
+    nothing answers `message`."""
     return service.search(engine, settings, q, grid, near, crs, radius, limit, offset)
 
 

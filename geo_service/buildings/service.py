@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from multiprocessing.context import BaseContext
@@ -56,32 +56,55 @@ def search(
     offset: int,
 ) -> dict[str, Any]:
     """A page of buildings: of a grid and/or near a point (`near` = "lon,lat"), optionally
-    matching a text `q` (金山花园3栋, 3栋, 锦绣); `q` alone searches the whole city by
-    geocoding, best match first."""
+    matching a text `q` (金山花园3栋, 3栋, 锦绣); `q` alone searches the whole city
+    (`_search_city`). A text that matches no building says so in `message`."""
     if grid is None and near is None and not q:
         raise InvalidInput("give q=TEXT, grid=CODE and/or near=lon,lat")
-    words: Mapping[str, str | None] = store.NO_TEXT
     if q is not None:
-        text_ = q.strip()
-        if not text_ or len(text_) > settings.geocode_max_chars:
+        q = q.strip()
+        if not q or len(q) > settings.geocode_max_chars:
             raise InvalidInput(f"q must be 1 to {settings.geocode_max_chars} characters")
         if grid is None and near is None:
-            return _search_city(engine, settings, text_, limit, offset)
+            return _search_city(engine, settings, q, limit, offset)
         refresh_address_index(engine)
-        words = _words(text_)
     with reading(engine) as conn:
         if grid is not None and not store.grid_exists(conn, grid):
             raise NotFound(f"unknown grid code {grid!r}")
         if near is None:
             assert grid is not None
-            rows = store.in_grid(conn, grid, limit, offset, words)
+            rows = _matching(
+                lambda words, n, skip: store.in_grid(conn, grid, n, skip, words), q, limit, offset
+            )
         else:
             x, y = _point(near, crs)
-            rows = store.near(conn, x, y, radius_m, grid, limit, offset, words)
-    total = int(rows[0].pop("total")) if rows else 0
-    for row in rows[1:]:
-        row.pop("total", None)
-    return {"total": total, "limit": limit, "offset": offset, "items": [_rounded(r) for r in rows]}
+            rows = _matching(
+                lambda words, n, skip: store.near(conn, x, y, radius_m, grid, n, skip, words),
+                q,
+                limit,
+                offset,
+            )
+    return _page(rows, limit, offset, q)
+
+
+Rows = list[dict[str, Any]]
+
+
+def _matching(
+    fetch: Callable[[Mapping[str, str | None], int, int], Rows],
+    q: str | None,
+    limit: int,
+    offset: int,
+) -> Rows:
+    """A page of a search by the parts the text gives (`_words`); when those match nothing,
+    by the whole text as a substring of the address or name: 梅园 names no estate, but
+    梅园七路18号 holds it. `fetch(words, limit, offset)` runs the search."""
+    if q is None:
+        return fetch(store.NO_TEXT, limit, offset)
+    words = _words(q)
+    rows = fetch(words, limit, offset)
+    if rows or words["t_needle"] is not None or (offset and fetch(words, 1, 0)):
+        return rows
+    return fetch({**store.NO_TEXT, "t_needle": normalize(q) or q}, limit, offset)
 
 
 def _words(q: str) -> dict[str, str | None]:
@@ -102,8 +125,8 @@ def _search_city(
 ) -> dict[str, Any]:
     """A city-wide text search: the buildings the geocoder names, best first; when it names
     none (an estate, a road, a community or a building number alone: 锦绣名邸, 皖江街,
-    石城社区, 3栋), every building the text's parts match, as within a grid. A text that
-    matches nothing says so in `message`."""
+    石城社区, 3栋), every building the text's parts match, as within a grid (`_matching`),
+    ranked by store.in_city. A text that matches nothing says so in `message`."""
     answer = geocode(engine, settings, q, _SEARCH_CITY_MAX)
     found = [c for c in answer["candidates"] if c["building_code"]]
     if found:
@@ -125,8 +148,16 @@ def _search_city(
             for c in found[offset : offset + limit]
         ]
         return {"total": len(found), "limit": limit, "offset": offset, "items": items}
+    key = normalize(q) or q
     with reading(engine) as conn:
-        rows = store.in_city(conn, limit, offset, _words(q))
+        rows = _matching(
+            lambda words, n, skip: store.in_city(conn, n, skip, words, key), q, limit, offset
+        )
+    return _page(rows, limit, offset, q)
+
+
+def _page(rows: Rows, limit: int, offset: int, q: str | None) -> dict[str, Any]:
+    """The answer of a search from its rows (each carrying the `total`)."""
     total = int(rows[0]["total"]) if rows else 0
     for row in rows:
         row.pop("total", None)
@@ -136,7 +167,7 @@ def _search_city(
         "offset": offset,
         "items": [_rounded(r) for r in rows],
     }
-    if total == 0:
+    if q is not None and total == 0:
         page["message"] = f"no building matches {q!r}"
     return page
 
