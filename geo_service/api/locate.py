@@ -19,7 +19,6 @@ from geo_service.grids.locate import locate_points, locate_points_async
 router = APIRouter(prefix="/api/v1", tags=["locate"])
 
 
-
 def _param(query: Mapping[str, str], name: str) -> str:
     """A required query parameter of at most 64 characters."""
     value = query.get(name)

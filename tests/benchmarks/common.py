@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import time
@@ -50,7 +51,9 @@ class Result:
 def settings() -> Settings:
     """Settings of the benchmark run (the checkout's embedded cluster unless GEO_DATABASE_URL)."""
     base = Settings()
-    return base if not base.embedded else Settings(data_dir=find_data_dir(ROOT))
+    if not base.embedded or os.environ.get("GEO_DATA_DIR"):
+        return base
+    return Settings(data_dir=find_data_dir(ROOT))
 
 
 def scratch_engine(s: Settings, name: str = "geo_bench") -> Engine:
