@@ -17,13 +17,12 @@ from geo_service.incidents.bodies import IncidentChange, validated
 from geo_service.incidents.config import calendar_of, category_of
 from geo_service.incidents.queries import case_file
 from geo_service.incidents.routing import (
-    event_row,
+    Pending,
     join_notes,
     locate_report,
     point_of,
     route_to,
     with_recorder,
-    workflow_step,
 )
 from geo_service.incidents.workflow import (
     due_at,
@@ -60,21 +59,20 @@ def change_incident(
             raise NotFound(f"no incident {ref!r}")
         status = row["status"]
         new = transition(request.action, status, ref)
-        values: dict[str, Any] = {"updated_at": now}
-        events: list[dict[str, Any]] = []
+        pending = Pending(now, {"updated_at": now})
         if request.action == "locate":
-            new = _relocate(conn, settings, row, request, values, events, now)
+            new = _relocate(conn, settings, row, request, pending)
         elif request.action == "dispatch":
-            _dispatch(conn, settings, row, request, values, events, now)
+            _dispatch(conn, settings, row, request, pending)
         else:
             if request.action == "close":
-                values["closed_at"] = now
+                pending.values["closed_at"] = now
             elif request.action == "reopen":
-                values["closed_at"] = None
-            events.append(event_row(request.action, status, new, request.actor, request.note, now))
-        values["status"] = new
-        store.update_incident(conn, row["id"], values)
-        store.insert_events(conn, row["id"], with_recorder(events, recorded_by))
+                pending.values["closed_at"] = None
+            pending.record(request.action, status, new, request.actor, request.note)
+        pending.values["status"] = new
+        store.update_incident(conn, row["id"], pending.values)
+        store.insert_events(conn, row["id"], with_recorder(pending.events, recorded_by))
         return case_file(conn, settings, ref, now)
 
 
@@ -83,21 +81,18 @@ def _relocate(
     settings: Settings,
     row: Mapping[str, Any],
     request: IncidentChange,
-    values: dict[str, Any],
-    events: list[dict[str, Any]],
-    now: datetime,
+    pending: Pending,
 ) -> str:
     """Locate an incident from the coordinates given, then route it as intake would."""
     point = point_of(request.lon, request.lat, request.crs)
     if point is None:
         raise InvalidInput("locate needs lon and lat (with crs when not WGS-84)")
     category = category_of(settings, row["category"])
-    located = locate_report(conn, settings, category, point, now, exclude_id=row["id"])
-    status = workflow_step(
-        events, "locate", row["status"], request.actor, join_notes(request.note, located.note), now
-    )
-    values.update(located.values)
-    return route_to(settings, category, located, status, values, events, now)
+    located = locate_report(conn, settings, category, point, pending.now, exclude_id=row["id"])
+    note = join_notes(request.note, located.note)
+    status = pending.step("locate", row["status"], request.actor, note)
+    pending.values.update(located.values)
+    return route_to(settings, category, located, status, pending)
 
 
 def _dispatch(
@@ -105,9 +100,7 @@ def _dispatch(
     settings: Settings,
     row: Mapping[str, Any],
     request: IncidentChange,
-    values: dict[str, Any],
-    events: list[dict[str, Any]],
-    now: datetime,
+    pending: Pending,
 ) -> None:
     """Route to a grid (a dispatcher's choice, or the located one); the deadline is set at the
     first dispatch only, so re-routing never extends it."""
@@ -122,13 +115,13 @@ def _dispatch(
     target = store.grid(conn, code)
     if target is None:
         raise InvalidInput(f"unknown grid_code {code!r}", details={"value": code})
-    values.update(grid_code=target["code"], community_code=target["community_code"])
+    pending.values.update(grid_code=target["code"], community_code=target["community_code"])
     note = request.note
     if row["dispatched_at"] is None:
         category = category_of(settings, row["category"])
-        deadline = due_at(now, category.limit, calendar_of(settings))
-        values.update(dispatched_at=now, due_at=deadline)
+        deadline = due_at(pending.now, category.limit, calendar_of(settings))
+        pending.values.update(dispatched_at=pending.now, due_at=deadline)
         note = join_notes(note, f"{category.limit} -> due {iso_time(deadline)}")
     elif row["grid_code"] != target["code"]:
         note = join_notes(note, f"re-routed from grid {row['grid_code']}")
-    workflow_step(events, "dispatch", row["status"], request.actor, note, now, target["code"])
+    pending.step("dispatch", row["status"], request.actor, note, target["code"])

@@ -27,7 +27,7 @@ from geo_service.incidents.config import category_of
 from geo_service.incidents.queries import case_file
 from geo_service.incidents.routing import (
     SYSTEM,
-    event_row,
+    Pending,
     geocode_address,
     join_notes,
     locate_report,
@@ -106,7 +106,9 @@ def create_incident(
             if earlier is not None:
                 return _replay(conn, settings, earlier, request_hash, idempotency_key, now)
         given = {**STORED_AS_GIVEN, **REPORTER_COLUMNS}
-        values: dict[str, Any] = {
+        change = Pending(now)
+        values = change.values
+        values |= {
             **{column: getattr(report, name) for name, column in given.items()},
             "category": category.code,
             "received_at": now,
@@ -116,7 +118,6 @@ def create_incident(
             "idempotency_owner": owner,
             "request_hash": request_hash,
         }
-        events: list[dict[str, Any]] = []
         geocoded = ""
         if point is None:
             assert report.address is not None
@@ -126,16 +127,14 @@ def create_incident(
             note = join_notes(
                 f"received via {source}", geocoded, "address only: waiting for a location"
             )
-            events.append(event_row("receive", None, "needs_location", SYSTEM, note, now))
+            change.record("receive", None, "needs_location", SYSTEM, note)
             values.update(status="needs_location", needs_location=True)
         else:
             located = locate_report(conn, settings, category, point, now)
             note = join_notes(f"received via {source}", geocoded, located.note)
-            events.append(event_row("receive", None, "received", SYSTEM, note, now))
+            change.record("receive", None, "received", SYSTEM, note)
             values.update(located.values)
-            values["status"] = route_to(
-                settings, category, located, "received", values, events, now
-            )
+            values["status"] = route_to(settings, category, located, "received", change)
         created = store.insert_incident(conn, values)
         if created is None:
             # A concurrent request with the same key committed first: answer as a retry.
@@ -143,7 +142,7 @@ def create_incident(
             earlier = store.by_idempotency_key(conn, owner, idempotency_key)
             assert earlier is not None
             return _replay(conn, settings, earlier, request_hash, idempotency_key, now)
-        store.insert_events(conn, created["id"], with_recorder(events, recorded_by))
+        store.insert_events(conn, created["id"], with_recorder(change.events, recorded_by))
         return Intake(case_file(conn, settings, created["ref"], now), created=True)
 
 

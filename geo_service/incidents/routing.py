@@ -2,7 +2,7 @@
 and the workflow steps that file and dispatch it there. Shared by intake and follow-up.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -137,41 +137,52 @@ def locate_report(
     return _Located(found, values, "; ".join(notes))
 
 
+@dataclass
+class Pending:
+    """A change being made to one incident in one transaction: the column values to write,
+    the events to record, and the one time they all carry."""
+
+    now: datetime
+    values: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(
+        self,
+        action: str,
+        from_status: str | None,
+        to_status: str,
+        actor: str,
+        note: str | None,
+        grid_code: str | None = None,
+    ) -> None:
+        """Record one event of the history."""
+        self.events.append(
+            event_row(action, from_status, to_status, actor, note, self.now, grid_code)
+        )
+
+    def step(
+        self, action: str, status: str, actor: str, note: str | None, grid_code: str | None = None
+    ) -> str:
+        """Apply one workflow action, recording its event; returns the new status."""
+        new = transition(action, status)
+        self.record(action, status, new, actor, note, grid_code)
+        return new
+
+
 def route_to(
-    settings: Settings,
-    category: Category,
-    located: _Located,
-    status: str,
-    values: dict[str, Any],
-    events: list[dict[str, Any]],
-    now: datetime,
+    settings: Settings, category: Category, located: _Located, status: str, change: Pending
 ) -> str:
     """File and dispatch automatically as far as the location allows; returns the new status."""
-    found = located.location
+    found, now = located.location, change.now
     if found.status in (*_ROUTED, "ambiguous"):
-        status = workflow_step(events, "file", status, SYSTEM, None, now)
-        values["filed_at"] = now
+        status = change.step("file", status, SYSTEM, None)
+        change.values["filed_at"] = now
     if found.status in _ROUTED:
         deadline = due_at(now, category.limit, calendar_of(settings))
         note = f"dispatched to grid {found.grid_code}; {category.limit} -> due {iso_time(deadline)}"
-        status = workflow_step(events, "dispatch", status, SYSTEM, note, now, found.grid_code)
-        values.update(dispatched_at=now, due_at=deadline)
+        status = change.step("dispatch", status, SYSTEM, note, found.grid_code)
+        change.values.update(dispatched_at=now, due_at=deadline)
     return status
-
-
-def workflow_step(
-    events: list[dict[str, Any]],
-    action: str,
-    status: str,
-    actor: str,
-    note: str | None,
-    now: datetime,
-    grid_code: str | None = None,
-) -> str:
-    """Apply one workflow action, recording its event; returns the new status."""
-    new = transition(action, status)
-    events.append(event_row(action, status, new, actor, note, now, grid_code))
-    return new
 
 
 def event_row(
