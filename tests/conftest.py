@@ -4,6 +4,7 @@ the GEO_DATABASE_URL server), migrated once per session, emptied before each tes
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +68,13 @@ def db_url(settings: Settings) -> Iterator[str]:
     yield url
     if not os.environ.get("GEO_TEST_DATABASE_URL"):
         drop_database(url)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]

@@ -26,8 +26,8 @@ from sqlalchemy import Engine
 from geo_service.api.app import create_app
 from geo_service.auth.service import add_user
 from geo_service.settings import Settings
-from tests.conftest import ROOT
-from tests.test_map_browser import _chromium, _free_port, _wait_up, playwright_api
+from tests.conftest import ROOT, free_port
+from tests.test_map_browser import _chromium, _wait_up, playwright_api
 
 BIN = Path(sys.executable).parent
 # A name that is not localhost, mapped to 127.0.0.1 inside the browser: Swagger UI behaves
@@ -129,7 +129,7 @@ class Server:
 def server(
     engine: Engine, settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("docs-server") / "server.log"
     env = {
         **os.environ,

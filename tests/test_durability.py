@@ -33,18 +33,12 @@ from geo_service.db.engine import drop_database, fresh_database, make_engine
 from geo_service.errors import Unavailable
 from geo_service.settings import Settings
 from tests import test_incidents
-from tests.conftest import ROOT, ensure_token
+from tests.conftest import ROOT, ensure_token, free_port
 from tests.test_incidents import IN_G1
 
 grids_planted = test_incidents.grids_planted
 CLI = str(Path(sys.executable).parent / "geo-service")
 TOKEN = "durability-test-admin-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:
@@ -84,7 +78,7 @@ def test_every_acknowledged_incident_exists_exactly_once_after_a_kill_9(
     grids_planted: Engine, settings: Settings, db_url: str, tmp_path: Path
 ):
     ensure_token(grids_planted, settings, "durability-admin", "admin", TOKEN)
-    port, log = _free_port(), tmp_path / "server.log"
+    port, log = free_port(), tmp_path / "server.log"
     run = uuid.uuid4().hex[:8]
     keys = [f"burst-{run}-{i:04d}" for i in range(300)]
     auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -226,7 +220,7 @@ class Outage:
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
-        self.port = _free_port()
+        self.port = free_port()
         self._sockets: list[socket.socket] = []
         self._listener: socket.socket | None = None
         self._lock = threading.Lock()

@@ -25,7 +25,7 @@ from geo_service.errors import InvalidInput
 from geo_service.grids.locate import parse_coordinates
 from geo_service.settings import Settings
 from tests import test_incidents
-from tests.conftest import ROOT, ensure_token
+from tests.conftest import ROOT, ensure_token, free_port
 
 BIN = Path(sys.executable).parent
 
@@ -41,7 +41,7 @@ def test_schemathesis_as_a_stranger_runs_it(
     examples, coverage, fuzzing and stateful. Bounded (GEO_FUZZ_EXAMPLES per operation, a
     fixed seed) so that every CI run tries the same requests."""
     token = ensure_token(grids_planted, settings, "schemathesis", "admin", "schemathesis-admin")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GEO_DATABASE_URL": db_url, "GEO_WORKERS": "1", "GEO_LOG_JSON": "false"}
     log = tmp_path / "server.log"
     with log.open("wb") as sink:
@@ -68,14 +68,6 @@ def test_schemathesis_as_a_stranger_runs_it(
     summary = run.stdout[run.stdout.find("=== FAILURES") :] or run.stdout[-3000:]
     assert run.returncode == 0, summary + run.stderr
     assert " passed" in run.stdout and "Traceback" not in log.read_text()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # -- size limits ---------------------------------------------------------------------------------
@@ -328,7 +320,6 @@ def test_an_internal_error_is_json_and_the_keep_alive_connection_stays_usable(
     JSON 500, and the next request on the same connection is answered (uvicorn closed it
     when the exception escaped the app)."""
     import http.client
-    import socket
     import threading
 
     import uvicorn
@@ -339,9 +330,7 @@ def test_an_internal_error_is_json_and_the_keep_alive_connection_stays_usable(
     def boom() -> None:
         raise RuntimeError("a bug")
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="critical"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -23,7 +22,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from geo_service.db.engine import drop_database, fresh_database
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 
 def _run(*args: str | Path, **kwargs) -> subprocess.CompletedProcess[str]:
@@ -109,12 +108,6 @@ def test_the_wheel_carries_what_the_service_reads(installed: Path):
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_installed_script_imports_the_demo_and_serves_the_checkouts_layers(
     installed: Path, elsewhere: tuple[Path, dict]
 ):
@@ -127,7 +120,7 @@ def test_installed_script_imports_the_demo_and_serves_the_checkouts_layers(
     assert "Traceback" not in demo.stderr
     assert not (folder / ".geo-service").exists()  # it used the database it was given
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [installed / "geo-service", "serve", "--port", str(port)],
         cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from geo_service.auth.service import add_user
 from geo_service.crs import gcj02_to_wgs84, wgs84_to_gcj02
 from geo_service.db.engine import drop_database, ensure_schema, fresh_database, make_engine
 from geo_service.settings import Settings
-from tests.conftest import DATA_TABLES, ROOT
+from tests.conftest import DATA_TABLES, ROOT, free_port
 
 playwright_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed: run `make setup`"
@@ -61,12 +60,6 @@ def _chromium() -> str:
             "root (apt-get install chromium fonts-wqy-microhei)"
         )
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -184,7 +177,7 @@ def _environment(url: str) -> dict[str, str]:
 def _serving(engine: Engine, settings: Settings, env: dict[str, str]) -> Iterator[Served]:
     """`geo-service serve` on the database of `env`, with an admin's token."""
     token = add_user(engine, settings, "map-browser-test", "admin", expires_days=1).token
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(BIN / "geo-service"), "serve", "--port", str(port)],
         env=env,

@@ -15,9 +15,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from geo_service.api.limits import answer
+from geo_service.api.limits import TrackedSend, answer
 from geo_service.errors import (
     BadRequest,
     Conflict,
@@ -180,18 +180,12 @@ class InternalErrors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except Exception:
             log.exception("%s %s: internal error", scope["method"], scope["path"])
-            if started:
+            if tracked.started:
                 return  # half an answer is out: nothing better can follow
             body = {"error": "internal", "message": "internal error; it has been logged"}
             await answer(send, 500, json.dumps(body).encode(), b"application/json")

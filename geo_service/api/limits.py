@@ -45,7 +45,6 @@ class BodyLimit:
             await self._too_large(send, int(declared))
             return
         seen = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal seen
@@ -56,15 +55,11 @@ class BodyLimit:
                     raise _TooLarge(seen)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked)
         except _TooLarge as exc:
-            if not started:
+            if not tracked.started:
                 await self._too_large(send, exc.size)
 
     async def _too_large(self, send: Send, size: int) -> None:
@@ -120,6 +115,20 @@ class NulGuard:
             return
         body = json.dumps({"error": "invalid_input", "message": message}).encode()
         await answer(send, 422, body, b"application/json")
+
+
+class TrackedSend:
+    """A `send` that remembers whether the answer has started (after which middleware can no
+    longer answer in its place)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        """Pass the message on, noting the start of the answer."""
+        self.started = self.started or message["type"] == "http.response.start"
+        await self.send(message)
 
 
 async def answer(send: Send, status: int, body: bytes, content_type: bytes) -> None:
