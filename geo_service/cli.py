@@ -203,7 +203,7 @@ def db_stop() -> None:
     """Stop the embedded cluster."""
     from geo_service.db.engine import cluster
 
-    if not state.settings.embedded:
+    if not state.settings.database.embedded:
         raise InvalidInput("GEO_DATABASE_URL is set: that server is not ours to stop")
     cluster(state.settings).stop()
     out.print("embedded database stopped")
@@ -214,8 +214,8 @@ def db_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Say which database is in use and whether it runs."""
     from geo_service.db.engine import cluster
 
-    if not state.settings.embedded:
-        info: dict[str, Any] = {"mode": "external", "url": _safe_url(state.settings.database_url)}
+    if not state.settings.database.embedded:
+        info: dict[str, Any] = {"mode": "external", "url": _safe_url(state.settings.database.url)}
     else:
         status = cluster(state.settings).status()
         info = {"mode": "embedded", **asdict(status)}
@@ -561,7 +561,7 @@ def assign_cmd(
             source,
             output,
             input_crs,
-            state.settings.locate_tolerance_m,
+            state.settings.grids.locate_tolerance_m,
             id_field=id_field,
             lon_field=lon_field,
             lat_field=lat_field,
@@ -675,7 +675,7 @@ def coverage_compute_cmd(
     if report["buildings_without_street"]:
         out.print(
             f"  {report['buildings_without_street']:,} buildings have no street within "
-            f"{state.settings.coverage_max_access_m:g} m (unreachable)"
+            f"{state.settings.coverage.max_access_m:g} m (unreachable)"
         )
     for code in report["centers_without_street"]:
         out.print(f"  centre {code} has no street within reach: it covers nothing")
@@ -763,14 +763,14 @@ def map_export_cmd(
     from web_map.export import export_html, http_fetch
 
     settings = state.settings
-    chosen = basemap or settings.map_basemap
+    chosen = basemap or settings.map.basemap
     if api:
-        html = export_html(view, http_fetch(api, token), chosen, settings.map_tianditu_key)
+        html = export_html(view, http_fetch(api, token), chosen, settings.map.tianditu_key)
     else:
         from geo_service.api.local import local_fetch
 
         with local_fetch(settings, state.engine()) as fetch:
-            html = export_html(view, fetch, chosen, settings.map_tianditu_key)
+            html = export_html(view, fetch, chosen, settings.map.tianditu_key)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(html, encoding="utf-8")
     out.print(f"wrote the {view} map ({len(html.encode()) / 1e6:.1f} MB) to {output}")
@@ -824,7 +824,7 @@ def demo_cmd(
     if (folder / "roads.shp").exists():  # the life circle, for the planner map
         coverage_compute_cmd(shapes=True, as_json=False)
     issued = add_user(state.engine(), state.settings, "demo-admin", "admin", expires_days=1)
-    base = f"http://{state.settings.host}:{state.settings.port}"
+    base = f"http://{state.settings.server.host}:{state.settings.server.port}"
     out.print(f"demo admin token (valid one day): {issued.token}")
     out.print(f"  curl -H 'Authorization: Bearer {issued.token}' {base}/api/v1/incidents")
     access = f"access_token={issued.token}"
@@ -849,8 +849,8 @@ def serve_cmd(
 
     settings = state.settings
     state.engine()  # start the database and migrate once, before any worker starts
-    host, port = host or settings.host, port or settings.port
-    workers = workers or settings.workers
+    host, port = host or settings.server.host, port or settings.server.port
+    workers = workers or settings.server.workers
     out.print(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     # An import string and a factory: each worker process builds its own app, engine and pools
     # from the environment.
@@ -860,11 +860,11 @@ def serve_cmd(
         host=host,
         port=port,
         workers=workers,
-        log_level=settings.log_level.lower(),
+        log_level=settings.server.log_level.lower(),
         log_config=None,  # the app's factory sets up JSON logs (no query strings, no bodies)
         access_log=False,
-        backlog=settings.backlog,
-        timeout_keep_alive=settings.keep_alive_s,
+        backlog=settings.server.backlog,
+        timeout_keep_alive=settings.server.keep_alive_s,
     )
 
 

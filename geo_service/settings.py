@@ -1,26 +1,41 @@
-"""Settings: one pydantic-settings class, GEO_ prefix, built once by the app or CLI and passed down.
+"""Settings per concern, each read once from its GEO_ environment variables (or `.env`) when
+the app or CLI builds `Settings()`, and passed down: nothing below the app reads the
+environment.
 
-Every number from the domain notes is a setting with its default here, never a constant in code.
+Every number from the domain notes is a setting with its default here, never a constant in
+code. Each group keeps the variable names documented in the README: `GEO_COVERAGE_TIERS_MIN`
+is `settings.coverage.tiers_min`, `GEO_AUTH_REQUIRED` is `settings.auth.required`, and the
+groups whose variables share no prefix (server, grids, layers) keep the names whole
+(`GEO_LOCATE_TOLERANCE_M` is `settings.grids.locate_tolerance_m`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
-from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class Settings(BaseSettings):
-    """Everything configurable; environment variables are GEO_<FIELD>."""
+def _group(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=prefix, env_file=".env", extra="ignore", populate_by_name=True
+    )
 
-    model_config = SettingsConfigDict(env_prefix="GEO_", env_file=".env", extra="ignore")
 
-    # Database. Empty database_url -> the embedded cluster in data_dir.
-    database_url: str | None = None
+class DatabaseSettings(BaseSettings):
+    """Where the data lives: a PostgreSQL URL, or (none given) the embedded cluster."""
+
+    model_config = _group("GEO_")
+
+    url: str | None = Field(
+        default=None,
+        validation_alias="GEO_DATABASE_URL",
+        description="postgresql://… of the database; empty: the embedded cluster in data_dir",
+    )
     data_dir: Path = Field(
         default_factory=lambda: find_data_dir(Path.cwd()),
         description="The embedded cluster and the service's files (rejected rows); default: "
@@ -29,175 +44,6 @@ class Settings(BaseSettings):
     )
     embedded_port: int = 54329
     pool_size: int = Field(16, description="Pooled connections; at least `threads`")
-    threads: int = Field(8, description="Request handler threads per server process")
-
-    # Import
-    import_tolerance_deg: float = Field(
-        1e-7, description="Geometries closer than this (degrees, ~1 cm) count as unchanged"
-    )
-
-    # Shapes of codes the deployment accepts (DB11/T 2157: 15-digit grids, 12-digit communities).
-    grid_code_pattern: str = r"^\d{15}$"
-    community_code_pattern: str = r"^\d{12}$"
-
-    # Locate / QA
-    locate_tolerance_m: float = Field(
-        50.0, description="A point in no grid but this close to one is assigned to it (nearest)"
-    )
-    locate_max_points: int = Field(10_000, description="Largest POST /api/v1/locate batch")
-    max_body_bytes: int = Field(5 << 20, description="Largest request body accepted")
-    geocode_max_chars: int = Field(200, description="Longest address text geocoding accepts")
-    geocode_dispatch_confidence: float = Field(
-        0.8, description="Address-only incidents are located at or above this confidence"
-    )
-    qa_min_area_m2: float = Field(1.0, description="Overlaps and gaps smaller than this are noise")
-
-    # HTTP
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = Field(1, description="Server processes of `geo-service serve`")
-    max_query_bytes: int = Field(8192, description="Longest query string accepted (else 414)")
-    backlog: int = Field(2048, description="Listen backlog of `serve` (connections waiting)")
-    keep_alive_s: int = Field(30, description="Idle keep-alive timeout of `serve`, seconds")
-    log_json: bool = Field(True, description="Server logs as JSON lines (false: plain text)")
-    log_level: str = Field("INFO", description="Level of the service's logs")
-
-    # Roles and tokens
-    auth_required: bool = Field(
-        True,
-        description="false: a request without a token acts as admin (trusted networks only)",
-    )
-    auth_anonymous: bool = Field(
-        True, description="Callers without a token may read public layers and Open311"
-    )
-    auth_token_days: float = Field(365, description="Default lifetime of a token; 0: never ends")
-    auth_cache_s: float = Field(
-        5.0, description="Seconds a checked token is trusted before it is looked up again"
-    )
-
-    # Incidents: intake, dispatch and follow-up (分流督办)
-    incident_categories_file: Path | None = Field(
-        default=None,
-        description="TOML table of categories and time limits; default: the packaged one",
-    )
-    incident_near_boundary_m: float = Field(
-        default=20.0, description="Another grid this close to a report flags it near_boundary"
-    )
-    incident_duplicate_radius_m: float = Field(
-        default=50.0, description="Same category this close to an open incident: possible duplicate"
-    )
-    incident_duplicate_window_h: float = Field(
-        default=24.0, description="...and received within this many hours before it"
-    )
-    incident_description_max_chars: int = Field(default=4000, description="Open311's limit")
-    incident_page_max: int = Field(
-        default=1000, description="Largest page of GET /api/v1/incidents"
-    )
-    # The working calendar: deadlines count only working time (clock starts at dispatch).
-    incident_timezone: str = Field(
-        default="Asia/Shanghai", description="Of working hours and output"
-    )
-    incident_work_periods: list[str] = Field(
-        default=["08:30-12:00", "14:00-17:30"], description="Working periods of a working day"
-    )
-    incident_work_weekdays: list[int] = Field(
-        default=[1, 2, 3, 4, 5], description="ISO weekdays that are working days (1 = Monday)"
-    )
-    incident_holidays: list[date] = Field(
-        default=[], description="Public holidays (no working time)"
-    )
-    incident_makeup_days: list[date] = Field(
-        default=[], description="Weekend days worked in exchange for a holiday bridge (调休)"
-    )
-
-    # Map layers: OGC API Features and vector tiles
-    layers_dir: Path | None = Field(
-        default=None, description="Folder of layer TOML files; default: the packaged layers/"
-    )
-    features_default_limit: int = Field(default=10, description="Page size of items by default")
-    features_max_limit: int = Field(default=10_000, description="Largest `limit` of items")
-    tile_cache_mb: int = Field(default=256, description="Server-side tile cache per process, MB")
-    public_hexbin_max_res: int = Field(
-        default=9,
-        ge=0,
-        le=15,
-        description="Finest H3 resolution of hexbins for callers without a token (9: cells of "
-        "about 0.1 km², so no hexagon points at a door)",
-    )
-    tile_max_age_s: int = Field(
-        default=0, description="Cache-Control max-age of tiles; 0: clients revalidate (ETag)"
-    )
-
-    # Web map (web_map/, served at /map)
-    map_basemap: Literal["osm", "tianditu", "amap", "none"] = Field(
-        default="osm",
-        description="Basemap of the web map; amap is GCJ-02 (the overlays are shifted to it)",
-    )
-    map_tianditu_key: str | None = Field(
-        default=None, description="Tianditu token (tk): needed by the tianditu basemap"
-    )
-    map_refresh_s: int = Field(
-        default=30, ge=5, description="Dispatcher map: seconds between incident refreshes"
-    )
-
-    # Open311 GeoReport v2
-    open311_language: Literal["zh", "en"] = Field(
-        default="zh", description="Language of service names and notices"
-    )
-    open311_window_days: int = Field(
-        default=90, description="GET requests: default and largest window"
-    )
-    open311_max_requests: int = Field(
-        default=1000, description="GET requests: most requests answered"
-    )
-    open311_public_decimals: int = Field(
-        default=3,
-        ge=0,
-        le=6,
-        description="Decimals of lat/long Open311 shows callers who may not read incidents "
-        "(3: about 100 m; 2: about 1 km)",
-    )
-
-    # Coverage: the 15-minute life circle (walking distances on the street network)
-    coverage_walk_speed_kmh: float = Field(
-        default=4.0, gt=0, description="Walking speed (R5 3.6, osmnx 4.5, Valhalla 5.1 km/h)"
-    )
-    coverage_tiers_min: list[int] = Field(
-        default=[5, 10, 15], description="Life-circle tiers in minutes of walking"
-    )
-    coverage_max_access_m: float = Field(
-        default=300.0, gt=0, description="Farthest a building or centre may be from a street"
-    )
-    coverage_node_tolerance_m: float = Field(
-        default=0.05, gt=0, description="Street end points closer than this are one node"
-    )
-    coverage_split_crossings: bool = Field(
-        default=False,
-        description="Join streets that cross without a shared vertex (off: bridges, tunnels)",
-    )
-    coverage_isochrone_buffer_m: float = Field(
-        default=25.0, gt=0, description="Isochrones: buffer around the reached street segments"
-    )
-    coverage_whatif_max_centers: int = Field(
-        default=100, description="Most centres one what-if may add or remove"
-    )
-    coverage_suggest_max_k: int = Field(default=20, description="Most sites one suggest may ask")
-    coverage_suggest_max_candidates: int = Field(
-        default=1500, description="Candidate sites considered by suggest (street nodes or given)"
-    )
-    coverage_suggest_time_limit_s: float = Field(
-        default=10.0,
-        gt=0,
-        description="Time limit of one suggest's search (bound, then HiGHS); past it the best "
-        'site set found is kept and the answer says "stopped": "time_limit"',
-    )
-    coverage_suggest_gap: float = Field(
-        default=0.01,
-        ge=0,
-        lt=1,
-        description="Suggest keeps the sites found before HiGHS (greedy, Lagrangian) when they "
-        "are proven within this fraction of the best possible households",
-    )
 
     @field_validator("data_dir")
     @classmethod
@@ -205,10 +51,242 @@ class Settings(BaseSettings):
         """A data folder given relative to the working folder, made absolute once."""
         return value.expanduser().absolute()
 
-    @cached_property
+    @property
     def embedded(self) -> bool:
         """True when the service manages its own local PostGIS cluster."""
-        return not self.database_url
+        return not self.url
+
+
+class ServerSettings(BaseSettings):
+    """The HTTP server: where it listens, how much it accepts, how it logs."""
+
+    model_config = _group("GEO_")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = Field(1, description="Server processes of `geo-service serve`")
+    threads: int = Field(8, description="Request handler threads per server process")
+    max_body_bytes: int = Field(5 << 20, description="Largest request body accepted")
+    max_query_bytes: int = Field(8192, description="Longest query string accepted (else 414)")
+    backlog: int = Field(2048, description="Listen backlog of `serve` (connections waiting)")
+    keep_alive_s: int = Field(30, description="Idle keep-alive timeout of `serve`, seconds")
+    log_json: bool = Field(True, description="Server logs as JSON lines (false: plain text)")
+    log_level: str = Field("INFO", description="Level of the service's logs")
+
+
+class GridSettings(BaseSettings):
+    """Grids and communities: the codes a deployment accepts, imports, locate and QA."""
+
+    model_config = _group("GEO_")
+
+    # Shapes of codes the deployment accepts (DB11/T 2157: 15-digit grids, 12-digit communities).
+    grid_code_pattern: str = r"^\d{15}$"
+    community_code_pattern: str = r"^\d{12}$"
+    import_tolerance_deg: float = Field(
+        1e-7, description="Geometries closer than this (degrees, ~1 cm) count as unchanged"
+    )
+    locate_tolerance_m: float = Field(
+        50.0, description="A point in no grid but this close to one is assigned to it (nearest)"
+    )
+    locate_max_points: int = Field(10_000, description="Largest POST /api/v1/locate batch")
+    qa_min_area_m2: float = Field(1.0, description="Overlaps and gaps smaller than this are noise")
+
+
+class GeocodeSettings(BaseSettings):
+    """Addresses to places."""
+
+    model_config = _group("GEO_GEOCODE_")
+
+    max_chars: int = Field(200, description="Longest address text geocoding accepts")
+    dispatch_confidence: float = Field(
+        0.8, description="Address-only incidents are located at or above this confidence"
+    )
+
+
+class AuthSettings(BaseSettings):
+    """Roles and tokens."""
+
+    model_config = _group("GEO_AUTH_")
+
+    required: bool = Field(
+        True,
+        description="false: a request without a token acts as admin (trusted networks only)",
+    )
+    anonymous: bool = Field(
+        True, description="Callers without a token may read public layers and Open311"
+    )
+    token_days: float = Field(365, description="Default lifetime of a token; 0: never ends")
+    cache_s: float = Field(
+        5.0, description="Seconds a checked token is trusted before it is looked up again"
+    )
+
+
+class IncidentSettings(BaseSettings):
+    """Incidents: intake, dispatch and follow-up (分流督办), and the working calendar their
+    deadlines count in (the clock starts at dispatch)."""
+
+    model_config = _group("GEO_INCIDENT_")
+
+    categories_file: Path | None = Field(
+        default=None,
+        description="TOML table of categories and time limits; default: the packaged one",
+    )
+    near_boundary_m: float = Field(
+        default=20.0, description="Another grid this close to a report flags it near_boundary"
+    )
+    duplicate_radius_m: float = Field(
+        default=50.0, description="Same category this close to an open incident: possible duplicate"
+    )
+    duplicate_window_h: float = Field(
+        default=24.0, description="...and received within this many hours before it"
+    )
+    description_max_chars: int = Field(default=4000, description="Open311's limit")
+    page_max: int = Field(default=1000, description="Largest page of GET /api/v1/incidents")
+    timezone: str = Field(default="Asia/Shanghai", description="Of working hours and output")
+    work_periods: list[str] = Field(
+        default=["08:30-12:00", "14:00-17:30"], description="Working periods of a working day"
+    )
+    work_weekdays: list[int] = Field(
+        default=[1, 2, 3, 4, 5], description="ISO weekdays that are working days (1 = Monday)"
+    )
+    holidays: list[date] = Field(default=[], description="Public holidays (no working time)")
+    makeup_days: list[date] = Field(
+        default=[], description="Weekend days worked in exchange for a holiday bridge (调休)"
+    )
+
+
+class Open311Settings(BaseSettings):
+    """The Open311 GeoReport v2 door."""
+
+    model_config = _group("GEO_OPEN311_")
+
+    language: Literal["zh", "en"] = Field(
+        default="zh", description="Language of service names and notices"
+    )
+    window_days: int = Field(default=90, description="GET requests: default and largest window")
+    max_requests: int = Field(default=1000, description="GET requests: most requests answered")
+    public_decimals: int = Field(
+        default=3,
+        ge=0,
+        le=6,
+        description="Decimals of lat/long Open311 shows callers who may not read incidents "
+        "(3: about 100 m; 2: about 1 km)",
+    )
+
+
+class LayerSettings(BaseSettings):
+    """Map layers: OGC API Features and vector tiles."""
+
+    model_config = _group("GEO_")
+
+    layers_dir: Path | None = Field(
+        default=None, description="Folder of layer TOML files; default: the packaged layers/"
+    )
+    features_default_limit: int = Field(default=10, description="Page size of items by default")
+    features_max_limit: int = Field(default=10_000, description="Largest `limit` of items")
+    tile_cache_mb: int = Field(default=256, description="Server-side tile cache per process, MB")
+    tile_max_age_s: int = Field(
+        default=0, description="Cache-Control max-age of tiles; 0: clients revalidate (ETag)"
+    )
+    public_hexbin_max_res: int = Field(
+        default=9,
+        ge=0,
+        le=15,
+        description="Finest H3 resolution of hexbins for callers without a token (9: cells of "
+        "about 0.1 km², so no hexagon points at a door)",
+    )
+
+
+class MapSettings(BaseSettings):
+    """The web map (web_map/, served at /map)."""
+
+    model_config = _group("GEO_MAP_")
+
+    basemap: Literal["osm", "tianditu", "amap", "none"] = Field(
+        default="osm",
+        description="Basemap of the web map; amap is GCJ-02 (the overlays are shifted to it)",
+    )
+    tianditu_key: str | None = Field(
+        default=None, description="Tianditu token (tk): needed by the tianditu basemap"
+    )
+    refresh_s: int = Field(
+        default=30, ge=5, description="Dispatcher map: seconds between incident refreshes"
+    )
+
+
+class CoverageSettings(BaseSettings):
+    """Coverage: the 15-minute life circle (walking distances on the street network)."""
+
+    model_config = _group("GEO_COVERAGE_")
+
+    walk_speed_kmh: float = Field(
+        default=4.0, gt=0, description="Walking speed (R5 3.6, osmnx 4.5, Valhalla 5.1 km/h)"
+    )
+    tiers_min: list[int] = Field(
+        default=[5, 10, 15], description="Life-circle tiers in minutes of walking"
+    )
+    max_access_m: float = Field(
+        default=300.0, gt=0, description="Farthest a building or centre may be from a street"
+    )
+    node_tolerance_m: float = Field(
+        default=0.05, gt=0, description="Street end points closer than this are one node"
+    )
+    split_crossings: bool = Field(
+        default=False,
+        description="Join streets that cross without a shared vertex (off: bridges, tunnels)",
+    )
+    isochrone_buffer_m: float = Field(
+        default=25.0, gt=0, description="Isochrones: buffer around the reached street segments"
+    )
+    whatif_max_centers: int = Field(
+        default=100, description="Most centres one what-if may add or remove"
+    )
+    suggest_max_k: int = Field(default=20, description="Most sites one suggest may ask")
+    suggest_max_candidates: int = Field(
+        default=1500, description="Candidate sites considered by suggest (street nodes or given)"
+    )
+    suggest_time_limit_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time limit of one suggest's search (bound, then HiGHS); past it the best "
+        'site set found is kept and the answer says "stopped": "time_limit"',
+    )
+    suggest_gap: float = Field(
+        default=0.01,
+        ge=0,
+        lt=1,
+        description="Suggest keeps the sites found before HiGHS (greedy, Lagrangian) when they "
+        "are proven within this fraction of the best possible households",
+    )
+
+
+class Settings(BaseModel):
+    """Everything configurable, one group per concern; `Settings()` reads the environment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    grids: GridSettings = Field(default_factory=GridSettings)
+    geocode: GeocodeSettings = Field(default_factory=GeocodeSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
+    open311: Open311Settings = Field(default_factory=Open311Settings)
+    layers: LayerSettings = Field(default_factory=LayerSettings)
+    map: MapSettings = Field(default_factory=MapSettings)
+    coverage: CoverageSettings = Field(default_factory=CoverageSettings)
+
+    def updated(self, **groups: Mapping[str, Any]) -> Settings:
+        """A copy with some values changed, by group and name, checked like the environment's:
+        `settings.updated(auth={"required": False}, coverage={"walk_speed_kmh": 3.0})`."""
+        changed = {}
+        for group, values in groups.items():
+            current = getattr(self, group)
+            unknown = set(values) - set(type(current).model_fields)
+            if unknown:
+                raise ValueError(f"settings.{group} has no {', '.join(sorted(unknown))}")
+            changed[group] = type(current).model_validate({**current.model_dump(), **values})
+        return self.model_copy(update=changed)
 
 
 PROJECT_FOLDER = ".geo-service"

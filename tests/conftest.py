@@ -22,9 +22,17 @@ from geo_service.db.engine import (
     fresh_database,
     make_engine,
 )
-from geo_service.settings import Settings, find_data_dir
+from geo_service.settings import DatabaseSettings, Settings, find_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def checkout_settings() -> Settings:
+    """The settings a user's commands in this checkout would use, wherever pytest starts."""
+    data_dir = os.environ.get("GEO_DATA_DIR") or find_data_dir(ROOT)
+    return Settings(database=DatabaseSettings(data_dir=data_dir))
+
+
 DATA_TABLES = (
     "incident_events",
     "incidents",
@@ -59,7 +67,7 @@ def _test_url(settings: Settings) -> str:
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     # The database a user's commands in this checkout would use, wherever pytest starts.
-    return Settings(data_dir=os.environ.get("GEO_DATA_DIR") or find_data_dir(ROOT))
+    return checkout_settings()
 
 
 @pytest.fixture(scope="session")
@@ -80,13 +88,14 @@ def free_port() -> int:
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
     """Say that the embedded database still runs, and where (other runs may be using it, so
     the tests never stop it themselves)."""
-    settings = Settings(data_dir=os.environ.get("GEO_DATA_DIR") or find_data_dir(ROOT))
-    if os.environ.get("GEO_TEST_DATABASE_URL") or not settings.embedded:
+    settings = checkout_settings()
+    if os.environ.get("GEO_TEST_DATABASE_URL") or not settings.database.embedded:
         return
     embedded = cluster(settings)
     if embedded.running():
         terminalreporter.write_line(
-            f"The embedded PostGIS of {settings.data_dir} (port {settings.embedded_port}) is "
+            f"The embedded PostGIS of {settings.database.data_dir} "
+            f"(port {settings.database.embedded_port}) is "
             "still running: the tests used scratch databases in it and dropped them, and "
             "leave it up for the next run. Stop it with: make db-stop"
         )

@@ -15,9 +15,9 @@ from shapely.geometry import box
 from sqlalchemy import Engine
 
 from geo_service.api.app import create_app
+from geo_service.coords import numbers
 from geo_service.crs import parse_input_crs
 from geo_service.grids import assign
-from geo_service.grids.locate import numbers
 from geo_service.settings import Settings
 from tests import factories
 from tests.test_cli import geo, no_traceback

@@ -91,7 +91,7 @@ def tokens(grids_planted: Engine, settings: Settings) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def app_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"auth_cache_s": 0.0})  # revocation seen at once
+    return settings.updated(auth={"cache_s": 0.0})  # revocation seen at once
 
 
 @pytest.fixture(scope="module")
@@ -308,13 +308,13 @@ def test_hidden_layers_are_unknown_to_who_may_not_see_them(server, tokens, incid
 
 
 def test_no_token_and_anonymous_switched_off(grids_planted, app_settings, tokens, incidents):
-    closed = app_settings.model_copy(update={"auth_anonymous": False})
+    closed = app_settings.updated(auth={"anonymous": False})
     with TestClient(create_app(closed, engine=grids_planted), headers={}) as client:
         assert client.get("/ogc/collections").status_code == 401
         assert client.get("/open311/v2/services.json").status_code == 401
         assert client.get("/livez").status_code == 200
         assert client.get("/ogc/collections", headers=as_(tokens, "planner")).status_code == 200
-    trusted = app_settings.model_copy(update={"auth_required": False})
+    trusted = app_settings.updated(auth={"required": False})
     with TestClient(create_app(trusted, engine=grids_planted), headers={}) as client:
         assert client.get("/api/v1/incidents").status_code == 200  # a trusted network
 

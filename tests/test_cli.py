@@ -332,12 +332,12 @@ def test_a_port_held_by_another_cluster_names_its_data_folder(
 ):
     """Starting a second cluster on the port of the one the tests use: exit 6, one line naming
     the data folder to use instead, and nothing created for the second one."""
-    if os.environ.get("GEO_TEST_DATABASE_URL") or not settings.embedded:
+    if os.environ.get("GEO_TEST_DATABASE_URL") or not settings.database.embedded:
         pytest.skip("the tests use a server of their own, not an embedded cluster")
     environ = {k: v for k, v in os.environ.items() if k not in ("GEO_DATABASE_URL",)}
     environ |= {
         "GEO_DATA_DIR": str(tmp_path / "second"),
-        "GEO_EMBEDDED_PORT": str(settings.embedded_port),
+        "GEO_EMBEDDED_PORT": str(settings.database.embedded_port),
     }
     done = subprocess.run(
         [CLI, "db", "start"], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=60
@@ -345,8 +345,8 @@ def test_a_port_held_by_another_cluster_names_its_data_folder(
     no_traceback(done)
     assert done.returncode == 6, done.stdout + done.stderr
     [error] = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert f"held by the geo-service cluster of data folder {settings.data_dir};" in error
-    assert f"GEO_DATA_DIR={settings.data_dir}" in error
+    assert f"held by the geo-service cluster of data folder {settings.database.data_dir};" in error
+    assert f"GEO_DATA_DIR={settings.database.data_dir}" in error
     assert not (tmp_path / "second").exists() and not any(tmp_path.rglob("pgdata"))
 
 

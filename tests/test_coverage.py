@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from geo_service.api.app import create_app
 from geo_service.cli import app as cli_app
-from geo_service.coverage import compute, figures, planning, service, shapes, topology
+from geo_service.coverage import compute, figures, planning, service, shapes, store, topology
 from geo_service.errors import InvalidInput
 from geo_service.ingest import ImportOptions, import_file
 from geo_service.settings import Settings
@@ -370,7 +370,7 @@ def test_tiers_follow_walking_speed_and_households_add_up(
         (15, 3, 60),
     ]
     assert city["households"] == 100 and city["tiers"][-1]["household_share"] == 0.6
-    slower = settings.model_copy(update={"coverage_walk_speed_kmh": 3.0})
+    slower = settings.updated(coverage={"walk_speed_kmh": 3.0})
     assert service.summary(db, slower)["stale_because"] == ["coverage settings changed"]
 
 
@@ -394,7 +394,7 @@ def test_river_with_one_bridge_leaves_the_building_across_uncovered(
     assert center == "C1" and walk == pytest.approx(1000 + 200 + 1000 + 10, abs=2)
     assert tier is None
     assert result["B2"][2] == 10  # 610 m along the same bank: covered
-    page = service.buildings(db, settings, uncovered=True)
+    page = service.buildings(db, settings, store.BuildingQuery(uncovered=True))
     assert [b["code"] for b in page["items"]] == ["B1"]
 
 

@@ -64,7 +64,7 @@ def _independent_walks(engine: Engine, settings: Settings) -> dict[str, float]:
             frame, geometry=gpd.points_from_xy(frame["x"], frame["y"]), crs=4326
         ).to_crs(utm)
         near = gpd.sjoin_nearest(
-            pts, lines[["geometry"]], max_distance=settings.coverage_max_access_m, distance_col="a"
+            pts, lines[["geometry"]], max_distance=settings.coverage.max_access_m, distance_col="a"
         )
         near = near[~near.index.duplicated()]
         e = near["index_right"].to_numpy()

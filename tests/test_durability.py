@@ -286,7 +286,7 @@ def test_with_the_database_gone_the_api_answers_503_fast_and_recovers_by_itself(
 ):
     proxy, url = outage
     engine = make_engine(url, pool_size=4)
-    fast = settings.model_copy(update={"auth_cache_s": 0.0})  # every request checks its token
+    fast = settings.updated(auth={"cache_s": 0.0})  # every request checks its token
     paths = (
         "/api/v1/incidents",  # the engine's pool
         f"/api/v1/locate?lon={IN_G1[0]}&lat={IN_G1[1]}",  # the read pool

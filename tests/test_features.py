@@ -236,7 +236,7 @@ def test_anonymous_hexbins_are_never_finer_than_the_public_resolution(
 ):
     import h3
 
-    finest = settings.public_hexbin_max_res
+    finest = settings.layers.public_hexbin_max_res
     with TestClient(create_app(settings, engine=planted), headers={}) as anonymous:
         for asked in (finest + 1, 15):
             body = anonymous.get(
@@ -267,7 +267,7 @@ def test_a_layer_whose_table_is_missing_is_skipped_with_a_warning(
         'roles = ["admin"]\n[fields.id]\n[style]\ntype = "fill"\n',
         encoding="utf-8",
     )
-    own = settings.model_copy(update={"layers_dir": tmp_path})
+    own = settings.updated(layers={"layers_dir": tmp_path})
     with caplog.at_level(logging.WARNING), TestClient(create_app(own, engine=planted)) as client:
         ids = [c["id"] for c in client.get(f"{OGC}/collections").json()["collections"]]
         assert ids == ["grids"]

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from geo_service.api.app import create_app
+from geo_service.coords import parse_coordinates
 from geo_service.crs import parse_input_crs
 from geo_service.errors import InvalidInput
-from geo_service.grids.locate import parse_coordinates
 from geo_service.settings import Settings
 from tests import test_incidents
 from tests.conftest import ROOT, ensure_token, free_port
@@ -73,7 +73,7 @@ def test_schemathesis_as_a_stranger_runs_it(
 # -- size limits ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def client(grids_planted: Engine, settings: Settings) -> Iterator[TestClient]:
-    small = settings.model_copy(update={"max_body_bytes": 1000, "max_query_bytes": 200})
+    small = settings.updated(server={"max_body_bytes": 1000, "max_query_bytes": 200})
     with TestClient(create_app(small, engine=grids_planted)) as client:
         yield client
 
@@ -324,7 +324,7 @@ def test_an_internal_error_is_json_and_the_keep_alive_connection_stays_usable(
 
     import uvicorn
 
-    app = create_app(settings.model_copy(update={"auth_required": False}), engine=grids_planted)
+    app = create_app(settings.updated(auth={"required": False}), engine=grids_planted)
 
     @app.get("/__boom", include_in_schema=False)
     def boom() -> None:

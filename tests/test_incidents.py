@@ -65,7 +65,7 @@ def planted(grids_planted: Engine) -> Engine:
 
 @pytest.fixture
 def client(planted: Engine, settings: Settings) -> Iterator[TestClient]:
-    small = settings.model_copy(update={"max_body_bytes": 20_000})
+    small = settings.updated(server={"max_body_bytes": 20_000})
     with TestClient(create_app(small, engine=planted)) as client:  # runs the app's lifespan
         yield client
 
@@ -497,9 +497,7 @@ def test_a_city_category_table_and_a_broken_one(planted: Engine, settings: Setti
         "limit = { working_hours = 8 }\n",
         encoding="utf-8",
     )
-    city = TestClient(
-        create_app(settings.model_copy(update={"incident_categories_file": table}), planted)
-    )
+    city = TestClient(create_app(settings.updated(incidents={"categories_file": table}), planted))
     incident = report(city, category="pothole")
     assert incident["time_limit"] == "8 working hours"
     assert (

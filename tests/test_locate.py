@@ -126,7 +126,7 @@ def test_bad_coordinates_are_invalid_and_named(planted: Engine, lon, lat):
 # -- HTTP -------------------------------------------------------------------------------------
 @pytest.fixture
 def client(planted: Engine, settings: Settings) -> Iterator[TestClient]:
-    small = settings.model_copy(update={"locate_max_points": 5, "max_body_bytes": 20_000})
+    small = settings.updated(grids={"locate_max_points": 5}, server={"max_body_bytes": 20_000})
     with TestClient(create_app(small, engine=planted)) as client:  # runs the app's lifespan
         yield client
 

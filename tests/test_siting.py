@@ -120,9 +120,9 @@ def demo(engine: Engine, settings: Settings) -> Engine:
 
 @pytest.mark.slow
 def test_every_k_on_the_demo_city_comes_with_a_proven_bound(demo: Engine, settings: Settings):
-    exact = settings.model_copy(update={"coverage_suggest_gap": 0.0})
+    exact = settings.updated(coverage={"suggest_gap": 0.0})
     best = 0
-    for k in range(1, settings.coverage_suggest_max_k + 1):
+    for k in range(1, settings.coverage.suggest_max_k + 1):
         proven = planning.suggest(demo, exact, k)
         # proven optimal: nothing more is possible with k sites, and k + 1 do no worse
         assert proven["optimal"] and proven["stopped"] is None and proven["gap"] == 0
@@ -133,7 +133,7 @@ def test_every_k_on_the_demo_city_comes_with_a_proven_bound(demo: Engine, settin
         # the bound holds for what the exact search reached, and the answer is as close
         # as the answer says
         assert bound >= best >= gained > 0
-        assert gained >= (1 - settings.coverage_suggest_gap) * best
+        assert gained >= (1 - settings.coverage.suggest_gap) * best
         assert body["gap"] == pytest.approx(1 - gained / bound, abs=1e-6)
         assert body["optimal"] == (gained == bound) == (body["stopped"] is None)
         assert body["optimal"] or body["stopped"] == "gap"
@@ -144,9 +144,7 @@ def test_every_k_on_the_demo_city_comes_with_a_proven_bound(demo: Engine, settin
 @pytest.mark.slow
 def test_a_suggest_stopped_by_the_time_limit_says_so(demo: Engine, settings: Settings):
     # asked for the optimum with no time for it: only greedy's own proof can come in time
-    hurried = settings.model_copy(
-        update={"coverage_suggest_time_limit_s": 1e-9, "coverage_suggest_gap": 0.0}
-    )
+    hurried = settings.updated(coverage={"suggest_time_limit_s": 1e-9, "suggest_gap": 0.0})
     stopped = []
     for k in range(1, 6):
         body = planning.suggest(demo, hurried, k)

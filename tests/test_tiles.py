@@ -198,7 +198,7 @@ def test_anonymous_hexbin_tiles_are_never_finer_than_the_public_resolution(
         }
 
     with TestClient(create_app(settings, engine=planted), headers={}) as anonymous:
-        assert resolutions(anonymous) == {settings.public_hexbin_max_res}
+        assert resolutions(anonymous) == {settings.layers.public_hexbin_max_res}
     assert resolutions(client) == {10}
 
 

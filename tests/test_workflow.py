@@ -103,13 +103,13 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
 
 
 def calendar(**changes) -> WorkCalendar:
-    s = Settings().model_copy(update=changes)
+    s = Settings().updated(incidents=changes)
     return WorkCalendar.parse(
-        s.incident_timezone,
-        s.incident_work_periods,
-        s.incident_work_weekdays,
-        s.incident_holidays,
-        s.incident_makeup_days,
+        s.incidents.timezone,
+        s.incidents.work_periods,
+        s.incidents.work_weekdays,
+        s.incidents.holidays,
+        s.incidents.makeup_days,
     )
 
 
@@ -160,16 +160,14 @@ def test_due_at_accepts_any_time_zone_and_answers_in_the_working_one():
 
 
 def test_holidays_stop_the_clock_and_makeup_days_run_it():
-    holidays = calendar(incident_holidays=[date(2026, 11, 24)])
+    holidays = calendar(holidays=[date(2026, 11, 24)])
     assert due_at(at(23, 10), DAY_1, holidays) == at(25, 10)
-    makeup = calendar(incident_makeup_days=[date(2026, 11, 28)])
+    makeup = calendar(makeup_days=[date(2026, 11, 28)])
     assert due_at(at(27, 16, 30), HOURS_5, makeup) == at(28, 14, 30)
 
 
 def test_custom_working_day():
-    long_days = calendar(
-        incident_work_periods=["09:00-18:00"], incident_work_weekdays=[1, 2, 3, 4, 5, 6]
-    )
+    long_days = calendar(work_periods=["09:00-18:00"], work_weekdays=[1, 2, 3, 4, 5, 6])
     assert long_days.day_length == timedelta(hours=9)
     assert due_at(at(28, 17), HOURS_5, long_days) == at(30, 13)  # Saturday works, Sunday not
 
@@ -182,12 +180,12 @@ def test_naive_dispatch_time_is_refused():
 @pytest.mark.parametrize(
     ("changes", "fragment"),
     [
-        ({"incident_work_periods": ["8:30-12"]}, "'8:30-12'"),
-        ({"incident_work_periods": ["12:00-08:30"]}, "ends before it starts"),
-        ({"incident_work_periods": ["08:00-12:00", "11:00-13:00"]}, "overlap"),
-        ({"incident_work_periods": []}, "no working periods"),
-        ({"incident_timezone": "Mars/Olympus"}, "'Mars/Olympus'"),
-        ({"incident_work_weekdays": [0, 1]}, r"1 \(Monday\) to 7"),
+        ({"work_periods": ["8:30-12"]}, "'8:30-12'"),
+        ({"work_periods": ["12:00-08:30"]}, "ends before it starts"),
+        ({"work_periods": ["08:00-12:00", "11:00-13:00"]}, "overlap"),
+        ({"work_periods": []}, "no working periods"),
+        ({"timezone": "Mars/Olympus"}, "'Mars/Olympus'"),
+        ({"work_weekdays": [0, 1]}, r"1 \(Monday\) to 7"),
     ],
 )
 def test_bad_calendar_settings_are_named(changes, fragment):
@@ -197,7 +195,7 @@ def test_bad_calendar_settings_are_named(changes, fragment):
 
 def test_calendar_without_working_days_fails_instead_of_looping():
     with pytest.raises(InvalidInput, match="no working time"):
-        due_at(at(23, 10), HOURS_1, calendar(incident_work_weekdays=[]))
+        due_at(at(23, 10), HOURS_1, calendar(work_weekdays=[]))
 
 
 # -- categories ---------------------------------------------------------------------------------

@@ -71,11 +71,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Request handlers run in anyio's thread pool. Beyond a few threads per core they only
         # fight over the GIL (measured: 40 threads serve fewer locates than 8).
-        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.server.threads
         own = engine is None
         if own:
             app.state.engine = connect(settings)
-        app.state.read_pool = read_pool(app.state.engine, settings.pool_size)
+        app.state.read_pool = read_pool(app.state.engine, settings.database.pool_size)
         await app.state.read_pool.open(wait=False)
         yield
         await app.state.read_pool.close()
@@ -93,7 +93,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.layers = LayerService.from_settings(settings)
-    app.state.tokens = TokenCache(settings.auth_cache_s)
+    app.state.tokens = TokenCache(settings.auth.cache_s)
     app.state.metrics = Metrics()
     app.state.coverage_models = Models()  # what-if and suggest's model, per compute
     app.state.metrics.watch_pools(app.state)
@@ -115,7 +115,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(web_map_routes.router, dependencies=[require("map")])
     app.add_middleware(NulGuard)  # inside BodyLimit: what it buffers is already bounded
     app.add_middleware(
-        BodyLimit, max_bytes=settings.max_body_bytes, max_query_bytes=settings.max_query_bytes
+        BodyLimit,
+        max_bytes=settings.server.max_body_bytes,
+        max_query_bytes=settings.server.max_query_bytes,
     )
     app.add_middleware(errors.InternalErrors)  # a JSON 500 that keeps the connection usable
     app.add_middleware(Observe, metrics=app.state.metrics)  # outermost: sees every answer
@@ -178,5 +180,5 @@ def _offline_docs(app: FastAPI) -> None:
 def app_from_environment() -> FastAPI:
     """The app of a server process, built from GEO_* settings (uvicorn's factory)."""
     settings = get_settings()
-    configure_logging(settings.log_json, settings.log_level)
+    configure_logging(settings.server.log_json, settings.server.log_level)
     return create_app(settings)

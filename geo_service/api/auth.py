@@ -28,7 +28,7 @@ async def principal(request: Request) -> Principal:
         return found
     token = _token(request)
     if token is None:
-        found = ANONYMOUS if request.app.state.settings.auth_required else TRUSTED
+        found = ANONYMOUS if request.app.state.settings.auth.required else TRUSTED
     else:
         found = await principal_of_token(request, token)
     request.state.principal = found
@@ -64,7 +64,7 @@ def require(permission: str) -> Any:
 
     async def check(request: Request, who: PrincipalDep) -> Principal:
         public = permission == "health"
-        if who is ANONYMOUS and not public and not request.app.state.settings.auth_anonymous:
+        if who is ANONYMOUS and not public and not request.app.state.settings.auth.anonymous:
             raise Unauthorized("a token is required")
         if not allowed(who, permission):
             if who is ANONYMOUS:

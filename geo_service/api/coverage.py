@@ -25,6 +25,7 @@ from geo_service.api.deps import (
     TierQuery,
 )
 from geo_service.coverage import planning, service
+from geo_service.coverage.store import BuildingQuery
 
 router = APIRouter(prefix="/api/v1/coverage", tags=["coverage"])
 
@@ -56,29 +57,26 @@ def grids(engine: EngineDep, settings: SettingsDep, community: CodeQuery = None)
     return service.grids(engine, settings, community)
 
 
-@router.get("/buildings")
-def buildings(
-    engine: EngineDep,
-    settings: SettingsDep,
+def _building_query(
     uncovered: bool = False,
     tier: TierQuery = None,
     community: CodeQuery = None,
     grid: CodeQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: OffsetQuery = 0,
+) -> BuildingQuery:
+    return BuildingQuery(uncovered, tier, community, grid, limit, offset)
+
+
+@router.get("/buildings")
+def buildings(
+    engine: EngineDep,
+    settings: SettingsDep,
+    query: Annotated[BuildingQuery, Depends(_building_query)],
 ) -> dict[str, Any]:
     """Per-building walks: nearest centre, metres, minutes, tier (`uncovered=true`: the ones
     outside every tier, farthest first)."""
-    return service.buildings(
-        engine,
-        settings,
-        uncovered=uncovered,
-        tier=tier,
-        community=community,
-        grid=grid,
-        limit=limit,
-        offset=offset,
-    )
+    return service.buildings(engine, settings, query)
 
 
 @router.get("/isochrones", response_class=Response, responses=_GEOJSON)
@@ -119,7 +117,7 @@ class _Shapes:
     async def __call__(self, request: Request, layer: str, filters: dict[str, object]) -> Response:
         state = await run_in_threadpool(service.status_of, self.engine, self.settings)
         params = {k: str(v) for k, v in filters.items() if v is not None}
-        params["limit"] = str(self.settings.features_max_limit)
+        params["limit"] = str(self.settings.layers.features_max_limit)
         url = str(request.url).split("?", 1)[0]
         page = await self.layers.items(self.pool, layer, params, url, self.who)
         head = json.dumps(service.state_head(state), default=str, ensure_ascii=False)

@@ -65,7 +65,7 @@ def local_fetch(settings: Settings, engine: Engine) -> Iterator[Callable[[str], 
     """A function GETting API paths from an app in this process (JSON answers)."""
     from geo_service.api.app import create_app
 
-    app = create_app(settings.model_copy(update={"auth_required": False}), engine=engine)
+    app = create_app(settings.updated(auth={"required": False}), engine=engine)
     failed: BaseException | None = None
     # The app shuts down normally (its pools closed) even when the caller fails: an exception
     # thrown into the lifespan would leave the pool's tasks running, and the portal waiting

@@ -94,7 +94,7 @@ async def locate_one(request: Request) -> LocationOut:
     conn = await pool.getconn()
     try:
         [found] = await locate_points_async(
-            conn, [lon], [lat], input_crs, state.settings.locate_tolerance_m
+            conn, [lon], [lat], input_crs, state.settings.grids.locate_tolerance_m
         )
     finally:
         await pool.putconn(conn)
@@ -122,12 +122,12 @@ def locate_many(
     """Locate many points in one round trip; unusable points come back `invalid`."""
     input_crs = parse_input_crs(crs)
     ids, lons, lats = _points_of(body)
-    if len(ids) > settings.locate_max_points:
+    if len(ids) > settings.grids.locate_max_points:
         raise PayloadTooLarge(
-            f"{len(ids)} points in one request; the limit is {settings.locate_max_points}"
+            f"{len(ids)} points in one request; the limit is {settings.grids.locate_max_points}"
         )
     with reading(engine) as conn:
-        found = locate_points(conn, lons, lats, input_crs, settings.locate_tolerance_m)
+        found = locate_points(conn, lons, lats, input_crs, settings.grids.locate_tolerance_m)
     results = [LocationOut(id=i, **f.to_dict()) for i, f in zip(ids, found, strict=True)]
     return BatchOut(crs=input_crs.name, count=len(results), results=results)
 

@@ -31,10 +31,10 @@ BasemapQuery = Annotated[
 
 def _options(settings: Settings, basemap: str | None) -> MapOptions:
     return MapOptions(
-        basemap=basemap or settings.map_basemap,
-        tianditu_key=settings.map_tianditu_key,
+        basemap=basemap or settings.map.basemap,
+        tianditu_key=settings.map.tianditu_key,
         assets=ASSETS,
-        refresh_s=settings.map_refresh_s,
+        refresh_s=settings.map.refresh_s,
     )
 
 

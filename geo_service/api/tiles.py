@@ -45,7 +45,7 @@ async def tile(
 ) -> Response:
     """One tile of one or more layers (`grids,buildings`), gzip, with ETag/304."""
     made = await service.tile(pool, _layer_ids(layers), parse_tile(z, x, y), who)
-    max_age = settings.tile_max_age_s
+    max_age = settings.layers.tile_max_age_s
     gzipped = "gzip" in request.headers.get("accept-encoding", "")
     # A strong ETag names one sequence of bytes: the plain and the gzipped tile are two.
     etag = made.etag if gzipped else made.etag[:-1] + '-identity"'

@@ -75,7 +75,7 @@ def add_user(
         raise InvalidInput("a worker token needs at least one --grid")
     if role != "worker" and codes:
         raise InvalidInput(f"--grid applies to workers only, not to {role!r}")
-    days = settings.auth_token_days if expires_days is None else expires_days
+    days = settings.auth.token_days if expires_days is None else expires_days
     if days < 0:
         raise InvalidInput(f"expiry of {days} days is negative")
     token = token or new_token()

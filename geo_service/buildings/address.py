@@ -300,7 +300,7 @@ def half_width(text: str) -> str:
     input method types (１１７．８１, －３０，ａ座) read as what it means.
 
     The one such normaliser: addresses start here, and coordinates typed as text
-    (grids.locate) are read through it, so every door reads full-width input alike.
+    (`coords`) are read through it, so every door reads full-width input alike.
     """
     return unicodedata.normalize("NFKC", text)
 

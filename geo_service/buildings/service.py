@@ -17,10 +17,11 @@ from sqlalchemy import Connection, Engine
 from geo_service.buildings import store
 from geo_service.buildings.address import ParsedAddress, index_row, index_rows, normalize, parse
 from geo_service.buildings.geocode import Entry, Match, Query, rank
+from geo_service.coords import parse_point
 from geo_service.crs import parse_input_crs
 from geo_service.db.engine import reading
 from geo_service.errors import InvalidInput, NotFound
-from geo_service.grids.locate import locate_points, parse_coordinates
+from geo_service.grids.locate import locate_points
 from geo_service.settings import Settings
 
 
@@ -36,7 +37,7 @@ def reverse(
     """Where a point is (the locate rules) and the buildings nearest to it."""
     input_crs = parse_input_crs(crs)
     with reading(engine) as conn:
-        [where] = locate_points(conn, [lon], [lat], input_crs, settings.locate_tolerance_m)
+        [where] = locate_points(conn, [lon], [lat], input_crs, settings.grids.locate_tolerance_m)
         if where.status == "invalid":
             raise InvalidInput(where.message or "invalid coordinates")
         assert where.lon is not None and where.lat is not None
@@ -62,8 +63,8 @@ def search(
         raise InvalidInput("give q=TEXT, grid=CODE and/or near=lon,lat")
     if q is not None:
         q = q.strip()
-        if not q or len(q) > settings.geocode_max_chars:
-            raise InvalidInput(f"q must be 1 to {settings.geocode_max_chars} characters")
+        if not q or len(q) > settings.geocode.max_chars:
+            raise InvalidInput(f"q must be 1 to {settings.geocode.max_chars} characters")
         if grid is None and near is None:
             return _search_city(engine, settings, q, limit, offset)
         refresh_address_index(engine)
@@ -191,10 +192,7 @@ def _point(near: str, crs: str | None) -> tuple[float, float]:
     parts = near.split(",")
     if len(parts) != 2:
         raise InvalidInput(f"near={near!r} is not lon,lat")
-    x, y, reasons = parse_coordinates([parts[0]], [parts[1]], parse_input_crs(crs))
-    if reasons[0]:
-        raise InvalidInput(reasons[0])
-    return float(x[0]), float(y[0])
+    return parse_point(parts[0], parts[1], parse_input_crs(crs))
 
 
 def _rounded(row: dict[str, Any]) -> dict[str, Any]:
@@ -219,9 +217,9 @@ def geocode_on(conn: Connection, settings: Settings, q: str, limit: int) -> dict
     text_ = q.strip()
     if not text_:
         raise InvalidInput("q is empty: give an address such as 长江西路18号金山花园3栋")
-    if len(text_) > settings.geocode_max_chars:
+    if len(text_) > settings.geocode.max_chars:
         raise InvalidInput(
-            f"q is {len(text_)} characters long; at most {settings.geocode_max_chars} accepted"
+            f"q is {len(text_)} characters long; at most {settings.geocode.max_chars} accepted"
         )
     parsed = parse(text_)
     answer: dict[str, Any] = {"query": q, "parsed": _parts_dict(parsed), "candidates": []}

@@ -9,7 +9,6 @@ suggest work on a model of it (coverage/planning.py).
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -93,8 +92,8 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         places = pool.submit(_places, conn, to_m)
         topo = topology.build(
             _linestrings(to_m, streets),
-            settings.coverage_node_tolerance_m,
-            split_crossings=settings.coverage_split_crossings,
+            settings.coverage.node_tolerance_m,
+            split_crossings=settings.coverage.split_crossings,
             # OSM ways meet only at shared nodes: no T-junction or crossing guesses for them
             noded=osm,
         )
@@ -131,7 +130,7 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         b_in = network.locate_entries(bld["metric"], topo.geoms, topo.routable, max_access)
         clock.lap("entries")
         walk, which = network.nearest_source(graph, c_in, b_in)
-        minutes, tier = network.tier_of(walk, params.walk_speed_kmh, tiers)
+        minutes, tier = params.tier_of(walk)
         clock.lap("distances")
         drawing = (
             pool.submit(
@@ -180,7 +179,7 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
             "edges": len(topo.geoms),
             "components": int(topo.node_component.max() + 1) if topo.n_nodes else 0,
             "seconds": round(clock.total, 3),
-            "timings": json.dumps(clock.stages),
+            "timings": clock.stages,
         }
         run_id = store.insert_run(conn, run)
     return {
@@ -345,7 +344,7 @@ def _isochrones(
     """Start drawing the isochrones of every centre with a street, per tier, in
     `_ISO_PARTS` slices of centres (once the blocks are traced)."""
     tiers = list(params.tiers_min)
-    radii = [network.metres_of(t, params.walk_speed_kmh) for t in tiers]
+    radii = [params.metres(t) for t in tiers]
     reach = np.flatnonzero(c_in.edge >= 0)
 
     def part(idx: np.ndarray) -> _Isochrones:
@@ -357,7 +356,7 @@ def _isochrones(
             dist,
             sources,
             radii,
-            settings.coverage_isochrone_buffer_m,
+            settings.coverage.isochrone_buffer_m,
             aids.blocks.result(),
             aids.strokes.result(),
         )
@@ -387,7 +386,7 @@ def _draw(
     and the gap areas (geometry, buildings, households, area m²)."""
     uncovered = np.flatnonzero(tier == 0)
     blocks = shapes.blocks(
-        aids.blocks.result(), bld["metric"][uncovered], settings.coverage_isochrone_buffer_m
+        aids.blocks.result(), bld["metric"][uncovered], settings.coverage.isochrone_buffer_m
     )
     polys = [row for part in iso for row in part.result().metric]
     merged = [(t, shapes.merge([p[j] for p in polys])) for j, t in enumerate(tiers)]

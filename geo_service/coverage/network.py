@@ -174,24 +174,6 @@ def _csr(a: np.ndarray, b: np.ndarray, w: np.ndarray, size: int) -> csr_matrix:
     return csr_matrix((w[first], (a[first], b[first])), shape=(size, size))
 
 
-def tier_of(
-    walk_m: np.ndarray, speed_kmh: float, tiers_min: list[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Minutes at the walking speed, and the smallest tier (minutes) that holds each walk
-    (0 where none does: uncovered)."""
-    minutes = walk_m / (speed_kmh * 1000.0 / 60.0)
-    tiers = np.sort(np.asarray(tiers_min, dtype=float))
-    pos = np.searchsorted(tiers, minutes, side="left")
-    tier = np.where(pos < len(tiers), tiers[np.minimum(pos, len(tiers) - 1)], 0).astype(int)
-    tier[~np.isfinite(minutes)] = 0
-    return minutes, tier
-
-
-def metres_of(minutes: float, speed_kmh: float) -> float:
-    """How far one walks in `minutes` at `speed_kmh`."""
-    return minutes * speed_kmh * 1000.0 / 60.0
-
-
 def source_distances(graph: Graph, sources: Entries, limit: float = np.inf) -> np.ndarray:
     """Distance of every node from each source separately: an (m, n_nodes) array (inf
     beyond `limit`)."""

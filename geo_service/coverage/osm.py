@@ -62,7 +62,7 @@ def import_osm(
             file = Path(tmp) / f"{kind}.gpkg"
             frame.to_file(file, engine="pyogrio")
             stem = path.name.removesuffix(".pbf").removesuffix(".osm")
-            folder = rejects_dir or settings.data_dir / "rejects"
+            folder = rejects_dir or settings.database.data_dir / "rejects"
             rejects = folder / f"{stem}.{kind}.rejects.csv"
             report = import_file(
                 engine, settings, kind, file, ImportOptions(keep_going=True, rejects_path=rejects)

@@ -15,6 +15,7 @@ import shapely
 from pyproj import CRS, Transformer
 from sqlalchemy import Connection, Engine
 
+from geo_service.coords import parse_coordinates
 from geo_service.coverage import figures as fig
 from geo_service.coverage import network, siting, store
 from geo_service.coverage.compute import metric_transformers, metric_xy, transform_all
@@ -24,7 +25,6 @@ from geo_service.coverage.service import state_head, status
 from geo_service.crs import parse_input_crs
 from geo_service.db.engine import reading
 from geo_service.errors import InvalidInput, PayloadTooLarge
-from geo_service.grids.locate import parse_coordinates
 from geo_service.settings import Settings
 
 
@@ -44,9 +44,7 @@ class Model:
     community_names: dict[str, str]
     center_codes: np.ndarray
     centers: Entries
-    tiers: list[int]
-    speed: float
-    max_access_m: float
+    params: CoverageParams  # of the compute it mirrors
     base_walk: np.ndarray
     base_tier: np.ndarray
     to_m: Transformer
@@ -55,14 +53,19 @@ class Model:
     def entries(self, lon: np.ndarray, lat: np.ndarray) -> Entries:
         """Entry points of lon/lat places, by the same rule as compute."""
         return network.locate_entries(
-            metric_xy(self.to_m, lon, lat), self.geoms, self.routable, self.max_access_m
+            metric_xy(self.to_m, lon, lat), self.geoms, self.routable, self.params.max_access_m
         )
 
     def walks(self, sources: Entries, limit: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
         """Each building's walk to the nearest of `sources`, and its tier."""
         walk, _ = network.nearest_source(self.graph, sources, self.buildings, limit)
-        _, tier = network.tier_of(walk, self.speed, self.tiers)
+        _, tier = self.params.tier_of(walk)
         return walk, tier
+
+    @property
+    def tiers(self) -> list[int]:
+        """The walking tiers, minutes ascending."""
+        return list(self.params.tiers_min)
 
 
 class Models:
@@ -100,11 +103,10 @@ def _load_model(conn: Connection, run: dict[str, Any]) -> Model:
     )
     graph = Graph(arrays["n_nodes"], arrays["source"], arrays["target"], arrays["length"])
     params = CoverageParams.of_run(run)
-    tiers = list(params.tiers_min)
     b = Entries(arrays["b_edge"], arrays["b_frac"], arrays["b_access"])
     c = Entries(arrays["c_edge"], arrays["c_frac"], arrays["c_access"])
     walk, _ = network.nearest_source(graph, c, b)
-    _, tier = network.tier_of(walk, params.walk_speed_kmh, tiers)
+    _, tier = params.tier_of(walk)
     return Model(
         run=(run["id"], run["computed_at"]),
         srid=run["metric_srid"],
@@ -117,9 +119,7 @@ def _load_model(conn: Connection, run: dict[str, Any]) -> Model:
         community_names=arrays["community_names"],
         center_codes=arrays["center_code"],
         centers=c,
-        tiers=tiers,
-        speed=params.walk_speed_kmh,
-        max_access_m=params.max_access_m,
+        params=params,
         base_walk=walk,
         base_tier=tier,
         to_m=to_m,
@@ -138,10 +138,10 @@ def what_if(
 ) -> dict[str, Any]:
     """Figures with centres added (lon/lat) and/or removed (codes), and the change per
     community; nothing is stored."""
-    if len(add) + len(remove) > settings.coverage_whatif_max_centers:
+    if len(add) + len(remove) > settings.coverage.whatif_max_centers:
         raise PayloadTooLarge(
             f"{len(add) + len(remove)} centres to add or remove; at most "
-            f"{settings.coverage_whatif_max_centers} per what-if"
+            f"{settings.coverage.whatif_max_centers} per what-if"
         )
     m, state = (models or Models()).get(engine, settings)
     known = set(m.center_codes.tolist())
@@ -185,7 +185,7 @@ def what_if(
         "removed": sorted(set(remove)),
         "warnings": [
             f"added centre {i + 1} ({lon[i]:.6f}, {lat[i]:.6f}) is more than "
-            f"{m.max_access_m:g} m from any routable street: it covers nothing"
+            f"{m.params.max_access_m:g} m from any routable street: it covers nothing"
             for i in far
         ],
         "city": {
@@ -251,12 +251,12 @@ def siting_problem(
     """The siting problem of the latest compute (given candidate points, or street nodes in
     uncovered areas), and the coverage status."""
     m, state = (models or Models()).get(engine, settings)
-    limit = network.metres_of(max(m.tiers), m.speed)
+    limit = m.params.reach_m
     open_b = np.flatnonzero((m.base_tier == 0) & (m.buildings.edge >= 0))
     if candidates:
-        if len(candidates) > settings.coverage_suggest_max_candidates:
+        if len(candidates) > settings.coverage.suggest_max_candidates:
             raise PayloadTooLarge(
-                f"{len(candidates)} candidates; at most {settings.coverage_suggest_max_candidates}"
+                f"{len(candidates)} candidates; at most {settings.coverage.suggest_max_candidates}"
             )
         lon, lat = _lonlat(candidates, crs, "candidates")
         cand = m.entries(lon, lat)
@@ -264,15 +264,15 @@ def siting_problem(
         if len(far):
             raise InvalidInput(
                 "candidate(s) farther than "
-                f"{m.max_access_m:g} m from any routable street: "
+                f"{m.params.max_access_m:g} m from any routable street: "
                 + ", ".join(f"{lon[i]:.6f},{lat[i]:.6f}" for i in far)
             )
         origin = "given"
     else:
-        cand, lon, lat = _node_candidates(m, open_b, settings.coverage_suggest_max_candidates)
+        cand, lon, lat = _node_candidates(m, open_b, settings.coverage.suggest_max_candidates)
         origin = "street nodes near uncovered buildings"
     site, target, walk = network.within(m.graph, cand, m.buildings.take(open_b), limit)
-    _, tier = network.tier_of(walk, m.speed, m.tiers)
+    _, tier = m.params.tier_of(walk)
     hit = tier > 0
     households = m.households[open_b].astype(float)
     return Siting(lon, lat, origin, site[hit], target[hit], households), state
@@ -289,8 +289,8 @@ def suggest(
 ) -> dict[str, Any]:
     """k new sites maximising households newly within the widest tier (existing centres
     kept), from the given candidate points or from street nodes in uncovered areas."""
-    if k < 1 or k > settings.coverage_suggest_max_k:
-        raise InvalidInput(f"k={k} is out of range: 1 to {settings.coverage_suggest_max_k}")
+    if k < 1 or k > settings.coverage.suggest_max_k:
+        raise InvalidInput(f"k={k} is out of range: 1 to {settings.coverage.suggest_max_k}")
     p, state = siting_problem(engine, settings, candidates, crs, models=models)
     if k > len(p.lon):
         raise InvalidInput(f"k={k} is more than the {len(p.lon)} candidate sites")
@@ -300,8 +300,8 @@ def suggest(
         p.building,
         p.households,
         k,
-        settings.coverage_suggest_time_limit_s,
-        settings.coverage_suggest_gap,
+        settings.coverage.suggest_time_limit_s,
+        settings.coverage.suggest_gap,
     )
     return {
         **state_head(state),

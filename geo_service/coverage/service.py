@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine
 from geo_service.coverage import figures as fig
 from geo_service.coverage import store
 from geo_service.coverage.params import CoverageParams
+from geo_service.coverage.store import BuildingQuery
 from geo_service.db.engine import reading
 from geo_service.errors import InvalidInput, NotFound
 from geo_service.settings import Settings
@@ -39,9 +40,7 @@ def status(conn: Connection, settings: Settings) -> dict[str, Any]:
         "computed_at": run["computed_at"].isoformat(),
         "stale": bool(because),
         "stale_because": because,
-        "walk_speed_kmh": run["walk_speed_kmh"],
-        "tiers_min": list(run["tiers_min"]),
-        "max_access_m": run["max_access_m"],
+        **CoverageParams.of_run(run).row(),
         "network": {"nodes": run["nodes"], "edges": run["edges"], "components": run["components"]},
         "seconds": run["seconds"],
     }
@@ -95,32 +94,20 @@ def grids(engine: Engine, settings: Settings, community: str | None = None) -> d
     return {**state_head(state), "items": items}
 
 
-def buildings(
-    engine: Engine,
-    settings: Settings,
-    *,
-    uncovered: bool = False,
-    tier: int | None = None,
-    community: str | None = None,
-    grid: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> dict[str, Any]:
+def buildings(engine: Engine, settings: Settings, query: BuildingQuery) -> dict[str, Any]:
     """A page of per-building results (the uncovered ones, farthest first, with `uncovered`)."""
     with reading(engine) as conn:
         state = status(conn, settings)
-        if tier is not None and tier not in state["tiers_min"]:
-            raise InvalidInput(f"tier={tier} is not one of the tiers {state['tiers_min']}")
-        total, rows = store.building_page(
-            conn,
-            uncovered=uncovered,
-            tier=tier,
-            community=community,
-            grid=grid,
-            limit=limit,
-            offset=offset,
-        )
-    return {**state_head(state), "total": total, "limit": limit, "offset": offset, "items": rows}
+        if query.tier is not None and query.tier not in state["tiers_min"]:
+            raise InvalidInput(f"tier={query.tier} is not one of the tiers {state['tiers_min']}")
+        total, rows = store.building_page(conn, query)
+    return {
+        **state_head(state),
+        "total": total,
+        "limit": query.limit,
+        "offset": query.offset,
+        "items": rows,
+    }
 
 
 def status_of(engine: Engine, settings: Settings) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ import psycopg
 import shapely
 from sqlalchemy import Connection, text
 
-from geo_service.db import bulk
+from geo_service.db import bulk, models
 
 KINDS = ("roads", "buildings", "centers")  # the imports coverage depends on
 
@@ -334,19 +335,10 @@ def _multi(geoms: list[Any]) -> np.ndarray:
 
 
 def insert_run(conn: Connection, run: Row) -> int:
-    """Record a finished compute; returns its id."""
-    return int(
-        conn.execute(
-            text(
-                "INSERT INTO coverage_runs (roads_version, buildings_version, centers_version, "
-                "metric_srid, walk_speed_kmh, tiers_min, max_access_m, nodes, edges, components, "
-                "seconds, timings) VALUES (:roads_version, :buildings_version, :centers_version, "
-                ":metric_srid, :walk_speed_kmh, :tiers_min, :max_access_m, :nodes, :edges, "
-                ":components, :seconds, CAST(:timings AS jsonb)) RETURNING id"
-            ),
-            run,
-        ).scalar_one()
-    )
+    """Record a finished compute (its columns by name: the parameters' own among them, so a new
+    parameter needs no change here); returns its id."""
+    runs = models.coverage_runs
+    return int(conn.execute(runs.insert().values(**run).returning(runs.c.id)).scalar_one())
 
 
 def analyze(conn: Connection) -> None:
@@ -422,16 +414,20 @@ _BUILDING_COLUMNS = """
 """
 
 
-def building_page(
-    conn: Connection,
-    *,
-    uncovered: bool,
-    tier: int | None,
-    community: str | None,
-    grid: str | None,
-    limit: int,
-    offset: int,
-) -> tuple[int, list[Row]]:
+@dataclass(frozen=True)
+class BuildingQuery:
+    """Which per-building results a caller asks for, and the page: one value from the router
+    to the SQL."""
+
+    uncovered: bool = False  # only the ones outside every tier, farthest walk first
+    tier: int | None = None
+    community: str | None = None
+    grid: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+def building_page(conn: Connection, query: BuildingQuery) -> tuple[int, list[Row]]:
     """A page of per-building results, farthest walk first when `uncovered`, else by code."""
     where = """
         WHERE (NOT :uncovered OR cb.tier_min IS NULL)
@@ -439,14 +435,8 @@ def building_page(
           AND (CAST(:community AS text) IS NULL OR cb.community_code = :community)
           AND (CAST(:grid AS text) IS NULL OR cb.grid_code = :grid)
     """
-    params = {
-        "uncovered": uncovered,
-        "tier": tier,
-        "community": community,
-        "grid": grid,
-        "limit": limit,
-        "offset": offset,
-    }
+    params = asdict(query)
+    uncovered = query.uncovered
     total = conn.execute(text(f"SELECT count(*) FROM coverage_buildings cb {where}"), params)
     order = "cb.walk_m DESC NULLS FIRST, cb.building_code" if uncovered else "cb.building_code"
     rows = conn.execute(

@@ -25,13 +25,13 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def cluster(settings: Settings) -> EmbeddedCluster:
     """The embedded cluster described by the settings."""
-    return EmbeddedCluster(settings.data_dir, settings.embedded_port)
+    return EmbeddedCluster(settings.database.data_dir, settings.database.embedded_port)
 
 
 def database_url(settings: Settings, *, start: bool = True) -> str:
     """URL in use: GEO_DATABASE_URL, or the embedded cluster's (started when `start`)."""
-    if settings.database_url:
-        url = make_url(settings.database_url)
+    if settings.database.url:
+        url = make_url(settings.database.url)
         if url.drivername in ("postgresql", "postgres"):
             url = url.set(drivername="postgresql+psycopg")
         return url.render_as_string(hide_password=False)
@@ -43,8 +43,8 @@ def database_url(settings: Settings, *, start: bool = True) -> str:
 
 def describe(settings: Settings) -> str:
     """Which database the settings point at, in words (the CLI says it before it works)."""
-    if settings.database_url:
-        shown = make_url(settings.database_url).render_as_string(hide_password=True)
+    if settings.database.url:
+        shown = make_url(settings.database.url).render_as_string(hide_password=True)
         return f"{shown} (GEO_DATABASE_URL)"
     embedded = cluster(settings)
     where = str(embedded.root)
@@ -191,7 +191,7 @@ def ensure_schema(engine: Engine) -> None:
 
 def connect(settings: Settings, *, migrate: bool = True) -> Engine:
     """Everything a door needs before it can work: database up, schema current, an engine."""
-    engine = make_engine(database_url(settings), pool_size=settings.pool_size)
+    engine = make_engine(database_url(settings), pool_size=settings.database.pool_size)
     if migrate:
         ensure_schema(engine)
     return engine

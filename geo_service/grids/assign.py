@@ -14,7 +14,7 @@ order (output row N answers input row N), and a row that cannot be located gets 
 
 - a row with fewer or more values than the header (a value missing, an unquoted comma inside
   a value), or one the csv module cannot read (a value over 128 KB: a quote never closed);
-- coordinates that are not numbers or out of range for the CRS (`locate.unusable_reason`),
+- coordinates that are not numbers or out of range for the CRS (`coords.unusable_reason`),
   bytes that are not text in the file's encoding included;
 - an empty line: it is a row (kept, not skipped, so that the rows line up), with no id and
   no coordinates; trailing blank lines are rows too.
@@ -28,7 +28,7 @@ the reader keeps the Python function, and may release it from one of Arrow's thr
 the process exits, which aborts the CLI ("terminate called without an active exception",
 about 1 run in 100 under load; apache/arrow#34314 is the same kind of crash).
 
-Coordinates are read like every door reads them (`locate.numbers`): full-width digits, minus
+Coordinates are read like every door reads them (`coords.numbers`): full-width digits, minus
 and point (１１７．８１) are normalised; a UTF-8 byte order mark at the start is dropped.
 Values may span lines inside quotes; a "row" is a CSV record, as a spreadsheet shows it.
 The output is `csv.QUOTE_MINIMAL` CSV: only a value holding a comma, quote or line break is
@@ -54,11 +54,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Engine
 
+from geo_service.coords import numbers, to_storage_checked, unusable_reason
 from geo_service.crs import InputCRS
 from geo_service.db import bulk
 from geo_service.errors import InvalidInput, NotFound
 from geo_service.grids import rules, store
-from geo_service.grids.locate import numbers, to_storage_checked, unusable_reason
 
 OUTPUT_COLUMNS = (
     "id", "lon", "lat", "grid_code", "community_code", "status", "distance_m", "reason",
@@ -527,7 +527,7 @@ def _coordinates(
 
 def _floats(column: pa.Array) -> np.ndarray:
     """Parse text to float in Arrow; only when some value is not a plain number, fall back
-    to reading value by value as every door does (`locate.numbers`: full-width digits are
+    to reading value by value as every door does (`coords.numbers`: full-width digits are
     read, junk becomes NaN)."""
     try:
         return pc.cast(pc.utf8_trim_whitespace(column), pa.float64()).to_numpy(zero_copy_only=False)

@@ -89,11 +89,11 @@ def grid_qa(engine: Engine, settings: Settings, *, sample: int = 100) -> QARepor
             for c in store.communities(conn)
         }
         for o in store.overlaps(conn):
-            if o["area_m2"] >= settings.qa_min_area_m2:
+            if o["area_m2"] >= settings.grids.qa_min_area_m2:
                 by_code[o.pop("community_code")].overlaps.append(Overlap(**o))
-        for g in store.gaps(conn, settings.qa_min_area_m2):
+        for g in store.gaps(conn, settings.grids.qa_min_area_m2):
             by_code[g.pop("community_code")].gaps.append(Gap(**g))
-        for o in store.grids_outside(conn, settings.qa_min_area_m2):
+        for o in store.grids_outside(conn, settings.grids.qa_min_area_m2):
             by_code[o.pop("community_code")].outside.append(Outside(**o))
         lost = store.buildings_outside(conn)
     per_community: dict[str, int] = defaultdict(int)

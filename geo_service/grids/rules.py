@@ -16,9 +16,12 @@ on a boundary or in an overlap), else the nearest grid.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 
-STATUSES = np.array(["invalid", "outside", "nearest", "inside", "boundary", "ambiguous"])
+Status = Literal["invalid", "outside", "nearest", "inside", "boundary", "ambiguous"]
+STATUSES = np.array(get_args(Status))  # indexed by the codes below
 INVALID, OUTSIDE, NEAREST, INSIDE, BOUNDARY, AMBIGUOUS = range(6)
 
 

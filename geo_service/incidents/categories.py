@@ -1,6 +1,6 @@
 """Incident categories and their time limits, read from a TOML table (packaged or the city's own).
 
-The packaged `categories.toml` is the default; `Settings.incident_categories_file` replaces it
+The packaged `categories.toml` is the default; `settings.incidents.categories_file` replaces it
 (whole, not merged: a city's table is its own). Files are re-read when they change, so editing
 the table needs no restart.
 """

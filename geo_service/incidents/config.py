@@ -30,18 +30,18 @@ def calendar_of(settings: Settings) -> WorkCalendar:
     """The working calendar the settings describe."""
     with _configuration("incident working calendar"):
         return WorkCalendar.parse(
-            settings.incident_timezone,
-            settings.incident_work_periods,
-            settings.incident_work_weekdays,
-            settings.incident_holidays,
-            settings.incident_makeup_days,
+            settings.incidents.timezone,
+            settings.incidents.work_periods,
+            settings.incidents.work_weekdays,
+            settings.incidents.holidays,
+            settings.incidents.makeup_days,
         )
 
 
 def known_categories(settings: Settings) -> Mapping[str, Category]:
     """The categories in force."""
     with _configuration("incident categories"):
-        return categories_for(settings.incident_categories_file)
+        return categories_for(settings.incidents.categories_file)
 
 
 def categories(settings: Settings) -> list[dict[str, Any]]:

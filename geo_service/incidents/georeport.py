@@ -26,7 +26,7 @@ from geo_service.settings import Settings
 def open311_services(settings: Settings) -> list[dict[str, Any]]:
     """GET services: the categories as Open311 services."""
     known = known_categories(settings)
-    return open311.service_list(known, settings.open311_language)
+    return open311.service_list(known, settings.open311.language)
 
 
 def open311_service(settings: Settings, code: str) -> dict[str, Any]:
@@ -60,7 +60,7 @@ def open311_submit(
         recorded_by=caller.name,
         now=now,
     )
-    return [open311.receipt(intake.incident, settings.open311_language)]
+    return [open311.receipt(intake.incident, settings.open311.language)]
 
 
 def _check_api_key(engine: Engine, key: str) -> Principal:
@@ -86,15 +86,15 @@ def open311_requests(
     """GET requests: by ids, or by service code, status and date range (default 90 days).
     What residents wrote only for a `viewer` who may read the incident."""
     known = known_categories(settings)
-    tz = ZoneInfo(settings.incident_timezone)
+    tz = ZoneInfo(settings.incidents.timezone)
     now = now or utc_now()
     search = open311.request_search(
         params,
         known,
         tz=tz,
         now=now,
-        window_days=settings.open311_window_days,
-        max_requests=settings.open311_max_requests,
+        window_days=settings.open311.window_days,
+        max_requests=settings.open311.max_requests,
     )
     query = store.IncidentQuery(
         refs=search.refs,
@@ -106,14 +106,14 @@ def open311_requests(
     )
     with engine.connect() as conn:
         _, rows = store.find(conn, query, now)
-    language = settings.open311_language
+    language = settings.open311.language
     return [
         open311.request_record(
             incident_out(r, settings, tz, now),
             known,
             language,
             free_text=sees_incident(viewer, r["grid_code"]),
-            public_decimals=settings.open311_public_decimals,
+            public_decimals=settings.open311.public_decimals,
         )
         for r in rows
     ]

@@ -167,7 +167,7 @@ def _conflict_key(key: str, ref: str) -> Conflict:
 
 
 def _check_description(settings: Settings, description: str | None) -> None:
-    limit = settings.incident_description_max_chars
+    limit = settings.incidents.description_max_chars
     if description is not None and len(description) > limit:
         raise InvalidInput(f"description has {len(description)} characters; the limit is {limit}")
 

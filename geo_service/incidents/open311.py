@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 from geo_service import errors as domain_errors
+from geo_service.coords import number
 from geo_service.errors import InvalidInput
 from geo_service.incidents.categories import Category
 from geo_service.incidents.workflow import OPEN, TERMINAL, open311_status, parse_instant
@@ -112,13 +113,10 @@ def _one(form: Mapping[str, Sequence[str]], name: str) -> str | None:
 
 
 def _number(name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise InvalidInput(f"{name} {value!r} is not a number") from None
-    if not math.isfinite(number):
-        raise InvalidInput(f"{name} {value!r} is not a finite number")
-    return number
+    parsed = number(value)
+    if not math.isfinite(parsed):
+        raise InvalidInput(f"{name} {value!r} is not a number")
+    return parsed
 
 
 def api_key(form: Mapping[str, Sequence[str]]) -> str:

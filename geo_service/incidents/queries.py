@@ -41,7 +41,7 @@ def case_file(conn: Connection, settings: Settings, ref: str, now: datetime) -> 
     row = store.incident(conn, ref, personal=True)
     if row is None:
         raise NotFound(f"no incident {ref!r}")
-    tz = ZoneInfo(settings.incident_timezone)
+    tz = ZoneInfo(settings.incidents.timezone)
     out = incident_out(row, settings, tz, now)
     out["reporter"] = {
         "name": row["reporter_name"],
@@ -124,7 +124,7 @@ def list_incidents(
 ) -> dict[str, Any]:
     """A page of incidents (newest first) matching the filters, with the number matched;
     `grids` restricts it to those grids (a grid worker's scope)."""
-    tz = ZoneInfo(settings.incident_timezone)
+    tz = ZoneInfo(settings.incidents.timezone)
     for status in filters.statuses:
         if status not in STATUSES:
             raise InvalidInput(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
@@ -155,7 +155,7 @@ def list_incidents(
 
 
 def _page(settings: Settings, limit: int | None, offset: int) -> int:
-    maximum = settings.incident_page_max
+    maximum = settings.incidents.page_max
     if limit is None:
         return min(100, maximum)
     if not 1 <= limit <= maximum:
@@ -175,9 +175,9 @@ def overdue_incidents(
 ) -> dict[str, Any]:
     """The supervision list (督办): open incidents past their deadline, oldest deadline first,
     each with its grid's workers (of `grids` only, when given)."""
-    tz = ZoneInfo(settings.incident_timezone)
+    tz = ZoneInfo(settings.incidents.timezone)
     now = now or utc_now()
-    limit = _page(settings, limit or settings.incident_page_max, 0)
+    limit = _page(settings, limit or settings.incidents.page_max, 0)
     with engine.connect() as conn:
         rows = store.overdue(conn, now, limit, grids)
     items = []
@@ -202,7 +202,7 @@ def incident_stats(
     overdue now. A group with code null holds incidents not routed to any grid yet."""
     if by not in store.STATS_GROUPS:
         raise InvalidInput(f"by {by!r} is not one of: {', '.join(store.STATS_GROUPS)}")
-    tz = ZoneInfo(settings.incident_timezone)
+    tz = ZoneInfo(settings.incidents.timezone)
     start, end = parse_instant("since", since, tz), parse_instant("until", until, tz)
     now = now or utc_now()
     with engine.connect() as conn:

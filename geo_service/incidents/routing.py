@@ -9,7 +9,8 @@ from typing import Any, Final
 from sqlalchemy import Connection
 
 from geo_service.buildings.service import geocode_on
-from geo_service.crs import parse_input_crs
+from geo_service.coords import number
+from geo_service.crs import WGS84, InputCRS, parse_input_crs
 from geo_service.errors import (
     InvalidInput,
 )
@@ -34,9 +35,9 @@ _ROUTED: Final = ("inside", "boundary", "nearest")
 
 @dataclass
 class _Point:
-    lon: Any
+    lon: Any  # as the caller gave them, read by `locate_points`
     lat: Any
-    crs: str
+    crs: InputCRS
 
 
 def point_of(lon: Any, lat: Any, crs: str | None) -> _Point | None:
@@ -45,7 +46,7 @@ def point_of(lon: Any, lat: Any, crs: str | None) -> _Point | None:
         return None
     if lon is None or lat is None:
         raise InvalidInput(f"lon and lat go together: got lon={lon!r}, lat={lat!r}")
-    return _Point(lon, lat, parse_input_crs(crs).name)
+    return _Point(lon, lat, parse_input_crs(crs))
 
 
 @dataclass
@@ -70,9 +71,9 @@ def geocode_address(
     best = answer["candidates"][0]
     what = best["building_code"] or best["address"]
     summary = f"geocoded to {what} ({best['match_type']}, confidence {best['confidence']:.2f})"
-    if best["confidence"] < settings.geocode_dispatch_confidence:
-        return None, f"{summary}: below {settings.geocode_dispatch_confidence:g}", proposed
-    return _Point(best["lon"], best["lat"], "wgs84"), summary, proposed
+    if best["confidence"] < settings.geocode.dispatch_confidence:
+        return None, f"{summary}: below {settings.geocode.dispatch_confidence:g}", proposed
+    return _Point(best["lon"], best["lat"], WGS84), summary, proposed
 
 
 _CANDIDATE_FIELDS = (
@@ -89,22 +90,23 @@ def locate_report(
     exclude_id: int | None = None,
 ) -> _Located:
     """Where a report is: its grid, and whether it is near another grid or a likely duplicate."""
-    crs = parse_input_crs(point.crs)
-    [found] = locate_points(conn, [point.lon], [point.lat], crs, settings.locate_tolerance_m)
+    [found] = locate_points(
+        conn, [point.lon], [point.lat], point.crs, settings.grids.locate_tolerance_m
+    )
     if found.status == "invalid" or found.lon is None or found.lat is None:
         raise InvalidInput(found.message or f"invalid coordinates: {point.lon!r}, {point.lat!r}")
     near: list[str] = []
     if found.grid_code:
         near = grids_near(
-            conn, found.lon, found.lat, settings.incident_near_boundary_m, found.grid_code
+            conn, found.lon, found.lat, settings.incidents.near_boundary_m, found.grid_code
         )
-    window = timedelta(hours=settings.incident_duplicate_window_h)
+    window = timedelta(hours=settings.incidents.duplicate_window_h)
     duplicate = store.possible_duplicate(
         conn,
         category.code,
         found.lon,
         found.lat,
-        settings.incident_duplicate_radius_m,
+        settings.incidents.duplicate_radius_m,
         now - window,
         exclude_id,
     )
@@ -112,9 +114,9 @@ def locate_report(
     values = {
         "x": found.lon,
         "y": found.lat,
-        "input_lon": float(point.lon),
-        "input_lat": float(point.lat),
-        "input_crs": crs.name,
+        "input_lon": number(point.lon),
+        "input_lat": number(point.lat),
+        "input_crs": point.crs.name,
         "locate_status": found.status,
         "distance_m": found.distance_m,
         "grid_code": found.grid_code if routed else None,
@@ -129,9 +131,9 @@ def locate_report(
     if found.status == "ambiguous":
         notes.append(f"overlapping grids {', '.join(found.candidates)}: a dispatcher must choose")
     elif found.status == "outside":
-        notes.append(f"no grid within {settings.locate_tolerance_m:g} m")
+        notes.append(f"no grid within {settings.grids.locate_tolerance_m:g} m")
     if near:
-        notes.append(f"within {settings.incident_near_boundary_m:g} m of grid {', '.join(near)}")
+        notes.append(f"within {settings.incidents.near_boundary_m:g} m of grid {', '.join(near)}")
     if duplicate:
         notes.append(f"possible duplicate of {duplicate}")
     return _Located(found, values, "; ".join(notes))

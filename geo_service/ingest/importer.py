@@ -91,7 +91,9 @@ def import_file(
     opts = options or ImportOptions()
     spec = kind_spec(kind)
     source = read_source(path, spec, crs=opts.crs, encoding=opts.encoding, field_map=opts.field_map)
-    pattern = getattr(settings, spec.code_pattern_setting) if spec.code_pattern_setting else None
+    pattern = (
+        getattr(settings.grids, spec.code_pattern_setting) if spec.code_pattern_setting else None
+    )
     checked = validate(source.frame, spec, code_pattern=pattern)
     report = ImportReport(
         kind=spec.name,
@@ -124,7 +126,7 @@ def import_file(
                 if not opts.keep_going:
                     raise ImportRejected(report)  # rolls the transaction back
             counts = store.upsert(
-                conn, spec, replace=opts.replace, tolerance_deg=settings.import_tolerance_deg
+                conn, spec, replace=opts.replace, tolerance_deg=settings.grids.import_tolerance_deg
             )
         report.inserted, report.updated = counts.inserted, counts.updated
         report.unchanged, report.deleted = counts.unchanged, counts.deleted
@@ -143,7 +145,7 @@ def _rejects_path(settings: Settings, kind: str, path: Path, opts: ImportOptions
         return opts.rejects_path
     if opts.dry_run:
         return None
-    return settings.data_dir / "rejects" / f"{path.stem}.{kind}.rejects.csv"
+    return settings.database.data_dir / "rejects" / f"{path.stem}.{kind}.rejects.csv"
 
 
 def _write_rejects(rejected: list[Issue], frame: pd.DataFrame, out: Path) -> Path:

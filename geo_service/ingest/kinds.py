@@ -43,7 +43,7 @@ class KindSpec:
     geometry: GeometryKind
     fields: tuple[Field, ...]
     references: tuple[Reference, ...] = ()
-    code_pattern_setting: str | None = None  # name of the Settings field with the code regex
+    code_pattern_setting: str | None = None  # name of the GridSettings field with the code regex
     doc: str = ""
 
     @property

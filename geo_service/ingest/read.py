@@ -17,6 +17,7 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
+from geo_service.coords import numbers
 from geo_service.crs import STORAGE_EPSG, crs_label, parse_crs
 from geo_service.errors import InvalidInput, NotFound
 from geo_service.ingest.kinds import LAT_NAMES, LON_NAMES, KindSpec
@@ -294,8 +295,7 @@ def _csv_geometry(
             "--crs (e.g. --crs wgs84, --crs cgcs2000, --crs EPSG:4527)"
         )
     source = parse_crs(crs)
-    lon = pd.to_numeric(raw[lon_col], errors="coerce").to_numpy(dtype=float)
-    lat = pd.to_numeric(raw[lat_col], errors="coerce").to_numpy(dtype=float)
+    lon, lat = numbers(raw[lon_col].to_numpy(object)), numbers(raw[lat_col].to_numpy(object))
     bad = ~(np.isfinite(lon) & np.isfinite(lat))
     problems = [
         f"coordinates are not numbers: {lon_col}={x!r}, {lat_col}={y!r}" if unusable else None

@@ -19,6 +19,7 @@ import pandas as pd
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from geo_service import coords
 from geo_service.ingest.kinds import KindSpec
 
 # Relative area difference above which the two repair methods "disagree".
@@ -121,7 +122,7 @@ def _texts(values: pd.Series) -> pd.Series:
 
 def _ints(values: pd.Series, name: str, reasons: dict[int, list[str]]) -> pd.Series:
     """Whole numbers >= 0; anything else is a reason naming the bad value."""
-    numbers = pd.to_numeric(values, errors="coerce")
+    numbers = pd.Series(coords.numbers(values.to_numpy(object)), index=values.index)
     if not pd.api.types.is_numeric_dtype(values):
         blank = values.isna() | (values.astype(str).str.strip() == "")
     else:

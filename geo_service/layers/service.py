@@ -56,7 +56,7 @@ class LayerService:
     def __init__(self, settings: Settings, catalogue: Catalogue) -> None:
         self.settings = settings
         self.catalogue = catalogue
-        self.cache = TileCache(settings.tile_cache_mb << 20)
+        self.cache = TileCache(settings.layers.tile_cache_mb << 20)
         self._resolved: dict[str, Resolved] | None = None
         self._lock = asyncio.Lock()
         self._extents: dict[tuple[str, tuple[int, ...]], list[float] | None] = {}
@@ -64,7 +64,7 @@ class LayerService:
     @classmethod
     def from_settings(cls, settings: Settings) -> LayerService:
         """Read the layers folder (a bad file stops the service with a message naming it)."""
-        return cls(settings, load_catalogue(settings.layers_dir or layers_dir()))
+        return cls(settings, load_catalogue(settings.layers.layers_dir or layers_dir()))
 
     # -- catalogue -------------------------------------------------------------------------
 
@@ -170,8 +170,8 @@ class LayerService:
             params,
             r.layer,
             r.columns,
-            self.settings.features_default_limit,
-            self.settings.features_max_limit,
+            self.settings.layers.features_default_limit,
+            self.settings.layers.features_max_limit,
         )
         async with pool.connection() as conn:
             if r.layer.hexbin is not None:
@@ -194,7 +194,7 @@ class LayerService:
     def _finest(self, viewer: Principal) -> int:
         """The finest hexbin resolution `viewer` may see: capped for anonymous callers, so
         that aggregates of reports and households never point at one door."""
-        return self.settings.public_hexbin_max_res if viewer is ANONYMOUS else 15
+        return self.settings.layers.public_hexbin_max_res if viewer is ANONYMOUS else 15
 
     async def _hexbin_page(
         self, conn: AsyncConnection[Any], layer: Layer, query: ogc.ItemsQuery, finest: int

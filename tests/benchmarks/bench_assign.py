@@ -41,7 +41,7 @@ def run() -> list[Result]:
     out = folder / "assigned.csv"
 
     def ours() -> None:
-        assign_csv(engine, source, out, parse_input_crs("wgs84"), s.locate_tolerance_m)
+        assign_csv(engine, source, out, parse_input_crs("wgs84"), s.grids.locate_tolerance_m)
 
     def peer() -> None:
         frame = pd.read_csv(source)

@@ -27,6 +27,7 @@ from sqlalchemy import Engine, text
 
 from geo_service.coverage import compute, network, planning, service, siting, store
 from geo_service.coverage.network import Entries, Graph
+from geo_service.coverage.params import CoverageParams
 from geo_service.db.engine import reading
 from geo_service.ingest import ImportOptions, import_file
 from geo_service.packaged import demo_dir
@@ -53,7 +54,7 @@ def run() -> list[Result]:
     # the first results), where it would otherwise take a core beside the timed computes.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM (ANALYZE)"))
-    limit = network.metres_of(max(s.coverage_tiers_min), s.coverage_walk_speed_kmh)
+    limit = CoverageParams.from_settings(s).reach_m
 
     def load() -> tuple[Graph, Entries, Entries]:
         with reading(engine) as conn:
@@ -185,7 +186,7 @@ def suggest_rows(engine: Engine, s: Settings, k: int = 3) -> list[Result]:
             mip.seconds,
         ),
         Result(
-            f"suggest on the demo city, slowest of k=1-{s.coverage_suggest_max_k} "
+            f"suggest on the demo city, slowest of k=1-{s.coverage.suggest_max_k} "
             f"(k={demo_k}), warm",
             demo_slowest,
             "goal: under 1 s",
@@ -227,7 +228,7 @@ def textbook_mip(engine: Engine, s: Settings, k: int) -> _Solved:
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
-    h.setOptionValue("time_limit", s.coverage_suggest_time_limit_s)
+    h.setOptionValue("time_limit", s.coverage.suggest_time_limit_s)
     h.passModel(lp)
     reduced = siting.model(n_s, site, target, weight)
     first, _ = siting.greedy(reduced, k)
@@ -259,7 +260,7 @@ def demo_suggest(s: Settings) -> tuple[float, int]:
     compute.compute(engine, s, shapes_too=False)
     planning.suggest(engine, s, 1, models=MODELS)  # load the model
     times = {}
-    for k in range(1, s.coverage_suggest_max_k + 1):
+    for k in range(1, s.coverage.suggest_max_k + 1):
         times[k] = timed(partial(service.suggest, engine, s, k), repeat=3)
     engine.dispose()
     slowest = max(times, key=lambda k: times[k])

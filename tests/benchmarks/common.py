@@ -51,9 +51,9 @@ class Result:
 def settings() -> Settings:
     """Settings of the benchmark run (the checkout's embedded cluster unless GEO_DATABASE_URL)."""
     base = Settings()
-    if not base.embedded or os.environ.get("GEO_DATA_DIR"):
+    if not base.database.embedded or os.environ.get("GEO_DATA_DIR"):
         return base
-    return Settings(data_dir=find_data_dir(ROOT))
+    return Settings().updated(database={"data_dir": find_data_dir(ROOT)})
 
 
 def scratch_engine(s: Settings, name: str = "geo_bench") -> Engine:
