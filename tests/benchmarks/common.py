@@ -75,7 +75,7 @@ def city_dir(seed: int = 42) -> Path:
 
     # In the data folder, never in the checkout: a `.geo-service` folder there would become
     # the checkout's data folder and want a cluster of its own.
-    folder = settings().data_dir / "bench" / f"city-{seed}"
+    folder = settings().database.data_dir / "bench" / f"city-{seed}"
     if not (folder / "roads.shp").exists():
         write_city(generate_city("city", seed=seed), folder)
     return folder
