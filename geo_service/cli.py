@@ -639,6 +639,273 @@ def incidents_stats_cmd(
     out.print(table)
 
 
+# -- grid edits and history ---------------------------------------------------------------------
+grids_app = typer.Typer(
+    help="Grid edits that keep the tiling (split, merge, redraw, create, retire, rename) and "
+    "their history.",
+    no_args_is_help=True,
+)
+app.add_typer(grids_app, name="grids")
+
+_REASON = typer.Option("--reason", help="why the grids change (kept in the history)")
+_ACTOR = typer.Option("--actor", help="who edits (default: your login name)")
+_DRY_RUN = typer.Option("--dry-run", help="show what would change, store nothing")
+_VERSION = typer.Option("--version", help="the grid's version you edited (older: refused)")
+_CRS = typer.Option("--crs", help="CRS of the shape: wgs84, cgcs2000, gcj02, bd09 or EPSG:n")
+
+
+def _shape_arg(value: str) -> Any:
+    """A GeoJSON geometry given inline, or as the path of a .geojson/.json file (its first
+    feature's geometry when it is a FeatureCollection)."""
+    text = value
+    if not value.lstrip().startswith("{"):
+        path = Path(value)
+        if not path.is_file():
+            raise InvalidInput(f"{value!r} is neither GeoJSON nor a readable file")
+        text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{value[:80]!r} is not GeoJSON: {exc.msg}") from None
+    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
+        features = data.get("features") or []
+        if len(features) != 1:
+            raise InvalidInput(f"{value!r} holds {len(features)} features; give exactly one")
+        data = features[0]
+    return data
+
+
+def _edit_by(actor: str | None, reason: str, dry_run: bool, versions: dict[str, int]) -> Any:
+    import getpass
+
+    from geo_service.grids.edits import EditBy
+
+    return EditBy(actor or getpass.getuser(), reason, dry_run, versions)
+
+
+def _render_edit(answer: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(answer)
+        return
+    head = "would" if answer["preview"] else f"edit #{answer['edit']}:"
+    out.print(
+        f"{head} {answer['kind']}: created {', '.join(answer['created']) or '-'}; "
+        f"changed {', '.join(answer['changed']) or '-'}; retired "
+        f"{', '.join(answer['retired']) or '-'}"
+    )
+    table = _table("grid", "name", "version", "area m²", "buildings", "households", "workers")
+    for g in answer["grids"]:
+        _add(
+            table,
+            g["code"],
+            g["name"],
+            str(g["version"]),
+            f"{g['area_m2']:,.0f}",
+            str(g["buildings"]),
+            str(g["households"]),
+            ", ".join(g["workers"]) or "-",
+        )
+    out.print(table)
+    out.print(
+        f"buildings that change grid: {answer['buildings_moved']} "
+        f"({answer['households_moved']} households); open incidents moved: "
+        f"{answer['incidents_moved']}"
+    )
+    for item in (*answer["findings"], *answer["warnings"]):
+        out.print(f"  {item['kind']}: {item['message']}")
+
+
+@grids_app.command("split")
+def grids_split_cmd(
+    code: Annotated[str, typer.Argument(help="the grid to split")],
+    line: Annotated[str, typer.Option(help="GeoJSON LineString across the grid (or a file)")],
+    reason: Annotated[str, _REASON],
+    codes: Annotated[list[str] | None, typer.Option("--code", help="a new code per piece")] = None,
+    names: Annotated[list[str] | None, typer.Option("--name", help="a name per piece")] = None,
+    crs: Annotated[str | None, _CRS] = None,
+    version: Annotated[int | None, _VERSION] = None,
+    actor: Annotated[str | None, _ACTOR] = None,
+    dry_run: Annotated[bool, _DRY_RUN] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Cut a grid along a line drawn across it, from boundary to boundary."""
+    from geo_service.grids import edits
+
+    by = _edit_by(actor, reason, dry_run, {code: version} if version else {})
+    answer = edits.split(
+        state.engine(), state.settings, code, _shape_arg(line), by, crs=crs,
+        codes=codes or None, names=names or None,
+    )  # fmt: skip
+    _render_edit(answer, as_json)
+
+
+@grids_app.command("merge")
+def grids_merge_cmd(
+    codes: Annotated[list[str], typer.Argument(help="two or more adjacent grids")],
+    reason: Annotated[str, _REASON],
+    code: Annotated[str | None, typer.Option(help="the merged grid's code")] = None,
+    name: Annotated[str | None, typer.Option(help="the merged grid's name")] = None,
+    actor: Annotated[str | None, _ACTOR] = None,
+    dry_run: Annotated[bool, _DRY_RUN] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Join adjacent grids of one community into one."""
+    from geo_service.grids import edits
+
+    by = _edit_by(actor, reason, dry_run, {})
+    _render_edit(
+        edits.merge(state.engine(), state.settings, codes, by, code=code, name=name), as_json
+    )
+
+
+@grids_app.command("redraw")
+def grids_redraw_cmd(
+    code: Annotated[str, typer.Argument(help="the grid to redraw")],
+    geometry: Annotated[str, typer.Option(help="GeoJSON Polygon (or a file)")],
+    reason: Annotated[str, _REASON],
+    neighbours: Annotated[str, typer.Option(help="adjust or strict")] = "adjust",
+    crs: Annotated[str | None, _CRS] = None,
+    version: Annotated[int | None, _VERSION] = None,
+    actor: Annotated[str | None, _ACTOR] = None,
+    dry_run: Annotated[bool, _DRY_RUN] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Give a grid a new shape; the touching grids adjust (or, strict, must not change)."""
+    from geo_service.grids import edits
+
+    by = _edit_by(actor, reason, dry_run, {code: version} if version else {})
+    answer = edits.redraw(
+        state.engine(), state.settings, code, _shape_arg(geometry), by,
+        neighbours=neighbours, crs=crs,  # type: ignore[arg-type]
+    )  # fmt: skip
+    _render_edit(answer, as_json)
+
+
+@grids_app.command("create")
+def grids_create_cmd(
+    community: Annotated[str, typer.Argument(help="the community of the new grid")],
+    geometry: Annotated[str, typer.Option(help="GeoJSON Polygon (or a file)")],
+    name: Annotated[str, typer.Option(help="the new grid's name")],
+    reason: Annotated[str, _REASON],
+    code: Annotated[str | None, typer.Option(help="default: the next free code")] = None,
+    workers: Annotated[list[str] | None, typer.Option("--worker", help="its workers")] = None,
+    crs: Annotated[str | None, _CRS] = None,
+    actor: Annotated[str | None, _ACTOR] = None,
+    dry_run: Annotated[bool, _DRY_RUN] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A new grid from area of its community that no grid holds."""
+    from geo_service.grids import edits
+
+    by = _edit_by(actor, reason, dry_run, {})
+    answer = edits.create(
+        state.engine(), state.settings, community, _shape_arg(geometry), by, name=name,
+        code=code, crs=crs, workers=workers or (),
+    )  # fmt: skip
+    _render_edit(answer, as_json)
+
+
+@grids_app.command("retire")
+def grids_retire_cmd(
+    code: Annotated[str, typer.Argument(help="the grid to retire")],
+    to: Annotated[list[str], typer.Option("--to", help="a neighbour receiving its area")],
+    reason: Annotated[str, _REASON],
+    version: Annotated[int | None, _VERSION] = None,
+    actor: Annotated[str | None, _ACTOR] = None,
+    dry_run: Annotated[bool, _DRY_RUN] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """End a grid, handing its area and workers to the named neighbours."""
+    from geo_service.grids import edits
+
+    by = _edit_by(actor, reason, dry_run, {code: version} if version else {})
+    _render_edit(edits.retire(state.engine(), state.settings, code, to, by), as_json)
+
+
+@grids_app.command("rename")
+def grids_rename_cmd(
+    code: Annotated[str, typer.Argument(help="the grid")],
+    reason: Annotated[str, _REASON],
+    name: Annotated[str | None, typer.Option(help="its new name")] = None,
+    new_code: Annotated[str | None, typer.Option("--code", help="its new code")] = None,
+    version: Annotated[int | None, _VERSION] = None,
+    actor: Annotated[str | None, _ACTOR] = None,
+    dry_run: Annotated[bool, _DRY_RUN] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Rename a grid, or give it a new code (its history and lineage follow)."""
+    from geo_service.grids import edits
+
+    by = _edit_by(actor, reason, dry_run, {code: version} if version else {})
+    answer = edits.rename(state.engine(), state.settings, code, by, name=name, new_code=new_code)
+    _render_edit(answer, as_json)
+
+
+@grids_app.command("history")
+def grids_history_cmd(
+    code: Annotated[str, typer.Argument(help="a grid code (today's or retired)")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every version of a grid: when, which edit, who and why, where it came from and went."""
+    from geo_service.grids import edits
+
+    answer = edits.history(state.engine(), code)
+    if as_json:
+        _print_json(answer)
+        return
+    table = _table(
+        "version", "name", "from", "to", "made by", "reason", "ended by", "came from", "went to"
+    )
+    for v in answer["versions"]:
+        made = f"#{v['edit_id']} {v['edit_kind']} ({v['edit_actor']})" if v["edit_id"] else "-"
+        ended = f"#{v['ended_by']} {v['ended_kind']} ({v['ended_actor']})" if v["ended_by"] else "-"
+        _add(
+            table,
+            str(v["version"]),
+            v["name"],
+            v["valid_from"].isoformat(timespec="seconds"),
+            v["valid_to"].isoformat(timespec="seconds") if v["valid_to"] else "today",
+            made,
+            v["edit_reason"] or "-",
+            ended,
+            ", ".join(f"{x['code']} v{x['version']}" for x in v["came_from"]) or "-",
+            ", ".join(f"{x['code']} v{x['version']}" for x in v["went_to"]) or "-",
+        )
+    out.print(table)
+
+
+@grids_app.command("edits")
+def grids_edits_cmd(
+    since: Annotated[
+        str | None, typer.Option(help="from this moment on (ISO 8601 with zone)")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The grid edits (and imports that changed grids), oldest first."""
+    from geo_service.grids import edits
+
+    answer = edits.edits(state.engine(), state.settings, since, limit)
+    if as_json:
+        _print_json(answer)
+        return
+    table = _table("edit", "kind", "at", "by", "reason", "what")
+    for e in answer["items"]:
+        what = ", ".join(
+            f"{k} {v if not isinstance(v, list) else len(v)}" for k, v in e["summary"].items()
+        )
+        _add(
+            table,
+            f"#{e['id']}",
+            e["kind"],
+            e["at"].isoformat(timespec="seconds"),
+            e["actor"],
+            e["reason"],
+            what,
+        )
+    out.print(table)
+
+
 # -- coverage (the 15-minute life circle) -------------------------------------------------------
 coverage_app = typer.Typer(
     help="The 15-minute life circle: walking coverage of neighbourhood centres.",

@@ -79,7 +79,8 @@ def describe_problems(errors: Iterable[Mapping[str, Any]]) -> str:
         elif error["type"] == "extra_forbidden":
             problems.append(f"unknown field {where!r}")
         elif "input" in error:
-            problems.append(f"{where}: {error['msg']} (got {error['input']!r:.80})")
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{where}: {message} (got {error['input']!r:.80})")
         else:
             problems.append(f"{where}: {error['msg']}")
     return "; ".join(problems)

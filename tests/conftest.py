@@ -34,6 +34,9 @@ def checkout_settings() -> Settings:
 
 
 DATA_TABLES = (
+    "grid_lineage",
+    "grid_versions",
+    "grid_edits",
     "incident_events",
     "incidents",
     "workers",

@@ -18,7 +18,7 @@ from geo_service.cli import app as cli_app
 from geo_service.settings import Settings
 from tests import test_incidents
 from tests.conftest import ensure_token
-from tests.test_incidents import G1, G3, IN_G1, IN_G3
+from tests.test_incidents import G1, G2, G3, IN_G1, IN_G3
 
 grids_planted = test_incidents.grids_planted
 
@@ -38,6 +38,8 @@ incidents.stats         Y     Y        Y         -       -        -
 locate                  Y     Y        Y         Y       -        -
 buildings               Y     Y        Y         Y       -        -
 qa                      Y     Y        -         -       -        -
+grids.read              Y     Y        Y         Y       -        -
+grids.edit              Y     Y        -         -       -        -
 coverage                Y     Y        -         -       -        -
 metrics                 Y     -        -         -       -        -
 """
@@ -67,6 +69,13 @@ REQUESTS: dict[str, tuple[str, str, dict | None]] = {
     "locate": ("GET", f"/api/v1/locate?lon={IN_G1[0]}&lat={IN_G1[1]}", None),
     "buildings": ("GET", f"/api/v1/buildings?grid={G1}", None),
     "qa": ("GET", "/api/v1/qa", None),
+    "grids.read": ("GET", f"/api/v1/grids/{G1}/history", None),
+    # a preview: allowed callers change nothing the other cells read
+    "grids.edit": (
+        "POST",
+        "/api/v1/grids/merge",
+        {"codes": [G1, G2], "reason": "t", "preview": True},
+    ),
     "coverage": ("GET", "/api/v1/coverage/summary", None),
     "metrics": ("GET", "/metrics", None),
 }

@@ -78,7 +78,7 @@ def install(app: FastAPI) -> None:
             log.error("%s %s: %s", request.method, request.url.path, exc.message)
         body = {"error": exc.code, "message": exc.message}
         if exc.details is not None:
-            body["details"] = exc.details
+            body["details"] = jsonable_encoder(exc.details)  # times, decimals: as JSON has them
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(body, status_code=status, headers=headers)
 

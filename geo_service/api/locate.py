@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
@@ -15,8 +17,20 @@ from geo_service.crs import parse_input_crs
 from geo_service.db.engine import reading
 from geo_service.errors import InvalidInput, PayloadTooLarge
 from geo_service.grids.locate import locate_points, locate_points_async
+from geo_service.settings import Settings
+from geo_service.times import parse_instant
 
 router = APIRouter(prefix="/api/v1", tags=["locate"])
+AS_OF_DESCRIPTION = (
+    "locate among the grids as they were at this moment (ISO 8601; no offset: the city's "
+    "time zone); the workers are today's"
+)
+
+
+def _as_of(settings: Settings, text: str | None) -> datetime | None:
+    if text is not None and len(text) > 64:
+        raise InvalidInput(f"as_of is longer than 64 characters: {text[:64]!r}...")
+    return parse_instant("as_of", text, ZoneInfo(settings.incidents.timezone))
 
 
 def _param(query: Mapping[str, str], name: str) -> str:
@@ -72,6 +86,13 @@ _ONE_POINT_PARAMETERS = [
         "description": CRS_DESCRIPTION,
         "schema": {"type": "string", "maxLength": 64, "default": "wgs84"},
     },
+    {
+        "name": "as_of",
+        "in": "query",
+        "required": False,
+        "description": AS_OF_DESCRIPTION,
+        "schema": {"type": "string", "maxLength": 64},
+    },
 ]
 
 
@@ -90,11 +111,12 @@ async def locate_one(request: Request) -> LocationOut:
         raise InvalidInput(f"crs is longer than 64 characters: {crs[:64]!r}...")
     state = request.app.state
     input_crs = parse_input_crs(crs)
+    at = _as_of(state.settings, query.get("as_of"))
     pool: AsyncConnectionPool = state.read_pool
     conn = await pool.getconn()
     try:
         [found] = await locate_points_async(
-            conn, [lon], [lat], input_crs, state.settings.grids.locate_tolerance_m
+            conn, [lon], [lat], input_crs, state.settings.grids.locate_tolerance_m, at
         )
     finally:
         await pool.putconn(conn)
@@ -118,16 +140,18 @@ def locate_many(
         ),
     ],
     crs: CrsQuery = "wgs84",
+    as_of: Annotated[str | None, Query(max_length=64, description=AS_OF_DESCRIPTION)] = None,
 ) -> BatchOut:
     """Locate many points in one round trip; unusable points come back `invalid`."""
     input_crs = parse_input_crs(crs)
+    at = _as_of(settings, as_of)
     ids, lons, lats = _points_of(body)
     if len(ids) > settings.grids.locate_max_points:
         raise PayloadTooLarge(
             f"{len(ids)} points in one request; the limit is {settings.grids.locate_max_points}"
         )
     with reading(engine) as conn:
-        found = locate_points(conn, lons, lats, input_crs, settings.grids.locate_tolerance_m)
+        found = locate_points(conn, lons, lats, input_crs, settings.grids.locate_tolerance_m, at)
     results = [LocationOut(id=i, **f.to_dict()) for i, f in zip(ids, found, strict=True)]
     return BatchOut(crs=input_crs.name, count=len(results), results=results)
 

@@ -61,6 +61,8 @@ PERMISSIONS: Final[Mapping[str, frozenset[str]]] = {
     "locate": _STAFF,  # answers carry grid workers' names and phones
     "buildings": _STAFF,  # geocode, reverse, buildings
     "qa": frozenset({"admin", "planner"}),
+    "grids.read": _STAFF,  # grid detail, history, edits
+    "grids.edit": frozenset({"admin", "planner"}),  # split, merge, redraw, create, retire...
     "coverage": frozenset({"admin", "planner"}),
     "metrics": frozenset({"admin"}),
 }

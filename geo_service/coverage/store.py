@@ -341,6 +341,20 @@ def insert_run(conn: Connection, run: Row) -> int:
     return int(conn.execute(runs.insert().values(**run).returning(runs.c.id)).scalar_one())
 
 
+def regrid_buildings(conn: Connection, moves: dict[str, str | None]) -> None:
+    """Buildings that a grid edit moved to another grid (code -> grid code): the per-grid
+    figures follow at once, with no recompute (walks do not depend on grids)."""
+    if moves:
+        conn.execute(
+            text(
+                "UPDATE coverage_buildings cb SET grid_code = m.grid "
+                "FROM unnest(CAST(:b AS text[]), CAST(:g AS text[])) AS m(building, grid) "
+                "WHERE cb.building_code = m.building"
+            ),
+            {"b": list(moves), "g": list(moves.values())},
+        )
+
+
 def analyze(conn: Connection) -> None:
     """Fresh planner statistics for the rewritten tables."""
     # the columns the API filters by: statistics of the others (sampled all the same) would

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
@@ -83,8 +84,65 @@ grids = Table(
     _geom("MULTIPOLYGON"),
     _updated_at(),
     _web_mercator("geom_3857", "MULTIPOLYGON", "ST_Transform(geom, 3857)"),
+    # The grid's version and when it took effect: set by triggers (migration
+    # 0003_living_grids), which also write every version to grid_versions.
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("valid_from", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("grids_geom_gist", "geom", postgresql_using="gist"),
     Index("grids_community_code", "community_code"),
+)
+
+GRID_EDIT_KINDS = ("split", "merge", "redraw", "create", "retire", "rename", "recode", "import")
+
+# Every grid edit (and every import that changed grids): who, why, when, what it did.
+grid_edits = Table(
+    "grid_edits",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("summary", JSONB, nullable=False, server_default="{}"),
+    CheckConstraint(
+        "kind IN (" + ", ".join(f"'{k}'" for k in GRID_EDIT_KINDS) + ")", name="grid_edits_kind"
+    ),
+    Index("grid_edits_at", "at"),
+)
+
+# Every version of every grid, today's included (valid_to NULL): written by triggers on grids.
+grid_versions = Table(
+    "grid_versions",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("code", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("community_code", Text, nullable=False),
+    Column("area_m2", Float, nullable=False),
+    _geom("MULTIPOLYGON"),
+    Column("valid_from", DateTime(timezone=True), nullable=False),
+    Column("valid_to", DateTime(timezone=True)),
+    Column("edit_id", BigInteger, ForeignKey("grid_edits.id")),  # the edit that made it
+    Column("ended_by", BigInteger, ForeignKey("grid_edits.id")),
+    UniqueConstraint("code", "version", name="grid_versions_code_version"),
+    Index("grid_versions_geom_gist", "geom", postgresql_using="gist"),
+    Index("grid_versions_current", "code", unique=True, postgresql_where=text("valid_to IS NULL")),
+    Index("grid_versions_edit", "edit_id"),
+)
+
+# Which version of which grid gave area to which new version, in which edit (m²).
+grid_lineage = Table(
+    "grid_lineage",
+    metadata,
+    Column("edit_id", BigInteger, ForeignKey("grid_edits.id"), primary_key=True),
+    Column("from_code", Text, primary_key=True),
+    Column("from_version", Integer, nullable=False),
+    Column("to_code", Text, primary_key=True),
+    Column("to_version", Integer, nullable=False),
+    Column("area_m2", Float, nullable=False),
+    Index("grid_lineage_from", "from_code"),
+    Index("grid_lineage_to", "to_code"),
 )
 
 workers = Table(
@@ -250,6 +308,7 @@ incidents = Table(
     Column("input_crs", Text),
     _geom("POINT", nullable=True),  # WGS-84; NULL for address-only reports
     Column("grid_code", Text),
+    Column("grid_version", Integer),  # of that grid when routed (set by a trigger)
     Column("community_code", Text),
     Column("locate_status", Text),
     Column("distance_m", Float),

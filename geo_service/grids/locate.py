@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 import numpy as np
@@ -57,12 +58,14 @@ def locate_points(
     lat: Sequence[Any] | np.ndarray,
     crs: InputCRS,
     tolerance_m: float,
+    at: datetime | None = None,
 ) -> list[Location]:
-    """Locate each point (any supported CRS) in the grids; one round trip for all of them."""
+    """Locate each point (any supported CRS) in the grids of today, or as they were `at` a
+    moment; one round trip for all of them."""
     x, y, reasons = parse_coordinates(lon, lat, crs)
     valid = np.flatnonzero(~np.isnan(x))
     points = (x[valid].tolist(), y[valid].tolist())
-    rows = store.locate(conn, *points, tolerance_m) if valid.size else []
+    rows = store.locate(conn, *points, tolerance_m, at) if valid.size else []
     return _locations(x, y, reasons, valid, rows)
 
 
@@ -72,12 +75,13 @@ async def locate_points_async(
     lat: Sequence[Any] | np.ndarray,
     crs: InputCRS,
     tolerance_m: float,
+    at: datetime | None = None,
 ) -> list[Location]:
     """`locate_points` on an asyncio connection: the same facts, the same rules."""
     x, y, reasons = parse_coordinates(lon, lat, crs)
     valid = np.flatnonzero(~np.isnan(x))
     rows = (
-        await store.locate_async(conn, x[valid].tolist(), y[valid].tolist(), tolerance_m)
+        await store.locate_async(conn, x[valid].tolist(), y[valid].tolist(), tolerance_m, at)
         if valid.size
         else []
     )

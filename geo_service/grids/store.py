@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from sqlalchemy import Connection, text
@@ -155,18 +158,42 @@ _FACTS = f"""
 _LOCATE = _FACTS.replace("{points}", _POINTS)
 _LOCATE_ONE = _FACTS.replace("{points}", _ONE_POINT)
 
+# The same facts among the grids as they were at %(at)s (their versions valid then), inlined
+# (NOT MATERIALIZED) so each use keeps the versions' GiST index. Workers are today's.
+_THEN = """
+    WITH grids_then AS NOT MATERIALIZED (
+        SELECT id, code, name, community_code, geom FROM grid_versions
+        WHERE valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)
+    ),"""
 
-def locate(conn: Connection, xs: list[float], ys: list[float], tolerance_m: float) -> list[dict]:  # type: ignore[type-arg]
+
+def _as_of(sql: str) -> str:
+    return _THEN + sql.replace("WITH pts AS", " pts AS", 1).replace("grids g", "grids_then g")
+
+
+_LOCATE_THEN = _as_of(_LOCATE)
+_LOCATE_ONE_THEN = _as_of(_LOCATE_ONE)
+
+
+def locate(
+    conn: Connection,
+    xs: list[float],
+    ys: list[float],
+    tolerance_m: float,
+    at: datetime | None = None,
+) -> list[dict]:  # type: ignore[type-arg]
     """Facts for WGS-84 points: sorted covering codes, how many contain the point in their
-    interior, the nearest grid when none covers it, and the details of the first grid.
+    interior, the nearest grid when none covers it, and the details of the first grid (among
+    the grids of today, or as they were `at` a moment).
 
     The dispatcher's hot path: run on the driver connection, prepared, skipping the
     SQLAlchemy layers that cost as much as the query itself.
     """
     raw = conn.connection.driver_connection
     assert raw is not None
+    params = {"xs": xs, "ys": ys, "tol": tolerance_m, "at": at}
     with raw.cursor(row_factory=dict_row) as cur:
-        cur.execute(_LOCATE, {"xs": xs, "ys": ys, "tol": tolerance_m}, prepare=True)
+        cur.execute(_LOCATE if at is None else _LOCATE_THEN, params, prepare=True)
         return cur.fetchall()
 
 
@@ -175,14 +202,17 @@ async def locate_async(
     xs: list[float],
     ys: list[float],
     tolerance_m: float,
+    at: datetime | None = None,
 ) -> list[dict]:  # type: ignore[type-arg]
     """`locate` on an asyncio psycopg connection (the API's read pool)."""
     async with conn.cursor(row_factory=dict_row) as cur:
+        params: dict[str, Any] = {"tol": tolerance_m, "at": at}
         if len(xs) == 1:
-            params = {"x": xs[0], "y": ys[0], "tol": tolerance_m}
-            await cur.execute(_LOCATE_ONE, params, prepare=True)
+            params.update(x=xs[0], y=ys[0])
+            await cur.execute(_LOCATE_ONE if at is None else _LOCATE_ONE_THEN, params, prepare=True)
         else:
-            await cur.execute(_LOCATE, {"xs": xs, "ys": ys, "tol": tolerance_m}, prepare=True)
+            params.update(xs=xs, ys=ys)
+            await cur.execute(_LOCATE if at is None else _LOCATE_THEN, params, prepare=True)
         return await cur.fetchall()
 
 

@@ -20,7 +20,8 @@ from geo_service import errors as domain_errors
 from geo_service.coords import number
 from geo_service.errors import InvalidInput
 from geo_service.incidents.categories import Category
-from geo_service.incidents.workflow import OPEN, TERMINAL, open311_status, parse_instant
+from geo_service.incidents.workflow import OPEN, TERMINAL, open311_status
+from geo_service.times import parse_instant
 
 Format = Literal["json", "xml"]
 FORMATS: Final = ("json", "xml")

@@ -22,10 +22,10 @@ from geo_service.incidents.workflow import (
     allowed_actions,
     is_overdue,
     iso_time,
-    parse_instant,
     utc_now,
 )
 from geo_service.settings import Settings
+from geo_service.times import parse_instant
 
 
 def get_incident(

@@ -169,6 +169,23 @@ def lock(conn: Connection, ref: str) -> dict[str, Any] | None:
     return dict(row._mapping) if row else None
 
 
+def open_near_grids(conn: Connection, area_wkb: bytes, codes: list[str]) -> list[dict[str, Any]]:
+    """Open incidents with a point inside `area` or routed to one of `codes`, locked."""
+    rows = conn.execute(
+        text(
+            """
+            SELECT id, ref, status, grid_code, ST_X(geom) AS lon, ST_Y(geom) AS lat
+            FROM incidents
+            WHERE status NOT IN ('closed', 'cancelled') AND geom IS NOT NULL
+              AND (ST_Intersects(geom, ST_GeomFromWKB(:area, 4326)) OR grid_code = ANY(:codes))
+            ORDER BY id FOR UPDATE
+            """
+        ),
+        {"area": area_wkb, "codes": codes},
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
 def update_incident(conn: Connection, incident_id: int, values: dict[str, Any]) -> None:
     """Set columns of one incident (x/y become its point)."""
     values = dict(values)

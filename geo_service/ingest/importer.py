@@ -13,6 +13,7 @@ import shapely
 from sqlalchemy import Engine
 
 from geo_service.errors import InvalidInput
+from geo_service.grids import edits_store
 from geo_service.ingest import store
 from geo_service.ingest.kinds import kind_spec
 from geo_service.ingest.read import read_source
@@ -106,6 +107,12 @@ def import_file(
     )
     with engine.begin() as conn:
         store.lock_kind(conn, spec.name)
+        # grids keep their history: an import that changes them is an edit too
+        edit = (
+            edits_store.begin_edit(conn, "import", "import", f"import of {path.name}")
+            if spec.name == "grids"
+            else None
+        )
         tick = progress("loading", len(checked.rows)) if progress else None
         if not report.rejected and store.load_into_empty(conn, spec, checked.rows, tick):
             counts = store.Counts(inserted=len(checked.rows))
@@ -130,6 +137,8 @@ def import_file(
             )
         report.inserted, report.updated = counts.inserted, counts.updated
         report.unchanged, report.deleted = counts.unchanged, counts.deleted
+        if edit is not None:
+            edits_store.end_import(conn, edit, counts.inserted, counts.updated, counts.deleted)
         if opts.dry_run:
             conn.rollback()
             return report

@@ -18,7 +18,7 @@ from psycopg import errors as pg_errors
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
-from geo_service.db import bulk
+from geo_service.db import bulk, versions
 from geo_service.errors import Conflict
 from geo_service.ingest.kinds import KindSpec
 
@@ -365,11 +365,4 @@ def record_run(
         # Fresh statistics now, not when autovacuum gets round to it: the planner's choice
         # of join order for a million-point assignment depends on them.
         conn.execute(text(f"ANALYZE {_TARGETS[spec.name].table}"))
-        conn.execute(
-            text(
-                "INSERT INTO dataset_versions (kind, version) VALUES (:kind, 1) "
-                "ON CONFLICT (kind) DO UPDATE SET version = dataset_versions.version + 1, "
-                "updated_at = now()"
-            ),
-            {"kind": spec.name},
-        )
+        versions.bump(conn, spec.name)

@@ -1,0 +1,580 @@
+"""Grid edits: split, merge, redraw, create, retire, rename and recode, each one transaction
+with an actor and a reason, checked by the QA rules before it is stored.
+
+Every edit runs the same way (`_apply`): lock the grids it touches (an edit naming an older
+version than the stored one is refused), work out the new shapes (`reshape`, pure), write
+them (the `grids` triggers keep every version, `edits_store.record_lineage` which version
+gave area to which), check the communities touched (no new overlap or gap, nothing outside
+its community), let buildings, open incidents, coverage figures and map versions follow, and
+answer what changed. A refused edit raises Conflict with the findings and changes nothing; a
+preview answers the same and rolls back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import shapely
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import Connection, Engine
+
+from geo_service.coverage import store as coverage_store
+from geo_service.crs import parse_input_crs
+from geo_service.errors import Conflict, InvalidInput, NotFound
+from geo_service.grids import drawing, edits_store, reshape
+from geo_service.incidents.regrid import follow_grid_edit
+from geo_service.settings import Settings
+from geo_service.times import parse_instant
+
+Kind = Literal["split", "merge", "redraw", "create", "retire", "rename", "recode"]
+Neighbours = Literal["adjust", "strict"]
+
+
+@dataclass(frozen=True)
+class EditBy:
+    """Who edits, why, and what they saw: the versions of the grids they edited (an older
+    one than stored is refused), and whether only to preview."""
+
+    actor: str
+    reason: str
+    preview: bool = False
+    versions: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """What an edit does to the grids of one community."""
+
+    community: str
+    before: dict[str, BaseGeometry]  # shapes of the grids it changes or retires, as they were
+    created: dict[str, tuple[str, BaseGeometry]] = field(default_factory=dict)  # code: name, shape
+    reshaped: dict[str, BaseGeometry] = field(default_factory=dict)
+    renamed: dict[str, str] = field(default_factory=dict)
+    recoded: tuple[str, str] | None = None
+    retired: list[str] = field(default_factory=list)
+    workers: dict[str, str] = field(default_factory=dict)  # worker code -> grid code
+
+    @property
+    def result_codes(self) -> list[str]:
+        """The grids the edit leaves changed or new."""
+        kept = [c for c in {*self.reshaped, *self.renamed} if c not in self.retired]
+        if self.recoded:
+            kept = [self.recoded[1] if c == self.recoded[0] else c for c in kept]
+            kept.append(self.recoded[1])
+        return sorted({*self.created, *kept})
+
+
+# -- the edits ------------------------------------------------------------------------------------
+def split(
+    engine: Engine,
+    settings: Settings,
+    code: str,
+    line: Any,
+    by: EditBy,
+    *,
+    crs: str | None = None,
+    codes: Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
+    workers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Cut a grid in pieces along a line drawn across it."""
+    cut = drawing.read_line(line, parse_input_crs(crs))
+
+    def plan(conn: Connection) -> Plan:
+        grid = _grids(conn, [code], by)[code]
+        pieces = reshape.split(code, grid["shape"], cut)
+        new_codes = _new_codes(
+            conn, settings, grid["community_code"], codes, len(pieces), keep=code
+        )
+        new_names = _names(
+            names, len(pieces), [f"{grid['name']}{i + 1}" for i in range(len(pieces))]
+        )
+        p = Plan(grid["community_code"], {code: grid["shape"]})
+        for c, n, shape in zip(new_codes, new_names, pieces, strict=True):
+            if c == code:
+                p.reshaped[c], p.renamed[c] = shape, n
+            else:
+                p.created[c] = (n, shape)
+        if code not in new_codes:
+            p.retired.append(code)
+        largest = new_codes[max(range(len(pieces)), key=lambda i: pieces[i].area)]
+        stay = code if code in new_codes else largest
+        p.workers = _workers_to(conn, [code], new_codes, workers, default=stay)
+        return p
+
+    return _apply(engine, settings, "split", by, plan)
+
+
+def merge(
+    engine: Engine,
+    settings: Settings,
+    codes: Sequence[str],
+    by: EditBy,
+    *,
+    code: str | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Join adjacent grids of one community into one (`code`: one of them to keep, or a new
+    code; default the smallest)."""
+    if len(set(codes)) < 2:
+        raise InvalidInput(f"codes={list(codes)!r}: name two or more grids to merge")
+
+    def plan(conn: Connection) -> Plan:
+        grids = _grids(conn, codes, by)
+        communities = {g["community_code"] for g in grids.values()}
+        if len(communities) > 1:
+            raise InvalidInput(
+                f"grids {', '.join(sorted(grids))} belong to different communities "
+                f"({', '.join(sorted(communities))}): only grids of one community can be merged"
+            )
+        shape = reshape.merge({c: g["shape"] for c, g in grids.items()})
+        keep = code or min(grids)
+        p = Plan(communities.pop(), {c: g["shape"] for c, g in grids.items()})
+        if keep in grids:
+            p.reshaped[keep] = shape
+            if name:
+                p.renamed[keep] = name
+        else:
+            _check_new_code(conn, settings, keep, p.community)
+            p.created[keep] = (name or grids[min(grids)]["name"], shape)
+        p.retired = sorted(c for c in grids if c != keep)
+        p.workers = _workers_to(conn, p.retired, [keep], None, default=keep)
+        return p
+
+    return _apply(engine, settings, "merge", by, plan)
+
+
+def redraw(
+    engine: Engine,
+    settings: Settings,
+    code: str,
+    geometry: Any,
+    by: EditBy,
+    *,
+    neighbours: Neighbours = "adjust",
+    crs: str | None = None,
+) -> dict[str, Any]:
+    """Give a grid a new shape; with `adjust` the touching grids of its community give and
+    take the difference, with `strict` they must not change."""
+    if neighbours not in ("adjust", "strict"):
+        raise InvalidInput(f'neighbours={neighbours!r}: expected "adjust" or "strict"')
+    new = drawing.read_polygon(geometry, parse_input_crs(crs))
+
+    def plan(conn: Connection) -> Plan:
+        grid = _grids(conn, [code], by)[code]
+        community = _community(conn, grid["community_code"])
+        _inside(new, community, f"the new shape of grid {code}", settings.grids.qa_min_area_m2)
+        near = edits_store.touching(
+            conn, shapely.union_all([new, grid["shape"]]), grid["community_code"], [code]
+        )
+        _check_versions(near, by)
+        changed = reshape.redraw(
+            code,
+            grid["shape"],
+            new,
+            {c: n["shape"] for c, n in near.items()},
+            neighbours,
+            settings.grids.qa_min_area_m2,
+        )
+        before = {code: grid["shape"], **{c: near[c]["shape"] for c in changed if c != code}}
+        return Plan(grid["community_code"], before, reshaped=changed)
+
+    return _apply(engine, settings, "redraw", by, plan)
+
+
+def create(
+    engine: Engine,
+    settings: Settings,
+    community: str,
+    geometry: Any,
+    by: EditBy,
+    *,
+    name: str,
+    code: str | None = None,
+    crs: str | None = None,
+    workers: Sequence[str] = (),
+) -> dict[str, Any]:
+    """A new grid from area of its community that no grid holds (the drawn shape is cut to
+    that area)."""
+    drawn = drawing.read_polygon(geometry, parse_input_crs(crs))
+
+    def plan(conn: Connection) -> Plan:
+        place = _community(conn, community)
+        shape = reshape.free_area(
+            drawn, place["shape"], edits_store.community_grids_union(conn, community)
+        )
+        new = (
+            code
+            or drawing.next_codes(
+                community,
+                edits_store.codes_ever_used(conn, community),
+                1,
+                settings.grids.grid_code_pattern,
+            )[0]
+        )
+        _check_new_code(conn, settings, new, community)
+        p = Plan(community, {}, created={new: (name, shape)})
+        p.workers = {w: new for w in workers}
+        return p
+
+    return _apply(engine, settings, "create", by, plan)
+
+
+def retire(
+    engine: Engine,
+    settings: Settings,
+    code: str,
+    to: Sequence[str],
+    by: EditBy,
+    *,
+    workers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """End a grid, handing its area to the named neighbours (each part to the one sharing the
+    longest boundary with it) and its workers to them (default: the first named)."""
+    if not to:
+        raise InvalidInput(f"name the grids that receive the area of grid {code} (to=[...])")
+    if code in to:
+        raise InvalidInput(f"grid {code} cannot receive its own area")
+
+    def plan(conn: Connection) -> Plan:
+        grids = _grids(conn, [code, *to], by)
+        grid = grids[code]
+        strangers = [c for c in to if grids[c]["community_code"] != grid["community_code"]]
+        if strangers:
+            raise InvalidInput(
+                f"grid {strangers[0]} is not in community {grid['community_code']} of grid "
+                f"{code}: only its community's grids can receive its area"
+            )
+        grown = reshape.retire(
+            code, grid["shape"], {c: grids[c]["shape"] for c in to}, settings.grids.qa_min_area_m2
+        )
+        p = Plan(
+            grid["community_code"], {code: grid["shape"], **{c: grids[c]["shape"] for c in grown}}
+        )
+        p.reshaped, p.retired = grown, [code]
+        p.workers = _workers_to(conn, [code], list(to), workers, default=to[0])
+        return p
+
+    return _apply(engine, settings, "retire", by, plan)
+
+
+def rename(
+    engine: Engine,
+    settings: Settings,
+    code: str,
+    by: EditBy,
+    *,
+    name: str | None = None,
+    new_code: str | None = None,
+) -> dict[str, Any]:
+    """Give a grid a new name, or a new code (its history and lineage follow it)."""
+    if not name and not new_code:
+        raise InvalidInput("give a new name, a new code, or both")
+
+    def plan(conn: Connection) -> Plan:
+        grid = _grids(conn, [code], by)[code]
+        p = Plan(grid["community_code"], {code: grid["shape"]})
+        if name:
+            p.renamed[code] = name
+        if new_code and new_code != code:
+            _check_new_code(conn, settings, new_code, grid["community_code"])
+            p.recoded = (code, new_code)
+        return p
+
+    return _apply(
+        engine, settings, "recode" if new_code and new_code != code else "rename", by, plan
+    )
+
+
+# -- history --------------------------------------------------------------------------------------
+def moment(settings: Settings, name: str, text: str | None) -> datetime | None:
+    """A moment a caller names (ISO 8601; without an offset, in the city's time zone)."""
+    return parse_instant(name, text, ZoneInfo(settings.incidents.timezone))
+
+
+def grid(engine: Engine, settings: Settings, code: str, as_of: str | None = None) -> dict[str, Any]:
+    """A grid today (with its buildings, households and workers) or as it was at `as_of`."""
+    at = moment(settings, "as_of", as_of)
+    with engine.connect() as conn:
+        if at is None:
+            found = edits_store.grid_figures(conn, [code])
+            if found:
+                return {**found[0], "as_of": None}
+        else:
+            version = edits_store.version_at(conn, code, at)
+            if version is not None:
+                return {**version, "as_of": at.isoformat()}
+            if edits_store.history(conn, code):
+                raise NotFound(f"grid {code} did not exist at {at.isoformat()}")
+    raise NotFound(f"unknown grid code {code!r}")
+
+
+def history(engine: Engine, code: str) -> dict[str, Any]:
+    """Every version of a grid code, with the edits and lineage."""
+    with engine.connect() as conn:
+        versions = edits_store.history(conn, code)
+    if not versions:
+        raise NotFound(f"unknown grid code {code!r}")
+    return {"code": code, "versions": versions}
+
+
+def edits(
+    engine: Engine, settings: Settings, since: str | None = None, limit: int = 100
+) -> dict[str, Any]:
+    """The edits from `since` on, oldest first."""
+    start = moment(settings, "since", since)
+    with engine.connect() as conn:
+        return {"items": edits_store.edits_since(conn, start, limit)}
+
+
+# -- the one way an edit runs ---------------------------------------------------------------------
+def _apply(
+    engine: Engine,
+    settings: Settings,
+    kind: Kind,
+    by: EditBy,
+    plan_of: Callable[[Connection], Plan],
+) -> dict[str, Any]:
+    if not by.actor.strip():
+        raise InvalidInput("actor is required: who makes this edit")
+    if not by.reason.strip():
+        raise InvalidInput("reason is required: why the grids change")
+    min_area = settings.grids.qa_min_area_m2
+    with engine.connect() as conn, conn.begin() as tx:
+        plan = plan_of(conn)
+        area = shapely.union_all(
+            [*plan.before.values(), *(shape for _, shape in plan.created.values())]
+        )
+        before = edits_store.buildings_in(conn, area)
+        holes = edits_store.gaps(conn, plan.community)
+        origins = edits_store.grids_of_workers(conn, list(plan.workers))
+        unknown = sorted(set(plan.workers) - set(origins))
+        if unknown:
+            raise InvalidInput(f"unknown worker code {unknown[0]!r}")
+        edit = edits_store.begin_edit(conn, kind, by.actor, by.reason)
+        _write(conn, plan)
+        lineage = edits_store.record_lineage(conn, edit)
+        if plan.recoded:
+            edits_store.record_recode(conn, edit, *plan.recoded)
+        codes = plan.result_codes
+        findings = _findings(conn, plan, codes, holes, min_area)
+        for left in edits_store.grids_without_workers(conn, sorted(set(origins.values()))):
+            findings.append({
+                "kind": "no_worker_left", "grid": left,
+                "message": f"grid {left} would be left without a worker: name another for it, "
+                "or leave one of its workers there",
+            })  # fmt: skip
+        after = edits_store.buildings_in(conn, area)
+        moves = {b: after[b][0] for b in sorted(before) if after[b][0] != before[b][0]}
+        coverage_store.regrid_buildings(conn, moves)
+        moved = [
+            {"code": b, "from": before[b][0], "to": to, "households": before[b][1]}
+            for b, to in moves.items()
+        ]
+        incidents = follow_grid_edit(
+            conn,
+            settings,
+            area,
+            sorted({*plan.before, *plan.retired}),
+            by.actor,
+            f"grid edit #{edit} ({kind}): {by.reason}",
+        )
+        grids = edits_store.grid_figures(conn, codes)
+        summary = {
+            "created": sorted(plan.created),
+            "changed": sorted(c for c in codes if c not in plan.created),
+            "retired": sorted(plan.retired),
+            "buildings_moved": len(moved),
+            "households_moved": sum(before[b][1] for b in moves),
+            "incidents_moved": len(incidents),
+        }
+        kinds = ["grids", "workers"] if plan.workers else ["grids"]
+        at = edits_store.finish_edit(conn, edit, summary, kinds)
+        answer = {
+            "edit": None if by.preview else edit,
+            "kind": kind,
+            "preview": by.preview,
+            "at": at.isoformat(),
+            **summary,
+            "grids": grids,
+            "buildings": moved,
+            "incidents": incidents,
+            "workers_moved": plan.workers,
+            "lineage": lineage,
+            "findings": findings,
+            "warnings": [
+                {
+                    "kind": "no_worker",
+                    "grid": g["code"],
+                    "message": f"grid {g['code']} has no worker",
+                }
+                for g in grids
+                if not g["workers"]
+            ],
+        }
+        if by.preview:
+            tx.rollback()
+        elif findings:
+            tx.rollback()
+            raise Conflict(
+                f"{kind} refused: " + "; ".join(f["message"] for f in findings),
+                details={"findings": findings, "grids": grids},
+            )
+        else:
+            tx.commit()
+    return answer
+
+
+def _write(conn: Connection, plan: Plan) -> None:
+    for code, (name, shape) in plan.created.items():
+        edits_store.insert_grid(conn, code, name, plan.community, shape)
+    for code in sorted({*plan.reshaped, *plan.renamed} - set(plan.retired)):
+        edits_store.update_grid(
+            conn, code, shape=plan.reshaped.get(code), name=plan.renamed.get(code)
+        )
+    if plan.recoded:
+        edits_store.update_grid(conn, plan.recoded[0], new_code=plan.recoded[1])
+    edits_store.move_workers(conn, plan.workers)
+    edits_store.delete_grids(conn, plan.retired)
+
+
+def _findings(
+    conn: Connection, plan: Plan, codes: list[str], holes: BaseGeometry, min_area: float
+) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for o in edits_store.overlaps_of(conn, codes, min_area):
+        found.append(
+            {
+                "kind": "overlap",
+                **o,
+                "message": f"grids {o['grid_a']} and {o['grid_b']} would overlap by "
+                f"{o['area_m2']:.1f} m² at lon {o['lon']:.6f}, lat {o['lat']:.6f}",
+            }
+        )
+    for g in edits_store.new_gaps(conn, plan.community, holes, min_area):
+        found.append(
+            {
+                "kind": "gap",
+                "community": plan.community,
+                **g,
+                "message": f"{g['area_m2']:.1f} m² of community {plan.community} would be in no "
+                f"grid at lon {g['lon']:.6f}, lat {g['lat']:.6f}",
+            }
+        )
+    for o in edits_store.outside_community(conn, codes, min_area):
+        found.append(
+            {
+                "kind": "outside_community",
+                **o,
+                "message": f"grid {o['grid']} would reach {o['area_m2']:.1f} m² outside its "
+                f"community at lon {o['lon']:.6f}, lat {o['lat']:.6f}",
+            }
+        )
+    return found
+
+
+# -- checks shared by the edits -------------------------------------------------------------------
+def _grids(conn: Connection, codes: Sequence[str], by: EditBy) -> dict[str, dict[str, Any]]:
+    found = edits_store.lock_grids(conn, codes)
+    unknown = [c for c in codes if c not in found]
+    if unknown:
+        raise NotFound(f"unknown grid code {unknown[0]!r}")
+    _check_versions(found, by)
+    return found
+
+
+def _check_versions(grids: Mapping[str, Mapping[str, Any]], by: EditBy) -> None:
+    for code, seen in by.versions.items():
+        if code in grids and grids[code]["version"] != seen:
+            raise Conflict(
+                f"grid {code} is at version {grids[code]['version']}, not {seen}: it was edited "
+                "since you loaded it; load it again and redo the edit",
+                details={"grid": code, "version": grids[code]["version"], "yours": seen},
+            )
+
+
+def _community(conn: Connection, code: str) -> dict[str, Any]:
+    found = edits_store.community(conn, code)
+    if found is None:
+        raise NotFound(f"unknown community code {code!r}")
+    return found
+
+
+def _inside(shape: BaseGeometry, community: Mapping[str, Any], what: str, min_m2: float) -> None:
+    rest = reshape.outside(shape, community["shape"], min_m2)
+    if rest is not None:
+        p = rest.representative_point()
+        raise InvalidInput(
+            f"{what} reaches {reshape.area_m2(rest):,.1f} m² outside community "
+            f"{community['code']} at lon {p.x:.6f}, lat {p.y:.6f}"
+        )
+
+
+def _check_new_code(conn: Connection, settings: Settings, code: str, community: str) -> None:
+    if not re.search(settings.grids.grid_code_pattern, code):
+        raise InvalidInput(
+            f"grid code {code!r} does not match GEO_GRID_CODE_PATTERN "
+            f"{settings.grids.grid_code_pattern}"
+        )
+    if edits_store.code_ever_used(conn, code):
+        raise Conflict(f"grid code {code!r} is or was in use: codes are never given twice")
+
+
+def _new_codes(
+    conn: Connection,
+    settings: Settings,
+    community: str,
+    given: Sequence[str] | None,
+    count: int,
+    keep: str,
+) -> list[str]:
+    if given:
+        if len(given) != count or len(set(given)) != count:
+            raise InvalidInput(
+                f"codes={list(given)!r}: the line makes {count} grids; give {count} distinct codes"
+            )
+        for c in given:
+            if c != keep:
+                _check_new_code(conn, settings, c, community)
+        return list(given)
+    return drawing.next_codes(
+        community,
+        edits_store.codes_ever_used(conn, community),
+        count,
+        settings.grids.grid_code_pattern,
+    )
+
+
+def _names(given: Sequence[str] | None, count: int, default: list[str]) -> list[str]:
+    if not given:
+        return default
+    if len(given) != count:
+        raise InvalidInput(
+            f"names={list(given)!r}: the line makes {count} grids; give {count} names"
+        )
+    return list(given)
+
+
+def _workers_to(
+    conn: Connection,
+    leaving: Sequence[str],
+    allowed: Sequence[str],
+    chosen: Mapping[str, str] | None,
+    *,
+    default: str,
+) -> dict[str, str]:
+    """Where the workers of grids that end go: as chosen, else to `default`."""
+    current = edits_store.workers_of(conn, leaving)
+    theirs = {w for ws in current.values() for w in ws}
+    chosen = dict(chosen or {})
+    for worker, grid in chosen.items():
+        if worker not in theirs:
+            raise InvalidInput(f"worker {worker!r} does not work in grid {', '.join(leaving)}")
+        if grid not in allowed:
+            raise InvalidInput(f"worker {worker!r} can go to {', '.join(allowed)}, not {grid!r}")
+    return {w: chosen.get(w, default) for w in sorted(theirs)}
