@@ -476,6 +476,7 @@ def qa_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         "gap m²",
         "grids outside",
         "buildings in no grid",
+        "grids without worker",
         title="Grid QA",
     )
     for c in report.communities:
@@ -489,6 +490,7 @@ def qa_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             f"{sum(g.area_m2 for g in c.gaps):,.0f}",
             str(len(c.outside)),
             str(c.buildings_outside),
+            str(len(c.grids_without_worker)),
         )
     out.print(table)
     for c in report.communities:
@@ -498,6 +500,8 @@ def qa_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             out.print(f"  gap in {c.code} near {g.lon:.6f},{g.lat:.6f}: {g.area_m2:,.1f} m²")
         for x in c.outside:
             out.print(f"  grid {x.grid} lies {x.area_m2:,.1f} m² outside {c.code}")
+        if c.grids_without_worker:
+            out.print(f"  grids of {c.code} without a worker: {', '.join(c.grids_without_worker)}")
     out.print(f"buildings in no grid: {report.buildings_outside}")
     if not report.ok:
         raise typer.Exit(1)
@@ -904,6 +908,105 @@ def grids_edits_cmd(
             what,
         )
     out.print(table)
+
+
+# -- grid workers -------------------------------------------------------------------------------
+workers_app = typer.Typer(
+    help="Grid workers (网格员): who serves which grids, from when to when.",
+    no_args_is_help=True,
+)
+app.add_typer(workers_app, name="workers")
+
+
+def _render_worker(answer: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(answer)
+        return
+    left = f", left {answer['left_at'].isoformat(timespec='seconds')}" if answer["left_at"] else ""
+    out.print(
+        f"{answer['code']} {answer['name']} {answer['phone'] or ''}: serves "
+        f"{', '.join(answer['grids']) or 'no grid'}{left}"
+    )
+    for a in answer.get("assignments", []):
+        until = a["valid_to"].isoformat(timespec="seconds") if a["valid_to"] else "today"
+        out.print(f"  {a['grid_code']}: {a['valid_from'].isoformat(timespec='seconds')} – {until}")
+    for w in answer.get("warnings", []):
+        out.print(f"  warning: {w['message']}")
+
+
+@workers_app.command("list")
+def workers_list_cmd(
+    grid: Annotated[str | None, typer.Option(help="only the workers of this grid")] = None,
+    community: Annotated[str | None, typer.Option(help="only this community's")] = None,
+    as_of: Annotated[str | None, typer.Option(help="as of this moment (ISO 8601)")] = None,
+    include_left: Annotated[bool, typer.Option(help="also workers who have left")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Workers and the grids they serve."""
+    from geo_service.grids import workers
+
+    answer = workers.list_workers(
+        state.engine(), state.settings, grid=grid, community=community, as_of=as_of,
+        include_left=include_left, limit=limit,
+    )  # fmt: skip
+    if as_json:
+        _print_json(answer)
+        return
+    table = _table("worker", "name", "phone", "grids", "left", title=f"{answer['total']} workers")
+    for w in answer["items"]:
+        left = w["left_at"].isoformat(timespec="seconds") if w["left_at"] else "-"
+        _add(table, w["code"], w["name"], w["phone"] or "-", ", ".join(w["grids"]) or "-", left)
+    out.print(table)
+
+
+@workers_app.command("add")
+def workers_add_cmd(
+    code: Annotated[str, typer.Argument(help="the worker's code")],
+    name: Annotated[str, typer.Option(help="the worker's name")],
+    grids: Annotated[list[str], typer.Option("--grid", help="a grid they serve (first: home)")],
+    phone: Annotated[str | None, typer.Option(help="the worker's phone")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A new worker serving one or more grids."""
+    from geo_service.grids import workers
+
+    _render_worker(workers.add_worker(state.engine(), code, name, phone, grids), as_json)
+
+
+@workers_app.command("assign")
+def workers_assign_cmd(
+    code: Annotated[str, typer.Argument(help="the worker's code")],
+    grids: Annotated[list[str], typer.Option("--grid", help="a grid they serve from now on")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The worker serves these grids too, from now on."""
+    from geo_service.grids import workers
+
+    _render_worker(workers.assign(state.engine(), code, grids), as_json)
+
+
+@workers_app.command("unassign")
+def workers_unassign_cmd(
+    code: Annotated[str, typer.Argument(help="the worker's code")],
+    grids: Annotated[list[str], typer.Option("--grid", help="a grid they stop serving")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The worker no longer serves these grids."""
+    from geo_service.grids import workers
+
+    _render_worker(workers.unassign(state.engine(), code, grids), as_json)
+
+
+@workers_app.command("leave")
+def workers_leave_cmd(
+    code: Annotated[str, typer.Argument(help="the worker's code")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The worker leaves: every assignment ends now."""
+    from geo_service.grids import workers
+
+    _render_worker(workers.leave(state.engine(), code), as_json)
 
 
 # -- coverage (the 15-minute life circle) -------------------------------------------------------

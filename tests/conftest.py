@@ -39,6 +39,7 @@ DATA_TABLES = (
     "grid_edits",
     "incident_events",
     "incidents",
+    "worker_assignments",
     "workers",
     "buildings",
     "grids",

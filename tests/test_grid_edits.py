@@ -389,20 +389,22 @@ def test_create_takes_only_area_no_grid_holds(client, grids, settings):
         "name": "新网格",
         "reason": "新建",
     }
+    unknown = client.post("/api/v1/grids", json={**request, "workers": ["W999999"]})
+    assert unknown.status_code == 422 and "unknown worker code 'W999999'" in unknown.text
     lone, its_grid = rows(
         grids,
         "SELECT min(code), grid_code FROM workers GROUP BY grid_code HAVING count(*) = 1 "
         "ORDER BY grid_code LIMIT 1",
     )[0]
-    taken = client.post("/api/v1/grids", json={**request, "workers": [lone]})
-    assert taken.status_code == 409, taken.text
-    assert f"grid {its_grid} would be left without a worker" in taken.json()["message"]
-    unknown = client.post("/api/v1/grids", json={**request, "workers": ["W999999"]})
-    assert unknown.status_code == 422 and "unknown worker code 'W999999'" in unknown.text
-    body = client.post("/api/v1/grids", json=request)
+    body = client.post("/api/v1/grids", json={**request, "workers": [lone]})
     assert body.status_code == 201, body.text
     created = body.json()
     assert created["created"] == ["340705001001019"]  # the community's next code, never reused
+    assert created["grids"][0]["workers"] == [lone]
+    # the worker serves the new grid too; their grid keeps them
+    assert client.get(f"/api/v1/workers/{lone}").json()["grids"] == sorted(
+        [its_grid, "340705001001019"]
+    )
     assert abs(created["grids"][0]["area_m2"] - shape["area_m2"]) < 1.0
     assert_tiled(grids, settings)
 

@@ -22,7 +22,17 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from geo_service import __version__
-from geo_service.api import buildings, coverage, errors, grids, health, incidents, locate, open311
+from geo_service.api import (
+    buildings,
+    coverage,
+    errors,
+    grids,
+    health,
+    incidents,
+    locate,
+    open311,
+    workers,
+)
 from geo_service.api import features as ogc_features
 from geo_service.api import map as web_map_routes
 from geo_service.api import metrics as prometheus
@@ -105,6 +115,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(health.router)  # public, and touches no token: probes send none
     app.include_router(prometheus.router, dependencies=[require("metrics")])
     app.include_router(grids.router)  # each route names its permission
+    app.include_router(workers.router)  # each route names its permission
     app.include_router(locate.router, dependencies=[require("locate")])
     app.include_router(buildings.router, dependencies=[require("buildings")])
     app.include_router(incidents.router)

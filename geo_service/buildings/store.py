@@ -173,7 +173,7 @@ _ONE = text(
     SELECT {_COLUMNS}, ST_AsGeoJSON(b.footprint, 7)::json AS footprint, c.name AS community_name,
            (SELECT json_agg(json_build_object('code', w.code, 'name', w.name, 'phone', w.phone)
                             ORDER BY w.code)
-            FROM workers w WHERE w.grid_code = g.code) AS workers
+            FROM grid_workers w WHERE w.grid_code = g.code) AS workers
     FROM buildings b
     {_GRID_OF}
     LEFT JOIN communities c ON c.code = g.community_code
@@ -408,7 +408,7 @@ _DETAILS = text(
     f"""
     SELECT {_COLUMNS}, c.name AS community_name,
            (SELECT json_agg(json_build_object('code', w.code, 'name', w.name) ORDER BY w.code)
-            FROM workers w WHERE w.grid_code = g.code) AS workers
+            FROM grid_workers w WHERE w.grid_code = g.code) AS workers
     FROM buildings b
     {_GRID_OF}
     LEFT JOIN communities c ON c.code = g.community_code

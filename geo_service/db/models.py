@@ -152,14 +152,40 @@ workers = Table(
     Column("code", Text, nullable=False, unique=True),
     Column("name", Text, nullable=False),
     Column("phone", Text),
-    Column(
+    Column(  # the home grid (what a workers import names); NULL once the worker has left
         "grid_code",
         Text,
         ForeignKey("grids.code", onupdate="CASCADE", ondelete="RESTRICT"),
-        nullable=False,
     ),
+    Column("left_at", DateTime(timezone=True)),
     _updated_at(),
     Index("workers_grid_code", "grid_code"),
+)
+
+# Which grids each worker serves, from when to when (valid_to NULL: today). A trigger keeps
+# an open assignment to the home grid; the view `grid_workers` (migration
+# 0004_worker_assignments) is the workers of each grid today, what every reader uses.
+worker_assignments = Table(
+    "worker_assignments",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column(
+        "worker_code",
+        Text,
+        ForeignKey("workers.code", onupdate="CASCADE", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("grid_code", Text, nullable=False),
+    Column("valid_from", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("valid_to", DateTime(timezone=True)),
+    Index(
+        "worker_assignments_open",
+        "worker_code",
+        "grid_code",
+        unique=True,
+        postgresql_where=text("valid_to IS NULL"),
+    ),
+    Index("worker_assignments_grid", "grid_code", postgresql_where=text("valid_to IS NULL")),
 )
 
 buildings = Table(

@@ -116,3 +116,38 @@ class RenameIn(_Edit):
     name: Name | None = None
     code: Code | None = None
     version: Version | None = None
+
+
+Phone = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=40),
+    AfterValidator(_no_control),
+]
+
+
+class WorkerIn(BaseModel):
+    """A new grid worker and the grids they serve (the first is their home grid)."""
+
+    model_config = _MODEL
+
+    code: Annotated[Code, AfterValidator(_no_control)]
+    name: Name
+    phone: Phone | None = None
+    grids: list[Code] = Field(default_factory=list, max_length=50)
+
+
+class WorkerChange(BaseModel):
+    """A worker's new name or phone."""
+
+    model_config = _MODEL
+
+    name: Name | None = None
+    phone: Phone | None = None
+
+
+class GridsIn(BaseModel):
+    """Grids to assign a worker to, or to take them off."""
+
+    model_config = _MODEL
+
+    grids: list[Code] = Field(min_length=1, max_length=50)

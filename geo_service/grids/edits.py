@@ -352,8 +352,8 @@ def _apply(
         )
         before = edits_store.buildings_in(conn, area)
         holes = edits_store.gaps(conn, plan.community)
-        origins = edits_store.grids_of_workers(conn, list(plan.workers))
-        unknown = sorted(set(plan.workers) - set(origins))
+        serving = edits_store.known_workers(conn, list(plan.workers))
+        unknown = sorted(set(plan.workers) - set(serving))
         if unknown:
             raise InvalidInput(f"unknown worker code {unknown[0]!r}")
         edit = edits_store.begin_edit(conn, kind, by.actor, by.reason)
@@ -363,7 +363,8 @@ def _apply(
             edits_store.record_recode(conn, edit, *plan.recoded)
         codes = plan.result_codes
         findings = _findings(conn, plan, codes, holes, min_area)
-        for left in edits_store.grids_without_workers(conn, sorted(set(origins.values()))):
+        served = sorted({g for grids in serving.values() for g in grids})
+        for left in edits_store.grids_without_workers(conn, served):
             findings.append({
                 "kind": "no_worker_left", "grid": left,
                 "message": f"grid {left} would be left without a worker: name another for it, "
@@ -439,7 +440,7 @@ def _write(conn: Connection, plan: Plan) -> None:
         )
     if plan.recoded:
         edits_store.update_grid(conn, plan.recoded[0], new_code=plan.recoded[1])
-    edits_store.move_workers(conn, plan.workers)
+    edits_store.move_workers(conn, plan.workers, plan.retired)
     edits_store.delete_grids(conn, plan.retired)
 
 

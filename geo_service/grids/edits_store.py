@@ -115,20 +115,28 @@ def workers_of(conn: Connection, codes: Sequence[str]) -> dict[str, list[str]]:
     """Worker codes per grid."""
     out: dict[str, list[str]] = {c: [] for c in codes}
     for grid, worker in conn.execute(
-        text("SELECT grid_code, code FROM workers WHERE grid_code = ANY(:codes) ORDER BY code"),
+        text(
+            "SELECT grid_code, code FROM grid_workers WHERE grid_code = ANY(:codes) ORDER BY code"
+        ),
         {"codes": list(codes)},
     ):
         out[grid].append(worker)
     return out
 
 
-def grids_of_workers(conn: Connection, workers: Sequence[str]) -> dict[str, str]:
-    """The grid of each named worker that exists."""
-    return dict(
-        conn.execute(
-            text("SELECT code, grid_code FROM workers WHERE code = ANY(:w)"), {"w": list(workers)}
-        ).all()
+def known_workers(conn: Connection, workers: Sequence[str]) -> dict[str, list[str]]:
+    """The grids each named worker serves today (workers who do not exist are left out)."""
+    rows = conn.execute(
+        text(
+            "SELECT w.code, coalesce(array_agg(a.grid_code ORDER BY a.grid_code) "
+            "FILTER (WHERE a.grid_code IS NOT NULL), '{}') "
+            "FROM workers w LEFT JOIN worker_assignments a "
+            "ON a.worker_code = w.code AND a.valid_to IS NULL "
+            "WHERE w.code = ANY(:w) GROUP BY w.code"
+        ),
+        {"w": list(workers)},
     )
+    return {code: list(grids) for code, grids in rows}
 
 
 def grids_without_workers(conn: Connection, codes: Sequence[str]) -> list[str]:
@@ -137,7 +145,7 @@ def grids_without_workers(conn: Connection, codes: Sequence[str]) -> list[str]:
         conn.execute(
             text(
                 "SELECT g.code FROM grids g WHERE g.code = ANY(:codes) "
-                "AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.grid_code = g.code) "
+                "AND NOT EXISTS (SELECT 1 FROM grid_workers w WHERE w.grid_code = g.code) "
                 "ORDER BY g.code"
             ),
             {"codes": list(codes)},
@@ -220,17 +228,35 @@ def update_grid(
     )
 
 
-def move_workers(conn: Connection, moves: dict[str, str]) -> None:
-    """Workers (code -> grid code) to their new grids."""
-    if moves:
-        conn.execute(
-            text(
-                "UPDATE workers w SET grid_code = m.grid, updated_at = now() "
-                "FROM unnest(CAST(:w AS text[]), CAST(:g AS text[])) AS m(worker, grid) "
-                "WHERE w.code = m.worker"
-            ),
-            {"w": list(moves), "g": list(moves.values())},
-        )
+def move_workers(conn: Connection, moves: dict[str, str], leaving: Sequence[str]) -> None:
+    """Workers (code -> grid code) to serve a grid: their assignments to the `leaving` grids
+    end, one to the new grid begins, and a home grid among the leaving ones becomes the new."""
+    if not moves:
+        return
+    params = {"w": list(moves), "g": list(moves.values()), "leaving": list(leaving)}
+    conn.execute(
+        text(
+            "UPDATE worker_assignments SET valid_to = now() "
+            "WHERE worker_code = ANY(:w) AND grid_code = ANY(:leaving) AND valid_to IS NULL"
+        ),
+        params,
+    )
+    conn.execute(
+        text(
+            "INSERT INTO worker_assignments (worker_code, grid_code) "
+            "SELECT * FROM unnest(CAST(:w AS text[]), CAST(:g AS text[])) "
+            "ON CONFLICT (worker_code, grid_code) WHERE valid_to IS NULL DO NOTHING"
+        ),
+        params,
+    )
+    conn.execute(
+        text(
+            "UPDATE workers w SET grid_code = m.grid, updated_at = now() "
+            "FROM unnest(CAST(:w AS text[]), CAST(:g AS text[])) AS m(worker, grid) "
+            "WHERE w.code = m.worker AND (w.grid_code = ANY(:leaving) OR w.grid_code IS NULL)"
+        ),
+        params,
+    )
 
 
 def delete_grids(conn: Connection, codes: Sequence[str]) -> None:
@@ -399,7 +425,7 @@ def grid_figures(conn: Connection, codes: Sequence[str]) -> list[Row]:
                      WHERE ST_Covers(g.geom, b.geom) AND NOT EXISTS (
                        SELECT 1 FROM grids o WHERE o.code < g.code AND o.geom && b.geom
                        AND ST_Covers(o.geom, b.geom))) AS households,
-                   coalesce((SELECT array_agg(w.code ORDER BY w.code) FROM workers w
+                   coalesce((SELECT array_agg(w.code ORDER BY w.code) FROM grid_workers w
                               WHERE w.grid_code = g.code), '{}') AS workers
             FROM grids g WHERE g.code = ANY(:codes) ORDER BY g.code
             """

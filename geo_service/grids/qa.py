@@ -50,10 +50,12 @@ class CommunityQA:
     gaps: list[Gap] = field(default_factory=list)
     outside: list[Outside] = field(default_factory=list)
     buildings_outside: int = 0
+    # listed, not counted against `ok`: a worker who leaves cannot be kept
+    grids_without_worker: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when nothing was found."""
+        """True when the grids tile the community and its buildings all have a grid."""
         return not (self.overlaps or self.gaps or self.outside or self.buildings_outside)
 
 
@@ -96,6 +98,8 @@ def grid_qa(engine: Engine, settings: Settings, *, sample: int = 100) -> QARepor
         for o in store.grids_outside(conn, settings.grids.qa_min_area_m2):
             by_code[o.pop("community_code")].outside.append(Outside(**o))
         lost = store.buildings_outside(conn)
+        for community, grid in store.grids_without_worker(conn):
+            by_code[community].grids_without_worker.append(grid)
     per_community: dict[str, int] = defaultdict(int)
     for b in lost:
         if b["community_code"]:

@@ -99,6 +99,18 @@ def buildings_outside(conn: Connection) -> list[dict]:  # type: ignore[type-arg]
     return [dict(r._mapping) for r in conn.execute(_BUILDINGS_OUTSIDE)]
 
 
+def grids_without_worker(conn: Connection) -> list[tuple[str, str]]:
+    """(community, grid) of the grids no worker serves today."""
+    rows = conn.execute(
+        text(
+            "SELECT g.community_code, g.code FROM grids g WHERE NOT EXISTS "
+            "(SELECT 1 FROM grid_workers w WHERE w.grid_code = g.code) "
+            "ORDER BY g.community_code, g.code"
+        )
+    )
+    return [(community, grid) for community, grid in rows]
+
+
 # -- point -> grid ------------------------------------------------------------------------------
 # PostGIS finds the facts (which grids cover a point, in their interior or on their boundary;
 # the nearest grid within the tolerance); `rules.classify` turns facts into a status. All
@@ -148,7 +160,7 @@ _FACTS = f"""
            c.name AS community_name,
            (SELECT json_agg(json_build_object('code', w.code, 'name', w.name,
                                               'phone', w.phone) ORDER BY w.code)
-            FROM workers w WHERE w.grid_code = g.code) AS workers
+            FROM grid_workers w WHERE w.grid_code = g.code) AS workers
     FROM facts f
     LEFT JOIN LATERAL ({nearest_sql("f.geom", "%(tol)s")}) n ON cardinality(f.candidates) = 0
     LEFT JOIN grids g ON g.code = coalesce(f.candidates[1], n.code)

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Select, func, select, text, update
+from sqlalchemy import Connection, Select, column, func, select, table, text, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.sql.elements import ColumnElement
 
 from geo_service.auth.policy import REPORTER_CONTACT
-from geo_service.db.models import communities, grids, incident_events, incidents, workers
+from geo_service.db.models import communities, grids, incident_events, incidents
 
 TERMINAL: Final = ("closed", "cancelled")
 _JOINED = incidents.outerjoin(grids, grids.c.code == incidents.c.grid_code).outerjoin(
@@ -27,14 +27,20 @@ _PUBLIC: Final = tuple(
 )
 
 
+# The workers serving each grid today (a view of worker_assignments, migration
+# 0004_worker_assignments).
+_grid_workers = table(
+    "grid_workers", column("grid_code"), column("code"), column("name"), column("phone")
+)
+
+
 def _workers_json() -> ColumnElement[Any]:
     """The workers of the incident's grid as a JSON list (one correlated subquery)."""
-    worker = func.json_build_object(
-        "code", workers.c.code, "name", workers.c.name, "phone", workers.c.phone
-    )
+    w = _grid_workers.c
+    worker = func.json_build_object("code", w.code, "name", w.name, "phone", w.phone)
     return (
-        select(func.json_agg(aggregate_order_by(worker, workers.c.code)))
-        .where(workers.c.grid_code == incidents.c.grid_code)
+        select(func.json_agg(aggregate_order_by(worker, w.code)))
+        .where(w.grid_code == incidents.c.grid_code)
         .scalar_subquery()
         .label("workers")
     )

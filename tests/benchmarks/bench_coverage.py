@@ -25,7 +25,7 @@ import numpy as np
 from scipy.sparse import csc_matrix, csr_matrix, hstack, identity, vstack
 from sqlalchemy import Engine, text
 
-from geo_service.coverage import compute, network, planning, service, siting, store
+from geo_service.coverage import compute, network, planning, siting, store
 from geo_service.coverage.network import Entries, Graph
 from geo_service.coverage.params import CoverageParams
 from geo_service.db.engine import reading
@@ -170,7 +170,7 @@ def suggest_rows(engine: Engine, s: Settings, k: int = 3) -> list[Result]:
     """A warm suggest on the computed city against the textbook MIP on the same
     candidates, and the slowest warm suggest of every k on the demo city."""
     ours = planning.suggest(engine, s, k, models=MODELS)  # the model loaded
-    suggest = timed(partial(service.suggest, engine, s, k), repeat=3)
+    suggest = timed(partial(planning.suggest, engine, s, k, models=MODELS), repeat=3)
     mip = textbook_mip(engine, s, k)
     demo_slowest, demo_k = demo_suggest(s)
     proven = (
@@ -261,7 +261,7 @@ def demo_suggest(s: Settings) -> tuple[float, int]:
     planning.suggest(engine, s, 1, models=MODELS)  # load the model
     times = {}
     for k in range(1, s.coverage.suggest_max_k + 1):
-        times[k] = timed(partial(service.suggest, engine, s, k), repeat=3)
+        times[k] = timed(partial(planning.suggest, engine, s, k, models=MODELS), repeat=3)
     engine.dispose()
     slowest = max(times, key=lambda k: times[k])
     return times[slowest], slowest
