@@ -1009,6 +1009,55 @@ def workers_leave_cmd(
     _render_worker(workers.leave(state.engine(), code), as_json)
 
 
+@workers_app.command("workload")
+def workers_workload_cmd(
+    by: Annotated[str, typer.Option(help="grid or worker")] = "grid",
+    community: Annotated[str | None, typer.Option(help="only this community")] = None,
+    as_of: Annotated[str | None, typer.Option(help="grids and assignments of this moment")] = None,
+    since: Annotated[str | None, typer.Option(help="incidents from (ISO 8601)")] = None,
+    until: Annotated[str | None, typer.Option(help="incidents until (ISO 8601)")] = None,
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", help="write the rows as CSV here")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Workload per grid or per worker, and how unevenly it is spread."""
+    from geo_service.grids.workload import to_csv, workload
+
+    if by not in ("grid", "worker"):
+        raise InvalidInput(f"--by {by!r}: expected grid or worker")
+    answer = workload(
+        state.engine(), state.settings, by="grid" if by == "grid" else "worker",
+        community=community, as_of=as_of, since=since, until=until,
+    )  # fmt: skip
+    if csv_out is not None:
+        csv_out.write_text(to_csv(answer), encoding="utf-8")
+        err.print(f"{len(answer['items'])} rows written to {csv_out}")
+    if as_json:
+        _print_json(answer)
+        return
+    city = answer["city"]
+    target = answer["target_households_per_worker"]
+    out.print(
+        f"{answer['measure']} per {by}: mean {city['mean']}, median {city['median']}, max "
+        f"{city['max']}, coefficient of variation {city['cv']}, max/median "
+        f"{city['max_over_median']} (standard {target} households per worker)"
+    )
+    if by == "grid":
+        table = _table("grid", "name", "households", "workers", "per worker", "open", "overdue")
+        for g in answer["items"]:
+            per = "-" if g["households_per_worker"] is None else f"{g['households_per_worker']:g}"
+            flag = " ▲" if g["over_target"] else ""
+            _add(table, g["code"], g["name"], str(g["households"]), str(g["workers"]),
+                 per + flag, str(g["open_incidents"]), str(g["overdue"]))  # fmt: skip
+    else:
+        table = _table("worker", "name", "grids", "households", "open", "overdue")
+        for w in answer["items"]:
+            _add(table, w["code"], w["name"] or "-", " ".join(w["grids"]), f"{w['households']:g}",
+                 str(w["open_incidents"]), str(w["overdue"]))  # fmt: skip
+    out.print(table)
+
+
 # -- coverage (the 15-minute life circle) -------------------------------------------------------
 coverage_app = typer.Typer(
     help="The 15-minute life circle: walking coverage of neighbourhood centres.",

@@ -90,6 +90,9 @@ class GridSettings(BaseSettings):
     )
     locate_max_points: int = Field(10_000, description="Largest POST /api/v1/locate batch")
     qa_min_area_m2: float = Field(1.0, description="Overlaps and gaps smaller than this are noise")
+    grid_target_households: int = Field(
+        300, gt=0, description="The city's standard of households per grid worker (workload)"
+    )
 
 
 class GeocodeSettings(BaseSettings):

@@ -126,3 +126,33 @@ def _inside(engine: Engine, grid: str) -> dict[str, float]:
         one(engine, "SELECT ST_Y(ST_PointOnSurface(geom)) FROM grids WHERE code = :g", g=grid),
     )
     return {"lon": lon, "lat": lat}
+
+
+# -- workload -------------------------------------------------------------------------------------
+def test_workload_per_grid_and_worker_with_its_imbalance(client, city):  # noqa: F811
+    grids = client.get("/api/v1/workload").json()
+    total = one(city, "SELECT sum(households)::int FROM buildings")
+    assert sum(g["households"] for g in grids["items"]) == total
+    g5 = next(g for g in grids["items"] if g["code"] == G5)
+    assert g5["households_per_worker"] == round(g5["households"] / g5["workers"], 1)
+    assert g5["over_target"] == (g5["households_per_worker"] > 300)
+    assert grids["city"]["n"] == len(grids["items"]) and grids["city"]["cv"] > 0
+    assert set(grids["communities"]) == {g["community_code"] for g in grids["items"]}
+    workers = client.get("/api/v1/workload", params={"by": "worker"}).json()
+    assert sum(w["households"] for w in workers["items"]) == pytest.approx(total, abs=1)
+    csv_text = client.get("/api/v1/workload", params={"format": "csv"}).text
+    assert csv_text.splitlines()[0].startswith("code,name,community_code")
+    assert len(csv_text.splitlines()) == len(grids["items"]) + 1
+
+
+def test_workload_as_of_a_moment_before_a_merge(client, city):  # noqa: F811
+    before = one(city, "SELECT now()").isoformat()
+    client.post("/api/v1/grids/merge", json={"codes": [G5, G6], "reason": "合并"})
+    now = {g["code"]: g for g in client.get("/api/v1/workload").json()["items"]}
+    then = {
+        g["code"]: g
+        for g in client.get("/api/v1/workload", params={"as_of": before}).json()["items"]
+    }
+    assert G6 in then and G6 not in now
+    assert now[G5]["households"] == then[G5]["households"] + then[G6]["households"]
+    assert now[G5]["workers"] == then[G5]["workers"] + then[G6]["workers"]

@@ -3,15 +3,16 @@ rename/recode), and the history."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from geo_service.api.auth import PrincipalDep, require
 from geo_service.api.deps import EngineDep, SettingsDep
 from geo_service.auth.policy import Principal
 from geo_service.grids import edits
+from geo_service.grids import workload as grid_workload
 from geo_service.grids.bodies import CreateIn, MergeIn, RedrawIn, RenameIn, RetireIn, SplitIn
 from geo_service.grids.qa import grid_qa
 
@@ -167,6 +168,38 @@ def edit_list(
 ) -> dict[str, Any]:
     """The grid edits from `since` on (imports that changed grids included), oldest first."""
     return edits.edits(engine, settings, since, limit)
+
+
+@router.get(
+    "/workload",
+    dependencies=_READ,
+    responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv"}},
+)
+def workload(
+    engine: EngineDep,
+    settings: SettingsDep,
+    by: Literal["grid", "worker"] = "grid",
+    community: Annotated[str | None, Query(max_length=64)] = None,
+    as_of: MomentQuery = None,
+    since: MomentQuery = None,
+    until: MomentQuery = None,
+    format: Literal["json", "csv"] = "json",
+) -> Any:
+    """Per grid or per worker: households, buildings, area, workers, open and overdue
+    incidents, incidents received and closed (on time) over [since, until) (default the 30
+    days up to the moment), households per worker against GEO_GRID_TARGET_HOUSEHOLDS; and
+    how unevenly it is spread (coefficient of variation, max/median) per community and city.
+    `as_of`: the grids and assignments of that moment."""
+    answer = grid_workload.workload(
+        engine, settings, by=by, community=community, as_of=as_of, since=since, until=until
+    )
+    if format == "csv":
+        return Response(
+            grid_workload.to_csv(answer),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="workload-{by}.csv"'},
+        )
+    return answer
 
 
 @router.get("/grids/{code}/history", dependencies=_READ)

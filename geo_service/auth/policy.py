@@ -61,7 +61,7 @@ PERMISSIONS: Final[Mapping[str, frozenset[str]]] = {
     "locate": _STAFF,  # answers carry grid workers' names and phones
     "buildings": _STAFF,  # geocode, reverse, buildings
     "qa": frozenset({"admin", "planner"}),
-    "grids.read": _STAFF,  # grid detail, history, edits; workers and their assignments
+    "grids.read": _STAFF,  # grid detail, history, edits; workers, assignments; workload
     "grids.edit": frozenset({"admin", "planner"}),  # grid edits; adding and assigning workers
     "coverage": frozenset({"admin", "planner"}),
     "metrics": frozenset({"admin"}),
