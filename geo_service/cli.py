@@ -1009,7 +1009,7 @@ def workers_leave_cmd(
     _render_worker(workers.leave(state.engine(), code), as_json)
 
 
-@workers_app.command("workload")
+@app.command("workload")
 def workers_workload_cmd(
     by: Annotated[str, typer.Option(help="grid or worker")] = "grid",
     community: Annotated[str | None, typer.Option(help="only this community")] = None,
