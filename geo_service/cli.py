@@ -619,12 +619,15 @@ def incidents_stats_cmd(
     by: Annotated[str, typer.Option(help="grid or community")] = "grid",
     since: Annotated[str | None, typer.Option(help="received at or after (ISO 8601)")] = None,
     until: Annotated[str | None, typer.Option(help="received before (ISO 8601)")] = None,
+    grids: Annotated[
+        str, typer.Option(help="then (as routed) or today (where they happened, today's grids)")
+    ] = "then",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Per grid or community: incidents, closures, on-time closure rate, overdue now."""
     from geo_service.incidents.queries import incident_stats
 
-    report = incident_stats(state.engine(), state.settings, by, since, until)
+    report = incident_stats(state.engine(), state.settings, by, since, until, grids=grids)
     if as_json:
         _print_json(report)
         return

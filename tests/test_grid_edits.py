@@ -629,3 +629,27 @@ def test_locate_and_grid_detail_as_of_a_moment_before_an_edit(client, grids):
         assert answer.status_code == 422 and "as_of" in answer.json()["message"]
     edits_since = client.get("/api/v1/grids/edits", params={"since": before}).json()["items"]
     assert [e["kind"] for e in edits_since] == ["split"]
+
+
+def test_incident_statistics_by_the_grids_of_the_time_or_of_today(client, grids):
+    code = "340705001001005"
+    x0, y0, x1, y1 = bbox(grids, code)
+    for lon in ((x0 * 3 + x1) / 4, (x0 + x1 * 3) / 4):  # one each side of the split line
+        body = {
+            "category": "exposed_rubbish",
+            "lon": lon,
+            "lat": (y0 + y1) / 2,
+            "description": "垃圾",
+        }
+        assert client.post("/api/v1/incidents", json=body).status_code == 201
+    with grids.begin() as conn:  # closed cases do not follow an edit: they stay where routed
+        conn.execute(text("UPDATE incidents SET status = 'closed', closed_at = now()"))
+    west, east = client.post(
+        f"/api/v1/grids/{code}/split", json={"line": across(grids, code), "reason": "新路"}
+    ).json()["created"]
+    then = client.get("/api/v1/incidents/stats", params={"grids": "then"}).json()["groups"]
+    today = client.get("/api/v1/incidents/stats", params={"grids": "today"}).json()["groups"]
+    assert {g["code"]: g["total"] for g in then} == {code: 2}
+    assert {g["code"]: g["total"] for g in today} == {west: 1, east: 1}
+    bad = client.get("/api/v1/incidents/stats", params={"grids": "tomorrow"})
+    assert bad.status_code == 422 and "tomorrow" in bad.json()["message"]

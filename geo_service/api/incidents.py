@@ -111,9 +111,16 @@ def stats(
     by: Annotated[str, Query(description="grid or community")] = "grid",
     since: str | None = None,
     until: str | None = None,
+    grids: Annotated[
+        str,
+        Query(
+            description="then: each incident in the grid it was routed to; today: where it "
+            "happened, among today's grids (a period spanning a grid edit, re-aggregated)"
+        ),
+    ] = "then",
 ) -> dict[str, Any]:
     """Per grid or community: counts by status and category, on-time rate, overdue now."""
-    return queries.incident_stats(engine, settings, by, since, until)
+    return queries.incident_stats(engine, settings, by, since, until, grids=grids)
 
 
 @router.get("/{ref}", dependencies=[require("incidents.read")])

@@ -195,20 +195,26 @@ def incident_stats(
     since: str | None = None,
     until: str | None = None,
     *,
+    grids: str = "then",
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Per grid or community, for incidents received in [since, until): counts by status and
     category, closures, on-time closure rate (closed by the deadline / closed with one) and
-    overdue now. A group with code null holds incidents not routed to any grid yet."""
+    overdue now. A group with code null holds incidents not routed to any grid yet.
+    `grids`: "then" counts each incident in the grid it was routed to; "today" where it
+    happened, among today's grids (a period that spans a grid edit, re-aggregated)."""
     if by not in store.STATS_GROUPS:
         raise InvalidInput(f"by {by!r} is not one of: {', '.join(store.STATS_GROUPS)}")
+    if grids not in store.STATS_GRIDS:
+        raise InvalidInput(f"grids {grids!r} is not one of: {', '.join(store.STATS_GRIDS)}")
     tz = ZoneInfo(settings.incidents.timezone)
     start, end = parse_instant("since", since, tz), parse_instant("until", until, tz)
     now = now or utc_now()
     with engine.connect() as conn:
-        groups = store.stats(conn, by, start, end, now)
+        groups = store.stats(conn, by, start, end, now, grids)
     return {
         "by": by,
+        "grids": grids,
         "since": iso_time(start, tz),
         "until": iso_time(end, tz),
         "now": iso_time(now, tz),

@@ -303,16 +303,30 @@ def overdue(
 
 
 # -- statistics -----------------------------------------------------------------------------------
-# Grouping column and name table per `by`: fixed identifiers, never user text.
+# Grouping column and name table per `by`: fixed identifiers, never user text. By the grids
+# of the time, an incident counts where it was routed; by today's grids, where it happened
+# (its point in today's grids; a report in no grid today keeps its grid if that still exists).
 STATS_GROUPS: Final = {
-    "grid": ("grid_code", "grids"),
-    "community": ("community_code", "communities"),
+    "grid": ("i.grid_code", "grids"),
+    "community": ("i.community_code", "communities"),
 }
+STATS_TODAY: Final = {
+    "grid": "coalesce(now_.code, (SELECT x.code FROM grids x WHERE x.code = i.grid_code))",
+    "community": "coalesce(now_.community_code, "
+    "(SELECT x.community_code FROM grids x WHERE x.code = i.grid_code), i.community_code)",
+}
+STATS_GRIDS: Final = ("then", "today")
+_TODAY_JOIN = """
+    LEFT JOIN LATERAL (
+        SELECT g.code, g.community_code FROM grids g
+        WHERE i.geom IS NOT NULL AND g.geom && i.geom AND ST_Covers(g.geom, i.geom)
+        ORDER BY g.code LIMIT 1
+    ) now_ ON true"""
 
 _STATS = """
 WITH base AS (
     SELECT {key} AS key, status, category, due_at, closed_at
-    FROM incidents
+    FROM incidents i{join}
     WHERE received_at >= COALESCE(CAST(:since AS timestamptz), '-infinity')
       AND received_at < COALESCE(CAST(:until AS timestamptz), 'infinity')
 ), by_status AS (
@@ -345,14 +359,24 @@ LEFT JOIN {names} n ON n.code = t.key
 ORDER BY t.key NULLS LAST
 """
 _STATS_SQL = {
-    by: text(_STATS.format(key=key, names=names)) for by, (key, names) in STATS_GROUPS.items()
+    (by, "then"): text(_STATS.format(key=key, names=names, join=""))
+    for by, (key, names) in STATS_GROUPS.items()
+} | {
+    (by, "today"): text(_STATS.format(key=STATS_TODAY[by], names=names, join=_TODAY_JOIN))
+    for by, (_, names) in STATS_GROUPS.items()
 }
 
 
 def stats(
-    conn: Connection, by: str, since: datetime | None, until: datetime | None, now: datetime
+    conn: Connection,
+    by: str,
+    since: datetime | None,
+    until: datetime | None,
+    now: datetime,
+    grids: str = "then",
 ) -> list[dict[str, Any]]:
-    """Per grid or community (NULL code: not routed yet): counts by status and category,
-    closures, on-time closure rate and overdue now, for incidents received in the window."""
-    rows = conn.execute(_STATS_SQL[by], {"since": since, "until": until, "now": now})
+    """Per grid or community (NULL code: not routed yet), by the grids of the time or of
+    today: counts by status and category, closures, on-time closure rate and overdue now,
+    for incidents received in the window."""
+    rows = conn.execute(_STATS_SQL[by, grids], {"since": since, "until": until, "now": now})
     return [dict(r._mapping) for r in rows]
