@@ -84,7 +84,8 @@ def test_items_are_valid_geojson_with_the_declared_fields(client: TestClient, pl
     FeatureCollection.model_validate(body)
     assert body["numberMatched"] == body["numberReturned"] == 8
     expected = {
-        r["code"]: r for r in rows(planted, "SELECT code, name, community_code, area_m2 FROM grids")
+        r["code"]: r
+        for r in rows(planted, "SELECT code, name, community_code, area_m2, version FROM grids")
     }
     for feature in body["features"]:
         check_rfc7946(feature)

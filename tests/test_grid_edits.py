@@ -653,3 +653,22 @@ def test_incident_statistics_by_the_grids_of_the_time_or_of_today(client, grids)
     assert {g["code"]: g["total"] for g in today} == {west: 1, east: 1}
     bad = client.get("/api/v1/incidents/stats", params={"grids": "tomorrow"})
     assert bad.status_code == 422 and "tomorrow" in bad.json()["message"]
+
+
+def test_the_grids_layer_as_of_a_moment(client, grids):
+    code = "340705001001005"
+    before = one(grids, "SELECT now()").isoformat()
+    client.post(f"/api/v1/grids/{code}/split", json={"line": across(grids, code), "reason": "x"})
+    items = "/ogc/collections/grids/items"
+    now = client.get(items, params={"limit": 1000}).json()
+    then = client.get(items, params={"limit": 1000, "as_of": before}).json()
+    codes_now = {f["properties"]["code"] for f in now["features"]}
+    codes_then = {f["properties"]["code"] for f in then["features"]}
+    assert codes_then - codes_now == {code} and len(codes_now - codes_then) == 2
+    assert then["numberMatched"] == now["numberMatched"] - 1
+    one_then = client.get(items, params={"code": code, "as_of": before}).json()
+    assert [f["properties"]["version"] for f in one_then["features"]] == [1]
+    bad = client.get(items, params={"as_of": "someday"})
+    assert bad.status_code == 400 and "as_of" in bad.json()["message"]
+    other = client.get("/ogc/collections/buildings/items", params={"as_of": before})
+    assert other.status_code == 400 and "unknown query parameter 'as_of'" in other.json()["message"]

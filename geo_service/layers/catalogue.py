@@ -144,6 +144,11 @@ class Layer(_Strict):
     roles: list[Role] = Field(min_length=1)
     attribution: str | None = None
     hexbin: Hexbin | None = None
+    history_table: Annotated[str, Field(pattern=rf"^({_IDENT}\.)?{_IDENT}$")] | None = Field(
+        None,
+        description="a table of every version of the source's rows, with the same fields and "
+        "valid_from/valid_to: items take `as_of=` and answer the rows valid at that moment",
+    )
     style: Style
     source_file: str = ""
 
@@ -177,6 +182,10 @@ class Layer(_Strict):
             raise ValueError(f"minzoom {self.minzoom} is above maxzoom {self.maxzoom}")
         if self.hexbin is not None and self.tile_geometry is not None:
             raise ValueError("a hexbin layer draws hexagons: `tile_geometry` does not apply")
+        if self.history_table is not None and self.hexbin is not None:
+            raise ValueError(
+                "a hexbin layer aggregates today's rows: `history_table` does not apply"
+            )
         if self.hexbin is None and self.id_field not in self.fields:
             raise ValueError(f"id_field {self.id_field!r} must be one of the fields")
         names = set(self.output_fields)
@@ -209,6 +218,17 @@ class Layer(_Strict):
             return self.sql
         assert self.table is not None
         return "SELECT * FROM " + ".".join(f'"{part}"' for part in self.table.split("."))
+
+    @property
+    def history_sql(self) -> str | None:
+        """The rows valid at the moment bound as %(as_of)s (None: the layer keeps no history)."""
+        if self.history_table is None:
+            return None
+        table = ".".join(f'"{part}"' for part in self.history_table.split("."))
+        return (
+            f"SELECT * FROM {table} WHERE valid_from <= %(as_of)s "
+            "AND (valid_to IS NULL OR valid_to > %(as_of)s)"
+        )
 
     @property
     def output_fields(self) -> list[str]:

@@ -33,6 +33,7 @@ class ItemsQuery:
     offset: int
     filters: Filters
     resolution: int | None = None
+    as_of: str | None = None  # as given: the service reads it in the city's time zone
 
 
 def parse_items_query(
@@ -48,6 +49,8 @@ def parse_items_query(
         known.add("resolution")
     else:
         known.update(layer.fields)
+    if layer.history_table is not None:
+        known.add("as_of")
     unknown = sorted(set(params) - known)
     if unknown:
         allowed = ", ".join(sorted(known))
@@ -76,7 +79,7 @@ def parse_items_query(
         resolution = _integer(params, "resolution", 0)
         if not 0 <= resolution <= 15:
             raise BadRequest(f"resolution {resolution} is outside the H3 resolutions 0..15")
-    return ItemsQuery(limit, offset, Filters(boxes, tuple(equal)), resolution)
+    return ItemsQuery(limit, offset, Filters(boxes, tuple(equal)), resolution, params.get("as_of"))
 
 
 # Rows to skip: far beyond any table here, inside PostgreSQL's bigint.

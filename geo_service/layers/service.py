@@ -10,12 +10,13 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from geo_service.auth.policy import ANONYMOUS, Principal, sees_layer
-from geo_service.errors import NotFound
+from geo_service.errors import BadRequest, InvalidInput, NotFound
 from geo_service.layers import hexbin, ogc, store
 from geo_service.layers.catalogue import Catalogue, Layer, load_catalogue
 from geo_service.layers.store import Column
@@ -29,6 +30,7 @@ from geo_service.layers.tiles import (
 )
 from geo_service.packaged import layers_dir
 from geo_service.settings import Settings
+from geo_service.times import parse_instant
 
 log = logging.getLogger("geo_service.layers")
 
@@ -178,6 +180,11 @@ class LayerService:
                 matched, returned, features = await self._hexbin_page(
                     conn, r.layer, query, self._finest(viewer)
                 )
+            elif query.as_of is not None:
+                then = self._as_of(r.layer, query.as_of)
+                matched, returned, features = await store.feature_page(
+                    conn, then[0], query.filters, query.limit, query.offset, then[1]
+                )
             else:
                 matched, returned, features = await store.feature_page(
                     conn, r.layer, query.filters, query.limit, query.offset
@@ -190,6 +197,17 @@ class LayerService:
             f'"features":[{features}]}}'
         )
         return Items(body, matched, returned)
+
+    def _as_of(self, layer: Layer, text: str) -> tuple[Layer, dict[str, Any]]:
+        """The layer reading its history table at the moment `text` names (OGC: 400 when
+        the moment is unusable)."""
+        try:
+            at = parse_instant("as_of", text, ZoneInfo(self.settings.incidents.timezone))
+        except InvalidInput as exc:
+            raise BadRequest(exc.message) from None
+        if at is None:
+            raise BadRequest("as_of is empty: give an ISO 8601 moment")
+        return layer.model_copy(update={"table": None, "sql": layer.history_sql}), {"as_of": at}
 
     def _finest(self, viewer: Principal) -> int:
         """The finest hexbin resolution `viewer` may see: capped for anonymous callers, so

@@ -185,10 +185,16 @@ def _feature_json(layer: Layer) -> sql.Composable:
 
 
 async def feature_page(
-    conn: AsyncConnection[Any], layer: Layer, filters: Filters, limit: int, offset: int
+    conn: AsyncConnection[Any],
+    layer: Layer,
+    filters: Filters,
+    limit: int,
+    offset: int,
+    bound: Mapping[str, Any] | None = None,
 ) -> tuple[int, int, str]:
-    """(numberMatched, numberReturned, features as comma-separated GeoJSON text), by id."""
-    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    """(numberMatched, numberReturned, features as comma-separated GeoJSON text), by id;
+    `bound`: values the source's own placeholders take (a history source's %(as_of)s)."""
+    params: dict[str, Any] = {"limit": limit, "offset": offset, **(bound or {})}
     where = _where(layer, filters, params)
     src = sql.SQL(layer.source_sql)  # type: ignore[arg-type]
     query = sql.SQL(
