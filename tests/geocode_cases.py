@@ -8,13 +8,14 @@ benchmark (the whole demo register, figures into docs/PERFORMANCE.md).
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import opencc
 
-from geo_service.buildings.address import ParsedAddress, parse
+from geo_service.buildings.address import ParsedAddress, _cn_number, parse
 
 DIGITS = "零一二三四五六七八九"
 FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
@@ -22,6 +23,8 @@ FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 HOMOPHONES = {"园": "圆", "苑": "院", "邸": "底", "庭": "廷", "寓": "遇", "雅": "亚", "嘉": "佳"}
 FAKE_ROADS = ("红旗路", "飞燕街", "青松大道", "白鹭一路")
 FAKE_ESTATES = ("云栖花园", "紫荆苑", "蓝湾新村", "松鹤家园")
+# A numeral in a road's name, as the register writes it (合肥九路, 人民十二街).
+ROAD_NUMBER = re.compile(r"([零一二三四五六七八九十百]+)(?:大道|大街|路|街|巷)$")
 NONSENSE = ("请尽快处理", "asdfgh", "？？？", "喂你好", "楼下很吵", "123456")
 
 
@@ -98,6 +101,13 @@ def _variants(p: ParsedAddress, reg: Register, s2t: Callable[[str], str]) -> dic
         if bld.isdigit()
         else body,
     }
+    numbered = ROAD_NUMBER.search(road)
+    if numbered:  # 合肥九路 as people type it: 合肥9路, 合肥９路
+        digits = _cn_number(numbered.group(1))
+        if digits:
+            typed = road[: numbered.start(1)] + digits + road[numbered.end(1) :]
+            out["road_digits"] = f"{typed}{door}号{estate}{bld}栋"
+            out["road_full_width_digits"] = f"{typed.translate(FULL_WIDTH)}{door}号{estate}{bld}栋"
     other_form = road[:-1] + ("街" if road.endswith("路") else "路")
     if road[-1:] in "路街" and other_form not in reg.roads:
         out["road_typo"] = f"{other_form}{door}号{estate}{bld}栋"

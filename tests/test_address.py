@@ -13,6 +13,7 @@ from geo_service.buildings.address import (
     TYPO_FIXES,
     ParsedAddress,
     TypoFix,
+    cn_numeral,
     match_key,
     normalize,
     parse,
@@ -368,3 +369,48 @@ def test_spoken_variants_reach_the_register_key(case: tuple[str, str]) -> None:
     text, key = case
     p = parse(text)
     assert (match_key(p), p.rest) == (key, "")
+
+
+# -- road names with numbers --------------------------------------------------------------------
+# No province names among them (山东 + 东 is a province's short name before a road: another rule)
+ROAD_NAME_CHARS = "合肥人民胜利解放银湖友谊芜螺蛳长江滨新华光明"
+
+
+@given(
+    name=st.text(alphabet=st.sampled_from(ROAD_NAME_CHARS), min_size=2, max_size=4),
+    number=st.integers(1, 199),
+    suffix=st.sampled_from(["路", "街", "大道", "大街", "巷"]),
+    door=st.integers(1, 300),
+)
+@settings(max_examples=300)
+def test_a_road_number_is_one_name_however_it_is_written(name, number, suffix, door) -> None:
+    """合肥9路, 合肥九路 and 合肥９路 are one road, alone and in a full address."""
+    register = f"{name}{cn_numeral(number)}{suffix}"
+    ways = [
+        register,
+        f"{name}{number}{suffix}",
+        f"{name}{str(number).translate(FULL_WIDTH)}{suffix}",
+    ]
+    assert {normalize(w) for w in ways} == {normalize(register)}
+    for way in ways:
+        parsed = parse(f"{way}{door}号")
+        assert (parsed.road, parsed.door) == (normalize(register), str(door))
+
+
+FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+@pytest.mark.parametrize(
+    ("text", "road", "door"),
+    [
+        ("合肥9路40号丽景苑4栋", "合肥九路", "40"),
+        ("银湖8路一百一十号", "银湖八路", "110"),
+        ("人民５路", "人民五路", None),
+        ("胜利12街3号", "胜利十二街", "3"),
+        ("XX路12弄3号", "XX路", "12"),  # a lane number after a road stays a number
+        ("1路公交站", None, None),  # a bus line is not a road name
+    ],
+)
+def test_road_numbers_in_digits(text: str, road: str | None, door: str | None) -> None:
+    parsed = parse(text)
+    assert (parsed.road, parsed.door) == (road, door)

@@ -176,6 +176,12 @@ _CN_AT_END = re.compile(rf"(?<=[0-9])(单元|栋|楼+|层|门)([{_CN_NUM}]+)$")
 _ORDINAL = re.compile(rf"(?<![0-9{_CN_NUM}])第+(?=[0-9{_CN_NUM}]+(?:{_NUMBER_WORD}))")
 # Building words, swallowing repeats and a trailing 楼: 3号楼, 3栋楼, 3幢, A座 -> 3栋 / A栋.
 _BUILDING_WORD = re.compile(r"号[楼栋幢座]+|[栋幢座][楼栋幢座]*")
+# A number inside a road's name (合肥9路, 人民５路): written as the register writes road names,
+# in Chinese numerals (合肥九路), so both spellings meet. Not after a number word (3栋2街 is
+# not a road name), not at the start (1路 is a bus line).
+_ROAD_NUMBER = re.compile(
+    rf"(?<=[{_CJK}])(?<![号栋幢座室户房层楼门元弄])[0-9]{{1,3}}(?=大道|大街|路|街(?!道)|巷)"
+)
 _LOWER = re.compile(r"[a-z]")
 _ROOM_WORD = re.compile(r"(?<=[0-9])(?:号房|[室户房])+")
 _DOOR_AS_UNIT = re.compile(r"(?<=[0-9])门(?=$|[0-9])")
@@ -212,6 +218,33 @@ def _cn_number(run: str) -> str | None:
         # 三百五 says 350, 三百零五 says 305
         total += digit if after_zero or last_unit == 10 else digit * last_unit // 10
     return str(total)
+
+
+_CN_DIGIT_CHARS: Final = "零一二三四五六七八九"
+
+
+def cn_numeral(n: int) -> str:
+    """The Chinese numeral of 0 <= n < 1000, as road names write it: 9 九, 10 十, 12 十二,
+    20 二十, 105 一百零五, 110 一百一十."""
+    d = _CN_DIGIT_CHARS
+    if n < 10:
+        return d[n]
+    if n < 100:
+        tens, ones = divmod(n, 10)
+        return ("" if tens == 1 else d[tens]) + "十" + (d[ones] if ones else "")
+    hundreds, rest = divmod(n, 100)
+    head = d[hundreds] + "百"
+    if rest == 0:
+        return head
+    if rest < 10:
+        return head + "零" + d[rest]
+    tens, ones = divmod(rest, 10)
+    return head + d[tens] + "十" + (d[ones] if ones else "")
+
+
+def _sub_road_number(m: re.Match[str]) -> str:
+    """Replacement for _ROAD_NUMBER: the number of a road's name as the register writes it."""
+    return cn_numeral(int(m.group()))
 
 
 def _sub_cn_before_unit(m: re.Match[str]) -> str:
@@ -334,7 +367,7 @@ def normalize(text: str) -> str:
     s = _DOOR_AS_UNIT.sub("单元", s)  # after _CN_AT_END: 1门五零二 needs its digits first
     if "楼" in s:
         s = _lou_rule(s)
-    return s
+    return _ROAD_NUMBER.sub(_sub_road_number, s)
 
 
 # ------------------------------------------------------------------ parse: administrative area
