@@ -4,6 +4,7 @@ HTTP and the CLI, partial and ambiguous answers, and bad input."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from geo_service.api.app import create_app
-from geo_service.buildings.address import parse
+from geo_service.buildings.address import match_key, parse
 from geo_service.buildings.geocode import Entry, Query, rank
 from geo_service.buildings.service import geocode_on, refresh_address_index
 from geo_service.cli import app as cli_app
@@ -190,6 +191,16 @@ def test_equally_good_buildings_share_the_confidence():
     matches = rank(query("锦绣名邸1栋"), [entry("B1"), entry("B2", road="义安路")], 5)
     assert [m.entry.code for m in matches] == ["B1", "B2"]
     assert all(m.confidence < 0.5 for m in matches)
+
+
+def test_a_door_with_one_building_answers_with_that_building():
+    only = Entry(None, "铜都大道86号", "铜都大道", "86", None, None, 117.8, 30.9, count=1,
+                 only_code="B9", only_key=match_key(parse("铜都大道86号")))  # fmt: skip
+    [m] = rank(query("铜都大道86号"), [only], 5)
+    assert (m.entry.code, m.match_type, m.confidence) == ("B9", "exact", 1.0)
+    shared = replace(only, count=3, only_code=None, only_key=None)
+    [m] = rank(query("铜都大道86号"), [shared], 5)
+    assert (m.entry.code, m.match_type) == (None, "partial")  # three buildings: the door
 
 
 # -- building search with text (grid workers) -------------------------------------------------

@@ -18,6 +18,9 @@ Rules (each one tested):
   similarity). Confidence = score, times a completeness factor (fewer parts given, less
   sure), capped at DISAGREE_CAP when any given part disagrees, and divided among candidates
   that tie: three buildings equally likely get a third each.
+- A door that holds exactly one building answers with that building (exact when the
+  query is its whole register address, as for a building whose address is only a road and
+  door number), not with the door's point.
 - Match types: `exact` (the query's key is the building's key), `structured` (every given
   part agrees, some not given), `fuzzy` (a look-alike name or a disagreeing part), `partial`
   (no building: the door's or the estate's point).
@@ -25,7 +28,7 @@ Rules (each one tested):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from rapidfuzz.fuzz import ratio
@@ -79,6 +82,8 @@ class Entry:
     lat: float
     community: str | None = None  # the community's name, when the entry was found through it
     count: int = 1  # buildings behind a partial point
+    only_code: str | None = None  # a door's point: its one building, when it has only one
+    only_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +191,17 @@ def _partial(query: Query, e: Entry, building_found: bool) -> Match | None:
         if q.road and e.road != q.road:
             return None
         agreed = ("road", "estate") if q.road else ("estate",)
+    if q.building is None and e.only_code is not None:
+        # a door with one building: that building is the answer (铜都大道86号 is the building
+        # whose address is only that)
+        exact = e.only_key == query.key and not q.estate
+        return Match(
+            replace(e, code=e.only_code, key=e.only_key or e.key, count=1),
+            "exact" if exact else "structured",
+            1.0 if exact else PARTIAL_DOOR,
+            1.0 if exact else PARTIAL_DOOR,
+            agreed,
+        )
     if q.building is None:  # the point is all the query asks for
         confidence = PARTIAL_DOOR if e.door is not None else PARTIAL_ESTATE
     else:  # the building asked for is not in the register

@@ -379,14 +379,16 @@ _PARTIALS = text(
     SELECT NULL::text AS code, a.road || a.door || '号' AS key, a.road, a.door,
            NULL::text AS estate, NULL::text AS building, NULL::text AS community,
            ST_X(ST_Centroid(ST_Collect(b.geom))) AS lon,
-           ST_Y(ST_Centroid(ST_Collect(b.geom))) AS lat, count(*) AS count
+           ST_Y(ST_Centroid(ST_Collect(b.geom))) AS lat, count(*) AS count,
+           CASE WHEN count(*) = 1 THEN min(a.code) END AS only_code,
+           CASE WHEN count(*) = 1 THEN min(a.key) END AS only_key
     FROM building_addresses a JOIN buildings b ON b.code = a.code
     WHERE a.road = CAST(:road AS text) AND a.door = CAST(:door AS text)
     GROUP BY a.road, a.door
     UNION ALL
     SELECT NULL, coalesce(a.road, '') || a.estate, a.road, NULL, a.estate, NULL, NULL,
            ST_X(ST_Centroid(ST_Collect(b.geom))), ST_Y(ST_Centroid(ST_Collect(b.geom))),
-           count(*)
+           count(*), NULL, NULL
     FROM building_addresses a JOIN buildings b ON b.code = a.code
     WHERE a.estate = CAST(:estate AS text)
       AND (CAST(:road AS text) IS NULL OR a.road = CAST(:road AS text))
