@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import opencc
 import pytest
@@ -407,10 +408,69 @@ FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
         ("银湖8路一百一十号", "银湖八路", "110"),
         ("人民５路", "人民五路", None),
         ("胜利12街3号", "胜利十二街", "3"),
-        ("XX路12弄3号", "XX路", "12"),  # a lane number after a road stays a number
+        ("XX路12弄3号", "XX路十二弄", "3"),  # a lane is part of its road's name
+        ("芜湖二路七弄十七号", "芜湖二路七弄", "17"),
+        ("新风弄161号书香门第5号楼", "新风弄", "161"),  # a road named 弄 is a road
         ("1路公交站", None, None),  # a bus line is not a road name
     ],
 )
 def test_road_numbers_in_digits(text: str, road: str | None, door: str | None) -> None:
     parsed = parse(text)
     assert (parsed.road, parsed.door) == (road, door)
+
+
+@pytest.mark.parametrize(
+    ("text", "estate", "building"),
+    [
+        ("书香门第5座", "书香门第", "5"),  # 第 ends the word 门第: the name stays whole
+        ("铜官区书香门第第5栋", "书香门第", "5"),
+        ("状元府第3号楼", "状元府第", "3"),
+        ("金山花园第三栋", "金山花园", "3"),  # an ordinal: 第 goes
+    ],
+)
+def test_an_estate_name_ending_in_di_stays_whole(text: str, estate: str, building: str) -> None:
+    parsed = parse(text)
+    assert (parsed.estate, parsed.building) == (estate, building)
+
+
+# -- register forms the demo city never produces -----------------------------------------------
+ESTATE_WORDS = ("书香门第", "东门花园", "五好家园", "学府华庭", "馨园", "翠微苑", "港湾花园")
+T2S_BACK = opencc.OpenCC("s2t").convert
+
+
+@st.composite
+def register_form(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """A register address in one of the other forms, and the ways residents rewrite it."""
+    road = draw(st.sampled_from(["合肥九路", "银湖八路", "皖江街", "九华大道", "新风弄", "学苑街"]))
+    estate = draw(st.sampled_from(ESTATE_WORDS))
+    door, n, lane = draw(st.integers(1, 300)), draw(st.integers(1, 40)), draw(st.integers(1, 60))
+    form = draw(st.sampled_from(["haolou", "zhuang", "zuo", "unit", "lane", "rural", "door"]))
+    address = {
+        "haolou": f"{road}{door}号{estate}{n}号楼",
+        "zhuang": f"{road}{door}号{estate}{n}幢",
+        "zuo": f"{road}{door}号{estate}{n}座",
+        "unit": f"{road}{door}号{estate}{n}栋{lane % 6 + 1}单元",
+        "lane": f"{road.replace('新风弄', '新风路')}{lane}弄{n}号",  # lanes of a 路/街/道
+        "rural": f"朱村{cn_numeral(lane % 9 + 1)}组{door}号",
+        "door": f"{road}{door}号",
+    }[form]
+    spoken = re.sub(r"([0-9]+)(?=号|幢|栋|单元|弄)", lambda m: cn_numeral(int(m.group(1))), address)
+    rewrites = [
+        "安徽省铜陵市铜官区" + address,
+        address.translate(FULL_WIDTH),
+        T2S_BACK(address),
+        re.sub(r"([0-9]+)", r" \1 ", address),
+        spoken,
+        address.replace("号楼", "栋").replace("幢", "栋").replace("座", "栋"),
+    ]
+    return address, rewrites
+
+
+@given(register_form())
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_register_forms_and_their_rewrites_share_one_key(case: tuple[str, list[str]]) -> None:
+    address, rewrites = case
+    key = match_key(parse(address))
+    assert key, address
+    for text in rewrites:
+        assert match_key(parse(text)) == key, (address, text)

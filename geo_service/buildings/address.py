@@ -23,8 +23,12 @@ Rules chosen for ambiguous input (all deliberate, all tested):
   3-1-502 is building-unit-room and 3-502 building-room; after a building 1-502 is unit-room.
 - Separators between two digits become "-" ("金山花园 3 1 502" -> 3-1-502), elsewhere they
   are dropped; "#" after a digit means 号 (5#楼 -> 5栋); "第" before a number word goes
-  (第三栋 -> 3栋); ASCII letters are upper-cased (a座 -> A栋); traditional characters become
-  simplified (OpenCC t2s, applied to a fixed point); a leading 地址/住址 label is skipped.
+  (第三栋 -> 3栋), unless it ends a word of a name (书香门第5座: the estate 书香门第);
+  ASCII letters are upper-cased (a座 -> A栋); traditional characters become simplified
+  (OpenCC t2s, applied to a fixed point); a leading 地址/住址 label is skipped.
+- A number inside a road's name is written in Chinese numerals, as registers write road
+  names (合肥9路 -> 合肥九路), and a lane after a road is part of the road's name
+  (XX路12弄3号: road XX路十二弄, door 3).
 - Typos (TYPO_FIXES) are fixed only right after an Arabic digit or inside a listed bigram:
   十八好 stays as typed, 五好家庭 and 东门 are names.
 - Province names come from the national table (34 entries); short forms (安徽, 北京) count
@@ -173,7 +177,11 @@ _NUMBER_WORD = rf"号|栋|幢|座|单元|门(?:$|[0-9{_CN_NUM}])|室|户|房|层
 _CN_BEFORE_UNIT = re.compile(rf"[{_CN_NUM}]+(?={_NUMBER_WORD})")
 _CN_AT_END = re.compile(rf"(?<=[0-9])(单元|栋|楼+|层|门)([{_CN_NUM}]+)$")
 # 第3栋, 第三栋 -> 3栋; never right after a number, where dropping 第 would join two numbers
-_ORDINAL = re.compile(rf"(?<![0-9{_CN_NUM}])第+(?=[0-9{_CN_NUM}]+(?:{_NUMBER_WORD}))")
+# 第 before a numbered part goes (第三栋 -> 3栋), except where it ends a word of a name:
+# 书香门第, 状元府第, 及第 (an estate named so keeps its name whole).
+_ORDINAL = re.compile(
+    rf"(?<![0-9{_CN_NUM}门府宅及甲])第+(?=[0-9{_CN_NUM}]+(?:{_NUMBER_WORD}))"
+)
 # Building words, swallowing repeats and a trailing 楼: 3号楼, 3栋楼, 3幢, A座 -> 3栋 / A栋.
 _BUILDING_WORD = re.compile(r"号[楼栋幢座]+|[栋幢座][楼栋幢座]*")
 # A number inside a road's name (合肥9路, 人民５路): written as the register writes road names,
@@ -182,6 +190,10 @@ _BUILDING_WORD = re.compile(r"号[楼栋幢座]+|[栋幢座][楼栋幢座]*")
 _ROAD_NUMBER = re.compile(
     rf"(?<=[{_CJK}])(?<![号栋幢座室户房层楼门元弄])[0-9]{{1,3}}(?=大道|大街|路|街(?!道)|巷)"
 )
+# A lane of a road (XX路12弄3号, 12弄 of XX路): its number written like road names' numbers,
+# so that the lane reads as part of the road's name (XX路十二弄) and its door as the door.
+_LANE_NUMBER = re.compile(r"(?:(?<=路)|(?<=街)|(?<=巷)|(?<=道)|(?<=胡同))[0-9]{1,3}(?=弄)")
+_LANE_AFTER_ROAD = re.compile(rf"[{_CN_NUM}]+弄")
 _LOWER = re.compile(r"[a-z]")
 _ROOM_WORD = re.compile(r"(?<=[0-9])(?:号房|[室户房])+")
 _DOOR_AS_UNIT = re.compile(r"(?<=[0-9])门(?=$|[0-9])")
@@ -367,7 +379,8 @@ def normalize(text: str) -> str:
     s = _DOOR_AS_UNIT.sub("单元", s)  # after _CN_AT_END: 1门五零二 needs its digits first
     if "楼" in s:
         s = _lou_rule(s)
-    return _ROAD_NUMBER.sub(_sub_road_number, s)
+    s = _ROAD_NUMBER.sub(_sub_road_number, s)
+    return _LANE_NUMBER.sub(_sub_road_number, s) if "弄" in s else s
 
 
 # ------------------------------------------------------------------ parse: administrative area
@@ -573,8 +586,12 @@ def _place_name(p: _Parts, text: str, next_kind: str | None) -> None:
     if p.road is None:
         m = _ROAD_SUFFIX_RE.search(text, 2)  # two name characters at least: 五松路, 义安街
         if m is not None and text[m.end() :] not in ESTATE_SUFFIXES:  # 翠湖路小区 is an estate
-            p.road, p.prev = text[: m.end()], "road"
-            text = text[m.end() :]
+            end = m.end()
+            lane = _LANE_AFTER_ROAD.match(text, end)
+            if lane is not None:  # XX路十二弄: a lane is part of the road's name
+                end = lane.end()
+            p.road, p.prev = text[:end], "road"
+            text = text[end:]
     if not text:
         return
     is_estate = text.endswith(ESTATE_SUFFIXES) or next_kind in _NUMBER_KINDS
