@@ -42,6 +42,30 @@ def test_the_index_follows_a_changed_register_without_a_refresh_call(
     assert indexed == 40
 
 
+def test_an_index_made_by_older_parsing_rules_is_parsed_again(db: Engine, settings: Settings):
+    """A new release that parses addresses differently re-parses every stored address."""
+    from geo_service.buildings.address import PARSER_VERSION
+    from geo_service.buildings.service import refresh_address_index
+
+    for kind in ("communities", "grids"):
+        import_file(db, settings, kind, DEMO_DIR / f"{kind}.shp")
+    import_file(db, settings, "buildings", DEMO_DIR / "buildings.shp")
+    assert refresh_address_index(db) == 3016
+    assert refresh_address_index(db) is None  # current: nothing to do
+    with db.begin() as conn:  # as an older release left it: its own rules' keys
+        conn.execute(text("UPDATE building_addresses SET key = 'old-' || key"))
+        conn.execute(
+            text("UPDATE dataset_versions SET version = :v WHERE kind = 'address_parser'"),
+            {"v": PARSER_VERSION - 1},
+        )
+    assert refresh_address_index(db) == 3016
+    with reading(db) as conn:
+        old = conn.execute(
+            text("SELECT count(*) FROM building_addresses WHERE key LIKE 'old-%'")
+        ).scalar_one()
+    assert old == 0
+
+
 def test_a_threaded_process_parses_many_addresses_in_a_fork_server():
     """Inside a threaded process (the API server) the parsing workers are not forks of it,
     and they parse exactly as this process does."""

@@ -349,14 +349,16 @@ def refresh_address_index(engine: Engine, *, force: bool = False) -> int | None:
     so a stale index is never read. Returns the addresses parsed, None when it was current.
     """
     with reading(engine) as conn:
-        stale, _ = store.address_index_stale(conn)
+        stale, _, _ = store.address_index_stale(conn)
     if not (stale or force):
         return None
     with engine.begin() as conn:
         store.lock_address_index(conn)
-        stale, version = store.address_index_stale(conn)  # another refresh may have run
+        stale, version, reparse = store.address_index_stale(conn)  # another may have run
         if not (stale or force):
             return None
+        if reparse:  # the parsing rules changed since the index was made
+            store.forget_addresses(conn)
         todo = store.unindexed_addresses(conn)
         addresses = [a for _, a in todo]
         if len(set(addresses)) >= POOL_MIN_ROWS:

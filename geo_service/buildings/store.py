@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, TextClause, text
 
-from geo_service.buildings.address import INDEX_FIELDS
+from geo_service.buildings.address import INDEX_FIELDS, PARSER_VERSION
 
 _POINT = "ST_SetSRID(ST_MakePoint(:x, :y), 4326)"
 # The grid of a building follows the locate rules' deterministic choice: the smallest code
@@ -264,24 +264,27 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 
 _INDEX_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('building_addresses'))")
-# The address index records the buildings version it was built from as its own row of
-# dataset_versions; it is stale when the two differ.
+# The address index records the buildings version it was built from, and the version of the
+# parser that built it, as rows of dataset_versions; it is stale when either differs.
 _INDEX_VERSIONS = text(
     """
     SELECT coalesce((SELECT version FROM dataset_versions WHERE kind = 'buildings'), 0),
-           (SELECT version FROM dataset_versions WHERE kind = 'address_index')
+           (SELECT version FROM dataset_versions WHERE kind = 'address_index'),
+           (SELECT version FROM dataset_versions WHERE kind = 'address_parser')
     """
 )
 _SET_INDEX_VERSION = text(
-    "INSERT INTO dataset_versions (kind, version) VALUES ('address_index', :v) "
-    "ON CONFLICT (kind) DO UPDATE SET version = :v, updated_at = now()"
+    "INSERT INTO dataset_versions (kind, version) VALUES ('address_index', :v), "
+    "('address_parser', :p) "
+    "ON CONFLICT (kind) DO UPDATE SET version = EXCLUDED.version, updated_at = now()"
 )
 
 
-def address_index_stale(conn: Connection) -> tuple[bool, int]:
-    """(stale?, the buildings version the index must match)."""
-    buildings, index = conn.execute(_INDEX_VERSIONS).one()
-    return index != buildings, int(buildings)
+def address_index_stale(conn: Connection) -> tuple[bool, int, bool]:
+    """(stale?, the buildings version the index must match, parsed by another parser?)."""
+    buildings, index, parser = conn.execute(_INDEX_VERSIONS).one()
+    reparse = parser != PARSER_VERSION
+    return index != buildings or reparse, int(buildings), reparse
 
 
 def lock_address_index(conn: Connection) -> None:
@@ -290,8 +293,13 @@ def lock_address_index(conn: Connection) -> None:
 
 
 def set_address_index_version(conn: Connection, version: int) -> None:
-    """Record that the index now matches this buildings version."""
-    conn.execute(_SET_INDEX_VERSION, {"v": version})
+    """Record that the index now matches this buildings version, parsed by this parser."""
+    conn.execute(_SET_INDEX_VERSION, {"v": version, "p": PARSER_VERSION})
+
+
+def forget_addresses(conn: Connection) -> None:
+    """Empty the address index (another parser made it: every address is parsed again)."""
+    conn.execute(text("DELETE FROM building_addresses"))
 
 
 def unindexed_addresses(conn: Connection) -> list[tuple[str, str]]:
