@@ -35,6 +35,18 @@ _PLUGINS: dict[View, list[tuple[str, str]]] = {
         )
     ],
 }
+# Plugins a view loads only when the user asks for what needs them (page.plugin in geomap.js):
+# from our own static files like the rest, but not listed in the page, so that viewing it, and
+# a static export (which cannot edit), never carry them. name -> (js, css).
+_ON_DEMAND: dict[View, dict[str, tuple[str, str]]] = {
+    # The planner's grid editing: drawing a split line, dragging a grid's vertices.
+    "planner": {
+        "geoman": (
+            "vendor/leaflet-geoman/leaflet-geoman.min.js",
+            "vendor/leaflet-geoman/leaflet-geoman.css",
+        )
+    },
+}
 # Where the server answers the icon of its pages (geo_service/api/app.py).
 FAVICON = "/favicon.ico"
 # Every layer the viewer may see, with its extent and style: what the city has, in one request.
@@ -233,6 +245,11 @@ def build(view: View, options: MapOptions, **params: Any) -> Figure:
         "refreshS": options.refresh_s,
         "interactive": options.data is None,
         "data": dict(options.data) if options.data is not None else None,
+        "plugins": {
+            name: {"js": f"{options.assets}/{js}", "css": f"{options.assets}/{css}"}
+            for name, (js, css) in _ON_DEMAND.get(view, {}).items()
+            if options.data is None
+        },
         **({"sources": SOURCES[view]()} if view in SOURCES else {}),
         **{k: v for k, v in params.items() if v is not None},
         **options.extra,

@@ -6,7 +6,8 @@
  *   toLatLng on its way onto the map, every clicked point through fromLatLng on its way back
  *   (the API always gets and gives WGS-84),
  * - styles, popups and legends from the layer catalogue's collection documents,
- * - a panel per view, and readiness flags for tests (body[data-geomap-ready]).
+ * - a panel per view, and readiness flags for tests (body[data-geomap-ready]),
+ * - vendored plugins a view loads only when asked (page.plugin: the planner's grid editing).
  */
 (function (global) {
   "use strict";
@@ -93,11 +94,14 @@
     return share === null || share === undefined ? "—" : (share * 100).toFixed(1) + "%";
   };
 
-  function ApiError(status, message, path) {
+  /** An API answer other than 2xx: its status, message and whole body (`details` of a 409
+   * carry the findings of a refused grid edit). */
+  function ApiError(status, message, path, body) {
     this.name = "ApiError";
     this.status = status;
     this.message = message;
     this.path = path;
+    this.body = body || {};
   }
   ApiError.prototype = Object.create(Error.prototype);
   GeoMap.ApiError = ApiError;
@@ -143,20 +147,26 @@
     return url.replace(/^https?:\/\/[^/]+/, "");
   };
 
-  /** The JSON answer of an API path (GET), or of a POST with a JSON body. */
-  Page.prototype.get = function (path, body) {
+  /** The JSON answer of an API path (GET), or of a POST with a JSON body. `opts.fresh`: ask
+   * the server again rather than take the browser's copy (after an edit changed the data). */
+  Page.prototype.get = function (path, body, opts) {
+    return this.request(body === undefined ? "GET" : "POST", path, body, opts);
+  };
+
+  /** The JSON answer of any method on an API path (PUT and PATCH for the grid edits). */
+  Page.prototype.request = function (method, path, body, opts) {
     var cfg = this.cfg;
     if (cfg.data) {
-      if (Object.prototype.hasOwnProperty.call(cfg.data, path)) {
+      if (method === "GET" && Object.prototype.hasOwnProperty.call(cfg.data, path)) {
         return Promise.resolve(JSON.parse(JSON.stringify(cfg.data[path])));
       }
       return Promise.reject(new ApiError(0, "not in this static export: " + path, path));
     }
     var headers = { Accept: "application/json" };
     if (this.token) headers.Authorization = "Bearer " + this.token;
-    var init = { headers: headers };
+    var init = { method: method, headers: headers };
+    if (opts && opts.fresh) init.cache = "no-cache";
     if (body !== undefined) {
-      init.method = "POST";
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
@@ -168,17 +178,17 @@
           return {};
         })
         .then(function (b) {
-          throw new ApiError(r.status, (b && (b.message || b.detail)) || r.statusText, path);
+          throw new ApiError(r.status, (b && (b.message || b.detail)) || r.statusText, path, b);
         });
     });
   };
 
   /** Every feature of an OGC items path, following `next` links to the end. */
-  Page.prototype.items = async function (path) {
+  Page.prototype.items = async function (path, opts) {
     var all = { type: "FeatureCollection", features: [] };
     var url = path;
     while (url) {
-      var page = await this.get(url);
+      var page = await this.get(url, undefined, opts);
       Array.prototype.push.apply(all.features, page.features || []);
       var next = (page.links || []).filter(function (l) {
         return l.rel === "next";
@@ -192,6 +202,77 @@
   Page.prototype.geoJSON = function (data, options) {
     var opts = Object.assign({ coordsToLatLng: this.coordsToLatLng }, options || {});
     return L.geoJSON(data, opts);
+  };
+
+  /** Load a vendored plugin the page names in cfg.plugins (its script and stylesheet, from
+   * our own static files), once; resolves when its script has run. Plugins that only some
+   * uses of a view need (the planner's grid editing) come this way, so that merely viewing,
+   * and a static export, which cannot edit, never carry them. */
+  Page.prototype.plugin = function (name) {
+    this._plugins = this._plugins || {};
+    var spec = (this.cfg.plugins || {})[name];
+    if (!spec) return Promise.reject(new Error("this page offers no plugin " + name));
+    var loaded = this._plugins;
+    if (!loaded[name]) {
+      loaded[name] = new Promise(function (resolve, reject) {
+        if (spec.css) {
+          var link = document.createElement("link");
+          link.rel = "stylesheet";
+          link.href = spec.css;
+          document.head.appendChild(link);
+        }
+        var script = document.createElement("script");
+        script.src = spec.js;
+        script.onload = function () {
+          resolve();
+        };
+        script.onerror = function () {
+          delete loaded[name]; // a later attempt may succeed
+          script.remove();
+          reject(new Error("could not load " + spec.js));
+        };
+        document.head.appendChild(script);
+      });
+    }
+    return loaded[name];
+  };
+
+  // -- shapes ------------------------------------------------------------------------------------
+  function inRing(lon, lat, ring) {
+    var inside = false;
+    for (var i = 0, j = ring.length - 1; i < ring.length; j = i++) {
+      var xi = ring[i][0];
+      var yi = ring[i][1];
+      var xj = ring[j][0];
+      var yj = ring[j][1];
+      if (yi > lat !== yj > lat && lon < ((xj - xi) * (lat - yi)) / (yj - yi) + xi) inside = !inside;
+    }
+    return inside;
+  }
+
+  /** Whether a WGS-84 point lies in a GeoJSON Polygon or MultiPolygon (holes excluded). */
+  GeoMap.contains = function (geometry, lon, lat) {
+    if (!geometry) return false;
+    var polygons =
+      geometry.type === "Polygon" ? [geometry.coordinates] : geometry.type === "MultiPolygon" ? geometry.coordinates : [];
+    return polygons.some(function (rings) {
+      return (
+        inRing(lon, lat, rings[0]) &&
+        !rings.slice(1).some(function (hole) {
+          return inRing(lon, lat, hole);
+        })
+      );
+    });
+  };
+
+  /** The places an API message names as "lon X, lat Y" (where a line ends inside a grid, where
+   * a shape leaves its community), as [lon, lat] pairs. */
+  GeoMap.placesIn = function (message) {
+    var found = [];
+    var re = /lon (-?\d+(?:\.\d+)?),? lat (-?\d+(?:\.\d+)?)/g;
+    var m;
+    while ((m = re.exec(String(message || ""))) !== null) found.push([Number(m[1]), Number(m[2])]);
+    return found;
   };
 
   Page.prototype.count = function (key, n) {
@@ -361,13 +442,14 @@
   };
 
   /** Fit the map to bounds, keeping them clear of the panel (top left) and the legend (bottom
-   * right); a single point (one centre, one incident) opens at street level, not at zoom 22. */
-  Page.prototype.fitBounds = function (b) {
+   * right); a single point (one centre, one incident) opens at street level, not at zoom 22
+   * (`maxZoom`: closer, for drawing on one grid). */
+  Page.prototype.fitBounds = function (b, maxZoom) {
     var wide = this.map.getSize().x > 900;
     this.map.fitBounds(b, {
       paddingTopLeft: [wide ? 360 : 20, 20],
       paddingBottomRight: [wide ? 300 : 20, 20],
-      maxZoom: 17,
+      maxZoom: maxZoom || 17,
     });
   };
 

@@ -1,6 +1,8 @@
 /* Planner view: coverage share of households per grid (choropleth), walking tiers, gaps,
  * centres; a click on the map runs a what-if with a centre added there; a button asks for
- * suggested sites. Data: OGC API Features (geometry, styles) + /api/v1/coverage/*. */
+ * suggested sites; "edit grids" splits, merges and redraws grids (previewed, then committed
+ * with a reason) and shows the grids as they were. Data: OGC API Features (geometry, styles) +
+ * /api/v1/coverage/* + /api/v1/grids/*. */
 (function (GeoMap) {
   "use strict";
 
@@ -48,6 +50,816 @@
     });
   }
 
+  // -- grid editing ---------------------------------------------------------------------------
+  // Split, merge and redraw through the grid-edit API (/api/v1/grids/...). Every edit is first
+  // sent with preview: true (the server answers what would change and stores nothing): the
+  // resulting grids are outlined and labelled, findings and warnings listed; "commit" sends it
+  // again with the planner's reason, then the grids layer is asked again. Drawing the split
+  // line and dragging a grid's vertices are Leaflet-Geoman's (vendored; loaded when editing is
+  // turned on). "As of" outlines the grids as they were at a moment (the grids' OGC items take
+  // as_of=) and one of them in detail (GET /api/v1/grids/{code}?as_of=).
+  var EDIT = {
+    selected: { color: "#1f78b4", weight: 4, opacity: 1, fill: false, interactive: false },
+    result: {
+      color: "#6a3d9a",
+      weight: 3,
+      opacity: 1,
+      fillColor: "#cab2d6",
+      fillOpacity: 0.35,
+      interactive: false,
+    },
+    committed: { color: "#6a3d9a", weight: 3, opacity: 1, fill: false, interactive: false },
+    refused: {
+      color: "#b00020",
+      weight: 3,
+      opacity: 1,
+      dashArray: "6 4",
+      fillColor: "#ff8a80",
+      fillOpacity: 0.2,
+      interactive: false,
+    },
+    line: { color: "#e31a1c", weight: 3, opacity: 1, dashArray: "8 6", interactive: false },
+    past: { color: "#111111", weight: 3, opacity: 0.9, dashArray: "3 6", fill: false, interactive: false },
+    pastAll: { color: "#111111", weight: 1.5, opacity: 0.8, dashArray: "2 5", fill: false, interactive: false },
+    shape: { color: "#1f78b4", weight: 3, fillColor: "#a6cee3", fillOpacity: 0.15, pmIgnore: false },
+  };
+  var KIND = { split: ["切分", "split"], merge: ["合并", "merge"], redraw: ["改边界", "redraw"] };
+  // Geoman's hints while drawing, in both languages like the rest of the page.
+  var GEOMAN_LANG = {
+    tooltips: {
+      firstVertex: "单击放置起点 Click to place the first point",
+      continueLine: "单击继续 Click to continue the line",
+      finishLine: "再次单击最后一点结束 Click the last point again to finish",
+    },
+    actions: { finish: "完成 Finish", cancel: "取消 Cancel", removeLastVertex: "删除最后一点 Remove last point" },
+  };
+
+  function workersOf(grid) {
+    return (grid.workers || []).map(function (w) {
+      return typeof w === "string" ? w : w.code || w.name;
+    });
+  }
+
+  /** The value of a datetime-local input (the browser's own time) for an instant. */
+  function localInput(when) {
+    var d = new Date(when);
+    function two(n) {
+      return (n < 10 ? "0" : "") + n;
+    }
+    return (
+      d.getFullYear() + "-" + two(d.getMonth() + 1) + "-" + two(d.getDate()) + "T" +
+      two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds())
+    );
+  }
+
+  function gridPath(code, tail) {
+    return "/api/v1/grids/" + encodeURIComponent(code) + (tail || "");
+  }
+
+  /** The "edit grids" mode of the planner. `grids`: features() (the grids drawn now),
+   * itemsPath (their OGC items), restyle() (the choropleth, dimmed while editing), reload()
+   * (the grids again, after an edit). Returns {active()}. */
+  function gridEditor(page, grids) {
+    var map = page.map;
+    var body = document.body;
+    var box = page.section("edit", "网格编辑", "Grid editing");
+    box.innerHTML =
+      '<div class="gm-row"><button id="gm-edit-toggle" type="button">' + bi("编辑网格", "Edit grids") +
+      "</button></div>" +
+      '<div id="gm-edit-tools" class="gm-edit" hidden>' +
+      '<div id="gm-edit-selected"></div>' +
+      '<div class="gm-row gm-edit-buttons">' +
+      '<button id="gm-split" type="button" disabled>' + bi("切分", "Split") + "</button>" +
+      '<button id="gm-merge" type="button" disabled>' + bi("合并", "Merge") + "</button>" +
+      '<button id="gm-redraw" type="button" disabled>' + bi("改边界", "Redraw") + "</button>" +
+      "</div>" +
+      '<div id="gm-neighbours-row" class="gm-row" hidden><label>' + bi("相邻网格", "Neighbours") +
+      ' <select id="gm-neighbours"><option value="adjust">随之调整 adjust</option>' +
+      '<option value="strict">保持不变 strict</option></select></label></div>' +
+      '<div id="gm-edit-hint" class="gm-note"></div>' +
+      '<label class="gm-field">' + bi("原因", "Reason") +
+      ' <input id="gm-reason" type="text" maxlength="500" placeholder="例如：新建小区 e.g. new estate"></label>' +
+      '<div class="gm-row"><button id="gm-commit" type="button" disabled>' + bi("提交", "Commit") +
+      '</button> <button id="gm-cancel" type="button">' + bi("取消", "Cancel") + "</button></div>" +
+      '<div id="gm-edit-result"></div>' +
+      '<div class="gm-section-title gm-edit-asof">' + bi("历史状态", "As of") + "</div>" +
+      '<div class="gm-row gm-asof-row"><input id="gm-asof-code" type="text" maxlength="64" ' +
+      'placeholder="网格编码 grid code" aria-label="grid code">' +
+      '<input id="gm-asof" type="datetime-local" step="1" aria-label="as of (local time)"></div>' +
+      '<div class="gm-row"><button id="gm-asof-show" type="button">' + bi("查看", "Show") + "</button> " +
+      '<button id="gm-asof-clear" type="button">' + bi("清除", "Clear") + "</button></div>" +
+      '<div id="gm-asof-result"></div>' +
+      "</div>";
+
+    function $(id) {
+      return document.getElementById(id);
+    }
+    var toggle = $("gm-edit-toggle");
+    var tools = $("gm-edit-tools");
+    var selectedBox = $("gm-edit-selected");
+    var splitBtn = $("gm-split");
+    var mergeBtn = $("gm-merge");
+    var redrawBtn = $("gm-redraw");
+    var neighbours = $("gm-neighbours");
+    var neighboursRow = $("gm-neighbours-row");
+    var hintBox = $("gm-edit-hint");
+    var reason = $("gm-reason");
+    var commitBtn = $("gm-commit");
+    var cancelBtn = $("gm-cancel");
+    var resultBox = $("gm-edit-result");
+    var asofCode = $("gm-asof-code");
+    var asof = $("gm-asof");
+    var asofBox = $("gm-asof-result");
+
+    var on = false;
+    var selected = []; // [{code, feature, detail}] in the order clicked
+    var mode = null; // null | "split" (drawing the line) | "redraw" (vertices editable)
+    var pending = null; // the request last previewed without findings: what "commit" sends
+    var seq = 0; // an answer to an older request than the last is dropped
+    var shape = null; // the grid's editable polygon while redrawing
+    var original = {}; // "lat,lng" on the map -> [lon, lat] as the API gave it
+    var layers = {
+      selected: L.featureGroup(),
+      result: L.featureGroup(),
+      drawn: L.featureGroup(),
+      findings: L.featureGroup(),
+      past: L.featureGroup(),
+    };
+    var legendShown = false;
+
+    function state(s) {
+      body.setAttribute("data-geomap-edit", s);
+    }
+    function hint(html) {
+      hintBox.innerHTML = html || "";
+    }
+
+    // -- geoman, once ------------------------------------------------------------------------
+    function setUpGeoman() {
+      if (map.pm) return;
+      // Only the layers this editor makes editable (pmIgnore: false) are Geoman's: the
+      // planner's own layers are neither edited nor snapped to.
+      L.PM.setOptIn(true);
+      map.options.pmIgnore = false;
+      L.PM.reInitLayer(map); // the map was made before Geoman was loaded
+      // A language of its own name ("zh_en" would resolve to, and overwrite, Geoman's "zh").
+      map.pm.setLang("geo-service-bilingual", GEOMAN_LANG, "en");
+      map.pm.setGlobalOptions({ snappable: false, allowSelfIntersection: false });
+      map.on("pm:create", onDrawn);
+    }
+
+    // -- on and off -----------------------------------------------------------------------------
+    async function start() {
+      toggle.disabled = true;
+      hint(bi("加载编辑工具…", "Loading the editing tools…"));
+      tools.hidden = false;
+      try {
+        await page.plugin("geoman");
+        setUpGeoman();
+      } catch (err) {
+        toggle.disabled = false;
+        showError(err);
+        return;
+      }
+      on = true;
+      toggle.disabled = false;
+      toggle.innerHTML = bi("结束编辑", "Stop editing");
+      toggle.classList.add("gm-on");
+      page.panel._div.classList.add("gm-editing");
+      map.getContainer().classList.add("gm-map-editing");
+      Object.keys(layers).forEach(function (k) {
+        layers[k].addTo(map);
+      });
+      if (!map.hasLayer(page.groups.coverage)) map.addLayer(page.groups.coverage);
+      if (map.boxZoom) map.boxZoom.disable(); // shift-click adds a grid, not a zoom box
+      if (!asof.value) asof.value = localInput(Date.now());
+      grids.restyle();
+      if (!legendShown) {
+        legendShown = true;
+        page.legend.section("网格编辑", "Grid editing", [
+          { zh: "所选网格", en: "selected", color: "transparent", border: "#1f78b4" },
+          { zh: "编辑结果", en: "result of the edit", color: "#cab2d6", border: "#6a3d9a" },
+          { zh: "切分线", en: "split line", color: "#e31a1c", kind: "line" },
+          { zh: "问题位置", en: "finding", color: "#b00020", kind: "dot" },
+          { zh: "历史形状", en: "as it was", color: "#111111", kind: "line" },
+        ]);
+      }
+      hint("");
+      showSelected();
+      state("ready");
+      body.setAttribute("data-geomap-editing", "1");
+    }
+
+    function stop() {
+      endMode();
+      select([]);
+      clearResult();
+      layers.past.clearLayers();
+      asofBox.innerHTML = "";
+      Object.keys(layers).forEach(function (k) {
+        map.removeLayer(layers[k]);
+      });
+      on = false;
+      toggle.innerHTML = bi("编辑网格", "Edit grids");
+      toggle.classList.remove("gm-on");
+      tools.hidden = true;
+      page.panel._div.classList.remove("gm-editing");
+      map.getContainer().classList.remove("gm-map-editing");
+      if (map.boxZoom) map.boxZoom.enable();
+      grids.restyle();
+      body.removeAttribute("data-geomap-editing");
+      state("off");
+    }
+
+    toggle.addEventListener("click", function () {
+      if (on) stop();
+      else start();
+    });
+
+    // -- selection ------------------------------------------------------------------------------
+    function featureOf(code) {
+      return (grids.features().features || []).filter(function (f) {
+        return f.id === code;
+      })[0];
+    }
+
+    function boundsOf(geometry) {
+      return page.geoJSON(geometry).getBounds();
+    }
+
+    /** Bring a grid close (room around it to draw beyond its edges), then `done` once the map
+     * stands still (a click during the zoom would land elsewhere). */
+    function closeTo(geometry, done) {
+      map.once("moveend", done);
+      page.fitBounds(boundsOf(geometry).pad(0.25), 19);
+    }
+
+    function select(codes) {
+      endMode();
+      clearResult();
+      var known = {};
+      selected.forEach(function (s) {
+        known[s.code] = s;
+      });
+      selected = codes.map(function (c) {
+        return known[c] || { code: c, feature: featureOf(c), detail: null };
+      });
+      layers.selected.clearLayers();
+      selected.forEach(function (s) {
+        if (s.feature) page.geoJSON(s.feature, { style: EDIT.selected, interactive: false }).addTo(layers.selected);
+      });
+      if (codes.length === 1) {
+        asofCode.value = codes[0];
+      }
+      showSelected();
+      selected.forEach(function (s) {
+        if (s.detail || s.loading) return;
+        s.loading = page
+          .get(gridPath(s.code), undefined, { fresh: true })
+          .then(function (detail) {
+            s.detail = detail;
+            if (selected.indexOf(s) >= 0) showSelected();
+          })
+          .catch(function (err) {
+            s.loading = null;
+            showError(err);
+          });
+      });
+    }
+
+    function showSelected() {
+      var ready = selected.every(function (s) {
+        return s.detail;
+      });
+      if (!selected.length) {
+        selectedBox.innerHTML =
+          '<div class="gm-note">' +
+          bi("单击网格选择，Shift+单击多选（合并）", "Click a grid to select it; shift-click to add more (merge)") +
+          "</div>";
+      } else if (selected.length === 1) {
+        var d = selected[0].detail || {};
+        var loading = '<span class="gm-note">…</span>';
+        selectedBox.innerHTML = GeoMap.table([
+          [
+            bi("网格", "Grid"),
+            (d.name ? "<b>" + esc(d.name) + "</b>" : loading) + '<br><span class="gm-code">' +
+              bi("编码", "code") + " " + esc(selected[0].code) + " · " + bi("版本", "version") + " " +
+              (d.version ? esc(d.version) : "…") + "</span>",
+          ],
+          [bi("户数", "Households"), d.households !== undefined ? esc(GeoMap.fmt(d.households)) : loading],
+          [bi("网格员", "Workers"), d.workers ? esc(workersOf(d).join(", ") || "—") : loading],
+        ]);
+      } else {
+        selectedBox.innerHTML =
+          '<div class="gm-note">' + bi("已选 " + selected.length + " 个网格", selected.length + " grids selected") + "</div>" +
+          gridTable(
+            selected.map(function (s) {
+              return Object.assign({ code: s.code }, s.detail || {});
+            })
+          );
+      }
+      body.setAttribute(
+        "data-geomap-selected-grids",
+        ready
+          ? selected
+              .map(function (s) {
+                return s.code;
+              })
+              .join(",")
+          : ""
+      );
+      buttons();
+    }
+
+    function buttons() {
+      var ready =
+        selected.length &&
+        selected.every(function (s) {
+          return s.detail;
+        });
+      splitBtn.disabled = !(ready && selected.length === 1 && !mode);
+      redrawBtn.disabled = !(ready && selected.length === 1 && !mode);
+      mergeBtn.disabled = !(ready && selected.length >= 2 && !mode);
+      commitBtn.disabled = !pending;
+    }
+
+    map.on("click", function (e) {
+      if (!on || mode) return; // while drawing or dragging vertices, clicks are Geoman's
+      var p = page.fromLatLng(e.latlng);
+      var hit = (grids.features().features || []).filter(function (f) {
+        return GeoMap.contains(f.geometry, p[0], p[1]);
+      })[0];
+      var adding = e.originalEvent && e.originalEvent.shiftKey;
+      var codes = selected.map(function (s) {
+        return s.code;
+      });
+      if (!hit) {
+        if (!adding) select([]);
+        return;
+      }
+      if (adding) {
+        var at = codes.indexOf(hit.id);
+        if (at >= 0) codes.splice(at, 1);
+        else codes.push(hit.id);
+      } else {
+        codes = [hit.id];
+      }
+      select(codes);
+    });
+
+    // -- showing an answer ----------------------------------------------------------------------
+    function gridTable(list, created) {
+      return (
+        '<table class="gm-table gm-grid-table"><tr><th>' + bi("网格", "Grid") + "</th><th>" +
+        bi("户", "hh") + "</th><th>" + bi("网格员", "Workers") + "</th></tr>" +
+        list
+          .map(function (g) {
+            var w = g.workers ? workersOf(g) : null;
+            return (
+              "<tr><td>" + esc(g.name || "") + '<br><span class="gm-code">' + esc(g.code) +
+              (g.version ? " · v" + esc(g.version) : "") + "</span>" +
+              ((created || []).indexOf(g.code) >= 0 ? ' <span class="gm-tag">' + bi("新", "new") + "</span>" : "") +
+              "</td><td>" +
+              (g.households !== undefined ? esc(GeoMap.fmt(g.households)) : "…") + "</td><td>" +
+              (w ? esc(w.join(", ") || "—") : "…") + "</td></tr>"
+            );
+          })
+          .join("") +
+        "</table>"
+      );
+    }
+
+    function label(g) {
+      var w = workersOf(g);
+      return (
+        "<b>" + esc(g.name || g.code) + '</b><br><span class="gm-code">' + esc(g.code) + "</span><br>" +
+        esc(GeoMap.fmt(g.households)) + " 户 hh<br>" + w.length + " 网格员 " +
+        (w.length === 1 ? "worker" : "workers")
+      );
+    }
+
+    function outline(list, style, labelled) {
+      var group = L.featureGroup();
+      (list || []).forEach(function (g) {
+        if (!g.geometry) return;
+        var layer = page.geoJSON(g.geometry, { style: style, interactive: false });
+        if (labelled) {
+          layer.eachLayer(function (l) {
+            l.bindTooltip(label(g), {
+              permanent: true,
+              direction: "center",
+              className: "gm-label gm-edit-label",
+            });
+          });
+        }
+        layer.addTo(group);
+      });
+      return group.addTo(layers.result);
+    }
+
+    function mark(lon, lat, message) {
+      L.circleMarker(page.toLatLng(lon, lat), {
+        radius: 9,
+        color: "#ffffff",
+        weight: 2,
+        fillColor: "#b00020",
+        fillOpacity: 0.95,
+        className: "gm-finding",
+        interactive: true,
+      })
+        .bindTooltip(esc(message), { className: "gm-finding-tip" })
+        .addTo(layers.findings);
+    }
+
+    function findingsHtml(findings) {
+      return (findings || [])
+        .map(function (f) {
+          if (typeof f.lon === "number" && typeof f.lat === "number") mark(f.lon, f.lat, f.message);
+          return '<div class="gm-error">' + esc(f.message) + "</div>";
+        })
+        .join("");
+    }
+
+    function codes(list) {
+      return list && list.length ? list.map(esc).join(", ") : "—";
+    }
+
+    function showAnswer(answer, req) {
+      layers.result.clearLayers();
+      layers.findings.clearLayers();
+      var k = KIND[answer.kind] || [answer.kind, answer.kind];
+      var head = answer.preview
+        ? bi("预览", "Preview") + ": " + bi(k[0], k[1])
+        : bi("已提交", "Committed") + ": " + bi(k[0], k[1]) + " #" + esc(answer.edit);
+      var html = '<div class="gm-section-title">' + head + "</div>";
+      var rows = [];
+      if (answer.retired && answer.retired.length) rows.push([bi("撤销", "Retired"), codes(answer.retired)]);
+      rows.push([
+        bi("换网格", "Moved"),
+        esc(GeoMap.fmt(answer.buildings_moved)) + " 楼栋 buildings · " +
+          esc(GeoMap.fmt(answer.households_moved)) + " 户 hh · " +
+          esc(GeoMap.fmt(answer.incidents_moved)) + " 事件 incidents",
+      ]);
+      html += GeoMap.table(rows);
+      html += gridTable(answer.grids || [], answer.created || []);
+      html += findingsHtml(answer.findings);
+      (answer.warnings || []).forEach(function (w) {
+        html += '<div class="gm-warn">' + esc(w.message || w) + "</div>";
+      });
+      if (answer.preview) {
+        html += '<div class="gm-note">' + (answer.findings && answer.findings.length
+          ? bi("有问题，不能提交", "It cannot be committed: see the findings")
+          : bi("填写原因后提交", "Give a reason, then commit")) + "</div>";
+      }
+      resultBox.innerHTML = html;
+      // A committed edit's grids: outlines only, over the grids layer as the server now has it.
+      var drawn = outline(answer.grids, answer.preview ? EDIT.result : EDIT.committed, true);
+      if (shape) shape.bringToFront();
+      body.setAttribute(
+        "data-geomap-edit-grids",
+        (answer.grids || [])
+          .map(function (g) {
+            return g.code;
+          })
+          .join(",")
+      );
+      return drawn;
+    }
+
+    function showError(err) {
+      var msg = err && err.message ? err.message : String(err);
+      var details = (err && err.body && err.body.details) || {};
+      layers.result.clearLayers();
+      layers.findings.clearLayers();
+      var refused = err && err.status === 409;
+      var html =
+        '<div class="gm-section-title gm-error">' +
+        (refused ? bi("被拒绝", "Refused") : bi("未能完成", "Not done")) +
+        (err && err.status ? " (" + err.status + ")" : "") + "</div>";
+      if (details.findings && details.findings.length) {
+        html += findingsHtml(details.findings);
+      } else {
+        html += '<div class="gm-error">' + esc(msg) + "</div>";
+        GeoMap.placesIn(msg).forEach(function (p) {
+          mark(p[0], p[1], msg);
+        });
+      }
+      if (details.grids) outline(details.grids, EDIT.refused, true);
+      if (shape) shape.bringToFront();
+      resultBox.innerHTML = html;
+      page.status(bi("编辑未完成", "Edit not done"), "error");
+      body.setAttribute("data-geomap-edit-error", msg);
+      state("error");
+    }
+
+    function clearResult() {
+      pending = null;
+      seq++;
+      layers.result.clearLayers();
+      layers.drawn.clearLayers();
+      layers.findings.clearLayers();
+      resultBox.innerHTML = "";
+      body.removeAttribute("data-geomap-edit-grids");
+      buttons();
+    }
+
+    // -- preview and commit -----------------------------------------------------------------
+    /** Ask the server what `req` would do (preview: true); a clean answer can be committed. */
+    function preview(req, fit) {
+      var mine = ++seq;
+      pending = null;
+      buttons();
+      state("busy");
+      hint(bi("预览中…", "Previewing…"));
+      var sent = Object.assign({}, req.body, {
+        reason: reason.value.trim() || "预览 preview",
+        preview: true,
+      });
+      page
+        .request(req.method, req.path, sent)
+        .then(function (answer) {
+          if (mine !== seq) return;
+          hint("");
+          var drawn = showAnswer(answer, req);
+          if (!(answer.findings && answer.findings.length)) pending = req;
+          buttons();
+          if (fit && drawn.getBounds().isValid() && !map.getBounds().contains(drawn.getBounds())) {
+            page.fitBounds(drawn.getBounds().pad(0.3));
+          }
+          page.status(bi("预览完成", "Preview ready"), "ok");
+          state("preview");
+        })
+        .catch(function (err) {
+          if (mine !== seq) return;
+          hint("");
+          showError(err);
+        });
+    }
+
+    commitBtn.addEventListener("click", function () {
+      var why = reason.value.trim();
+      if (!why) {
+        hint('<span class="gm-warn">' + bi("请先填写原因（记入网格历史）", "Give a reason first (the grids' history keeps it)") + "</span>");
+        reason.focus();
+        state("need-reason");
+        return;
+      }
+      if (!pending) return;
+      var req = pending;
+      var mine = ++seq;
+      pending = null;
+      buttons();
+      state("busy");
+      hint(bi("提交中…", "Committing…"));
+      page
+        .request(req.method, req.path, Object.assign({}, req.body, { reason: why, preview: false }))
+        .then(async function (answer) {
+          if (mine !== seq) return;
+          endMode();
+          layers.drawn.clearLayers();
+          selected = [];
+          layers.selected.clearLayers();
+          showSelected();
+          showAnswer(answer, req);
+          hint(bi("网格图层刷新中…", "Refreshing the grids…"));
+          await grids.reload();
+          reason.value = "";
+          hint("");
+          page.status(bi("已提交编辑", "Edit committed") + " #" + esc(answer.edit), "ok");
+          body.setAttribute("data-geomap-edit-committed", String(answer.edit));
+          state("committed");
+        })
+        .catch(function (err) {
+          if (mine !== seq) return;
+          hint("");
+          showError(err);
+        });
+    });
+
+    cancelBtn.addEventListener("click", function () {
+      endMode();
+      clearResult();
+      hint("");
+      state("ready");
+    });
+
+    /** Leave drawing or vertex editing (the selection stays). */
+    function endMode() {
+      if (map.pm) map.pm.disableDraw();
+      if (shape) {
+        shape.pm.disable();
+        map.removeLayer(shape);
+        shape = null;
+        map.addLayer(layers.selected);
+      }
+      neighboursRow.hidden = true;
+      mode = null;
+      buttons();
+    }
+
+    // -- split: a line drawn across the selected grid -----------------------------------------------
+    splitBtn.addEventListener("click", function () {
+      var s = selected[0];
+      endMode();
+      clearResult();
+      mode = "split";
+      buttons();
+      hint(bi("画一条穿过网格的线：在网格外单击起点，在另一侧网格外单击终点，再单击终点结束",
+        "Draw a line across the grid: click outside it, click outside its other side, then click that last point again to finish"));
+      map.pm.enableDraw("Line", {
+        snappable: false,
+        templineStyle: { color: "#e31a1c", weight: 3 },
+        hintlineStyle: { color: "#e31a1c", weight: 2, dashArray: "5 5" },
+        pathOptions: { color: "#e31a1c", weight: 3 },
+      });
+      closeTo(s.detail.geometry, function () {
+        if (mode === "split") state("drawing");
+      });
+    });
+
+    function onDrawn(e) {
+      map.removeLayer(e.layer); // Geoman's copy; the line is kept in our own layer below
+      if (mode !== "split" || e.shape !== "Line" || selected.length !== 1) return;
+      mode = null;
+      var s = selected[0];
+      var coords = e.layer.getLatLngs().map(function (ll) {
+        return page.fromLatLng(ll);
+      });
+      layers.drawn.clearLayers();
+      L.polyline(e.layer.getLatLngs(), EDIT.line).addTo(layers.drawn);
+      buttons();
+      preview(
+        {
+          kind: "split",
+          method: "POST",
+          path: gridPath(s.code, "/split"),
+          body: { line: { type: "LineString", coordinates: coords }, version: s.detail.version },
+        },
+        true
+      );
+    }
+
+    // -- merge: the selected grids into one ---------------------------------------------------------
+    mergeBtn.addEventListener("click", function () {
+      endMode();
+      clearResult();
+      var versions = {};
+      selected.forEach(function (s) {
+        versions[s.code] = s.detail.version;
+      });
+      preview(
+        {
+          kind: "merge",
+          method: "POST",
+          path: "/api/v1/grids/merge",
+          body: {
+            codes: selected.map(function (s) {
+              return s.code;
+            }),
+            versions: versions,
+          },
+        },
+        true
+      );
+    });
+
+    // -- redraw: drag the grid's vertices (a shared one: the neighbours follow) -----------------
+    function ringsOf(geometry) {
+      function ring(r) {
+        return r.map(function (c) {
+          var ll = page.toLatLng(c[0], c[1]);
+          original[ll.lat + "," + ll.lng] = [c[0], c[1]];
+          return ll;
+        });
+      }
+      original = {};
+      if (geometry.type === "Polygon") return geometry.coordinates.map(ring);
+      return geometry.coordinates.map(function (p) {
+        return p.map(ring);
+      });
+    }
+
+    /** The edited polygon as GeoJSON in WGS-84: vertices not moved keep the API's own numbers
+     * (no round trip through a shifted basemap's CRS), moved ones are read off the map. */
+    function shapeGeometry() {
+      var gj = shape.toGeoJSON(false).geometry; // false: the map's numbers, not rounded
+      function back(c) {
+        return original[c[1] + "," + c[0]] || page.fromLatLng(L.latLng(c[1], c[0]));
+      }
+      function ring(r) {
+        return r.map(back);
+      }
+      gj.coordinates =
+        gj.type === "Polygon"
+          ? gj.coordinates.map(ring)
+          : gj.coordinates.map(function (p) {
+              return p.map(ring);
+            });
+      return gj;
+    }
+
+    function previewRedraw() {
+      var s = selected[0];
+      if (mode !== "redraw" || !shape || !s) return;
+      preview(
+        {
+          kind: "redraw",
+          method: "PUT",
+          path: gridPath(s.code, "/geometry"),
+          body: { geometry: shapeGeometry(), neighbours: neighbours.value, version: s.detail.version },
+        },
+        false
+      );
+    }
+
+    redrawBtn.addEventListener("click", function () {
+      var s = selected[0];
+      endMode();
+      clearResult();
+      mode = "redraw";
+      buttons();
+      map.removeLayer(layers.selected);
+      shape = L.polygon(ringsOf(s.detail.geometry), EDIT.shape).addTo(map);
+      shape.pm.enable({ allowSelfIntersection: false, snappable: false, draggable: false });
+      shape.on("pm:edit", previewRedraw);
+      neighboursRow.hidden = false;
+      hint(bi("拖动顶点，松开后预览；单击边的中点可加点，右键单击顶点可删点",
+        "Drag a vertex: on release the map previews the new shape. Click a midpoint to add a vertex, right-click a vertex to remove it"));
+      closeTo(s.detail.geometry, function () {
+        if (mode === "redraw") state("redrawing");
+      });
+    });
+
+    neighbours.addEventListener("change", function () {
+      if (mode === "redraw" && (pending || resultBox.innerHTML)) previewRedraw();
+    });
+
+    // -- as of: the grids as they were, and one of them in detail --------------------------------
+    function showAsOf() {
+      var code = asofCode.value.trim();
+      var at = new Date(asof.value); // the browser's local time, sent with its offset (UTC)
+      if (!asof.value || isNaN(at.getTime())) {
+        asofBox.innerHTML = '<div class="gm-warn">' + bi("请选择时间", "Choose a moment") + "</div>";
+        return;
+      }
+      var when = encodeURIComponent(at.toISOString());
+      layers.past.clearLayers();
+      body.setAttribute("data-geomap-asof", "busy");
+      var fresh = { fresh: true };
+      var one = code
+        ? page.get(gridPath(code, "?as_of=" + when), undefined, fresh).catch(function (err) {
+            return { error: err };
+          })
+        : Promise.resolve(null);
+      Promise.all([page.items(grids.itemsPath + "&as_of=" + when, fresh), one])
+        .then(function (got) {
+          var then = got[0];
+          var g = got[1];
+          page.geoJSON(then, { style: EDIT.pastAll, interactive: false }).addTo(layers.past);
+          var html =
+            '<div class="gm-note">' +
+            bi("虚线：当时的网格边界（" + then.features.length + " 个网格，现有 " +
+              grids.features().features.length + " 个）",
+              "Dashed: the grids then (" + then.features.length + "; " +
+              grids.features().features.length + " now)") +
+            "</div>";
+          if (g && g.error) {
+            html += '<div class="gm-error">' + esc(g.error.message || String(g.error)) + "</div>";
+          } else if (g) {
+            page.geoJSON(g.geometry, { style: EDIT.past, interactive: false }).addTo(layers.past);
+            html += GeoMap.table([
+              [bi("网格", "Grid"), esc(g.name || "") + '<br><span class="gm-code">' + esc(g.code) +
+                " · v" + esc(g.version) + "</span>"],
+              [bi("有效期", "Valid"), esc(GeoMap.fmt(g.valid_from)) + " – " +
+                (g.valid_to ? esc(GeoMap.fmt(g.valid_to)) : bi("至今", "now"))],
+              [bi("面积", "Area"), esc(GeoMap.fmt(Math.round(g.area_m2))) + " m²"],
+            ]);
+          }
+          asofBox.innerHTML = html;
+          body.setAttribute("data-geomap-asof-grids", String(then.features.length));
+          body.setAttribute("data-geomap-asof", !g ? "layer" : g.error ? "none" : g.code + "@" + g.version);
+        })
+        .catch(function (err) {
+          asofBox.innerHTML = '<div class="gm-error">' + esc(err.message || String(err)) + "</div>";
+          body.setAttribute("data-geomap-asof", "error");
+        });
+    }
+
+    $("gm-asof-show").addEventListener("click", showAsOf);
+    $("gm-asof-clear").addEventListener("click", function () {
+      layers.past.clearLayers();
+      asofBox.innerHTML = "";
+      body.removeAttribute("data-geomap-asof");
+      body.removeAttribute("data-geomap-asof-grids");
+    });
+
+    return {
+      active: function () {
+        return on;
+      },
+    };
+  }
+
   GeoMap.views.planner = async function (page) {
     var S = page.cfg.sources;
     var g = page.groups;
@@ -88,11 +900,7 @@
 
     var share = {};
     var figuresOf = {};
-    ((coverage && coverage.items) || []).forEach(function (it) {
-      var w = widest(it);
-      share[it.code] = w ? w.household_share : null;
-      figuresOf[it.code] = it;
-    });
+    takeFigures(coverage);
     if (summary) {
       var w = widest(summary.city);
       var html = '<div class="gm-big">' + GeoMap.pct(w && w.household_share) + "</div>";
@@ -115,35 +923,72 @@
     ]);
 
     var maxTier = summary ? widest(summary.city).tier_min : 15;
-    var choropleth = page.geoJSON(layers[0], {
-      style: function (f) {
-        var c = classOf(share[f.id]);
-        return {
-          color: "#555555",
-          weight: 0.8,
-          opacity: 0.8,
-          fillColor: c ? c.color : NO_DATA,
-          fillOpacity: 0.55,
-        };
-      },
-      onEachFeature: function (f, layer) {
-        var fig = figuresOf[f.id];
-        var rows = [
-          [GeoMap.fieldTitle(gridsDoc, "name"), esc(GeoMap.fmt(f.properties.name))],
-          [GeoMap.fieldTitle(gridsDoc, "code"), esc(f.id)],
-        ];
-        if (fig) {
-          rows.push([bi("户数", "Households"), esc(GeoMap.fmt(fig.households))]);
-          rows = rows.concat(tierRows(fig));
-        }
-        layer.bindTooltip(
-          '<div class="gm-popup-title">' + bi("网格", "Grid") + "</div>" + GeoMap.table(rows),
-          { sticky: true }
-        );
-      },
-    });
-    choropleth.addTo(g.coverage);
-    page.count("coverage", layers[0].features.length);
+    var gridsNow = layers[0];
+    var editing = { active: function () { return false; } };
+    var choropleth = null;
+
+    function gridStyle(f) {
+      var c = classOf(share[f.id]);
+      return {
+        color: "#555555",
+        weight: 0.8,
+        opacity: 0.8,
+        fillColor: c ? c.color : NO_DATA,
+        fillOpacity: editing.active() ? 0.3 : 0.55, // outlines of an edit stand out
+      };
+    }
+
+    /** The choropleth of the grids (again after an edit: new codes, new figures). */
+    function drawGrids(fc) {
+      gridsNow = fc;
+      g.coverage.clearLayers();
+      choropleth = page.geoJSON(fc, {
+        style: gridStyle,
+        onEachFeature: function (f, layer) {
+          var fig = figuresOf[f.id];
+          var rows = [
+            [GeoMap.fieldTitle(gridsDoc, "name"), esc(GeoMap.fmt(f.properties.name))],
+            [GeoMap.fieldTitle(gridsDoc, "code"), esc(f.id)],
+          ];
+          if (fig) {
+            rows.push([bi("户数", "Households"), esc(GeoMap.fmt(fig.households))]);
+            rows = rows.concat(tierRows(fig));
+          }
+          layer.bindTooltip(
+            '<div class="gm-popup-title">' + bi("网格", "Grid") + "</div>" + GeoMap.table(rows),
+            { sticky: true, className: "gm-hover-tip" }
+          );
+        },
+      });
+      choropleth.addTo(g.coverage);
+      choropleth.bringToBack();
+      page.counts.coverage = fc.features.length;
+      var loads = Number(document.body.getAttribute("data-geomap-grids-loaded") || 0) + 1;
+      document.body.setAttribute("data-geomap-grids-loaded", String(loads));
+    }
+
+    function takeFigures(answer) {
+      share = {};
+      figuresOf = {};
+      ((answer && answer.items) || []).forEach(function (it) {
+        var w = widest(it);
+        share[it.code] = w ? w.household_share : null;
+        figuresOf[it.code] = it;
+      });
+    }
+
+    /** The grids and their figures again from the server (an edit changed them). */
+    async function reloadGrids() {
+      var fresh = { fresh: true };
+      var got = await Promise.all([
+        page.items(S.grids, fresh),
+        summary ? page.get(S.figures, undefined, fresh) : null,
+      ]);
+      if (summary) takeFigures(got[1]);
+      drawGrids(got[0]);
+    }
+
+    drawGrids(layers[0]);
 
     if (layers[1] && tiersDoc) {
       var tiers = layers[1].features.slice().sort(function (a, b) {
@@ -171,7 +1016,10 @@
           return st;
         },
         onEachFeature: function (f, layer) {
-          layer.bindTooltip(GeoMap.popup(gapsDoc, f.properties), { sticky: true });
+          layer.bindTooltip(GeoMap.popup(gapsDoc, f.properties), {
+            sticky: true,
+            className: "gm-hover-tip",
+          });
         },
       }).addTo(g.gaps);
       page.count("gaps", layers[2].features.length);
@@ -220,6 +1068,16 @@
       page.ready();
       return;
     }
+    editing = gridEditor(page, {
+      features: function () {
+        return gridsNow;
+      },
+      itemsPath: S.grids,
+      restyle: function () {
+        if (choropleth) choropleth.setStyle(gridStyle);
+      },
+      reload: reloadGrids,
+    });
     if (!summary) {
       actions.innerHTML = '<div class="gm-note">' + bi("先计算覆盖", "Compute coverage first") + "</div>";
       page.status(bi("已加载", "Loaded"), "ok");
@@ -283,6 +1141,7 @@
     }
 
     map.on("click", function (e) {
+      if (editing.active()) return; // a click picks a grid while editing
       added.push(page.fromLatLng(e.latlng));
       runWhatIf().catch(function (err) {
         page.fail(err, "what-if");
