@@ -18,6 +18,7 @@ MODULES = (
     "bench_import",
     "bench_assign",
     "bench_locate",
+    "bench_edits",
     "bench_geocode",
     "bench_tiles",
     "bench_coverage",
