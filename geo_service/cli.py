@@ -414,7 +414,15 @@ def import_cmd(
 
 
 def _derived_after(kind: str, *, quiet: bool = False) -> None:
-    """Bring the data derived from an imported kind up to date (the address index)."""
+    """Bring the data derived from an imported kind up to date (the address index, the
+    streets' meeting points)."""
+    if kind == "roads":
+        from geo_service.buildings.service import refresh_crossings
+
+        met = refresh_crossings(state.engine())
+        if met is not None and not quiet:
+            out.print(f"street crossings: {met:,} places where named streets meet")
+        return
     if kind != "buildings":
         return
     from geo_service.buildings.service import refresh_address_index

@@ -112,7 +112,7 @@ CASES = [
     ("金山花园5楼502", addr(estate="金山花园", room="502", rest="5层")),
     ("长江西路18号3楼", addr(road="长江西路", door="18", rest="3层")),
     # noise
-    ("长江西路18号附近", addr(road="长江西路", door="18", rest="附近")),
+    ("长江西路18号附近", addr(road="长江西路", door="18", place="附近")),
     ("'; DROP TABLE buildings;--", addr(rest="DROPTABLEBUILDINGS")),
     ("", addr()),
 ]

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from geo_service.api.app import create_app
 from geo_service.buildings.address import match_key, parse
 from geo_service.buildings.geocode import Entry, Query, rank
-from geo_service.buildings.service import geocode_on, refresh_address_index
+from geo_service.buildings.service import geocode_on, refresh_address_index, refresh_crossings
 from geo_service.cli import app as cli_app
 from geo_service.db.engine import reading
 from geo_service.ingest import import_file
@@ -23,7 +23,7 @@ from geo_service.settings import Settings
 from tests.conftest import DATA_TABLES
 from tests.geocode_cases import Register, cases, measure
 
-DEMO = ("communities", "grids", "workers", "buildings")
+DEMO = ("communities", "grids", "workers", "buildings", "roads")
 DEMO_DIR = Path(__file__).parent.parent / "shapefiles" / "demo"
 
 
@@ -36,6 +36,7 @@ def demo(engine: Engine, settings: Settings) -> Engine:
         name = f"{kind}.csv" if kind == "workers" else f"{kind}.shp"
         import_file(engine, settings, kind, DEMO_DIR / name)
     assert refresh_address_index(engine) == 3016  # what `geo-service import` does next
+    assert refresh_crossings(engine)  # ... and after roads, where the named streets meet
     return engine
 
 
@@ -294,3 +295,65 @@ def test_an_address_geocoding_cannot_read_is_still_kept(client):
     incident = report(client, "就在那个老地方")
     assert incident["status"] == "needs_location" and incident["address_candidates"] == []
     assert "address not geocoded" in incident["events"][0]["note"]
+
+
+# -- what residents write: intersections and landmarks ------------------------------------------
+def meetings(a: str, b: str) -> list[tuple[float, float]]:
+    """Where two demo streets meet, worked out apart from the service (shapely)."""
+    import geopandas as gpd
+    import shapely
+
+    roads = gpd.read_file(DEMO_DIR / "roads.shp")
+    one = shapely.union_all(roads[roads["name"] == a].geometry.to_numpy())
+    two = shapely.union_all(roads[roads["name"] == b].geometry.to_numpy())
+    points = shapely.get_parts(one.intersection(two))
+    return [(p.x, p.y) for p in points if p.geom_type == "Point"]
+
+
+def metres(a: tuple[float, float], b: tuple[float, float]) -> float:
+    from pyproj import Geod
+
+    return float(Geod(ellps="WGS84").inv(a[0], a[1], b[0], b[1])[2])
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        "解放九路与胜利八路交叉口",
+        "解放9路和胜利8路路口",
+        "解放九路/胜利八路交汇处",
+        "解放九路胜利八路十字路口",
+        "胜利八路与解放九路交叉口",
+    ],
+)
+def test_an_intersection_is_where_the_streets_meet(client, q):
+    body = client.get("/api/v1/geocode", params={"q": q}).json()
+    [where] = body["candidates"]
+    assert where["match_type"] == "intersection" and where["building_code"] is None
+    truth = meetings("解放九路", "胜利八路")
+    assert truth and min(metres((where["lon"], where["lat"]), t) for t in truth) < 60
+    assert where["grid_code"] and where["community_name"] and where["confidence"] >= 0.8
+
+
+def test_streets_that_never_meet_give_no_confident_answer(client):
+    body = client.get("/api/v1/geocode", params={"q": "合肥九路与银湖八路交叉口"}).json()
+    assert body["candidates"] == [] and body["message"] == "合肥九路 and 银湖八路 do not meet"
+    unknown = client.get("/api/v1/geocode", params={"q": "飞燕路与胜利八路交叉口"}).json()
+    assert unknown["candidates"] == [] and "no street named 飞燕路" in unknown["message"]
+
+
+@pytest.mark.parametrize("word", ["门口", "东门", "附近", "旁边", "对面"])
+def test_a_landmark_finds_its_estate_and_is_honest_about_namesakes(client, register, word):
+    roads_of: dict[str, set[str]] = {}
+    for p in register.parts.values():
+        roads_of.setdefault(p.estate or "", set()).add(p.road or "")
+    alone = next(e for e, roads in sorted(roads_of.items()) if e and len(roads) == 1)
+    shared = next(e for e, roads in sorted(roads_of.items()) if e and len(roads) > 1)
+    [best] = client.get("/api/v1/geocode", params={"q": alone + word, "limit": 1}).json()[
+        "candidates"
+    ]
+    assert best["match_type"] == "landmark" and best["place"] == word
+    assert best["grid_code"] and best["buildings"] >= 1 and best["confidence"] >= 0.8
+    several = client.get("/api/v1/geocode", params={"q": shared + word}).json()["candidates"]
+    assert len(several) == len(roads_of[shared])  # one per place of that name
+    assert all(c["match_type"] == "landmark" and c["confidence"] < 0.8 for c in several)

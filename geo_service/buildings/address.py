@@ -74,6 +74,8 @@ class ParsedAddress:
     unit: str | None = None  # "1"
     room: str | None = None  # "502"
     rest: str = ""  # unplaced pieces of normalize(text), in reading order (floors, noise)
+    place: str | None = None  # a place word after a name: 门口, 东门, 附近, 对面 ... (a landmark)
+    cross: str | None = None  # the other road of an intersection (解放九路与胜利八路交叉口)
 
 
 class TypoFix(NamedTuple):
@@ -179,9 +181,7 @@ _CN_AT_END = re.compile(rf"(?<=[0-9])(单元|栋|楼+|层|门)([{_CN_NUM}]+)$")
 # 第3栋, 第三栋 -> 3栋; never right after a number, where dropping 第 would join two numbers
 # 第 before a numbered part goes (第三栋 -> 3栋), except where it ends a word of a name:
 # 书香门第, 状元府第, 及第 (an estate named so keeps its name whole).
-_ORDINAL = re.compile(
-    rf"(?<![0-9{_CN_NUM}门府宅及甲])第+(?=[0-9{_CN_NUM}]+(?:{_NUMBER_WORD}))"
-)
+_ORDINAL = re.compile(rf"(?<![0-9{_CN_NUM}门府宅及甲])第+(?=[0-9{_CN_NUM}]+(?:{_NUMBER_WORD}))")
 # Building words, swallowing repeats and a trailing 楼: 3号楼, 3栋楼, 3幢, A座 -> 3栋 / A栋.
 _BUILDING_WORD = re.compile(r"号[楼栋幢座]+|[栋幢座][楼栋幢座]*")
 # A number inside a road's name (合肥9路, 人民５路): written as the register writes road names,
@@ -419,6 +419,8 @@ class _Parts:
     room: str | None = None
     rest: list[str] = field(default_factory=list)
     prev: str = "start"
+    place: str | None = None
+    cross: str | None = None
 
 
 def _district_at(s: str, pos: int, *, strict: bool = False) -> re.Match[str] | None:
@@ -624,12 +626,40 @@ def _parse_body(body: str, p: _Parts) -> None:
         _place_name(p, body[pos:], None)
 
 
+# How residents point at a place rather than give its address: an estate (or a building)
+# followed by a place word (东方小区门口, 梧桐雅居东门, 锦绣名邸附近, xx对面), and two streets
+# where they meet (A路与B路交叉口, A路和B路路口, A路/B路交汇处, A路B路十字路口).
+PLACE_WORDS: Final = (
+    "正门口", "大门口", "东门口", "西门口", "南门口", "北门口", "门口", "大门", "正门", "东门",
+    "西门", "南门", "北门", "侧门", "后门", "附近", "旁边", "边上", "周边", "对面", "门前",
+    "后面", "前面", "里面", "楼下",
+)  # fmt: skip
+_PLACE_AT_END = re.compile("(" + "|".join(PLACE_WORDS) + ")$")
+_STREET = rf"[{_CJK}0-9]{{2,10}}?(?:大道|大街|路|街|巷)"
+# (normalize has already made 路口 a 路: 胜利八路路口 reads 胜利八路路, 十字路口 十字路)
+_CROSSING = re.compile(
+    rf"(?P<a>{_STREET})(?:与|和|跟|同|及|-)?(?P<b>{_STREET})"
+    r"(?:十字路口|十字路|交叉路口|交叉路|交叉口|交汇处|交界处|交口|路口|路|口)$"
+)
+
+
 def parse(text: str) -> ParsedAddress:
-    """Split an address into its GB/T 37149 parts; order may vary, parts may be missing."""
+    """Split an address into its GB/T 37149 parts; order may vary, parts may be missing.
+    A place word after a name goes to `place`; two streets that meet, to `road` and
+    `cross`."""
     s = normalize(text)
     p = _Parts()
     body_start = _parse_admin(s, p)
-    _parse_body(s[body_start:], p)
+    body = s[body_start:]
+    crossing = _CROSSING.fullmatch(body)
+    if crossing is not None and crossing.group("a") != crossing.group("b"):
+        p.road, p.cross, p.place = crossing.group("a"), crossing.group("b"), "路口"
+        body = ""
+    else:
+        placed = _PLACE_AT_END.search(body)
+        if placed is not None and placed.start() >= 2:
+            p.place, body = placed.group(), body[: placed.start()]
+    _parse_body(body, p)
     return ParsedAddress(
         province=p.province,
         city=p.city,
@@ -641,6 +671,8 @@ def parse(text: str) -> ParsedAddress:
         unit=p.unit,
         room=p.room,
         rest="".join(p.rest),
+        place=p.place,
+        cross=p.cross,
     )
 
 

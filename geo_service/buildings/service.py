@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
 from multiprocessing import get_context
 from multiprocessing.context import BaseContext
 from typing import Any
@@ -207,6 +208,7 @@ def _rounded(row: dict[str, Any]) -> dict[str, Any]:
 def geocode(engine: Engine, settings: Settings, q: str, limit: int) -> dict[str, Any]:
     """Ranked candidates for an address text: building, grid, community, confidence."""
     refresh_address_index(engine)
+    refresh_crossings(engine)
     with reading(engine) as conn:
         return geocode_on(conn, settings, q, limit)
 
@@ -223,7 +225,16 @@ def geocode_on(conn: Connection, settings: Settings, q: str, limit: int) -> dict
         )
     parsed = parse(text_)
     answer: dict[str, Any] = {"query": q, "parsed": _parts_dict(parsed), "candidates": []}
+    if parsed.road and parsed.cross:
+        return _intersection(conn, answer, parsed.road, parsed.cross, limit)
     probe = Query(parsed, known_road=False, known_estate=False)
+    if not probe.locatable() and parsed.rest and not parsed.building:
+        # a name without an estate word (书香门第附近): an estate or community of the register?
+        _, named = store.known_names(conn, None, parsed.rest)
+        if named:
+            parsed = replace(parsed, estate=parsed.rest, rest="")
+            answer["parsed"] = _parts_dict(parsed)
+            probe = Query(parsed, known_road=False, known_estate=False)
     if not probe.locatable():
         answer["message"] = "no road, estate or community recognised in the query"
         return answer
@@ -246,14 +257,68 @@ def geocode_on(conn: Connection, settings: Settings, q: str, limit: int) -> dict
         answer["message"] = "no building or door in the register matches the query"
         return answer
     more = store.details(conn, [m.entry.code for m in matches if m.entry.code])
-    answer["candidates"] = [_candidate(m, more.get(m.entry.code or "")) for m in matches]
+    answer["candidates"] = [
+        _candidate(conn, m, more.get(m.entry.code or ""), parsed.place) for m in matches
+    ]
     return answer
 
 
-def _candidate(m: Match, row: dict[str, Any] | None) -> dict[str, Any]:
+def _intersection(
+    conn: Connection, answer: dict[str, Any], road: str, cross: str, limit: int
+) -> dict[str, Any]:
+    """Where two streets meet, from the street network: one candidate per meeting point
+    (their confidence shared), none when they never meet."""
+    answer["parsed"]["cross"] = cross
+    points = store.crossings(conn, road, cross)
+    if not points:
+        known = store.streets_known(conn, [road, cross])
+        missing = [r for r in (road, cross) if r not in known]
+        answer["message"] = (
+            f"no street named {missing[0]} in the street network"
+            if missing
+            else f"{road} and {cross} do not meet"
+        )
+        return answer
+    confidence = INTERSECTION_CONFIDENCE / len(points)
+    answer["candidates"] = [
+        {
+            "match_type": "intersection",
+            "confidence": round(confidence, 3),
+            "matched": ["road", "cross"],
+            "building_code": None,
+            "address": f"{road}与{cross}交叉口",
+            "lon": round(lon, 7),
+            "lat": round(lat, 7),
+            **_place(conn, lon, lat),
+        }
+        for lon, lat in points[:limit]
+    ]
+    return answer
+
+
+# One meeting point of two named streets: as sure as a door; several share it.
+INTERSECTION_CONFIDENCE = 0.95
+
+
+def _place(conn: Connection, lon: float, lat: float) -> dict[str, Any]:
+    """The grid, community and workers of a point (nulls outside every grid)."""
+    found = store.grid_at(conn, lon, lat)
+    return {
+        "grid_code": found.get("grid_code"),
+        "grid_name": found.get("grid_name"),
+        "community_code": found.get("community_code"),
+        "community_name": found.get("community_name"),
+        "workers": found.get("workers") or [],
+    }
+
+
+def _candidate(
+    conn: Connection, m: Match, row: dict[str, Any] | None, place: str | None
+) -> dict[str, Any]:
     e = m.entry
+    kind = "landmark" if place and m.match_type == "partial" else m.match_type
     out: dict[str, Any] = {
-        "match_type": m.match_type,
+        "match_type": kind,
         "confidence": round(m.confidence, 3),
         "matched": list(m.agreed),
         "building_code": e.code,
@@ -271,12 +336,15 @@ def _candidate(m: Match, row: dict[str, Any] | None) -> dict[str, Any]:
             "community_name": row["community_name"],
             "workers": row["workers"] or [],
         }
-    else:
+    else:  # a door's or an estate's point: its buildings, and the grid it lies in
         out["buildings"] = e.count
+        out |= _place(conn, e.lon, e.lat)
+    if place:
+        out["place"] = place  # 门口, 东门, 附近 ... of the place found
     return out
 
 
-PARSED_FIELDS = ("district", "road", "door", "estate", "building", "unit", "room")
+PARSED_FIELDS = ("district", "road", "door", "estate", "building", "unit", "room", "place")
 
 
 def _parts_dict(p: ParsedAddress) -> dict[str, str | None]:
@@ -369,3 +437,27 @@ def refresh_address_index(engine: Engine, *, force: bool = False) -> int | None:
         store.write_addresses(conn, [(code, a, *ready[a]) for code, a in todo])
         store.set_address_index_version(conn, version)
     return len(todo)
+
+
+def refresh_crossings(engine: Engine) -> int | None:
+    """Bring the streets' meeting points up to date with the street network (after a roads
+    import, or when the parsing rules changed); returns the points stored, None when they
+    were current."""
+    with reading(engine) as conn:
+        stale, _ = store.crossings_stale(conn)
+    if not stale:
+        return None
+    with engine.begin() as conn:
+        stale, version = store.crossings_stale(conn)
+        if not stale:
+            return None
+        meetings = store.street_meetings(conn)
+        names = {n for a, b, _, _ in meetings for n in (a, b)}
+        parsed = {n: parse(n).road or normalize(n) for n in names}
+        rows = []
+        for a, b, lon, lat in meetings:
+            first, second = sorted((parsed[a], parsed[b]))
+            if first != second:  # two spellings of one street do not make a crossing
+                rows.append((first, second, lon, lat))
+        store.write_crossings(conn, rows, version)
+    return len(rows)

@@ -446,3 +446,116 @@ def candidates(conn: Connection, parts: dict[str, str | None]) -> list[dict[str,
 def details(conn: Connection, codes: list[str]) -> dict[str, dict[str, Any]]:
     """Address, grid, community and workers of these buildings, by code."""
     return {r.code: dict(r._mapping) for r in conn.execute(_DETAILS, {"codes": codes})}
+
+
+# -- where named streets meet (intersections) ---------------------------------------------
+_CROSSINGS_VERSIONS = text(
+    """
+    SELECT coalesce((SELECT version FROM dataset_versions WHERE kind = 'roads'), 0),
+           (SELECT version FROM dataset_versions WHERE kind = 'street_crossings'),
+           (SELECT version FROM dataset_versions WHERE kind = 'address_parser')
+    """
+)
+# Edges of two differently named streets that touch or cross, their meeting points merged
+# within 40 m per pair of names (a dual carriageway crossing another meets it several times).
+_MEETINGS = text(
+    """
+    WITH hits AS (
+        SELECT a.name AS a, b.name AS b,
+               (ST_Dump(ST_CollectionExtract(ST_Intersection(a.geom, b.geom), 1))).geom AS p
+        FROM street_edges a JOIN street_edges b
+          ON a.name < b.name AND a.geom && b.geom AND ST_Intersects(a.geom, b.geom)
+        WHERE a.name IS NOT NULL AND b.name IS NOT NULL
+    ), clustered AS (
+        SELECT a, b, p, ST_ClusterDBSCAN(p, 0.0004, 1) OVER (PARTITION BY a, b) AS k FROM hits
+    )
+    SELECT a, b, ST_X(ST_Centroid(ST_Collect(p))) AS lon, ST_Y(ST_Centroid(ST_Collect(p))) AS lat
+    FROM clustered GROUP BY a, b, k
+    """
+)
+
+
+def crossings_stale(conn: Connection) -> tuple[bool, int]:
+    """(stale?, the roads version the crossings must match)."""
+    roads, crossings, parser = conn.execute(_CROSSINGS_VERSIONS).one()
+    return crossings != roads or parser != PARSER_VERSION, int(roads)
+
+
+def street_meetings(conn: Connection) -> list[tuple[str, str, float, float]]:
+    """(name, name, lon, lat) of each place two named streets meet, names as stored."""
+    return [tuple(r) for r in conn.execute(_MEETINGS)]  # type: ignore[misc]
+
+
+def write_crossings(
+    conn: Connection, rows: list[tuple[str, str, float, float]], version: int
+) -> None:
+    """Replace the crossings (names as parsed) and record the roads version they match."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('street_crossings'))"))
+    conn.execute(text("DELETE FROM street_crossings"))
+    if rows:
+        conn.execute(
+            text(
+                "INSERT INTO street_crossings (road_a, road_b, geom) "
+                "SELECT a, b, ST_SetSRID(ST_MakePoint(x, y), 4326) FROM unnest("
+                "CAST(:a AS text[]), CAST(:b AS text[]), CAST(:x AS float8[]), "
+                "CAST(:y AS float8[])) AS u(a, b, x, y)"
+            ),
+            {
+                "a": [r[0] for r in rows],
+                "b": [r[1] for r in rows],
+                "x": [r[2] for r in rows],
+                "y": [r[3] for r in rows],
+            },
+        )
+    conn.execute(
+        text(
+            "INSERT INTO dataset_versions (kind, version) VALUES ('street_crossings', :v) "
+            "ON CONFLICT (kind) DO UPDATE SET version = :v, updated_at = now()"
+        ),
+        {"v": version},
+    )
+
+
+def crossings(conn: Connection, a: str, b: str) -> list[tuple[float, float]]:
+    """Where two streets (names as parsed) meet."""
+    first, second = sorted((a, b))
+    rows = conn.execute(
+        text(
+            "SELECT ST_X(geom), ST_Y(geom) FROM street_crossings "
+            "WHERE road_a = :a AND road_b = :b ORDER BY ST_X(geom), ST_Y(geom)"
+        ),
+        {"a": first, "b": second},
+    )
+    return [(float(x), float(y)) for x, y in rows]
+
+
+def streets_known(conn: Connection, names: list[str]) -> set[str]:
+    """Those of the names (as parsed) that a street of the crossings or the register has."""
+    rows = conn.execute(
+        text(
+            "SELECT n FROM unnest(CAST(:n AS text[])) AS n WHERE "
+            "EXISTS (SELECT 1 FROM street_crossings WHERE road_a = n OR road_b = n) "
+            "OR EXISTS (SELECT 1 FROM address_names WHERE kind = 'road' AND name = n)"
+        ),
+        {"n": names},
+    )
+    return {r[0] for r in rows}
+
+
+_PLACE_AT = text(
+    """
+    SELECT g.code AS grid_code, g.name AS grid_name, g.community_code,
+           c.name AS community_name,
+           (SELECT json_agg(json_build_object('code', w.code, 'name', w.name) ORDER BY w.code)
+            FROM grid_workers w WHERE w.grid_code = g.code) AS workers
+    FROM grids g LEFT JOIN communities c ON c.code = g.community_code
+    WHERE ST_Covers(g.geom, ST_SetSRID(ST_MakePoint(:x, :y), 4326))
+    ORDER BY g.code LIMIT 1
+    """
+)
+
+
+def grid_at(conn: Connection, lon: float, lat: float) -> dict[str, Any]:
+    """The grid, community and workers (code and name: no phones) of a point, or {}."""
+    row = conn.execute(_PLACE_AT, {"x": lon, "y": lat}).first()
+    return dict(row._mapping) if row else {}

@@ -273,6 +273,18 @@ street_edges = Table(
     Index("street_edges_geom_gist", "geom", postgresql_using="gist"),
 )
 
+# Where named streets meet (the geocoder's intersections), derived from street_edges; the
+# names as the address parser writes them, road_a < road_b.
+street_crossings = Table(
+    "street_crossings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("road_a", Text, nullable=False),
+    Column("road_b", Text, nullable=False),
+    _geom("POINT"),
+    Index("street_crossings_roads", "road_a", "road_b"),
+)
+
 # One row per data kind; `version` increases with every import that changed something.
 # Derived results (coverage, tiles) compare versions to know when they are stale.
 dataset_versions = Table(

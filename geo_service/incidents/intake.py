@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Engine
 
-from geo_service.buildings.service import refresh_address_index
+from geo_service.buildings.service import refresh_address_index, refresh_crossings
 from geo_service.errors import (
     Conflict,
     InvalidInput,
@@ -100,6 +100,7 @@ def create_incident(
     now = now or utc_now()
     if point is None:
         refresh_address_index(engine)  # geocoding below must read a current index
+        refresh_crossings(engine)
     with engine.begin() as conn:
         if idempotency_key is not None:
             earlier = store.by_idempotency_key(conn, owner, idempotency_key)
