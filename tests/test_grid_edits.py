@@ -672,3 +672,24 @@ def test_the_grids_layer_as_of_a_moment(client, grids):
     assert bad.status_code == 400 and "as_of" in bad.json()["message"]
     other = client.get("/ogc/collections/buildings/items", params={"as_of": before})
     assert other.status_code == 400 and "unknown query parameter 'as_of'" in other.json()["message"]
+
+
+def test_a_shape_sent_back_as_shown_changes_nothing_and_no_neighbour(client, grids):
+    """The grid detail shows 7 decimals; the stored shape has more. Sent back unchanged (the
+    planner map's redraw does), it is the same shape: no neighbour gets a new version."""
+    code = "340705001001005"
+    merged = client.post(
+        "/api/v1/grids/merge", json={"codes": [code, neighbours(grids, code)[0]], "reason": "x"}
+    ).json()
+    kept = merged["changed"][0]
+    shown = client.get(f"/api/v1/grids/{kept}").json()
+    before = state(grids)
+    again = client.put(
+        f"/api/v1/grids/{kept}/geometry", json={"geometry": shown["geometry"], "reason": "原样"}
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["changed"] == [kept] and again.json()["buildings_moved"] == 0
+    after = state(grids)
+    assert {c: v for c, v in after.items() if c != kept} == {
+        c: v for c, v in before.items() if c != kept
+    }

@@ -168,15 +168,19 @@ def redraw(
     def plan(conn: Connection) -> Plan:
         grid = _grids(conn, [code], by)[code]
         community = _community(conn, grid["community_code"])
-        _inside(new, community, f"the new shape of grid {code}", settings.grids.qa_min_area_m2)
         near = edits_store.touching(
             conn, shapely.union_all([new, grid["shape"]]), grid["community_code"], [code]
         )
         _check_versions(near, by)
+        # onto the stored vertices it nearly touches: a shape sent back as shown (rounded) is
+        # the stored one, and a vertex dragged along a shared boundary stays on it
+        references = [grid["shape"], *(n["shape"] for n in near.values()), community["shape"]]
+        snapped = reshape.snap(new, references)
+        _inside(snapped, community, f"the new shape of grid {code}", settings.grids.qa_min_area_m2)
         changed = reshape.redraw(
             code,
             grid["shape"],
-            new,
+            snapped,
             {c: n["shape"] for c, n in near.items()},
             neighbours,
             settings.grids.qa_min_area_m2,

@@ -8,7 +8,8 @@ rules before an edit is stored). Problems are InvalidInput naming where (lon/lat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Final
 
 import shapely
 from pyproj import Geod
@@ -99,6 +100,8 @@ def hand_out(
     grown = dict(receivers)
     orphans = []
     for part in _polygons(area):
+        if area_m2(part) < min_m2:
+            continue  # the QA's noise: no grid changes for it
         lengths = {code: shared_length(part, shape) for code, shape in grown.items()}
         best = max(lengths, key=lambda c: lengths[c], default=None)
         if best is None or lengths[best] <= 0:
@@ -107,6 +110,21 @@ def hand_out(
             continue
         grown[best] = shapely.union_all([grown[best], part])
     return {c: g for c, g in grown.items() if g is not receivers[c]}, orphans
+
+
+SNAP_DEG: Final = 1e-6  # about 10 cm: a drawn vertex this close to a stored one is that one
+
+
+def snap(drawn: BaseGeometry, references: Sequence[BaseGeometry]) -> BaseGeometry:
+    """A drawn shape with its vertices moved onto the stored vertices and edges they nearly
+    touch (within SNAP_DEG): a shape sent back as the API showed it (rounded to 7 decimals),
+    or drawn on a shared boundary, is then exactly that boundary, not a sliver off it."""
+    target = shapely.union_all([shapely.boundary(r) for r in references])
+    snapped = shapely.snap(drawn, target, SNAP_DEG)
+    if not snapped.is_valid:
+        snapped = shapely.make_valid(snapped)
+    parts = _polygons(snapped)
+    return shapely.union_all(parts) if parts else drawn
 
 
 def redraw(
@@ -145,8 +163,9 @@ def redraw(
                     f"the new shape of grid {code} covers all of grid {other}: merge the grids "
                     "instead"
                 )
-            if rest.area < shape.area - _DUST:
-                changed[other] = rest
+            taken = shapely.union_all(_polygons(shape.difference(rest)))
+            if not taken.is_empty and area_m2(taken) >= min_m2:  # less is the QA's noise
+                changed[other] = shapely.union_all(_polygons(rest))
     current = {c: changed.get(c, s) for c, s in neighbours.items()}
     grown, orphans = hand_out(old.difference(new), current, min_m2)
     if orphans:
