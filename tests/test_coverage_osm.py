@@ -25,7 +25,7 @@ GEOD = Geod(ellps="WGS84")
 @pytest.fixture
 def helsinki(db: Engine, settings: Settings, tmp_path: Path) -> Engine:
     reports = import_osm(db, settings, HELSINKI, rejects_dir=tmp_path)
-    assert [r.kind for r in reports] == ["roads", "buildings", "centers"]
+    assert [r.kind for r in reports] == ["roads", "buildings", "centers", "pois"]
     assert reports[0].inserted > 6000 and reports[1].inserted > 450
     compute.compute(db, settings)
     return db
@@ -169,3 +169,21 @@ def test_blocks_of_a_real_network_are_polygonize_s(helsinki: Engine):
     assert len(found) > 100
     assert {g.wkb for g in found} == {g.wkb for g in expected}
     assert shapely.is_valid(found).all() and shapely.coverage_is_valid(found)
+
+
+def test_named_amenities_of_a_real_extract_are_places_the_geocoder_finds(
+    helsinki: Engine, settings
+):
+    from sqlalchemy import text
+
+    from geo_service.buildings.service import geocode
+
+    with helsinki.connect() as conn:
+        code, name = conn.execute(
+            text(
+                "SELECT code, name FROM places p WHERE NOT EXISTS (SELECT 1 FROM places q "
+                "WHERE q.name = p.name AND q.code <> p.code) ORDER BY code LIMIT 1"
+            )
+        ).one()
+    [best, *_] = geocode(helsinki, settings, name, 3)["candidates"]
+    assert best["match_type"] == "place" and best["place_code"] == code

@@ -357,3 +357,69 @@ def test_a_landmark_finds_its_estate_and_is_honest_about_namesakes(client, regis
     several = client.get("/api/v1/geocode", params={"q": shared + word}).json()["candidates"]
     assert len(several) == len(roads_of[shared])  # one per place of that name
     assert all(c["match_type"] == "landmark" and c["confidence"] < 0.8 for c in several)
+
+
+# -- named places ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def places(demo: Engine, settings: Settings, tmp_path_factory) -> Engine:
+    """A few named places imported the way a city imports its own (kind pois)."""
+    import geopandas as gpd
+    import shapely
+
+    folder = tmp_path_factory.mktemp("pois")
+    frame = gpd.GeoDataFrame(
+        {
+            "code": ["P1", "P2", "P3"],
+            "name": ["向阳小学", "五松菜市场", "人民医院"],
+            "kind": ["school", "marketplace", "hospital"],
+        },
+        geometry=[
+            shapely.Point(117.801, 30.931),
+            shapely.Point(117.811, 30.935),
+            shapely.Point(117.805, 30.940),
+        ],
+        crs="EPSG:4326",
+    )
+    frame.to_file(folder / "pois.gpkg")
+    report = import_file(demo, settings, "pois", folder / "pois.gpkg")
+    assert report.inserted == 3
+    return demo
+
+
+@pytest.mark.parametrize(
+    ("q", "code"),
+    [
+        ("向阳小学", "P1"),
+        ("铜官区五松菜市场", "P2"),
+        ("人民医院门口", "P3"),
+        ("向阳小学旁边", "P1"),
+    ],
+)
+def test_a_named_place_gives_that_place(client, places, q, code):
+    [best, *_] = client.get("/api/v1/geocode", params={"q": q}).json()["candidates"]
+    assert best["match_type"] == "place" and best["place_code"] == code
+    assert best["confidence"] >= 0.8 and best["grid_code"]
+
+
+def test_a_look_alike_of_a_name_is_the_place_but_not_for_sure(client, places):
+    [best, *_] = client.get("/api/v1/geocode", params={"q": "向阳小字"}).json()["candidates"]
+    assert best["place_code"] == "P1" and best["confidence"] < 0.8
+
+
+def test_a_community_office_is_its_community(client, demo):
+    name = client.get("/api/v1/geocode", params={"q": "石城社区居委会"}).json()["candidates"]
+    assert name and name[0]["match_type"] == "place" and name[0]["place_kind"] == "community"
+    assert name[0]["community_name"] == "石城社区"
+
+
+def test_a_neighbourhood_centre_by_name(client, demo, settings):
+    with demo.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO centers (code, name, geom) VALUES "
+                "('C900', '向阳邻里中心', ST_SetSRID(ST_MakePoint(117.802, 30.932), 4326)) "
+                "ON CONFLICT (code) DO NOTHING"
+            )
+        )
+    [best, *_] = client.get("/api/v1/geocode", params={"q": "向阳邻里中心"}).json()["candidates"]
+    assert best["match_type"] == "place" and best["place_code"] == "C900"

@@ -13,11 +13,12 @@ from multiprocessing import get_context
 from multiprocessing.context import BaseContext
 from typing import Any
 
+from rapidfuzz.fuzz import ratio
 from sqlalchemy import Connection, Engine
 
 from geo_service.buildings import store
 from geo_service.buildings.address import ParsedAddress, index_row, index_rows, normalize, parse
-from geo_service.buildings.geocode import Entry, Match, Query, rank
+from geo_service.buildings.geocode import NAME_ALIKE, Entry, Match, Query, rank
 from geo_service.coords import parse_point
 from geo_service.crs import parse_input_crs
 from geo_service.db.engine import reading
@@ -230,13 +231,21 @@ def geocode_on(conn: Connection, settings: Settings, q: str, limit: int) -> dict
     probe = Query(parsed, known_road=False, known_estate=False)
     if not probe.locatable() and parsed.rest and not parsed.building:
         # a name without an estate word (书香门第附近): an estate or community of the register?
-        _, named = store.known_names(conn, None, parsed.rest)
-        if named:
+        _, estate = store.known_names(conn, None, parsed.rest)
+        if estate:
             parsed = replace(parsed, estate=parsed.rest, rest="")
             answer["parsed"] = _parts_dict(parsed)
             probe = Query(parsed, known_road=False, known_estate=False)
+    place = _place_name(parsed)
+    if place and (not probe.locatable() or _unknown_estate(conn, parsed)):
+        found = _places(conn, place, limit)
+        if found:
+            answer["candidates"] = found
+            return answer
     if not probe.locatable():
-        answer["message"] = "no road, estate or community recognised in the query"
+        answer["message"] = (
+            "no road, estate or community (nor a named place) recognised in the query"
+        )
         return answer
     known_road, known_estate = store.known_names(conn, parsed.road, parsed.estate)
     query = Query(parsed, known_road=known_road, known_estate=known_estate)
@@ -294,6 +303,59 @@ def _intersection(
         for lon, lat in points[:limit]
     ]
     return answer
+
+
+# Words residents add to a community's or a place's name (石城社区居委会 is 石城社区).
+_PLACE_SUFFIXES = ("居民委员会", "居委会", "社区服务中心", "服务中心", "服务站", "办公室")
+PLACE_CONFIDENCE = 0.9  # a place named exactly; a look-alike's is its similarity times this
+
+
+def _place_name(parsed: ParsedAddress) -> str | None:
+    """The name a query gives when it names a place rather than an address: all it holds
+    besides the administrative area and a place word (向阳邻里中心, 石城社区居委会)."""
+    if parsed.road or parsed.door or parsed.building:
+        return None
+    name = (parsed.estate or "") + parsed.rest
+    for suffix in _PLACE_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix) + 1:
+            name = name[: -len(suffix)]
+            break
+    return name if len(name) >= 2 else None
+
+
+def _unknown_estate(conn: Connection, parsed: ParsedAddress) -> bool:
+    """True when the query's estate is no estate or community of the register."""
+    return bool(parsed.estate) and not store.known_names(conn, None, parsed.estate)[1]
+
+
+def _places(conn: Connection, name: str, limit: int) -> list[dict[str, Any]]:
+    """Named places (imported places, centres, communities) called `name` or like it: each a
+    candidate (match_type place), namesakes sharing the confidence."""
+    found = store.places_named(conn, name)
+    exact = [f for f in found if f["key"] == name]
+    alike = [(f, ratio(name, f["key"]) / 100.0) for f in found]
+    chosen = [(f, 1.0) for f in exact] or sorted(
+        [(f, r) for f, r in alike if r >= NAME_ALIKE], key=lambda fr: -fr[1]
+    )
+    out = []
+    for f, similar in chosen[:limit]:
+        # a look-alike is never sure: at most PLACE_CONFIDENCE * 0.85 (< 0.8)
+        sure = PLACE_CONFIDENCE if exact else PLACE_CONFIDENCE * 0.85 * similar
+        out.append(
+            {
+                "match_type": "place",
+                "confidence": round(sure / (len(exact) if exact else 1), 3),
+                "matched": ["name"],
+                "building_code": None,
+                "address": f["name"],
+                "place_kind": f["kind"],
+                "place_code": f["code"],
+                "lon": round(f["lon"], 7),
+                "lat": round(f["lat"], 7),
+                **_place(conn, f["lon"], f["lat"]),
+            }
+        )
+    return out
 
 
 # One meeting point of two named streets: as sure as a door; several share it.

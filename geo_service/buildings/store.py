@@ -559,3 +559,32 @@ def grid_at(conn: Connection, lon: float, lat: float) -> dict[str, Any]:
     """The grid, community and workers (code and name: no phones) of a point, or {}."""
     row = conn.execute(_PLACE_AT, {"x": lon, "y": lat}).first()
     return dict(row._mapping) if row else {}
+
+
+# -- named places: imported places (pois), neighbourhood centres, communities ------------
+# A name compared the way the address normaliser spells text: NFKC, no spaces or punctuation,
+# Latin letters upper-cased (Kampin palvelukeskus -> KAMPINPALVELUKESKUS).
+_PLACE_KEY = "upper(regexp_replace(normalize(name, NFKC), '[[:space:][:punct:]]', '', 'g'))"
+_PLACES = text(
+    f"""
+    WITH named AS (
+        SELECT 'poi' AS source, code, name, kind, geom FROM places
+        UNION ALL SELECT 'center', code, name, coalesce(kind, 'center'), geom FROM centers
+        UNION ALL SELECT 'community', code, name, 'community', ST_PointOnSurface(geom)
+        FROM communities
+    ), keyed AS (
+        SELECT *, {_PLACE_KEY} AS key FROM named
+    )
+    SELECT source, code, name, kind, key, ST_X(geom) AS lon, ST_Y(geom) AS lat
+    FROM keyed
+    WHERE key = CAST(:q AS text) OR key % CAST(:q AS text)
+    ORDER BY key = CAST(:q AS text) DESC, similarity(key, CAST(:q AS text)) DESC, code
+    LIMIT 10
+    """
+)
+
+
+def places_named(conn: Connection, name: str) -> list[dict[str, Any]]:
+    """Places whose name (spelt as the normaliser spells it) is `name` or looks like it
+    (pg_trgm similarity), best first."""
+    return [dict(r._mapping) for r in conn.execute(_PLACES, {"q": name})]

@@ -25,7 +25,13 @@ from geo_service.ingest.importer import ImportReport
 from geo_service.settings import Settings
 
 CENTER_AMENITIES = ("community_centre", "social_centre", "social_facility")
-PARTS = ("roads", "buildings", "centers")
+# Named places residents name instead of an address (the geocoder's `place`), as `pois`.
+POI_AMENITIES = (
+    "school", "kindergarten", "college", "university", "hospital", "clinic", "doctors",
+    "pharmacy", "marketplace", "library", "police", "post_office", "bank", "townhall",
+    "place_of_worship", "community_centre", "social_centre",
+)  # fmt: skip
+PARTS = ("roads", "buildings", "centers", "pois")
 
 
 def import_osm(
@@ -37,13 +43,16 @@ def import_osm(
 ) -> list[ImportReport]:
     """Import the walkable ways as roads, then buildings and centres (each one transaction).
 
-    `options`: buildings=no / centers=no to skip those kinds. Rows the importer rejects
+    `options`: buildings=no / centers=no / pois=no to skip those kinds (named amenities
+    become `pois`, the places the geocoder finds by name). Rows the importer rejects
     (e.g. a building outline with too few points) are left out and written, with their
     reasons, to `rejects_dir` (default: rejects/ in the data folder)."""
     opts = options or {}
-    unknown = sorted(set(opts) - {"buildings", "centers"})
+    unknown = sorted(set(opts) - {"buildings", "centers", "pois"})
     if unknown:
-        raise InvalidInput(f"osm import: unknown option(s) {unknown}; use buildings=no, centers=no")
+        raise InvalidInput(
+            f"osm import: unknown option(s) {unknown}; use buildings=no, centers=no, pois=no"
+        )
     if not path.exists():
         raise NotFound(f"no such file: {path}")
     if not path.name.endswith(".pbf"):
@@ -52,6 +61,7 @@ def import_osm(
         path,
         buildings=opts.get("buildings", "yes") != "no",
         centers=opts.get("centers", "yes") != "no",
+        pois=opts.get("pois", "yes") != "no",
     )
     reports = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,7 +83,7 @@ def import_osm(
 
 
 def read_osm(
-    path: Path, *, buildings: bool = True, centers: bool = True
+    path: Path, *, buildings: bool = True, centers: bool = True, pois: bool = False
 ) -> dict[str, gpd.GeoDataFrame]:
     """The walkable network split at shared nodes, and optionally buildings and centres, in
     the import schema (code, name, ...; WGS-84)."""
@@ -108,18 +118,27 @@ def read_osm(
     if centers:
         found = osm.get_pois(custom_filter={"amenity": list(CENTER_AMENITIES)})
         if found is not None and len(found):
-            out["centers"] = gpd.GeoDataFrame(
-                {
-                    "code": [
-                        f"osm-{t}-{i}" for t, i in zip(found["osm_type"], found["id"], strict=True)
-                    ],
-                    "name": _text(found, "name").fillna(_text(found, "amenity")).to_numpy(),
-                    "kind": _text(found, "amenity").to_numpy(),
-                },
-                geometry=found.geometry.representative_point().to_numpy(),
-                crs=4326,
-            )
+            out["centers"] = _points(found)
+    if pois:
+        found = osm.get_pois(custom_filter={"amenity": list(POI_AMENITIES)})
+        if found is not None and len(found):
+            named = found[_text(found, "name").notna().to_numpy()]  # a place is named
+            if len(named):
+                out["pois"] = _points(named)
     return out
+
+
+def _points(found: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """OSM amenities in the point import schema (code, name, kind), a point inside each."""
+    return gpd.GeoDataFrame(
+        {
+            "code": [f"osm-{t}-{i}" for t, i in zip(found["osm_type"], found["id"], strict=True)],
+            "name": _text(found, "name").fillna(_text(found, "amenity")).to_numpy(),
+            "kind": _text(found, "amenity").to_numpy(),
+        },
+        geometry=found.geometry.representative_point().to_numpy(),
+        crs=4326,
+    )
 
 
 def _text(frame: pd.DataFrame, column: str) -> pd.Series:

@@ -260,6 +260,23 @@ centers = Table(
     Index("centers_geom_gist", "geom", postgresql_using="gist"),
 )
 
+# Named places a city imports (kind `pois`: schools, markets, clinics, parks ...), which
+# residents name instead of an address.
+places = Table(
+    "places",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", Text, nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    Column("kind", Text),
+    _geom("POINT"),
+    _updated_at(),
+    Index("places_geom_gist", "geom", postgresql_using="gist"),
+    Index(
+        "places_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}
+    ),
+)
+
 street_edges = Table(
     "street_edges",
     metadata,
@@ -408,6 +425,7 @@ TABLES_BY_KIND = {
     "workers": workers,
     "buildings": buildings,
     "centers": centers,
+    "pois": places,
     "roads": street_edges,
 }
 

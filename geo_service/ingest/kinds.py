@@ -109,6 +109,18 @@ KINDS: dict[str, KindSpec] = {
             doc="Neighbourhood centres (邻里中心) and other service sites.",
         ),
         KindSpec(
+            "pois",
+            "places",
+            "point",
+            (
+                Field("code"),
+                Field("name", doc="as residents say it (向阳小学, 五松菜市场)"),
+                Field("kind", required=False, doc="school, market, clinic, park ..."),
+            ),
+            doc="Named places (schools, markets, clinics ...) that residents name instead of "
+            "an address; the geocoder finds them by name.",
+        ),
+        KindSpec(
             "roads",
             "street_edges",
             "line",
@@ -128,7 +140,7 @@ LAT_NAMES = ("lat", "latitude", "y")
 
 # Other spellings users type for a kind: British "centres" (the README's prose) names the
 # kind (and table) "centers".
-ALIASES = {"centres": "centers", "streets": "roads"}
+ALIASES = {"centres": "centers", "streets": "roads", "places": "pois"}
 
 
 def canonical_kind(name: str) -> str:

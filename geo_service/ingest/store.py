@@ -106,6 +106,19 @@ _TARGETS: dict[str, _Target] = {
         ("geom",),
         direct=True,
     ),
+    "pois": _Target(
+        "places",
+        (("code", "text"), ("name", "text"), ("kind", "text"), ("geom", "bytea")),
+        (
+            ("code", "s.code"),
+            ("name", "s.name"),
+            ("kind", "s.kind"),
+            ("geom", _GEOM.format(col="geom")),
+        ),
+        ("name", "kind"),
+        ("geom",),
+        direct=True,
+    ),
     "roads": _Target(
         "street_edges",
         (("code", "text"), ("name", "text"), ("geom", "bytea")),
