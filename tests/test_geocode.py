@@ -423,3 +423,35 @@ def test_a_neighbourhood_centre_by_name(client, demo, settings):
         )
     [best, *_] = client.get("/api/v1/geocode", params={"q": "向阳邻里中心"}).json()["candidates"]
     assert best["match_type"] == "place" and best["place_code"] == "C900"
+
+
+# -- a report's free text ---------------------------------------------------------------------
+def describe(client: TestClient, description: str) -> dict:
+    body = {"category": "exposed_rubbish", "description": description}
+    response = client.post("/api/v1/incidents", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_a_report_whose_description_says_where_is_located_from_it(client, register):
+    p = register.parts["B0000003"]
+    incident = describe(
+        client, f"{p.road}{p.door}号{p.estate}{p.building}栋门口垃圾堆了三天，没人管"
+    )
+    assert incident["status"] == "dispatched" and incident["grid_code"]
+    note = incident["events"][0]["note"]
+    assert f"place read from the description: {p.road}{p.door}号" in note
+    crossing = describe(client, "解放九路与胜利八路交叉口路灯坏了，好几天了")
+    assert crossing["status"] == "dispatched" and crossing["grid_code"]
+    assert crossing["address_candidates"][0]["building_code"] is None
+
+
+def test_a_description_that_is_unsure_or_says_nowhere_waits_for_a_dispatcher(client, register):
+    ambiguous = next(k for k, n in register.estate_building.items() if n > 1)
+    unsure = describe(client, f"{ambiguous[0]}{ambiguous[1]}栋楼下有人吵架")
+    assert unsure["status"] == "needs_location" and len(unsure["address_candidates"]) >= 2
+    nowhere = describe(client, "楼道里很吵")
+    assert nowhere["status"] == "needs_location" and nowhere["address_candidates"] == []
+    assert "no place found in the description" in nowhere["events"][0]["note"]
+    bare = client.post("/api/v1/incidents", json={"category": "exposed_rubbish"})
+    assert bare.status_code == 422 and "a description that says where" in bare.json()["message"]

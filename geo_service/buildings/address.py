@@ -183,7 +183,8 @@ _CN_AT_END = re.compile(rf"(?<=[0-9])(单元|栋|楼+|层|门)([{_CN_NUM}]+)$")
 # 书香门第, 状元府第, 及第 (an estate named so keeps its name whole).
 _ORDINAL = re.compile(rf"(?<![0-9{_CN_NUM}门府宅及甲])第+(?=[0-9{_CN_NUM}]+(?:{_NUMBER_WORD}))")
 # Building words, swallowing repeats and a trailing 楼: 3号楼, 3栋楼, 3幢, A座 -> 3栋 / A栋.
-_BUILDING_WORD = re.compile(r"号[楼栋幢座]+|[栋幢座][楼栋幢座]*")
+# 3号楼 is building 3; 95号楼下 is downstairs at number 95 (楼下/楼上 are place words).
+_BUILDING_WORD = re.compile(r"号(?:楼(?![下上])|[栋幢座])[楼栋幢座]*|[栋幢座][楼栋幢座]*")
 # A number inside a road's name (合肥9路, 人民５路): written as the register writes road names,
 # in Chinese numerals (合肥九路), so both spellings meet. Not after a number word (3栋2街 is
 # not a road name), not at the start (1路 is a bus line).
@@ -641,6 +642,26 @@ _CROSSING = re.compile(
     rf"(?P<a>{_STREET})(?:与|和|跟|同|及|-)?(?P<b>{_STREET})"
     r"(?:十字路口|十字路|交叉路口|交叉路|交叉口|交汇处|交界处|交口|路口|路|口)$"
 )
+
+
+_TEXT_BREAK = re.compile(r"[，。！？；,.!?;\n]")
+_WHERE_WORDS = re.compile(
+    "|".join(("十字路口", "交叉路口", "交叉口", "交汇处", "交界处", "路口", *PLACE_WORDS))
+)
+
+
+def place_in_text(text: str) -> str | None:
+    """The words of free text that say where (a report's description: 人民五路95号楼下垃圾堆了
+    三天 -> 人民五路95号楼下): up to and including the first place word, else its first
+    clause; None when they name no road, estate, place or intersection."""
+    head = _TEXT_BREAK.split(text.strip(), maxsplit=1)[0][:80]
+    words = _WHERE_WORDS.search(head)
+    if words is not None and words.start() >= 2:
+        head = head[: words.end()]
+    parsed = parse(head)
+    if parsed.road or parsed.estate or parsed.cross:
+        return head
+    return head if parsed.rest and parsed.place else None
 
 
 def parse(text: str) -> ParsedAddress:

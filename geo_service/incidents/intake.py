@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Engine
 
+from geo_service.buildings.address import place_in_text
 from geo_service.buildings.service import refresh_address_index, refresh_crossings
 from geo_service.errors import (
     Conflict,
@@ -93,8 +94,11 @@ def create_incident(
     _check_description(settings, report.description)
     _check_key(idempotency_key)
     point = point_of(report.lon, report.lat, report.crs)
-    if point is None and not report.address:
-        raise InvalidInput("a report needs lon and lat (with crs when not WGS-84) or an address")
+    if point is None and not report.address and not (report.description or "").strip():
+        raise InvalidInput(
+            "a report needs lon and lat (with crs when not WGS-84), an address, or a "
+            "description that says where"
+        )
     request_hash = _hash(report, source)
     owner = recorded_by or ""  # keys are the caller's own
     now = now or utc_now()
@@ -120,14 +124,19 @@ def create_incident(
             "request_hash": request_hash,
         }
         geocoded = ""
-        if point is None:
-            assert report.address is not None
+        if point is None and report.address:
             point, geocoded, proposed = geocode_address(conn, settings, report.address)
             values["address_candidates"] = proposed
+        elif point is None:  # only the description can say where (人民五路95号楼下垃圾…)
+            said = place_in_text(report.description or "")
+            if said is None:
+                geocoded = "no place found in the description"
+            else:
+                point, geocoded, proposed = geocode_address(conn, settings, said)
+                geocoded = f"place read from the description: {said}; {geocoded}"
+                values["address_candidates"] = proposed
         if point is None:
-            note = join_notes(
-                f"received via {source}", geocoded, "address only: waiting for a location"
-            )
+            note = join_notes(f"received via {source}", geocoded, "waiting for a location")
             change.record("receive", None, "needs_location", SYSTEM, note)
             values.update(status="needs_location", needs_location=True)
         else:
