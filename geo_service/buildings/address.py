@@ -713,7 +713,7 @@ def match_key(p: ParsedAddress) -> str:
 
 # The version of the parsing rules: raise it with any change to what `parse` answers, so that
 # every database's address index is parsed again by the new rules (buildings.store).
-PARSER_VERSION: Final = 2
+PARSER_VERSION: Final = 3
 INDEX_FIELDS: Final = ("key", "district", "road", "door", "estate", "building", "unit", "room")
 
 
