@@ -59,6 +59,16 @@ class PayloadTooLarge(InvalidInput):
     code = "payload_too_large"
 
 
+class TooManyRequests(GeoServiceError):
+    """A client asked more often than a public door allows (429, with the seconds to wait)."""
+
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, details={"retry_after_s": retry_after})
+        self.retry_after = retry_after
+
+
 class Unavailable(GeoServiceError):
     """A dependency (the database, a system package) is not there."""
 

@@ -72,6 +72,9 @@ class ServerSettings(BaseSettings):
     keep_alive_s: int = Field(30, description="Idle keep-alive timeout of `serve`, seconds")
     log_json: bool = Field(True, description="Server logs as JSON lines (false: plain text)")
     log_level: str = Field("INFO", description="Level of the service's logs")
+    public_rate_per_minute: int = Field(
+        30, gt=0, description="Requests a minute one client address may make of public doors"
+    )
 
 
 class GridSettings(BaseSettings):
@@ -90,6 +93,10 @@ class GridSettings(BaseSettings):
     )
     locate_max_points: int = Field(10_000, description="Largest POST /api/v1/locate batch")
     qa_min_area_m2: float = Field(1.0, description="Overlaps and gaps smaller than this are noise")
+    worker_public_fields: list[Literal["code", "name", "phone"]] = Field(
+        default=["name"],
+        description="What notice boards (网格信息公示) show of a worker; phones only if listed",
+    )
     grid_target_households: int = Field(
         300, gt=0, description="The city's standard of households per grid worker (workload)"
     )

@@ -30,6 +30,7 @@ map                     Y     Y        Y         Y       Y        Y
 layers                  Y     Y        Y         Y       Y        Y
 open311.read            Y     Y        Y         Y       Y        Y
 incidents.categories    Y     Y        Y         Y       Y        Y
+public                  Y     Y        Y         Y       Y        Y
 open311.submit          Y     -        Y         Y       Y        -
 incidents.report        Y     -        Y         Y       Y        -
 incidents.read          Y     -        Y         Y       -        -
@@ -61,6 +62,7 @@ REQUESTS: dict[str, tuple[str, str, dict | None]] = {
     "layers": ("GET", "/ogc/collections", None),
     "open311.read": ("GET", "/open311/v2/services.json", None),
     "incidents.categories": ("GET", "/api/v1/incidents/categories", None),
+    "public": ("GET", f"/api/v1/public/grid?lon={IN_G1[0]}&lat={IN_G1[1]}", None),
     "open311.submit": ("POST", "/open311/v2/requests.json", {"service_code": "exposed_rubbish"}),
     "incidents.report": ("POST", "/api/v1/incidents", REPORT),
     "incidents.read": ("GET", "/api/v1/incidents", None),

@@ -31,6 +31,7 @@ from geo_service.api import (
     incidents,
     locate,
     open311,
+    public,
     workers,
 )
 from geo_service.api import features as ogc_features
@@ -39,7 +40,7 @@ from geo_service.api import metrics as prometheus
 from geo_service.api import tiles as vector_tiles
 from geo_service.api.auth import require
 from geo_service.api.documented import document_errors
-from geo_service.api.limits import BodyLimit, NulGuard
+from geo_service.api.limits import BodyLimit, NulGuard, RateLimiter
 from geo_service.api.observe import Metrics, Observe, configure_logging
 from geo_service.auth.service import TokenCache
 from geo_service.coverage.planning import Models
@@ -106,6 +107,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.tokens = TokenCache(settings.auth.cache_s)
     app.state.metrics = Metrics()
     app.state.coverage_models = Models()  # what-if and suggest's model, per compute
+    app.state.public_limiter = RateLimiter(settings.server.public_rate_per_minute)
     app.state.metrics.watch_pools(app.state)
     errors.install(app)
     document_errors(app)
@@ -116,6 +118,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(prometheus.router, dependencies=[require("metrics")])
     app.include_router(grids.router)  # each route names its permission
     app.include_router(workers.router)  # each route names its permission
+    app.include_router(public.router, dependencies=[require("public")])
     app.include_router(locate.router, dependencies=[require("locate")])
     app.include_router(buildings.router, dependencies=[require("buildings")])
     app.include_router(incidents.router)

@@ -26,6 +26,7 @@ from geo_service.errors import (
     InvalidInput,
     NotFound,
     PayloadTooLarge,
+    TooManyRequests,
     Unauthorized,
     Unavailable,
     describe_problems,
@@ -41,6 +42,7 @@ STATUS: dict[type[GeoServiceError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     Conflict: 409,
+    TooManyRequests: 429,
     Unavailable: 503,
 }
 
@@ -80,6 +82,8 @@ def install(app: FastAPI) -> None:
         if exc.details is not None:
             body["details"] = jsonable_encoder(exc.details)  # times, decimals: as JSON has them
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, TooManyRequests):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)

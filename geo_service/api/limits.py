@@ -5,13 +5,57 @@ form or JSON body) with 422 naming where it is, before any route sees it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from geo_service.errors import TooManyRequests
 from geo_service.incidents import open311
+
+
+def client_of(request: Request) -> str:
+    """The client's address as the server saw it (a proxy's own headers are trusted only
+    when the server is told to: uvicorn's --proxy-headers)."""
+    return request.client.host if request.client else "unknown"
+
+
+class RateLimiter:
+    """At most `per_minute` requests from one client address in any 60 s (a sliding
+    window, per server process); beyond it TooManyRequests with the seconds to wait."""
+
+    MAX_CLIENTS = 100_000  # addresses remembered; the quietest are forgotten beyond it
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, client: str) -> None:
+        """Count one request of `client`, or refuse it."""
+        now = self.clock()
+        with self._lock:
+            hits = self._hits.setdefault(client, deque())
+            while hits and hits[0] <= now - 60:
+                hits.popleft()
+            if len(hits) >= self.per_minute:
+                wait = max(1, math.ceil(60 - (now - hits[0])))
+                raise TooManyRequests(
+                    f"more than {self.per_minute} requests a minute from {client}: try again "
+                    f"in {wait} s",
+                    retry_after=wait,
+                )
+            hits.append(now)
+            if len(self._hits) > self.MAX_CLIENTS:
+                for stale in [c for c, q in self._hits.items() if not q or q[-1] <= now - 60]:
+                    del self._hits[stale]
 
 
 class BodyLimit:

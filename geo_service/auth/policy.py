@@ -53,6 +53,7 @@ PERMISSIONS: Final[Mapping[str, frozenset[str]]] = {
     "layers": _EVERYONE,  # /ogc, /tiles: only the layers whose `roles` admit the caller
     "open311.read": _EVERYONE,  # GET services, requests (free text only to incident readers)
     "incidents.categories": _EVERYONE,  # GET /api/v1/incidents/categories
+    "public": _EVERYONE,  # GET /api/v1/public/grid: the grid notice, rate-limited
     "open311.submit": frozenset({"admin", "dispatcher", "worker", "reporter"}),  # api_key
     "incidents.report": frozenset({"admin", "dispatcher", "worker", "reporter"}),
     "incidents.read": frozenset({"admin", "dispatcher", "worker"}),  # workers: own grids

@@ -151,6 +151,12 @@ def state_head(state: dict[str, Any]) -> dict[str, Any]:
     return {k: state[k] for k in ("computed_at", "stale", "stale_because", "tiers_min")}
 
 
+def building_coverage_of(engine: Engine, code: str) -> dict[str, Any] | None:
+    """`building_coverage` on a connection of its own."""
+    with reading(engine) as conn:
+        return building_coverage(conn, code)
+
+
 def building_coverage(conn: Connection, code: str) -> dict[str, Any] | None:
     """Coverage fields of one building (None when coverage has not been computed)."""
     return store.building_coverage(conn, code)

@@ -5,7 +5,7 @@ grid QA lists such grids too), since a worker who leaves cannot be kept."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -16,6 +16,11 @@ from geo_service.errors import Conflict, InvalidInput, NotFound
 from geo_service.grids import workers_store as store
 from geo_service.grids.edits import moment
 from geo_service.settings import Settings
+
+
+def public_view(worker: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """What a notice board may show of a worker: only the fields the city marks public."""
+    return {f: worker.get(f) for f in fields if f in worker}
 
 
 def list_workers(
