@@ -86,6 +86,9 @@ _TITLES: dict[View, tuple[str, str]] = {
 _OVERLAYS: dict[View, list[_Overlay]] = {
     "planner": [
         _Overlay("coverage", "网格覆盖率", "Coverage share per grid"),
+        # Off at first: the planner has seven overlays already, and its popups take the
+        # clicks on the grids that otherwise run a what-if (planner.js).
+        _Overlay("workload", "网格工作量", "Workload (households per worker)", shown=False),
         _Overlay("tiers", "步行等时圈", "Walking tiers"),
         _Overlay("gaps", "覆盖盲区", "Coverage gaps"),
         _Overlay("communities", "社区边界", "Communities"),
@@ -120,6 +123,9 @@ def planner_sources() -> dict[str, str]:
         "centers": "/ogc/collections/centers" + items,
         "summary": "/api/v1/coverage/summary",
         "figures": "/api/v1/coverage/grids",
+        # Households per worker per grid against the city's standard (the workload overlay,
+        # asked when it is first shown; a static export carries it).
+        "workload": "/api/v1/workload?by=grid",
     }
 
 

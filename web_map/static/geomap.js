@@ -393,6 +393,7 @@
         html += GeoMap.bi(e.zh, e.en) + "</div>";
       });
       this._div.insertAdjacentHTML("beforeend", html + "</div>");
+      return this._div.lastElementChild; // the section, for a view that hides or moves it
     },
   });
 

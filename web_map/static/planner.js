@@ -1,8 +1,9 @@
 /* Planner view: coverage share of households per grid (choropleth), walking tiers, gaps,
  * centres; a click on the map runs a what-if with a centre added there; a button asks for
  * suggested sites; "edit grids" splits, merges and redraws grids (previewed, then committed
- * with a reason) and shows the grids as they were. Data: OGC API Features (geometry, styles) +
- * /api/v1/coverage/* + /api/v1/grids/*. */
+ * with a reason) and shows the grids as they were; the workload overlay colours grids by
+ * households per worker against the city's standard. Data: OGC API Features (geometry,
+ * styles) + /api/v1/coverage/* + /api/v1/grids/* + /api/v1/workload. */
 (function (GeoMap) {
   "use strict";
 
@@ -860,12 +861,252 @@
     };
   }
 
+  // -- workload: households per worker against the city's standard ---------------------------
+  // GET /api/v1/workload?by=grid (asked when the overlay is first shown, again after a grid
+  // edit): each grid coloured by its households per worker as a share of the standard the city
+  // sets (GEO_GRID_TARGET_HOUSEHOLDS, the answer's target_households_per_worker). Exactly at the
+  // standard is not over it (the API's over_target is households_per_worker > target).
+  var WORKLOAD = [
+    { upTo: 0.5, open: true, color: "#2c7bb6", en: "< 50%" },
+    { upTo: 0.8, open: true, color: "#abd9e9", en: "50–80%" },
+    { upTo: 1.0, open: false, color: "#ffffbf", en: "80–100%" },
+    { upTo: 1.2, open: false, color: "#fdae61", en: "100–120%" },
+    { upTo: Infinity, open: false, color: "#d7191c", en: "> 120%" },
+  ];
+  var NO_WORKER = "#7b3294";
+
+  function workloadClass(item, target) {
+    if (!item) return null;
+    var hpw = item.households_per_worker;
+    if (hpw === null || hpw === undefined || !item.workers) return { color: NO_WORKER, none: true };
+    var r = hpw / target;
+    for (var i = 0; i < WORKLOAD.length; i++) {
+      var c = WORKLOAD[i];
+      if (c.open ? r < c.upTo : r <= c.upTo) return c;
+    }
+    return WORKLOAD[WORKLOAD.length - 1];
+  }
+
+  /** The workload overlay. `opts`: group (its Leaflet group), source (the API path),
+   * box (its panel section, hidden while the overlay is off), features() (the grids drawn
+   * now), editing() (whether grid editing is on: dimmed, and clicks pass through to the
+   * editor), order() (the grid fills below the outlines again). Returns {refresh, restyle}. */
+  function workloadLayer(page, opts) {
+    var map = page.map;
+    var body = document.body;
+    var box = opts.box;
+    var section = box.parentNode;
+    var answer = null;
+    var byCode = {};
+    var drawn = null;
+    var legendEl = null;
+    var stale = true;
+    var seq = 0;
+    var loads = 0;
+    section.hidden = true;
+
+    function shown() {
+      return map.hasLayer(opts.group);
+    }
+
+    function target() {
+      return answer.target_households_per_worker;
+    }
+
+    function style(f) {
+      var c = workloadClass(byCode[f.id], target());
+      return {
+        color: "#444444",
+        weight: 0.8,
+        opacity: 0.85,
+        fillColor: c ? c.color : NO_DATA,
+        fillOpacity: opts.editing() ? 0.25 : 0.7,
+      };
+    }
+
+    function popupHtml(f) {
+      var it = byCode[f.id];
+      var head = '<div class="gm-popup-title">' + bi("网格工作量", "Workload") + "</div>";
+      if (!it) {
+        return '<div class="gm-popup">' + head + GeoMap.table([
+          [bi("网格", "Grid"), esc(f.properties.name || "") + '<br><span class="gm-code">' + esc(f.id) + "</span>"],
+          [bi("工作量", "Workload"), bi("暂无数据", "no figures yet")],
+        ]) + "</div>";
+      }
+      var hpw = it.households_per_worker;
+      var ofTarget = hpw === null || hpw === undefined ? null : hpw / target();
+      var codes = it.worker_codes || [];
+      return (
+        '<div class="gm-popup gm-workload-popup" data-code="' + esc(it.code) + '" data-hpw="' +
+        esc(hpw === null || hpw === undefined ? "" : hpw) + '">' + head +
+        GeoMap.table([
+          [bi("网格", "Grid"), "<b>" + esc(it.name || "") + '</b><br><span class="gm-code">' + esc(it.code) +
+            (it.community_name ? " · " + esc(it.community_name) : "") + "</span>"],
+          [bi("户数", "Households"), esc(GeoMap.fmt(it.households)) + " 户 hh · " +
+            esc(GeoMap.fmt(it.buildings)) + " 楼栋 buildings"],
+          [bi("网格员", "Workers"), esc(GeoMap.fmt(it.workers)) +
+            (codes.length ? ' <span class="gm-code">(' + codes.map(esc).join(", ") + ")</span>" : "")],
+          [bi("户/人", "Households per worker"), ofTarget === null
+            ? '<b class="gm-workload-hpw">—</b> ' + bi("无网格员", "no worker")
+            : '<b class="gm-workload-hpw">' + esc(GeoMap.fmt(hpw)) + "</b> (" +
+              Math.round(ofTarget * 100) + "% " + bi("标准", "of standard") + ")"],
+          [bi("未结事件", "Open incidents"), esc(GeoMap.fmt(it.open_incidents))],
+          [bi("超期", "Overdue"), it.overdue
+            ? '<span class="gm-overdue">' + esc(GeoMap.fmt(it.overdue)) + "</span>"
+            : esc(GeoMap.fmt(it.overdue))],
+        ]) + "</div>"
+      );
+    }
+
+    function legend() {
+      if (legendEl) legendEl.remove();
+      var t = target();
+      function n(share) {
+        return GeoMap.fmt(Math.round(t * share * 10) / 10);
+      }
+      var bounds = [
+        "< " + n(0.5), n(0.5) + "–" + n(0.8), n(0.8) + "–" + n(1), n(1) + "–" + n(1.2), "> " + n(1.2),
+      ];
+      legendEl = page.legend.section(
+        "网格工作量（标准 " + GeoMap.fmt(t) + " 户/人）",
+        "Households per worker (standard " + GeoMap.fmt(t) + ")",
+        WORKLOAD.map(function (c, i) {
+          return { zh: bounds[i] + " 户/人", en: c.en, color: c.color };
+        }).concat([{ zh: "无网格员", en: "no worker", color: NO_WORKER }])
+      );
+      legendEl.id = "gm-legend-workload";
+      // First, under the legend's head: the layer just turned on is the one looked at.
+      var div = page.legend._div;
+      div.insertBefore(legendEl, div.children[1] || null);
+      legendEl.hidden = !shown();
+    }
+
+    function summary() {
+      var city = answer.city || {};
+      var items = answer.items || [];
+      var over = items.filter(function (it) {
+        return it.over_target;
+      }).length;
+      var none = items.filter(function (it) {
+        return !it.workers;
+      }).length;
+      var t = GeoMap.fmt(target());
+      var csv = "";
+      if (page.cfg.interactive) {
+        var href = page.cfg.api + opts.source + (opts.source.indexOf("?") >= 0 ? "&" : "?") + "format=csv";
+        if (page.token) href += "&access_token=" + encodeURIComponent(page.token);
+        csv = '<div class="gm-row"><a id="gm-workload-csv" class="gm-link" href="' + esc(href) +
+          '" download="workload-grid.csv">' + bi("下载表格", "Download CSV") + "</a></div>";
+      }
+      box.innerHTML =
+        '<div class="gm-note"><b>' + bi("标准 " + t + " 户/人", "standard " + t + " hh/worker") + "</b> · " +
+        bi("中位", "median") + " " + esc(GeoMap.fmt(city.median)) + " · " + bi("最高", "max") + " " +
+        esc(GeoMap.fmt(city.max)) + "</div>" +
+        '<div class="gm-note" id="gm-workload-imbalance">' + bi("不均衡", "Imbalance") + ": " +
+        bi("变异系数", "CV") + " <b>" + esc(GeoMap.fmt(city.cv)) + "</b> · " +
+        bi("最高/中位", "max/median") + " <b>" + esc(GeoMap.fmt(city.max_over_median)) + "</b></div>" +
+        '<div class="gm-note">' + bi("超标", "Over") + " " + over + "/" + items.length + " " +
+        bi("个网格", "grids") + (none ? " · " + bi("无网格员", "no worker") + " " + none : "") + "</div>" +
+        (page.cfg.interactive
+          ? '<div class="gm-note">' + bi("单击网格看其工作量（关闭此图层可单击做情景分析）",
+              "Click a grid for its workload (turn this layer off to click for a what-if)") + "</div>"
+          : "") +
+        csv;
+    }
+
+    function draw() {
+      opts.group.clearLayers();
+      var fc = opts.features();
+      drawn = page.geoJSON(fc, {
+        style: style,
+        className: "gm-workload",
+        bubblingMouseEvents: false, // a click shows the grid's workload, not a what-if
+        onEachFeature: function (f, layer) {
+          layer.bindPopup(function () {
+            return popupHtml(f);
+          }, { minWidth: 260, maxWidth: 340 });
+        },
+      });
+      drawn.addTo(opts.group);
+      opts.order();
+      var coloured = fc.features.filter(function (f) {
+        return byCode[f.id];
+      }).length;
+      page.counts.workload = fc.features.length;
+      body.setAttribute("data-geomap-workload", String(coloured));
+    }
+
+    /** Ask for the figures (again) and draw them; never rejects (an error is told in the
+     * panel's section), so that a grid edit's refresh does not fail for it. */
+    async function load(fresh) {
+      var mine = ++seq;
+      stale = false;
+      body.setAttribute("data-geomap-workload-busy", "1");
+      try {
+        var got = await page.get(opts.source, undefined, fresh ? { fresh: true } : undefined);
+        if (mine !== seq) return;
+        answer = got;
+        byCode = {};
+        (answer.items || []).forEach(function (it) {
+          byCode[it.code] = it;
+        });
+        summary();
+        legend();
+        draw();
+        loads += 1;
+        body.setAttribute("data-geomap-workload-loaded", String(loads));
+      } catch (err) {
+        if (mine !== seq) return;
+        stale = true;
+        box.innerHTML = '<div class="gm-error">' + bi("工作量未能加载", "Workload not loaded") + ": " +
+          esc(err && err.message ? err.message : String(err)) + "</div>";
+        body.setAttribute("data-geomap-workload-error", err && err.message ? err.message : String(err));
+      } finally {
+        if (mine === seq) body.removeAttribute("data-geomap-workload-busy");
+      }
+    }
+
+    map.on("overlayadd", function (e) {
+      if (e.layer !== opts.group) return;
+      section.hidden = false;
+      if (legendEl) legendEl.hidden = false;
+      if (stale || !answer) load(answer !== null);
+      else opts.order();
+    });
+    map.on("overlayremove", function (e) {
+      if (e.layer !== opts.group) return;
+      section.hidden = true;
+      if (legendEl) legendEl.hidden = true;
+    });
+
+    if (shown()) {
+      section.hidden = false;
+      load(false);
+    }
+
+    return {
+      /** After a grid edit: asked again now if shown, else when next shown. */
+      refresh: function () {
+        if (shown()) return load(true);
+        stale = true;
+        return Promise.resolve();
+      },
+      restyle: function () {
+        if (drawn) drawn.setStyle(style);
+      },
+      bringToBack: function () {
+        if (drawn && shown()) drawn.bringToBack();
+      },
+    };
+  }
+
   GeoMap.views.planner = async function (page) {
     var S = page.cfg.sources;
     var g = page.groups;
     var map = page.map;
 
     var summaryBox = page.section("summary", "全市覆盖", "City-wide coverage");
+    var workloadBox = page.section("workload", "网格工作量", "Workload");
     var actions = page.section("actions", "情景分析与选址", "What-if and siting");
     var whatIfBox = page.section("whatif");
     var suggestBox = page.section("suggest");
@@ -926,6 +1167,7 @@
     var gridsNow = layers[0];
     var editing = { active: function () { return false; } };
     var choropleth = null;
+    var gapsLayer = null;
 
     function gridStyle(f) {
       var c = classOf(share[f.id]);
@@ -986,9 +1228,32 @@
       ]);
       if (summary) takeFigures(got[1]);
       drawGrids(got[0]);
+      await workload.refresh(); // its figures follow the edit too, if it is shown
     }
 
     drawGrids(layers[0]);
+
+    var workload = workloadLayer(page, {
+      group: g.workload,
+      source: S.workload,
+      box: workloadBox,
+      features: function () {
+        return gridsNow;
+      },
+      editing: function () {
+        return editing.active();
+      },
+      order: orderGrids,
+    });
+
+    /** The fills under the outlines (tiers, communities): coverage lowest, then the gaps,
+     * then the workload (its popups take the clicks on the grids it covers). */
+    function orderGrids() {
+      workload.bringToBack();
+      if (gapsLayer && map.hasLayer(g.gaps)) gapsLayer.bringToBack();
+      if (choropleth && map.hasLayer(g.coverage)) choropleth.bringToBack();
+    }
+    map.on("overlayadd", orderGrids); // a fill turned on again comes back on top otherwise
 
     if (layers[1] && tiersDoc) {
       var tiers = layers[1].features.slice().sort(function (a, b) {
@@ -1008,7 +1273,7 @@
       page.count("tiers", tiers.length);
     }
     if (layers[2] && gapsDoc) {
-      page.geoJSON(layers[2], {
+      gapsLayer = page.geoJSON(layers[2], {
         style: function (f) {
           var st = GeoMap.pathStyle(gapsDoc.style, f.properties);
           st.weight = 1.5;
@@ -1075,6 +1340,7 @@
       itemsPath: S.grids,
       restyle: function () {
         if (choropleth) choropleth.setStyle(gridStyle);
+        workload.restyle();
       },
       reload: reloadGrids,
     });
