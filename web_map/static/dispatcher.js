@@ -1,8 +1,12 @@
 /* Dispatcher view: located incidents coloured by status, overdue ones ringed, refreshed every
  * few seconds; a click on an incident shows its grid and the grid's workers. Incidents at one
  * spot are clustered (Leaflet.markercluster): a number, ringed when one of them is overdue;
- * a click spreads them out. Incidents outside the city are listed with a link to each.
- * Data: OGC API Features (incidents with status/overdue, grids, styles) + /api/v1/incidents. */
+ * a click spreads them out. Incidents outside the city are listed with a link to each. An
+ * address search (forward geocoding: a building, a door, an estate's gate 东方小区门口, where
+ * two streets meet 解放九路与胜利八路交叉口, a named place) pins each candidate, its popup
+ * saying what was found, in which grid, how sure; the list below takes the map to each.
+ * Data: OGC API Features (incidents with status/overdue, grids, styles) + /api/v1/incidents,
+ * /api/v1/geocode. */
 (function (GeoMap) {
   "use strict";
 
@@ -43,6 +47,133 @@
     });
   }
 
+  // What a geocoding candidate is (match_type of /api/v1/geocode), in both languages.
+  var MATCH = {
+    exact: ["精确匹配", "exact"],
+    structured: ["地址要素匹配", "structured"],
+    fuzzy: ["近似匹配", "fuzzy"],
+    partial: ["门牌或小区", "partial"],
+    landmark: ["地标", "landmark"],
+    intersection: ["路口", "intersection"],
+    place: ["地点", "place"],
+  };
+  var SURE = 0.8; // a candidate at least this confident is taken without a person checking
+  var SEARCH = "#e31a1c";
+
+  function matchLabel(type) {
+    var m = MATCH[type] || [type, type];
+    return bi(m[0], m[1]);
+  }
+
+  function workersHtml(workers) {
+    return (workers || []).map(function (w) {
+      return esc(w.name) + (w.phone ? " " + esc(w.phone) : "") + " (" + esc(w.code) + ")";
+    }).join("<br>") || "—";
+  }
+
+  /** The popup of a search candidate: a building, or a point without one (a door, an estate's
+   * landmark, where two streets meet, a named place), with its grid and how sure it is. */
+  function candidateHtml(c) {
+    var rows = [
+      [bi("匹配类型", "Match"), matchLabel(c.match_type)],
+      [bi("地址", "Address"), esc(GeoMap.fmt(c.address))],
+    ];
+    if (c.place) rows.push([bi("位置", "Where"), esc(c.place)]);
+    if (c.place_kind) {
+      rows.push([bi("地点类型", "Kind of place"), esc(c.place_kind) + (c.place_code ? " (" + esc(c.place_code) + ")" : "")]);
+    }
+    if (c.building_code) {
+      rows.push([bi("楼栋编码", "Building code"), esc(c.building_code)]);
+      rows.push([bi("户数", "Households"), esc(GeoMap.fmt(c.households))]);
+    } else if (c.buildings !== undefined && c.buildings !== null) {
+      rows.push([bi("楼栋数", "Buildings"), esc(GeoMap.fmt(c.buildings))]);
+    }
+    rows.push([bi("网格", "Grid"), esc(GeoMap.fmt(c.grid_name)) + " " + esc(GeoMap.fmt(c.grid_code))]);
+    rows.push([bi("社区", "Community"), esc(GeoMap.fmt(c.community_name))]);
+    rows.push([bi("网格员", "Grid workers"), workersHtml(c.workers)]);
+    rows.push([
+      bi("置信度", "Confidence"),
+      esc(GeoMap.pct(c.confidence)) + (c.confidence < SURE ? " " + bi("待确认", "unsure") : ""),
+    ]);
+    return '<div class="gm-popup gm-popup-' + esc(c.match_type) + '"><div class="gm-popup-title">' +
+      bi("搜索结果", "Search result") + " · " + matchLabel(c.match_type) + "</div>" + GeoMap.table(rows) + "</div>";
+  }
+
+  function searchPin(text, type) {
+    return L.divIcon({
+      className: "gm-site gm-site-search gm-match-" + type,
+      html: "<span>" + esc(text) + "</span>",
+      iconSize: [24, 24],
+      iconAnchor: [12, 12],
+    });
+  }
+
+  /** The address search box (a live server only: a static export has none to ask). Results
+   * go to their own overlay, apart from the refreshed incidents. */
+  function addressSearch(page, box, list) {
+    var group = L.layerGroup().addTo(page.map);
+    page.groups.search = group;
+    if (page.control && page.control.addOverlay) page.control.addOverlay(group, "搜索结果 Search results");
+    page.legend.section("地址搜索", "Address search", [
+      { zh: "搜索结果", en: "search result", color: SEARCH, kind: "dot" },
+    ]);
+    box.innerHTML = '<form id="gm-search-form"><input id="gm-q" type="search" size="22" ' +
+      'placeholder="地址、小区门口、路口、地点 Address, gate, crossing, place"> ' +
+      '<button type="submit">' + bi("搜索", "Search") + "</button></form>";
+
+    function show(answer) {
+      group.clearLayers();
+      var found = answer.candidates;
+      var markers = found.map(function (c, i) {
+        return L.marker(page.toLatLng(c.lon, c.lat), {
+          icon: searchPin(String(i + 1), c.match_type),
+          title: c.address || "",
+          zIndexOffset: 2000, // above the incidents
+        }).bindPopup(candidateHtml(c)).addTo(group);
+      });
+      list.innerHTML = '<div class="gm-section-title">' + bi("搜索结果", "Search results") + " (" + found.length + ")</div>" +
+        '<ol class="gm-list">' + found.map(function (c, i) {
+          return '<li data-i="' + i + '">' + esc(c.address || c.building_code || "") + " · " + matchLabel(c.match_type) +
+            " · " + esc(GeoMap.pct(c.confidence)) + "</li>";
+        }).join("") + "</ol>" +
+        (found.length ? "" : '<div class="gm-note">' + esc(answer.message || "") + "</div>");
+      list.querySelectorAll("li").forEach(function (li) {
+        li.addEventListener("click", function () {
+          var m = markers[Number(li.getAttribute("data-i"))];
+          page.map.setView(m.getLatLng(), Math.max(page.map.getZoom(), 17));
+          m.openPopup();
+        });
+      });
+      if (markers.length) {
+        var bounds = L.latLngBounds(markers.map(function (m) {
+          return m.getLatLng();
+        }));
+        if (markers.length > 1 && bounds.getNorthEast().distanceTo(bounds.getSouthWest()) > 150) {
+          page.fitBounds(bounds, 17);
+        } else {
+          page.map.setView(markers[0].getLatLng(), Math.max(page.map.getZoom(), 17));
+        }
+        markers[0].openPopup();
+      }
+      page.counts.search = markers.length;
+      document.body.setAttribute("data-geomap-search-type", markers.length ? found[0].match_type : "");
+      document.body.setAttribute("data-geomap-search", String(markers.length));
+    }
+
+    document.getElementById("gm-search-form").addEventListener("submit", function (e) {
+      e.preventDefault();
+      var q = document.getElementById("gm-q").value.trim();
+      if (!q) return;
+      page.status(bi("搜索中…", "Searching…"));
+      page.get("/api/v1/geocode?limit=5&q=" + encodeURIComponent(q)).then(function (answer) {
+        show(answer);
+        page.status(bi("搜索完成", "Search done"), "ok");
+      }).catch(function (err) {
+        page.fail(err, "search");
+      });
+    });
+  }
+
   function lonLat(f) {
     var c = f.geometry.coordinates;
     return c[0].toFixed(5) + ", " + c[1].toFixed(5);
@@ -55,6 +186,8 @@
     var counts = page.section("counts", "事件概况", "Incidents now");
     var outsideBox = page.section("outside");
     var control = page.section("refresh");
+    var searchBox = cfg.interactive ? page.section("search", "地址搜索", "Address search") : null;
+    var found = cfg.interactive ? page.section("found") : null;
     var detail = page.section("detail");
 
     var docs = await page.catalogue();
@@ -86,6 +219,7 @@
       { zh: "网格", en: "grid", color: gridsDoc.style.fill, border: gridsDoc.style.color },
       { zh: "所选事件网格", en: "grid of the selected incident", color: "#ffff99", border: "#ff7f00" },
     ]);
+    if (searchBox) addressSearch(page, searchBox, found);
     await page.fitCity();
 
     var clusters = L.markerClusterGroup({
@@ -108,9 +242,7 @@
           page.geoJSON(grid, { interactive: false, style: { color: "#ff7f00", weight: 3, fillColor: "#ffff99", fillOpacity: 0.35 } })
             .addTo(g.selected);
         }
-        var workers = (inc.workers || []).map(function (w) {
-          return esc(w.name) + (w.phone ? " " + esc(w.phone) : "") + " (" + esc(w.code) + ")";
-        }).join("<br>") || "—";
+        var workers = workersHtml(inc.workers);
         var rows = [
           [bi("编号", "Reference"), esc(inc.ref)],
           [bi("类别", "Category"), inc.category_name ? bi(inc.category_name.zh, inc.category_name.en) : esc(inc.category)],

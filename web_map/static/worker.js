@@ -1,5 +1,7 @@
 /* Grid worker view: one grid, its buildings (footprints, popups with the building's detail),
- * an address search (forward geocoding) and "near me" (browser geolocation -> buildings near).
+ * an address search (forward geocoding: buildings, doors, landmarks such as 东方小区门口,
+ * intersections such as 解放九路与胜利八路交叉口, named places; each candidate a numbered pin
+ * whose popup says what was found) and "near me" (browser geolocation -> buildings near).
  * Data: OGC API Features (grid, footprints, styles) + /api/v1/buildings, /api/v1/geocode. */
 (function (GeoMap) {
   "use strict";
@@ -44,6 +46,52 @@
         return esc(w.name) + (w.phone ? " " + esc(w.phone) : "") + " (" + esc(w.code) + ")";
       })
       .join("<br>");
+  }
+
+  // What a geocoding candidate is (match_type of /api/v1/geocode), in both languages.
+  var MATCH = {
+    exact: ["精确匹配", "exact"],
+    structured: ["地址要素匹配", "structured"],
+    fuzzy: ["近似匹配", "fuzzy"],
+    partial: ["门牌或小区", "partial"],
+    landmark: ["地标", "landmark"],
+    intersection: ["路口", "intersection"],
+    place: ["地点", "place"],
+  };
+  var SURE = 0.8; // a candidate at least this confident is taken without a person checking
+
+  function matchLabel(type) {
+    var m = MATCH[type] || [type, type];
+    return bi(m[0], m[1]);
+  }
+
+  /** The popup of a search candidate: a building, or a point without one (a door, an estate's
+   * landmark, where two streets meet, a named place), with its grid and how sure it is. */
+  function candidateHtml(c) {
+    var rows = [
+      [bi("匹配类型", "Match"), matchLabel(c.match_type)],
+      [bi("地址", "Address"), esc(GeoMap.fmt(c.address))],
+    ];
+    if (c.place) rows.push([bi("位置", "Where"), esc(c.place)]);
+    if (c.place_kind) {
+      rows.push([bi("地点类型", "Kind of place"), esc(c.place_kind) + (c.place_code ? " (" + esc(c.place_code) + ")" : "")]);
+    }
+    if (c.building_code) {
+      rows.push([bi("楼栋编码", "Building code"), esc(c.building_code)]);
+      rows.push([bi("名称", "Name"), esc(GeoMap.fmt(c.name))]);
+      rows.push([bi("户数", "Households"), esc(GeoMap.fmt(c.households))]);
+    } else if (c.buildings !== undefined && c.buildings !== null) {
+      rows.push([bi("楼栋数", "Buildings"), esc(GeoMap.fmt(c.buildings))]);
+    }
+    rows.push([bi("网格", "Grid"), esc(GeoMap.fmt(c.grid_name)) + " " + esc(GeoMap.fmt(c.grid_code))]);
+    rows.push([bi("社区", "Community"), esc(GeoMap.fmt(c.community_name))]);
+    rows.push([bi("网格员", "Grid workers"), workersHtml(c.workers)]);
+    rows.push([
+      bi("置信度", "Confidence"),
+      esc(GeoMap.pct(c.confidence)) + (c.confidence < SURE ? " " + bi("待确认", "unsure") : ""),
+    ]);
+    return '<div class="gm-popup gm-popup-' + esc(c.match_type) + '"><div class="gm-popup-title">' +
+      bi("搜索结果", "Search result") + " · " + matchLabel(c.match_type) + "</div>" + GeoMap.table(rows) + "</div>";
   }
 
   function buildingHtml(b) {
@@ -244,6 +292,7 @@
       list.innerHTML = '<div class="gm-section-title">' + title + "</div>" +
         '<ol class="gm-list">' + items.map(function (b, i) {
           return '<li data-i="' + i + '">' + esc(b.address || b.name || b.code || b.building_code) +
+            (b.match_type ? " · " + matchLabel(b.match_type) : "") +
             (b.distance_m !== null && b.distance_m !== undefined ? " · " + esc(GeoMap.fmt(b.distance_m)) + " m" : "") +
             (b.confidence !== undefined ? " · " + GeoMap.pct(b.confidence) : "") + "</li>";
         }).join("") + "</ol>";
@@ -256,9 +305,24 @@
       });
     }
 
+    // The candidates on the map: the first one's popup open; namesakes far apart (an estate
+    // name on several roads, two places of one name) all in view.
+    function showFound(markers) {
+      var bounds = L.latLngBounds(markers.map(function (m) {
+        return m.getLatLng();
+      }));
+      if (markers.length > 1 && bounds.getNorthEast().distanceTo(bounds.getSouthWest()) > 150) {
+        page.fitBounds(bounds, 17);
+      } else {
+        page.map.setView(markers[0].getLatLng(), Math.max(page.map.getZoom(), 17));
+      }
+      markers[0].openPopup();
+    }
+
     // Address search.
     search.innerHTML = '<form id="gm-search-form"><input id="gm-q" type="search" placeholder="地址 Address, e.g. 皖江街1号" size="22"> ' +
-      '<button type="submit">' + bi("搜索", "Search") + "</button></form>";
+      '<button type="submit">' + bi("搜索", "Search") + "</button></form>" +
+      '<div class="gm-note">' + bi("也可输入小区门口、路口、地点名称", "also an estate's gate, a crossing, a place's name") + "</div>";
     document.getElementById("gm-search-form").addEventListener("submit", function (e) {
       e.preventDefault();
       var q = document.getElementById("gm-q").value.trim();
@@ -267,8 +331,11 @@
       page.get("/api/v1/geocode?limit=5&q=" + encodeURIComponent(q)).then(function (answer) {
         g.search.clearLayers();
         var markers = answer.candidates.map(function (c, i) {
-          return L.marker(page.toLatLng(c.lon, c.lat), { icon: pin(String(i + 1), "gm-site-search") })
-            .bindPopup(buildingHtml(c))
+          return L.marker(page.toLatLng(c.lon, c.lat), {
+            icon: pin(String(i + 1), "gm-site-search gm-match-" + c.match_type),
+            title: c.address || "",
+          })
+            .bindPopup(candidateHtml(c))
             .addTo(g.search);
         });
         showList(bi("搜索结果", "Search results") + " (" + markers.length + ")", answer.candidates, function (i) {
@@ -277,11 +344,11 @@
         if (!markers.length) {
           list.insertAdjacentHTML("beforeend", '<div class="gm-note">' + esc(answer.message || "") + "</div>");
         } else {
-          page.map.setView(markers[0].getLatLng(), Math.max(page.map.getZoom(), 17));
-          markers[0].openPopup();
+          showFound(markers);
         }
         page.count("search", markers.length);
         page.status(bi("搜索完成", "Search done"), "ok");
+        document.body.setAttribute("data-geomap-search-type", markers.length ? answer.candidates[0].match_type : "");
         document.body.setAttribute("data-geomap-search", String(markers.length));
       }).catch(function (err) {
         page.fail(err, "search");
