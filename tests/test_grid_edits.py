@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from geo_service.api.app import create_app
-from geo_service.errors import Conflict, InvalidInput
+from geo_service.errors import Conflict, InvalidInput, NotFound
 from geo_service.grids import edits, edits_store
 from geo_service.grids.qa import grid_qa
 from geo_service.ingest import ImportOptions, import_file
@@ -693,3 +693,23 @@ def test_a_shape_sent_back_as_shown_changes_nothing_and_no_neighbour(client, gri
     assert {c: v for c, v in after.items() if c != kept} == {
         c: v for c, v in before.items() if c != kept
     }
+
+
+def test_two_planners_editing_one_grid_at_once_never_overwrite_each_other(grids, settings):
+    from concurrent.futures import ThreadPoolExecutor
+
+    code = "340705001001005"
+    line = across(grids, code)
+
+    def attempt(who: str) -> str:
+        by = edits.EditBy(who, "同时", versions={code: 1})
+        try:
+            edits.split(grids, settings, code, line, by)
+        except (Conflict, NotFound) as refused:
+            return type(refused).__name__
+        return "done"
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(attempt, ["planner-a", "planner-b"]))
+    assert outcomes[1] == "done" and outcomes[0] in ("Conflict", "NotFound")
+    assert one(grids, "SELECT count(*) FROM grid_edits WHERE kind = 'split'") == 1

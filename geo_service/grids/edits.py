@@ -350,6 +350,7 @@ def _apply(
         raise InvalidInput("reason is required: why the grids change")
     min_area = settings.grids.qa_min_area_m2
     with engine.connect() as conn, conn.begin() as tx:
+        edits_store.lock_edits(conn)
         plan = plan_of(conn)
         area = shapely.union_all(
             [*plan.before.values(), *(shape for _, shape in plan.created.values())]

@@ -32,6 +32,12 @@ def _shape(value: bytes | memoryview) -> BaseGeometry:
 
 
 # -- what an edit reads ---------------------------------------------------------------------------
+def lock_edits(conn: Connection) -> None:
+    """One grid edit at a time, and none while grids are imported (the import's own lock):
+    edits are rare, and taking neighbours' row locks in any order could otherwise deadlock."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('geo-import:grids'))"))
+
+
 def lock_grids(conn: Connection, codes: Sequence[str]) -> dict[str, Row]:
     """The named grids (code, name, community, version, shape), locked until the edit ends so
     two planners' edits of one grid run one after the other."""
