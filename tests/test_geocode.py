@@ -455,3 +455,19 @@ def test_a_description_that_is_unsure_or_says_nowhere_waits_for_a_dispatcher(cli
     assert "no place found in the description" in nowhere["events"][0]["note"]
     bare = client.post("/api/v1/incidents", json={"category": "exposed_rubbish"})
     assert bare.status_code == 422 and "a description that says where" in bare.json()["message"]
+
+
+def test_a_second_street_whose_name_begins_with_he_or_yu(client):
+    truth = meetings("人民一路", "和平九路")
+    assert truth  # they meet in the demo city
+    for q in ("人民一路和平九路十字路口", "人民一路/和平九路交汇处", "人民一路与和平九路交叉口"):
+        [where] = client.get("/api/v1/geocode", params={"q": q}).json()["candidates"]
+        assert where["match_type"] == "intersection", q
+        assert min(metres((where["lon"], where["lat"]), t) for t in truth) < 60
+
+
+@pytest.mark.parametrize("q", ["石城社区", "石城社区门口"])
+def test_a_community_by_its_name_is_a_place(client, q):
+    [best, *_] = client.get("/api/v1/geocode", params={"q": q}).json()["candidates"]
+    assert best["match_type"] == "place" and best["place_kind"] == "community"
+    assert best["community_name"] == "石城社区"

@@ -227,7 +227,16 @@ def geocode_on(conn: Connection, settings: Settings, q: str, limit: int) -> dict
     parsed = parse(text_)
     answer: dict[str, Any] = {"query": q, "parsed": _parts_dict(parsed), "candidates": []}
     if parsed.road and parsed.cross:
-        return _intersection(conn, answer, parsed.road, parsed.cross, limit)
+        cross = parsed.cross
+        said = normalize(text_)
+        for word in "和与同跟及":  # 人民一路和平九路…: 和 may begin the second street's name
+            if f"{parsed.road}{word}{cross}" in said and not store.crossings(
+                conn, parsed.road, cross
+            ):
+                if store.crossings(conn, parsed.road, word + cross):
+                    cross = word + cross
+                break
+        return _intersection(conn, answer, parsed.road, cross, limit)
     probe = Query(parsed, known_road=False, known_estate=False)
     if not probe.locatable() and parsed.rest and not parsed.building:
         # a name without an estate word (书香门第附近): an estate or community of the register?
@@ -262,6 +271,11 @@ def geocode_on(conn: Connection, settings: Settings, q: str, limit: int) -> dict
     }
     entries = [Entry(**row) for row in store.candidates(conn, parts)]
     matches = rank(query, entries, limit)
+    if not matches and place:  # 石城社区门口: a community, not an estate of the register
+        found = _places(conn, place, limit)
+        if found:
+            answer["candidates"] = found
+            return answer
     if not matches:
         answer["message"] = "no building or door in the register matches the query"
         return answer
