@@ -540,13 +540,24 @@ def geocode_cmd(
             table,
             f"{c['confidence']:.2f}",
             c["match_type"],
-            c["building_code"] or f"({c['buildings']} buildings)",
+            _what_was_found(c),
             c["address"],
             c.get("grid_code") or "",
             c.get("community_name") or "",
             f"{c['lon']:.6f},{c['lat']:.6f}",
         )
     out.print(table)
+
+
+def _what_was_found(candidate: dict[str, Any]) -> str:
+    """The building code, or what else the candidate is: buildings behind a point, a place."""
+    if candidate["building_code"]:
+        return str(candidate["building_code"])
+    if "buildings" in candidate:
+        return f"({candidate['buildings']} buildings)"
+    if candidate.get("place_kind"):
+        return f"({candidate['place_kind']})"
+    return f"({candidate['match_type']})"
 
 
 # -- assign ------------------------------------------------------------------------------------
@@ -1264,6 +1275,129 @@ def demo_cmd(
     out.print(f"  dispatcher  {base}/map/dispatch?{access}", highlight=False)
     if serve:
         serve_cmd()
+
+
+# -- field work: door-to-door campaigns -----------------------------------------------------------
+campaigns_app = typer.Typer(
+    help="Door-to-door campaigns (入户走访): create, list, progress, export.",
+    no_args_is_help=True,
+)
+app.add_typer(campaigns_app, name="campaigns")
+_BY_OPTION = typer.Option(help="grid, community or worker")
+_ROUND_OPTION = typer.Option("--round", min=1, help="one round (default: every round)")
+
+
+@campaigns_app.command("add")
+def campaigns_add_cmd(
+    name: Annotated[str, typer.Argument(help="the campaign's name")],
+    starts: Annotated[str, typer.Option(help="first day (ISO 8601 date or date-time)")],
+    due: Annotated[str, typer.Option(help="last day (a date: the whole day counts)")],
+    communities: Annotated[
+        list[str] | None, typer.Option("--community", help="a community in scope")
+    ] = None,
+    grids: Annotated[list[str] | None, typer.Option("--grid", help="a grid in scope")] = None,
+    kind: Annotated[str, typer.Option(help="screening, routine or other")] = "screening",
+    target: Annotated[str, typer.Option(help="progress counts buildings or households")] = (
+        "buildings"
+    ),
+    rounds: Annotated[int, typer.Option(help="rounds over every building (1-20)")] = 1,
+    actor: Annotated[str | None, typer.Option(help="who creates it (default: you)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A campaign over whole communities (--community) or some grids (--grid)."""
+    import getpass
+
+    from geo_service.fieldwork.campaigns import create_campaign
+
+    scope: dict[str, list[str]] = {}
+    if communities:
+        scope["communities"] = communities
+    if grids:
+        scope["grids"] = grids
+    body = {"name": name, "kind": kind, "scope": scope, "target": target, "rounds": rounds,
+            "starts": starts, "due": due}  # fmt: skip
+    made = create_campaign(
+        state.engine(), state.settings, body, created_by=actor or getpass.getuser()
+    )
+    if as_json:
+        _print_json(made)
+        return
+    out.print(
+        f"campaign {made['id']} {made['name']}: {made['buildings']} buildings, "
+        f"{made['households']} households in {len(made['grids'])} grids, {made['rounds']} "
+        f"round(s), {made['starts']} – {made['due']}"
+    )
+
+
+@campaigns_app.command("list")
+def campaigns_list_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every campaign, newest first."""
+    from geo_service.fieldwork.campaigns import list_campaigns
+
+    answer = list_campaigns(state.engine(), state.settings)
+    if as_json:
+        _print_json(answer)
+        return
+    table = _table("id", "name", "kind", "target", "rounds", "buildings", "households", "visits",
+                   "starts", "due", title=f"{answer['total']} campaigns")  # fmt: skip
+    for c in answer["items"]:
+        _add(table, c["id"], c["name"], c["kind"], c["target"], c["rounds"], c["buildings"],
+             c["households"], c["visits"], c["starts"], c["due"])  # fmt: skip
+    out.print(table)
+
+
+def _campaign_progress(campaign: int, by: str, round_: int | None) -> dict[str, Any]:
+    from typing import cast
+
+    from geo_service.fieldwork.campaigns import progress
+    from geo_service.fieldwork.rules import By
+
+    if by not in ("grid", "community", "worker"):
+        raise InvalidInput(f"--by {by!r}: expected grid, community or worker")
+    return progress(state.engine(), state.settings, campaign, by=cast(By, by), round_=round_)
+
+
+@campaigns_app.command("progress")
+def campaigns_progress_cmd(
+    campaign: Annotated[int, typer.Argument(help="the campaign's id")],
+    by: Annotated[str, _BY_OPTION] = "grid",
+    round_: Annotated[int | None, _ROUND_OPTION] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Done and remaining per grid, community or worker, and the city's."""
+    answer = _campaign_progress(campaign, by, round_)
+    if as_json:
+        _print_json(answer)
+        return
+    city = answer["city"]
+    which = f"round {answer['round']}" if answer["round"] else "every round"
+    out.print(
+        f"{answer['campaign']['name']}, {which}: {city['done']} of {city['in_scope']} "
+        f"{answer['target']} done, {city['remaining']} remaining; {city['visits']} visits, "
+        f"{city['revisits']} revisits, {city['flagged']} flagged"
+    )
+    table = _table(by, "name", "in scope", "done", "remaining", "share", "revisits", "flagged")
+    for g in answer["items"]:
+        share = "-" if g["share_done"] is None else f"{g['share_done']:.1%}"
+        _add(table, g["code"] or "-", g["name"] or "-", g["in_scope"], g["done"],
+             g["remaining"], share, g["revisits"], g["flagged"])  # fmt: skip
+    out.print(table)
+
+
+@campaigns_app.command("export")
+def campaigns_export_cmd(
+    campaign: Annotated[int, typer.Argument(help="the campaign's id")],
+    output: Annotated[Path, typer.Argument(metavar="OUT.csv", help="where to write the CSV")],
+    by: Annotated[str, _BY_OPTION] = "grid",
+    round_: Annotated[int | None, _ROUND_OPTION] = None,
+) -> None:
+    """Progress as CSV: one row per grid, community or worker, then the city's."""
+    from geo_service.fieldwork.campaigns import progress_csv
+
+    answer = _campaign_progress(campaign, by, round_)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(progress_csv(answer), encoding="utf-8")
+    out.print(f"{len(answer['items'])} rows (and the city's) written to {output}")
 
 
 @app.command("serve")

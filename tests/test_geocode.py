@@ -471,3 +471,18 @@ def test_a_community_by_its_name_is_a_place(client, q):
     [best, *_] = client.get("/api/v1/geocode", params={"q": q}).json()["candidates"]
     assert best["match_type"] == "place" and best["place_kind"] == "community"
     assert best["community_name"] == "石城社区"
+
+
+def test_cli_geocode_shows_intersections_landmarks_and_places(demo, db_url):
+    import subprocess
+    import sys
+
+    cli = str(Path(sys.executable).parent / "geo-service")
+    env = {"GEO_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"}
+    for q, kind in (("解放九路与胜利八路交叉口", "intersection"), ("锦绣名邸门口", "landmark"),
+                    ("石城社区居委会", "place")):  # fmt: skip
+        done = subprocess.run(
+            [cli, "geocode", q], capture_output=True, text=True, env=env, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        assert kind in done.stdout and "Traceback" not in done.stderr
