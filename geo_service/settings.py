@@ -100,6 +100,12 @@ class GridSettings(BaseSettings):
     grid_target_households: int = Field(
         300, gt=0, description="The city's standard of households per grid worker (workload)"
     )
+    visit_max_distance_m: float = Field(
+        200.0,
+        gt=0,
+        description="A field visit recorded farther than this from its building "
+        "is stored but flagged (GEO_VISIT_MAX_DISTANCE_M)",
+    )
 
 
 class GeocodeSettings(BaseSettings):

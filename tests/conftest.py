@@ -34,6 +34,11 @@ def checkout_settings() -> Settings:
 
 
 DATA_TABLES = (
+    "campaign_progress",
+    "campaign_visits",
+    "campaign_grids",
+    "campaign_buildings",
+    "campaigns",
     "grid_lineage",
     "grid_versions",
     "grid_edits",

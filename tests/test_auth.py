@@ -42,6 +42,9 @@ qa                      Y     Y        -         -       -        -
 grids.read              Y     Y        Y         Y       -        -
 grids.edit              Y     Y        -         -       -        -
 coverage                Y     Y        -         -       -        -
+campaigns.read          Y     Y        Y         Y       -        -
+campaigns.edit          Y     Y        -         -       -        -
+visits.record           Y     -        Y         Y       -        -
 metrics                 Y     -        -         -       -        -
 """
 _HEAD, *_ROWS = [line.split() for line in TABLE.strip().splitlines()]
@@ -79,6 +82,26 @@ REQUESTS: dict[str, tuple[str, str, dict | None]] = {
         {"codes": [G1, G2], "reason": "t", "preview": True},
     ),
     "coverage": ("GET", "/api/v1/coverage/summary", None),
+    "campaigns.read": ("GET", "/api/v1/campaigns", None),
+    # a campaign with due before its start: allowed callers get 422 and store nothing
+    "campaigns.edit": (
+        "POST",
+        "/api/v1/campaigns",
+        {"name": "t", "scope": {"grids": [G1]}, "starts": "2026-12-02", "due": "2026-12-01"},
+    ),
+    # an unknown campaign: allowed callers get 404
+    "visits.record": (
+        "POST",
+        "/api/v1/visits",
+        {
+            "campaign": 999,
+            "round": 1,
+            "building": "B1",
+            "outcome": "visited",
+            "lon": IN_G1[0],
+            "lat": IN_G1[1],
+        },
+    ),
     "metrics": ("GET", "/metrics", None),
 }
 GRIDS = {"worker": [G1]}

@@ -26,6 +26,7 @@ from geo_service.api import (
     buildings,
     coverage,
     errors,
+    fieldwork,
     grids,
     health,
     incidents,
@@ -124,6 +125,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(incidents.router)
     app.include_router(open311.router)
     app.include_router(coverage.router, dependencies=[require("coverage")])
+    app.include_router(fieldwork.router)  # each route names its permission
     app.include_router(ogc_features.router, dependencies=[require("layers")])
     app.include_router(vector_tiles.router, dependencies=[require("layers")])
     app.include_router(web_map_routes.router, dependencies=[require("map")])

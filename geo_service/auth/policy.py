@@ -65,6 +65,9 @@ PERMISSIONS: Final[Mapping[str, frozenset[str]]] = {
     "grids.read": _STAFF,  # grid detail, history, edits; workers, assignments; workload
     "grids.edit": frozenset({"admin", "planner"}),  # grid edits; adding and assigning workers
     "coverage": frozenset({"admin", "planner"}),
+    "campaigns.read": _STAFF,  # campaigns, progress, routes, visits; workers: own grids
+    "campaigns.edit": frozenset({"admin", "planner"}),  # create a campaign
+    "visits.record": frozenset({"admin", "dispatcher", "worker"}),  # workers: own grids
     "metrics": frozenset({"admin"}),
 }
 

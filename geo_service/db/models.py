@@ -549,3 +549,140 @@ auth_tokens = Table(
     Column("revoked_at", DateTime(timezone=True)),
     Index("auth_tokens_name", "name"),
 )
+
+# -- field work: door-to-door campaigns and visits (migration 0007_fieldwork) --------------------
+CAMPAIGN_KINDS = ("screening", "routine", "other")
+CAMPAIGN_TARGETS = ("buildings", "households")
+CAMPAIGN_MAX_ROUNDS = 20
+VISIT_OUTCOMES = ("visited", "no_one_home", "refused", "follow_up")
+
+
+def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
+    return CheckConstraint(f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")", name=name)
+
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("target", Text, nullable=False),  # what progress counts: buildings or households
+    Column("rounds", Integer, nullable=False),
+    Column("scope_kind", Text, nullable=False),  # communities | grids
+    Column("scope_codes", ARRAY(Text), nullable=False),
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("buildings", Integer, nullable=False),  # the snapshot's totals
+    Column("households", Integer, nullable=False),
+    _one_of("kind", CAMPAIGN_KINDS, "campaigns_kind"),
+    _one_of("target", CAMPAIGN_TARGETS, "campaigns_target"),
+    _one_of("scope_kind", ("communities", "grids"), "campaigns_scope_kind"),
+    CheckConstraint(f"rounds BETWEEN 1 AND {CAMPAIGN_MAX_ROUNDS}", name="campaigns_rounds"),
+    CheckConstraint("due_at >= starts_at", name="campaigns_due_after_start"),
+)
+
+# The buildings a campaign covers, each with its grid (by the locate rule) and community as
+# they were when the campaign was created: progress is one GROUP BY over this table and the
+# visits, and a later grid edit does not move work between grids mid-campaign. No foreign key
+# to buildings: a re-import must not wait on old campaigns.
+campaign_buildings = Table(
+    "campaign_buildings",
+    metadata,
+    Column(
+        "campaign_id",
+        Integer,
+        ForeignKey("campaigns.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("building_code", Text, primary_key=True),
+    Column("grid_code", Text, nullable=False),
+    Column("community_code", Text, nullable=False),
+    Column("households", Integer, nullable=False),
+    Index("campaign_buildings_grid", "campaign_id", "grid_code"),
+)
+
+# The snapshot's totals per grid: what progress divides by, without counting the buildings.
+campaign_grids = Table(
+    "campaign_grids",
+    metadata,
+    Column(
+        "campaign_id",
+        Integer,
+        ForeignKey("campaigns.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("grid_code", Text, primary_key=True),
+    Column("community_code", Text, nullable=False),
+    Column("buildings", Integer, nullable=False),
+    Column("households", Integer, nullable=False),
+)
+
+# One row per visit as recorded (a resend with the same Idempotency-Key is the same row).
+# Visits are never changed or deleted, so each carries what it added to its building's round
+# when it was recorded (under the building's lock), and campaign_progress sums those.
+campaign_visits = Table(
+    "campaign_visits",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column(
+        "campaign_id",
+        Integer,
+        ForeignKey("campaigns.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("round", Integer, nullable=False),
+    Column("building_code", Text, nullable=False),
+    Column("grid_code", Text, nullable=False),  # of the campaign's snapshot
+    Column("community_code", Text, nullable=False),
+    Column("households_reached", Integer, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("note", Text),
+    Column("at", DateTime(timezone=True), nullable=False),  # when the worker was there
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("recorded_by", Text, nullable=False),  # the token's user
+    Column("input_lon", Float, nullable=False),  # as given, in input_crs
+    Column("input_lat", Float, nullable=False),
+    Column("input_crs", Text, nullable=False),
+    _geom("POINT"),  # WGS-84
+    Column("distance_m", Float, nullable=False),  # from the building (its footprint if any)
+    Column("flagged", Boolean, nullable=False),
+    Column("flag_reason", Text),
+    Column("revisit", Boolean, nullable=False),  # the building was visited before that round
+    Column("first_reach", Boolean, nullable=False),  # the first to reach someone there then
+    Column("households_added", Integer, nullable=False),  # to the most met there that round
+    Column("incident_ref", Text),  # the incident a follow_up visit became
+    Column("idempotency_key", Text),
+    Column("idempotency_owner", Text, nullable=False, server_default=""),
+    Column("request_hash", Text),
+    UniqueConstraint(
+        "idempotency_owner", "idempotency_key", name="campaign_visits_idempotency_owner_key"
+    ),
+    _one_of("outcome", VISIT_OUTCOMES, "campaign_visits_outcome"),
+    CheckConstraint("households_reached >= 0", name="campaign_visits_households_nonnegative"),
+    Index("campaign_visits_building", "campaign_id", "round", "building_code"),
+)
+
+# What the visits added, per campaign, round and grid: kept by the visit that adds to it, in
+# its transaction (the sums of campaign_visits' columns), so a city's progress reads a few
+# thousand rows instead of every visit.
+campaign_progress = Table(
+    "campaign_progress",
+    metadata,
+    Column(
+        "campaign_id",
+        Integer,
+        ForeignKey("campaigns.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("round", Integer, primary_key=True),
+    Column("grid_code", Text, primary_key=True),
+    Column("buildings_done", Integer, nullable=False),
+    Column("households_done", Integer, nullable=False),
+    Column("visits", Integer, nullable=False),
+    Column("revisits", Integer, nullable=False),
+    Column("no_one_home", Integer, nullable=False),
+    Column("flagged", Integer, nullable=False),
+)
