@@ -39,60 +39,10 @@
     });
   }
 
-  function workersHtml(workers) {
-    if (!workers || !workers.length) return "—";
-    return workers
-      .map(function (w) {
-        return esc(w.name) + (w.phone ? " " + esc(w.phone) : "") + " (" + esc(w.code) + ")";
-      })
-      .join("<br>");
-  }
-
-  // What a geocoding candidate is (match_type of /api/v1/geocode), in both languages.
-  var MATCH = {
-    exact: ["精确匹配", "exact"],
-    structured: ["地址要素匹配", "structured"],
-    fuzzy: ["近似匹配", "fuzzy"],
-    partial: ["门牌或小区", "partial"],
-    landmark: ["地标", "landmark"],
-    intersection: ["路口", "intersection"],
-    place: ["地点", "place"],
-  };
-  var SURE = 0.8; // a candidate at least this confident is taken without a person checking
-
-  function matchLabel(type) {
-    var m = MATCH[type] || [type, type];
-    return bi(m[0], m[1]);
-  }
-
-  /** The popup of a search candidate: a building, or a point without one (a door, an estate's
-   * landmark, where two streets meet, a named place), with its grid and how sure it is. */
-  function candidateHtml(c) {
-    var rows = [
-      [bi("匹配类型", "Match"), matchLabel(c.match_type)],
-      [bi("地址", "Address"), esc(GeoMap.fmt(c.address))],
-    ];
-    if (c.place) rows.push([bi("位置", "Where"), esc(c.place)]);
-    if (c.place_kind) {
-      rows.push([bi("地点类型", "Kind of place"), esc(c.place_kind) + (c.place_code ? " (" + esc(c.place_code) + ")" : "")]);
-    }
-    if (c.building_code) {
-      rows.push([bi("楼栋编码", "Building code"), esc(c.building_code)]);
-      rows.push([bi("名称", "Name"), esc(GeoMap.fmt(c.name))]);
-      rows.push([bi("户数", "Households"), esc(GeoMap.fmt(c.households))]);
-    } else if (c.buildings !== undefined && c.buildings !== null) {
-      rows.push([bi("楼栋数", "Buildings"), esc(GeoMap.fmt(c.buildings))]);
-    }
-    rows.push([bi("网格", "Grid"), esc(GeoMap.fmt(c.grid_name)) + " " + esc(GeoMap.fmt(c.grid_code))]);
-    rows.push([bi("社区", "Community"), esc(GeoMap.fmt(c.community_name))]);
-    rows.push([bi("网格员", "Grid workers"), workersHtml(c.workers)]);
-    rows.push([
-      bi("置信度", "Confidence"),
-      esc(GeoMap.pct(c.confidence)) + (c.confidence < SURE ? " " + bi("待确认", "unsure") : ""),
-    ]);
-    return '<div class="gm-popup gm-popup-' + esc(c.match_type) + '"><div class="gm-popup-title">' +
-      bi("搜索结果", "Search result") + " · " + matchLabel(c.match_type) + "</div>" + GeoMap.table(rows) + "</div>";
-  }
+  // The search candidates' popup and labels, shared with the dispatcher (geomap.js).
+  var workersHtml = GeoMap.workersHtml;
+  var matchLabel = GeoMap.matchLabel;
+  var candidateHtml = GeoMap.candidateHtml;
 
   function buildingHtml(b) {
     var rows = [
