@@ -1047,7 +1047,7 @@ def workers_workload_cmd(
     from geo_service.grids.workload import to_csv, workload
 
     if by not in ("grid", "worker"):
-        raise InvalidInput(f"--by {by!r}: expected grid or worker")
+        raise typer.BadParameter(f"{by!r}: expected grid or worker", param_hint="--by")
     answer = workload(
         state.engine(), state.settings, by="grid" if by == "grid" else "worker",
         community=community, as_of=as_of, since=since, until=until,

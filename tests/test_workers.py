@@ -118,6 +118,10 @@ def test_cli_workers(client, city, db_url):  # noqa: F811
         check=False,
     )  # fmt: skip
     assert unknown.returncode == 4 and "unknown grid code 'nope'" in unknown.stderr
+    usage = subprocess.run(
+        [CLI, "workload", "--by", "nobody"], capture_output=True, text=True, env=env, check=False
+    )
+    assert usage.returncode == 2 and "--by" in usage.stderr and "Traceback" not in usage.stderr
 
 
 def _inside(engine: Engine, grid: str) -> dict[str, float]:
