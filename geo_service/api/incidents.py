@@ -136,6 +136,7 @@ def change(
     engine: EngineDep,
     settings: SettingsDep,
     who: PrincipalDep,
+    response: Response,
     ref: Annotated[str, Path_],
     body: Annotated[
         bodies.IncidentChange,
@@ -145,11 +146,23 @@ def change(
             examples=[{"action": "start", "actor": "W001", "note": "到场处置"}],
         ),
     ],
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="a resend with the same key and body applies nothing again"),
+    ] = None,
 ) -> dict[str, Any]:
     """Apply one workflow action: 409 when illegal from the current status (nothing changes);
-    403 for an action the caller's role may not take."""
+    403 for an action the caller's role may not take.
+
+    A resend with the same Idempotency-Key and body (a phone after a dropped connection)
+    answers 200 with the incident as it is now and the header `Idempotent-Replayed: true`,
+    applying nothing; the same key with another body or incident is 409.
+    """
     if not may_take(who, body.action):
         raise Forbidden(f"role {who.role!r} may not {body.action!r} an incident")
-    return followup.change_incident(
-        engine, settings, ref, body, grids=grid_scope(who), recorded_by=who.name
+    done = followup.change_incident(
+        engine, settings, ref, body, idempotency_key, grids=grid_scope(who), recorded_by=who.name
     )
+    if not done.applied:
+        response.headers["Idempotent-Replayed"] = "true"
+    return done.incident

@@ -416,6 +416,14 @@ incident_events = Table(
     Column("note", Text),
     Column("grid_code", Text),  # the grid after the event (dispatch and re-routing)
     Column("at", DateTime(timezone=True), nullable=False),
+    # A workflow action sent with an Idempotency-Key (a phone resending after a dropped
+    # connection): the key, whose it is and a digest of the request, on the action's first event.
+    Column("idempotency_owner", Text),
+    Column("idempotency_key", Text),
+    Column("request_hash", Text),
+    UniqueConstraint(
+        "idempotency_owner", "idempotency_key", name="incident_events_idempotency_owner_key"
+    ),
     Index("incident_events_incident", "incident_id", "id"),
 )
 

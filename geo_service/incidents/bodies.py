@@ -2,6 +2,9 @@
 values with every bad field named.
 """
 
+import hashlib
+import json
+from collections.abc import Mapping
 from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
@@ -60,6 +63,20 @@ class IncidentChange(BaseModel):
 
 
 _Model = TypeVar("_Model", bound=BaseModel)
+MAX_KEY: Final = 255  # characters of an Idempotency-Key
+
+
+def check_key(key: str | None) -> None:
+    """An Idempotency-Key a caller may send: 1-255 printable ASCII characters (or none)."""
+    if key is not None and not (0 < len(key) <= MAX_KEY and key.isascii() and key.isprintable()):
+        raise InvalidInput(f"Idempotency-Key must be 1-{MAX_KEY} printable ASCII characters")
+
+
+def digest(request: Mapping[str, Any]) -> str:
+    """A digest of what was asked, parsed (so key order and spacing do not matter): a resend
+    under the same Idempotency-Key must ask the same."""
+    canonical = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def validated(model: type[_Model], data: Any) -> _Model:

@@ -2,8 +2,6 @@
 (a retry with the same key and body answers the first incident; another body is a conflict).
 """
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +20,8 @@ from geo_service.incidents.bodies import (
     REPORTER_COLUMNS,
     STORED_AS_GIVEN,
     IncidentIn,
+    check_key,
+    digest,
     validated,
 )
 from geo_service.incidents.config import category_of
@@ -38,8 +38,6 @@ from geo_service.incidents.routing import (
 )
 from geo_service.incidents.workflow import utc_now
 from geo_service.settings import Settings
-
-_MAX_KEY: Final = 255
 
 
 @dataclass
@@ -92,7 +90,7 @@ def create_incident(
     report = validated(IncidentIn, payload)
     category = category_of(settings, report.category)
     _check_description(settings, report.description)
-    _check_key(idempotency_key)
+    check_key(idempotency_key)
     point = point_of(report.lon, report.lat, report.crs)
     if point is None and not report.address and not (report.description or "").strip():
         raise InvalidInput(
@@ -182,17 +180,6 @@ def _check_description(settings: Settings, description: str | None) -> None:
         raise InvalidInput(f"description has {len(description)} characters; the limit is {limit}")
 
 
-def _check_key(key: str | None) -> None:
-    if key is not None and not (0 < len(key) <= _MAX_KEY and key.isascii() and key.isprintable()):
-        raise InvalidInput(f"Idempotency-Key must be 1-{_MAX_KEY} printable ASCII characters")
-
-
 def _hash(report: IncidentIn, source: str) -> str:
-    """A digest of what was asked (parsed, so key order and spacing do not matter)."""
-    canonical = json.dumps(
-        {"source": source, **report.model_dump(exclude_none=True)},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """A digest of what was asked."""
+    return digest({"source": source, **report.model_dump(exclude_none=True)})

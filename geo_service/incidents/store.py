@@ -105,6 +105,44 @@ def insert_events(conn: Connection, incident_id: int, events: Sequence[dict[str,
         conn.execute(insert(incident_events), [{"incident_id": incident_id, **e} for e in events])
 
 
+def action_by_key(conn: Connection, owner: str, key: str) -> dict[str, Any] | None:
+    """The workflow action `owner` sent under an Idempotency-Key: the incident's id and ref,
+    and the digest of the request."""
+    row = conn.execute(
+        select(incidents.c.id, incidents.c.ref, incident_events.c.request_hash)
+        .select_from(incident_events.join(incidents))
+        .where(
+            incident_events.c.idempotency_owner == owner,
+            incident_events.c.idempotency_key == key,
+        )
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+def insert_keyed_events(
+    conn: Connection, incident_id: int, events: Sequence[dict[str, Any]], key: dict[str, str]
+) -> bool:
+    """Append the events of one action, the first carrying its Idempotency-Key (`key`:
+    idempotency_owner, idempotency_key, request_hash); False, with nothing written, when
+    that key is already taken (the same key sent for another incident at the same moment)."""
+    first, *rest = events
+    taken = conn.execute(
+        insert(incident_events)
+        .values(incident_id=incident_id, **first, **key)
+        .on_conflict_do_nothing(
+            index_elements=[
+                incident_events.c.idempotency_owner,
+                incident_events.c.idempotency_key,
+            ]
+        )
+        .returning(incident_events.c.id)
+    ).first()
+    if taken is None:
+        return False
+    insert_events(conn, incident_id, rest)
+    return True
+
+
 _DUPLICATE = text(
     """
     SELECT i.ref FROM incidents i
