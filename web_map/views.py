@@ -178,7 +178,7 @@ class _ViewScript(JSCSSMixin, MacroElement):  # type: ignore[misc]
         ]
 
 
-def _script_json(value: Any) -> str:
+def script_json(value: Any) -> str:
     """JSON safe inside a <script> element (no `</script>`, no HTML comment openers)."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
@@ -263,7 +263,7 @@ def build(view: View, options: MapOptions, **params: Any) -> Figure:
     handles = ",".join(f"{json.dumps(key)}:{group.get_name()}" for key, group in groups.items())
     start_args = (
         f"{{map:{m.get_name()},control:{control.get_name()},groups:{{{handles}}},"
-        f"config:{_script_json(config)}}}"
+        f"config:{script_json(config)}}}"
     )
     _ViewScript(view, options.assets, start_args).add_to(m)
     return figure

@@ -32,6 +32,7 @@ from geo_service.api import (
     incidents,
     locate,
     open311,
+    pages,
     public,
     workers,
 )
@@ -129,6 +130,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(ogc_features.router, dependencies=[require("layers")])
     app.include_router(vector_tiles.router, dependencies=[require("layers")])
     app.include_router(web_map_routes.router, dependencies=[require("map")])
+    app.include_router(pages.router, dependencies=[require("map")])  # /find, /m/
     app.add_middleware(NulGuard)  # inside BodyLimit: what it buffers is already bounded
     app.add_middleware(
         BodyLimit,

@@ -95,16 +95,48 @@
   };
 
   /** An API answer other than 2xx: its status, message and whole body (`details` of a 409
-   * carry the findings of a refused grid edit). */
-  function ApiError(status, message, path, body) {
+   * carry the findings of a refused grid edit), and the seconds a 429 or 503 says to wait.
+   * No answer at all (offline, connection dropped) is status 0. */
+  function ApiError(status, message, path, body, retryAfter) {
     this.name = "ApiError";
     this.status = status;
     this.message = message;
     this.path = path;
     this.body = body || {};
+    this.retryAfter = retryAfter === undefined ? null : retryAfter;
   }
   ApiError.prototype = Object.create(Error.prototype);
   GeoMap.ApiError = ApiError;
+
+  /** fetch(url, init) answered as JSON: resolves {body, status, headers} for a 2xx, rejects
+   * with an ApiError otherwise (status 0 when no answer came). Every page reads the API this
+   * way: the map views through Page.request, the phone page and the residents' notice
+   * directly. */
+  GeoMap.fetchJson = function (url, init) {
+    var path = url.replace(/^https?:\/\/[^/]+/, "");
+    return fetch(url, init).then(
+      function (r) {
+        if (r.ok) {
+          return r.json().then(function (body) {
+            return { body: body, status: r.status, headers: r.headers };
+          });
+        }
+        var wait = Number(r.headers.get("Retry-After"));
+        return r
+          .json()
+          .catch(function () {
+            return {};
+          })
+          .then(function (b) {
+            var message = (b && (b.message || b.detail)) || r.statusText;
+            throw new ApiError(r.status, message, path, b, isFinite(wait) && wait > 0 ? wait : null);
+          });
+      },
+      function (err) {
+        throw new ApiError(0, (err && err.message) || "no answer", path, {});
+      }
+    );
+  };
 
   function tokenOfPage() {
     try {
@@ -170,16 +202,8 @@
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    return fetch(cfg.api + path, init).then(function (r) {
-      if (r.ok) return r.json();
-      return r
-        .json()
-        .catch(function () {
-          return {};
-        })
-        .then(function (b) {
-          throw new ApiError(r.status, (b && (b.message || b.detail)) || r.statusText, path, b);
-        });
+    return GeoMap.fetchJson(cfg.api + path, init).then(function (answer) {
+      return answer.body;
     });
   };
 
@@ -424,36 +448,55 @@
   };
 
   // -- legend and panel controls ------------------------------------------------------------
-  var Legend = L.Control.extend({
-    options: { position: "bottomright" },
-    onAdd: function () {
-      this._div = L.DomUtil.create("div", "gm-legend leaflet-bar");
-      this._div.innerHTML =
-        '<div class="gm-legend-head">' + GeoMap.bi("图例", "Legend") + "</div>";
-      L.DomEvent.disableClickPropagation(this._div);
-      L.DomEvent.disableScrollPropagation(this._div);
-      return this._div;
-    },
-    section: function (titleZh, titleEn, entries) {
-      var html = '<div class="gm-legend-section"><div class="gm-legend-title">';
-      html += GeoMap.bi(titleZh, titleEn) + "</div>";
-      entries.forEach(function (e) {
-        var cls = "gm-swatch gm-swatch-" + (e.kind || "fill");
-        var st =
-          e.kind === "ring"
-            ? "border-color:" + e.color
-            : e.kind === "line"
-              ? "border-top-color:" + e.color
-              : "background:" + e.color;
-        if (e.border) st += ";border-color:" + e.border;
-        html +=
-          '<div class="gm-legend-row"><span class="' + cls + '" style="' + st + '"></span>';
-        html += GeoMap.bi(e.zh, e.en) + "</div>";
-      });
-      this._div.insertAdjacentHTML("beforeend", html + "</div>");
-      return this._div.lastElementChild; // the section, for a view that hides or moves it
-    },
-  });
+  // Made when the first map view starts, not when this file loads: the phone page uses the
+  // helpers above without Leaflet.
+  var Legend = null;
+  var Panel = null;
+
+  function makeControls() {
+    if (Legend) return;
+    Legend = L.Control.extend({
+      options: { position: "bottomright" },
+      onAdd: function () {
+        this._div = L.DomUtil.create("div", "gm-legend leaflet-bar");
+        this._div.innerHTML =
+          '<div class="gm-legend-head">' + GeoMap.bi("图例", "Legend") + "</div>";
+        L.DomEvent.disableClickPropagation(this._div);
+        L.DomEvent.disableScrollPropagation(this._div);
+        return this._div;
+      },
+      section: function (titleZh, titleEn, entries) {
+        var html = '<div class="gm-legend-section"><div class="gm-legend-title">';
+        html += GeoMap.bi(titleZh, titleEn) + "</div>";
+        entries.forEach(function (e) {
+          var cls = "gm-swatch gm-swatch-" + (e.kind || "fill");
+          var st =
+            e.kind === "ring"
+              ? "border-color:" + e.color
+              : e.kind === "line"
+                ? "border-top-color:" + e.color
+                : "background:" + e.color;
+          if (e.border) st += ";border-color:" + e.border;
+          html +=
+            '<div class="gm-legend-row"><span class="' + cls + '" style="' + st + '"></span>';
+          html += GeoMap.bi(e.zh, e.en) + "</div>";
+        });
+        this._div.insertAdjacentHTML("beforeend", html + "</div>");
+        return this._div.lastElementChild; // the section, for a view that hides or moves it
+      },
+    });
+
+    Panel = L.Control.extend({
+      options: { position: "topleft" },
+      onAdd: function () {
+        var div = L.DomUtil.create("div", "gm-panel leaflet-bar");
+        L.DomEvent.disableClickPropagation(div);
+        L.DomEvent.disableScrollPropagation(div);
+        this._div = div;
+        return div;
+      },
+    });
+  }
 
   /** A legend section from a collection document's style. */
   GeoMap.legendOf = function (legend, doc, kind) {
@@ -463,17 +506,6 @@
     });
     legend.section(doc.titles.zh, doc.titles.en, entries);
   };
-
-  var Panel = L.Control.extend({
-    options: { position: "topleft" },
-    onAdd: function () {
-      var div = L.DomUtil.create("div", "gm-panel leaflet-bar");
-      L.DomEvent.disableClickPropagation(div);
-      L.DomEvent.disableScrollPropagation(div);
-      this._div = div;
-      return div;
-    },
-  });
 
   Page.prototype.status = function (html, kind) {
     var el = this.panel._div.querySelector(".gm-status");
@@ -648,6 +680,7 @@
     GeoMap.pages.push(page);
     var cfg = page.cfg;
     document.title = cfg.title.zh + " " + cfg.title.en + " · geo-service";
+    makeControls();
     page.panel = new Panel().addTo(page.map);
     var head = '<div class="gm-title">' + GeoMap.bi(cfg.title.zh, cfg.title.en) + "</div>";
     head +=
