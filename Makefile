@@ -37,7 +37,8 @@ test: setup browser
 ## to build/screenshots, so that a test run leaves the checkout as it was)
 screenshots: setup browser
 	GEO_SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest -q tests/test_map_browser.py \
-	  tests/test_map_grid_edit_browser.py tests/test_map_workload_browser.py
+	  tests/test_map_grid_edit_browser.py tests/test_map_workload_browser.py \
+	  tests/test_phone_browser.py
 
 ## bench: benchmarks against their peers; figures go to docs/PERFORMANCE.md
 bench: setup

@@ -292,13 +292,18 @@ class Tab:
 
 
 @contextmanager
-def _tab(browser: Any, served: Served) -> Iterator[Tab]:
+def _tab(browser: Any, served: Served, **options: Any) -> Iterator[Tab]:
+    """A tab standing at a building of the city; `options` for the browser context (a phone's
+    viewport, another place) override the desktop's."""
     lon, lat = _a_building(served)
     context = browser.new_context(
-        viewport=VIEWPORT,
-        geolocation={"longitude": lon, "latitude": lat},
-        permissions=["geolocation"],
-        locale="zh-CN",
+        **{
+            "viewport": VIEWPORT,
+            "geolocation": {"longitude": lon, "latitude": lat},
+            "permissions": ["geolocation"],
+            "locale": "zh-CN",
+            **options,
+        }
     )
     page = context.new_page()
     result = Tab(page)

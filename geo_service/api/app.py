@@ -130,7 +130,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(ogc_features.router, dependencies=[require("layers")])
     app.include_router(vector_tiles.router, dependencies=[require("layers")])
     app.include_router(web_map_routes.router, dependencies=[require("map")])
-    app.include_router(pages.router, dependencies=[require("map")])  # /find, /m/
+    # /find and /m/ hold no data (the API they call checks the caller): no token checked, so
+    # that an installed phone page, which keeps its token itself, always opens.
+    app.include_router(pages.router)
     app.add_middleware(NulGuard)  # inside BodyLimit: what it buffers is already bounded
     app.add_middleware(
         BodyLimit,

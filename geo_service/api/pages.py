@@ -1,7 +1,11 @@
 """The residents' grid notice page `/find` and the grid worker's phone page `/m/` (with its web
 app manifest, service worker and who is signed in): doors, not domains. Thin: the pages are
 built by web_map's page builders from settings; in the browser they read the API like any
-other client (the phone page sends the worker's token, kept on the phone)."""
+other client (the phone page sends the worker's token, kept on the phone).
+
+The pages hold no data, so no token is checked to serve them (like /docs): the installed phone
+page opens /m/ without one, and a link with an expired token still opens the page that says
+so. `/m/session` answers only to a token."""
 
 from __future__ import annotations
 

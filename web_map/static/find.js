@@ -179,7 +179,7 @@
       return L.latLng(p[1], p[0]);
     }
     if (!this.map) {
-      this.map = L.map(box, { zoomControl: true, attributionControl: true, scrollWheelZoom: false });
+      this.map = L.map(box, { zoomSnap: 0.25, scrollWheelZoom: false });
       var tiles = cfg.basemap.tiles;
       if (tiles) {
         L.tileLayer(tiles.url, {
@@ -241,7 +241,8 @@
     }
     if (drawn.length) {
       // The place, the grid and the centre (often outside the grid) all in view.
-      map.fitBounds(overlay.getBounds(), { padding: [28, 28], maxZoom: 17 });
+      // (More room at the bottom: the attribution line sits there.)
+      map.fitBounds(overlay.getBounds(), { paddingTopLeft: [28, 36], paddingBottomRight: [28, 44], maxZoom: 17 });
     }
     mark("map", drawn.join(",") || "point");
   };

@@ -232,6 +232,8 @@
 
   /** The server took an action: show what it answered; once nothing waits, read again. */
   Phone.prototype.sent = function (item, answer) {
+    this.sentCount = (this.sentCount || 0) + 1;
+    mark("sent", this.sentCount); // actions the server took since the page opened
     if (item.kind === "incident" && this.incidents) {
       var ref = item.ref;
       this.incidents.items = this.incidents.items.map(function (i) {
