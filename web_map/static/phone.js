@@ -692,6 +692,10 @@
     if (offline) {
       this.say(bi("离线：显示上次保存的内容，记录会在联网后发送", "Offline: showing what was last read; " +
         "what you record is sent when the connection is back"), "warn");
+      var nothing = '<p class="gp-note">' + bi("离线，本机还没有保存的内容：联网后会自动读取",
+        "Offline, and nothing kept on this phone yet: it is read when the connection is back") + "</p>";
+      if (!this.incidents) $("gp-incident-list").innerHTML = nothing;
+      if (!this.route && !this.campaigns) $("gp-route-note").innerHTML = nothing;
     }
     return !offline;
   };
@@ -722,6 +726,9 @@
     global.addEventListener("online", function () {
       phone.net();
       phone.say("");
+      // Read again (the outbox sends what waits on its own); not signed in yet: sign in now.
+      if (phone.session) phone.refresh();
+      else if (phone.outbox) phone.begin();
     });
     global.addEventListener("offline", function () {
       phone.net();
@@ -740,18 +747,23 @@
     }
     try {
       await phone.startOutbox();
-      if (await phone.signIn()) {
-        phone.locate();
-        phone.drawIncidents();
-        phone.drawChoices();
-        phone.drawStops();
-        await phone.refresh();
-        phone.outbox.flush();
-      }
+      await phone.begin();
     } catch (err) {
       phone.say(phone.problem(err), "error");
       console.error("geo-service phone:", err);
     }
     mark("ready", "1");
+  };
+
+  /** Sign in (or take the session kept on the phone), then draw what was kept and read the
+   * API again. */
+  Phone.prototype.begin = async function () {
+    if (!(await this.signIn())) return;
+    this.locate();
+    this.drawIncidents();
+    this.drawChoices();
+    this.drawStops();
+    await this.refresh();
+    this.outbox.flush();
   };
 })(window.GeoMap, window);
