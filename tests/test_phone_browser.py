@@ -49,7 +49,7 @@ PHONE = {
     "has_touch": True,
     "timezone_id": "Asia/Shanghai",
 }
-SYNC_MS = 30_000  # the phone's first retry comes 2 s after a lost answer
+SYNC_MS = 30_000  # the phone's first retry comes 1 s after a lost answer
 # What a browser logs when a request gets no answer: the test cuts the network on purpose.
 _NO_ANSWER = ("ERR_INTERNET_DISCONNECTED", "ERR_FAILED")
 

@@ -35,7 +35,7 @@ FIND_FILES: Final = (LEAFLET_CSS, "pages.css", LEAFLET_JS, "geomap.js", "find.js
 PHONE_FILES: Final = ("pages.css", "geomap.js", "outbox.js", "phone.js")
 # A queued action that got no answer is sent again after this many seconds, doubling up to
 # the most; a 429 or 503 answer's Retry-After wins when it says longer.
-RETRY_FIRST_S: Final = 2
+RETRY_FIRST_S: Final = 1
 RETRY_MAX_S: Final = 60
 
 

@@ -280,7 +280,7 @@
 
   /** Try again after a wait that doubles with each failure in a row (Retry-After if longer). */
   Outbox.prototype.later = function (retryAfter) {
-    var retry = this.opts.retry || { firstS: 2, maxS: 60 };
+    var retry = this.opts.retry || { firstS: 1, maxS: 60 };
     this.failures += 1;
     var wait = Math.min(retry.maxS, retry.firstS * Math.pow(2, this.failures - 1));
     if (retryAfter) wait = Math.max(wait, retryAfter);
