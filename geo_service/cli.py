@@ -932,6 +932,96 @@ def grids_edits_cmd(
     out.print(table)
 
 
+@grids_app.command("propose")
+def grids_propose_cmd(
+    community: Annotated[
+        list[str] | None, typer.Option("--community", help="a community code (repeatable)")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every community of the city")] = False,
+    target: Annotated[
+        int | None, typer.Option("--target-households", min=1, help="households a grid aims at")
+    ] = None,
+    minimum: Annotated[int | None, typer.Option("--min", min=1, help="fewest households")] = None,
+    maximum: Annotated[int | None, typer.Option("--max", min=1, help="most households")] = None,
+    stability: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="weight of keeping today's grids' blocks together"),
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option(help="maxp (spopt max-p regions) or tree (gerrychain)")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="export the grids: .gpkg or .shp")
+    ] = None,
+    actor: Annotated[str | None, _ACTOR] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Propose grids of a target size made of street blocks (stored; no grid changes)."""
+    import getpass
+
+    from geo_service.division import proposals
+
+    if bool(community) == all_:
+        raise typer.BadParameter("give --community CODE (one or more) or --all, not both")
+    request = proposals.Request(
+        None if all_ else community, target, minimum, maximum, stability, method
+    )
+    request.options(state.settings)  # bad input refused before any work
+    engine = state.engine()
+    proposal = proposals.start(engine, state.settings, request, actor or getpass.getuser())
+    with _progress() as progress:
+        step = progress("dividing communities", None)
+        seen = [0]
+
+        def advance(done: int, total: int) -> None:
+            step(done - seen[0])
+            seen[0] = done
+
+        proposals.run(engine, state.settings, proposal, request, advance)
+    answer = proposals.get(engine, proposal, with_grids=False)
+    if output is not None:
+        answer["exported"] = str(proposals.export(engine, proposal, output))
+    if as_json:
+        _print_json(answer)
+        return
+    _render_proposal(answer)
+
+
+def _render_proposal(answer: dict[str, Any]) -> None:
+    p = answer["params"]
+    out.print(
+        f"proposal #{answer['id']} ({p['method']}, {p['min_households']}-"
+        f"{p['max_households']} households, target {p['target_households']}, stability "
+        f"{p['stability']}): {answer['seconds']} s"
+    )
+    rows = [
+        ("grids", "grids"),
+        ("households min / median / max", "households_min/households_median/households_max"),
+        ("households CV", "households_cv"),
+        ("grids outside the range", "outside_range"),
+        ("Polsby-Popper mean / min", "polsby_popper_mean/polsby_popper_min"),
+        ("boundary off streets (m)", "boundary_off_street_m"),
+        ("households / buildings changing grid", "households_moved/buildings_moved"),
+        ("workers needed", "workers_needed"),
+    ]
+    figures = answer["figures"]
+    scopes = [("all", figures["all"])] if len(figures["communities"]) > 1 else []
+    scopes += sorted(figures["communities"].items())
+    for scope, f in scopes:
+        table = _table("", "proposal", "today", title=scope)
+        for label, names in rows:
+            cells = [
+                " / ".join(str(f[side][n]) for n in names.split("/"))
+                for side in ("proposal", "today")
+            ]
+            _add(table, label, *cells)
+        out.print(table)
+    for n in answer["notes"]:
+        out.print(f"  {n['community']}: {n['note']}")
+    if answer.get("exported"):
+        out.print(f"exported: {answer['exported']}")
+
+
 # -- grid workers -------------------------------------------------------------------------------
 workers_app = typer.Typer(
     help="Grid workers (网格员): who serves which grids, from when to when.",

@@ -276,6 +276,41 @@ class CoverageSettings(BaseSettings):
     )
 
 
+class DivisionSettings(BaseSettings):
+    """Re-division proposals: the household range of a grid, the stability weight, the
+    regionalisation's effort and tolerances (geo_service/division)."""
+
+    model_config = _group("GEO_DIVISION_")
+
+    target_households: int = Field(300, gt=0, description="Households a proposed grid aims at")
+    min_households: int = Field(200, gt=0, description="Fewest households of a proposed grid")
+    max_households: int = Field(400, gt=0, description="Most households of a proposed grid")
+    stability: float = Field(
+        1.0,
+        ge=0,
+        description="Weight of keeping blocks of one of today's grids together (0: balance "
+        "and compactness alone)",
+    )
+    method: Literal["maxp", "tree"] = Field(
+        "maxp", description="maxp (spopt max-p regions) or tree (gerrychain spanning trees)"
+    )
+    construction_iterations: int = Field(
+        2, ge=1, description="max-p: random constructions tried per community (the best kept)"
+    )
+    annealing_iterations: int = Field(
+        1, ge=1, description="max-p: simulated-annealing runs per kept construction"
+    )
+    processes: int = Field(
+        2, ge=1, description="Communities divided at once (worker processes) for a city"
+    )
+    street_tolerance_m: float = Field(
+        2.0, gt=0, description="A grid boundary this close to a street follows it"
+    )
+    min_shared_m: float = Field(
+        1.0, gt=0, description="Blocks sharing less boundary than this do not touch"
+    )
+
+
 class Settings(BaseModel):
     """Everything configurable, one group per concern; `Settings()` reads the environment."""
 
@@ -291,6 +326,7 @@ class Settings(BaseModel):
     layers: LayerSettings = Field(default_factory=LayerSettings)
     map: MapSettings = Field(default_factory=MapSettings)
     coverage: CoverageSettings = Field(default_factory=CoverageSettings)
+    division: DivisionSettings = Field(default_factory=DivisionSettings)
 
     def updated(self, **groups: Mapping[str, Any]) -> Settings:
         """A copy with some values changed, by group and name, checked like the environment's:

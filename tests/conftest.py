@@ -34,6 +34,8 @@ def checkout_settings() -> Settings:
 
 
 DATA_TABLES = (
+    "division_proposal_grids",
+    "division_proposals",
     "campaign_progress",
     "campaign_visits",
     "campaign_grids",

@@ -25,6 +25,7 @@ from geo_service import __version__
 from geo_service.api import (
     buildings,
     coverage,
+    division,
     errors,
     fieldwork,
     grids,
@@ -118,6 +119,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     # router here; incidents and open311 mix groups and check per route.
     app.include_router(health.router)  # public, and touches no token: probes send none
     app.include_router(prometheus.router, dependencies=[require("metrics")])
+    app.include_router(division.router)  # before grids: /grids/proposals is no grid code
     app.include_router(grids.router)  # each route names its permission
     app.include_router(workers.router)  # each route names its permission
     app.include_router(public.router, dependencies=[require("public")])

@@ -694,3 +694,52 @@ campaign_progress = Table(
     Column("no_one_home", Integer, nullable=False),
     Column("flagged", Integer, nullable=False),
 )
+
+# Re-division proposals (geo_service/division): one row per proposal, running until every
+# community is divided (progress for a whole city), then done or failed; its parameters, the
+# data versions and today's grid versions it was made from (so that applying it can refuse a
+# proposal older than the grids), and the figures of the proposal and of today's grids.
+DIVISION_STATUSES = ("running", "done", "failed")
+
+division_proposals = Table(
+    "division_proposals",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("params", JSONB, nullable=False),
+    Column("versions", JSONB, nullable=False, server_default="{}"),
+    Column("communities_total", Integer, nullable=False),
+    Column("communities_done", Integer, nullable=False, server_default="0"),
+    Column("figures", JSONB, nullable=False, server_default="{}"),
+    Column("notes", JSONB, nullable=False, server_default="[]"),
+    Column("error", Text),
+    Column("seconds", Float),
+    _one_of("status", DIVISION_STATUSES, "division_proposals_status"),
+)
+
+# The grids a proposal would make: unions of street blocks, in the grids import schema (code,
+# name, community), with households, buildings, compactness and the households each takes
+# from today's grids ({grid code: households}).
+division_proposal_grids = Table(
+    "division_proposal_grids",
+    metadata,
+    Column(
+        "proposal_id",
+        Integer,
+        ForeignKey("division_proposals.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("code", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("community_code", Text, nullable=False),
+    Column("households", Integer, nullable=False),
+    Column("buildings", Integer, nullable=False),
+    Column("area_m2", Float, nullable=False),
+    Column("polsby_popper", Float, nullable=False),
+    Column("takes", JSONB, nullable=False, server_default="{}"),
+    _geom("MULTIPOLYGON"),
+    Index("division_proposal_grids_geom_gist", "geom", postgresql_using="gist"),
+)

@@ -1,0 +1,45 @@
+"""The body of `POST /api/v1/grids/proposals`, parsed into typed values (every bad field
+named: a 422)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+
+from geo_service.division.proposals import Request
+from geo_service.errors import InvalidInput
+
+MAX_COMMUNITIES = 10_000  # more than any city has
+Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Households = Annotated[StrictInt, Field(gt=0, le=10_000_000)]
+
+
+class ProposalIn(BaseModel):
+    """Which communities (or all), the household range, the stability weight and the method;
+    what is left out takes the settings' default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    communities: list[Code] | None = Field(
+        None, min_length=1, max_length=MAX_COMMUNITIES, description="community codes"
+    )
+    all: bool = Field(False, description="every community (answered 202 with a job to follow)")
+    target_households: Households | None = None
+    min_households: Households | None = None
+    max_households: Households | None = None
+    stability: float | None = Field(None, ge=0, le=1_000_000, allow_inf_nan=False)
+    method: Literal["maxp", "tree"] | None = None
+
+    def request(self) -> Request:
+        """The domain's request (InvalidInput unless it names communities or all, not both)."""
+        if self.all == (self.communities is not None):
+            raise InvalidInput("give communities (one or more) or all: true, not both")
+        return Request(
+            None if self.all else self.communities,
+            self.target_households,
+            self.min_households,
+            self.max_households,
+            self.stability,
+            self.method,
+        )
