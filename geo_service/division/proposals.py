@@ -149,13 +149,7 @@ def _run(
 ) -> dict[str, Any]:
     clock = time.perf_counter()
     opt = request.options(settings)
-    with engine.connect() as conn:
-        found = store.communities(conn, request.communities)
-        today = store.grids(conn, [c["code"] for c in found])
-        box = None if request.communities is None else _box([c["shape"] for c in found])
-        bld = store.buildings(conn, box)
-        lines, osm = store.streets(conn, box, OSM_PREFIX)
-    inputs = _inputs(settings, found, today, bld, lines, osm)
+    found, inputs = prepare(engine, settings, request.communities)
     total = len(inputs)
     plans: list[Plan] = []
 
@@ -190,6 +184,20 @@ def _run(
         store.add_grids(conn, proposal, rows)
         store.finish(conn, proposal, figures, notes, round(time.perf_counter() - clock, 3))
     return figures
+
+
+def prepare(
+    engine: Engine, settings: Settings, communities: Sequence[str] | None
+) -> tuple[list[dict[str, Any]], list[Community]]:
+    """The communities named (all when None) and each one's inputs to a division: read from
+    the database, the street blocks traced once."""
+    with engine.connect() as conn:
+        found = store.communities(conn, communities)
+        today = store.grids(conn, [c["code"] for c in found])
+        box = None if communities is None else _box([c["shape"] for c in found])
+        bld = store.buildings(conn, box)
+        lines, osm = store.streets(conn, box, OSM_PREFIX)
+    return found, _inputs(settings, found, today, bld, lines, osm)
 
 
 def _box(shapes_ll: list[Any]) -> store.Box:

@@ -23,6 +23,7 @@ MODULES = (
     "bench_tiles",
     "bench_coverage",
     "bench_load",
+    "bench_division",
 )
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 HEADER = "| benchmark | ours | peer | peer's | ours vs peer |\n|---|---|---|---|---|"
