@@ -297,9 +297,6 @@ class DivisionSettings(BaseSettings):
     construction_iterations: int = Field(
         2, ge=1, description="max-p: random constructions tried per community (the best kept)"
     )
-    annealing_iterations: int = Field(
-        1, ge=1, description="max-p: simulated-annealing runs per kept construction"
-    )
     processes: int = Field(
         2, ge=1, description="Communities divided at once (worker processes) for a city"
     )

@@ -1,24 +1,26 @@
 """A community's pieces grouped into grids by a regionalisation library (pure: arrays in,
 one region label per piece out).
 
-The chosen method is PySAL spopt's max-p regions (`spopt.region.maxp`, Wei, Rey and Knaap
-2020): it grows contiguous regions until each holds a floor of households, keeps as many
-regions as it can, assigns the pieces left over to a neighbouring region, then lowers the
-regions' heterogeneity by simulated annealing (moves that keep every region contiguous and
-at or above the floor). Here:
+The chosen method is the construction phase of PySAL spopt's max-p regions
+(`spopt.region.maxp`, Wei, Rey and Knaap 2020): it grows contiguous regions until each holds
+a floor of households, keeps the random constructions reaching the most regions, and assigns
+the pieces left over to one of the two most similar neighbouring regions. Its simulated
+annealing phase is left out: on real communities it does not finish (docs/PERFORMANCE.md).
+Here:
 - the floor is the target less half a median piece's households, never below the minimum:
   a region stops growing once it reaches the floor, so it overshoots it by about half a
-  piece, and the grids land about the target;
-- heterogeneity is the sum over regions of the pairwise city-block distances of the pieces'
+  piece, and the grids land about the target; of the constructions with the most regions,
+  the one nearest the target (least sum of squared differences) is kept;
+- similarity (for the left-over pieces) is the city-block distance of the pieces'
   attributes: their centroids (in units of a grid's expected width: compactness), and,
-  weighted by the stability, today's grid of each piece (one-hot: two pieces of different
-  grids in one region cost twice the weight); with a stability above zero each piece lists
-  its neighbours in today's grid first, so that regions grow within today's grids;
-- a region above the maximum is divided again by max-p on its own pieces (floor: the
-  minimum), where its pieces allow.
+  weighted by the stability, today's grid of each piece (one-hot); with a stability above
+  zero each piece lists its neighbours in today's grid first, so that regions grow within
+  today's grids;
+- a region above the maximum is divided again by the construction (floor: the minimum),
+  alone or merged with a neighbouring region first, where that leaves fewer outside.
 The compared method is gerrychain's recursive spanning-tree partition (`recursive_tree_part`,
 the start of a ReCom chain): k regions of the target within an epsilon, or a failure when the
-pieces are too coarse for the range (see docs/PERFORMANCE.md).
+pieces are too coarse for the range.
 """
 
 from __future__ import annotations
@@ -75,7 +77,6 @@ class Problem:
     stability: float = 1.0
     seed: int = 0
     construction_iterations: int = 2
-    annealing_iterations: int = 1
 
     @property
     def total(self) -> int:
@@ -115,16 +116,6 @@ def attributes(problem: Problem) -> np.ndarray:
         onehot[np.arange(n), grid.ravel()] = problem.stability
         columns.append(onehot)
     return np.hstack(columns)
-
-
-def heterogeneity(labels: np.ndarray, attrs: np.ndarray) -> float:
-    """max-p's objective beyond the count: the sum over regions of the pairwise city-block
-    distances of their pieces' attributes."""
-    total = 0.0
-    for r in np.unique(labels):
-        a = attrs[labels == r]
-        total += float(np.abs(a[:, None, :] - a[None, :, :]).sum()) / 2
-    return total
 
 
 def divide(problem: Problem, method: str = "maxp") -> Result:

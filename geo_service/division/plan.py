@@ -28,7 +28,6 @@ class Options:
     min_shared_m: float = 1.0
     street_tolerance_m: float = 2.0
     construction_iterations: int = 2
-    annealing_iterations: int = 1
     seed: int = 0
 
 
@@ -101,7 +100,6 @@ def divide_community(c: Community, opt: Options) -> Plan:
         opt.stability,
         seed=opt.seed,
         construction_iterations=opt.construction_iterations,
-        annealing_iterations=opt.annealing_iterations,
     )
     result = divide(problem, opt.method)
     labels = _numbered(u.polygons, result.labels)

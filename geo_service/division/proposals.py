@@ -75,7 +75,6 @@ class Request:
             min_shared_m=d.min_shared_m,
             street_tolerance_m=d.street_tolerance_m,
             construction_iterations=d.construction_iterations,
-            annealing_iterations=d.annealing_iterations,
         )
 
     def params(self, opt: Options) -> dict[str, Any]:
