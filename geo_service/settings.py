@@ -106,6 +106,12 @@ class GridSettings(BaseSettings):
         description="A field visit recorded farther than this from its building "
         "is stored but flagged (GEO_VISIT_MAX_DISTANCE_M)",
     )
+    visit_clock_skew_s: float = Field(
+        300.0,
+        ge=0,
+        description="How far ahead of the server's clock a visit's `at` may be (a phone's "
+        "clock runs fast); beyond it the visit is refused (GEO_VISIT_CLOCK_SKEW_S)",
+    )
 
 
 class GeocodeSettings(BaseSettings):

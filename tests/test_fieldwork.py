@@ -276,8 +276,23 @@ def test_visits_resent_revisited_far_and_refused(client: TestClient, fresh: Engi
     assert one(fresh, "SELECT count(*) FROM campaign_visits") == 5
 
 
-def _soon(minutes: int) -> str:
-    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
+def _soon(minutes: float) -> str:
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat(timespec="seconds")
+
+
+def test_the_clock_skew_allowed_is_a_setting(fresh: Engine, settings: Settings):
+    strict = settings.updated(grids={"visit_clock_skew_s": 60})
+    with TestClient(create_app(strict, engine=fresh)) as client:
+        made = campaign(client)
+        code = sorted(grid_of_buildings(fresh, COMMUNITY))[0]
+        inside = visit(client, fresh, made["id"], code, at=_soon(minutes=0.5))
+        assert inside.status_code == 201, inside.text
+        ahead = _soon(minutes=2)  # within the default 5 minutes, beyond this city's minute
+        refused = visit(client, fresh, made["id"], code, at=ahead)
+        assert refused.status_code == 422
+        message = refused.json()["message"]
+        assert ahead in message and "60 s" in message and "GEO_VISIT_CLOCK_SKEW_S" in message
+    assert one(fresh, "SELECT count(*) FROM campaign_visits") == 1
 
 
 def test_keys_are_per_caller(client: TestClient, fresh: Engine, worker_token):

@@ -159,7 +159,8 @@ def record_visit(
     true`; the same key with another body is 409. Stored but flagged when recorded farther
     than GEO_VISIT_MAX_DISTANCE_M from the building; a second visit of a building in a round
     is a revisit. 404: unknown campaign or building; 422: a round outside the campaign's, a
-    building outside its scope, a time in the future (beyond 5 minutes) or before it."""
+    building outside its scope, a time before the campaign or in the future (beyond
+    GEO_VISIT_CLOCK_SKEW_S)."""
     answer = visits.record_visit(
         engine, settings, body, idempotency_key, recorded_by=who.name, grids=_mine(who)
     )

@@ -27,9 +27,6 @@ from geo_service.times import parse_instant
 
 By = Literal["grid", "community", "worker"]
 BY: Final = ("grid", "community", "worker")
-# A phone's clock may run ahead of the server's: a visit up to this far in the future is
-# taken as now-ish; beyond it the time is wrong.
-CLOCK_SKEW: Final = timedelta(minutes=5)
 # The figures per group, summed from grids to communities, workers and the city.
 COUNTS: Final = (
     "buildings",
@@ -82,13 +79,15 @@ def check_round(round_: int, rounds: int, campaign: int) -> None:
         raise InvalidInput(f"round {round_} is outside 1..{rounds} of campaign {campaign}")
 
 
-def check_not_future(at: datetime, now: datetime) -> None:
-    """A visit's time is not ahead of now by more than the clock skew."""
-    if at > now + CLOCK_SKEW:
+def check_not_future(at: datetime, now: datetime, skew_s: float) -> None:
+    """A visit's time is not ahead of now by more than the clock skew: a phone's clock may run
+    ahead of the server's, so a visit up to `skew_s` seconds in the future is taken as now-ish;
+    beyond it the time is wrong."""
+    if at > now + timedelta(seconds=skew_s):
         raise InvalidInput(
             f"at {at.isoformat(timespec='seconds')} is in the future (now "
-            f"{now.astimezone(at.tzinfo).isoformat(timespec='seconds')}; "
-            f"{int(CLOCK_SKEW.total_seconds() // 60)} minutes of clock skew allowed)"
+            f"{now.astimezone(at.tzinfo).isoformat(timespec='seconds')}; {skew_s:g} s of "
+            "clock skew allowed, GEO_VISIT_CLOCK_SKEW_S)"
         )
 
 
@@ -121,6 +120,19 @@ def added(
         return False, 0
     met = min(households_reached, households)
     return not so_far["reached"], max(met - int(so_far["households"]), 0)
+
+
+def progress_of(visit: Mapping[str, Any]) -> dict[str, int]:
+    """What a stored visit adds to the progress of its campaign, round and grid: the figures
+    of COUNTS it moves (buildings and households are the snapshot's, never a visit's)."""
+    return {
+        "buildings_done": int(visit["first_reach"]),
+        "households_done": int(visit["households_added"]),
+        "visits": 1,
+        "revisits": int(visit["revisit"]),
+        "no_one_home": int(visit["outcome"] == "no_one_home"),
+        "flagged": int(visit["flagged"]),
+    }
 
 
 def flag(distance_m: float, max_distance_m: float) -> str | None:

@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Connection, insert, select, text, update
 
-from geo_service.db.models import campaign_progress, campaign_visits, campaigns
+from geo_service.db.models import campaign_visits, campaigns
 from geo_service.grids.store import nearest_sql
 
 Row = dict[str, Any]
@@ -192,57 +191,79 @@ def grid_workers(conn: Connection, campaign: int) -> dict[str, list[tuple[str, s
 
 
 # -- visits --------------------------------------------------------------------------------------
-_BUILDING = """
+# A visit is recorded in five round trips: BEGIN, `context` (what the checks need, the building
+# locked), `round_so_far` (a statement of its own, so that it sees a visit committed while this
+# one waited for the lock), `insert_visit` (the visit and its progress) and COMMIT; it took ten.
+# Under load (tests/benchmarks/bench_visits.py) the round trips and the SQLAlchemy statements
+# built per call cost far more than the SQL itself (each under 0.1 ms), so there are few, and
+# the statements are made once, here.
+_CONTEXT = text(
+    """
+SELECT earlier.id AS earlier_id, earlier.request_hash AS earlier_hash,
+       c.rounds, c.starts_at, b.found AS building_found, b.distance_m,
+       s.grid_code, s.community_code, s.households
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN campaign_visits earlier
+  ON earlier.idempotency_owner = :owner AND earlier.idempotency_key = :key
+LEFT JOIN campaigns c ON c.id = :campaign
+LEFT JOIN LATERAL (
+  SELECT true AS found,
+         ST_Distance(coalesce(b.footprint, b.geom)::geography,
+                     ST_SetSRID(ST_MakePoint(:x, :y), 4326)::geography) AS distance_m
+  FROM buildings b WHERE b.code = :building
+) b ON true
+LEFT JOIN LATERAL (
+  SELECT cb.grid_code, cb.community_code, cb.households
+  FROM campaign_buildings cb WHERE cb.campaign_id = :campaign AND cb.building_code = :building
+  FOR UPDATE
+) s ON true
+"""
+)
+
+
+def context(
+    conn: Connection, campaign: int, code: str, owner: str, key: str | None, x: float, y: float
+) -> Row:
+    """What recording a visit checks, in one statement: the visit `owner` already recorded
+    under `key` (earlier_id, earlier_hash), the campaign's rounds and start (None: no such
+    campaign), whether the building exists and how far (x, y) is from it (metres on the
+    spheroid, from its footprint when it has one), and the campaign's snapshot row of the
+    building (grid_code, community_code, households; None: outside the scope), locked until
+    the transaction ends: visits of one building are recorded one after the other, so each
+    knows whether it is a revisit (`round_so_far`, read after the lock is held)."""
+    params = {"campaign": campaign, "building": code, "owner": owner, "key": key, "x": x, "y": y}
+    return dict(conn.execute(_CONTEXT, params).mappings().one())
+
+
+_BUILDING = text(
+    """
 SELECT b.code, b.address, b.name, b.households, ST_X(b.geom) AS lon, ST_Y(b.geom) AS lat,
        ST_Distance(coalesce(b.footprint, b.geom)::geography,
                    ST_SetSRID(ST_MakePoint(:x, :y), 4326)::geography) AS distance_m
 FROM buildings b WHERE b.code = :code
 """
+)
 
 
 def building(conn: Connection, code: str, x: float, y: float) -> Row | None:
     """A building (code, address, name, households, lon, lat) and how far the point (x, y)
     is from it, in metres on the spheroid (from its footprint when it has one)."""
-    row = conn.execute(text(_BUILDING), {"code": code, "x": x, "y": y}).mappings().first()
+    row = conn.execute(_BUILDING, {"code": code, "x": x, "y": y}).mappings().first()
     return dict(row) if row else None
 
 
-def scoped_building(conn: Connection, campaign: int, code: str) -> Row | None:
-    """The campaign's snapshot row of a building (grid, community, households), locked until
-    the transaction ends: visits of one building are recorded one after the other, so each
-    knows whether it is a revisit."""
-    row = (
-        conn.execute(
-            text(
-                "SELECT building_code, grid_code, community_code, households "
-                "FROM campaign_buildings WHERE campaign_id = :c AND building_code = :code "
-                "FOR UPDATE"
-            ),
-            {"c": campaign, "code": code},
-        )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
+_SO_FAR = text(
+    "SELECT count(*) AS visits, coalesce(bool_or(outcome <> 'no_one_home'), false) AS reached, "
+    "coalesce(sum(households_added), 0) AS households FROM campaign_visits "
+    "WHERE campaign_id = :c AND round = :r AND building_code = :code"
+)
 
 
 def round_so_far(conn: Connection, campaign: int, round_: int, code: str) -> Row:
     """The building's round so far: visits, whether one reached someone, and the households
     its visits added up to."""
-    row = (
-        conn.execute(
-            text(
-                "SELECT count(*) AS visits, coalesce(bool_or(outcome <> 'no_one_home'), false) "
-                "AS reached, coalesce(sum(households_added), 0) AS households "
-                "FROM campaign_visits WHERE campaign_id = :c AND round = :r "
-                "AND building_code = :code"
-            ),
-            {"c": campaign, "r": round_, "code": code},
-        )
-        .mappings()
-        .one()
-    )
-    return dict(row)
+    params = {"c": campaign, "r": round_, "code": code}
+    return dict(conn.execute(_SO_FAR, params).mappings().one())
 
 
 def visit_by_key(conn: Connection, owner: str, key: str) -> Row | None:
@@ -256,62 +277,53 @@ def visit_by_key(conn: Connection, owner: str, key: str) -> Row | None:
     return dict(row._mapping) if row else None
 
 
-def insert_visit(conn: Connection, values: Row) -> int | None:
-    """Insert a visit; its id, or None when its caller's idempotency key is already taken
-    (a concurrent resend waits for the first to commit, then yields)."""
-    values = dict(values)
-    x, y = values.pop("x"), values.pop("y")
-    statement = (
-        pg_insert(campaign_visits)
-        .values(**values, geom=func.ST_SetSRID(func.ST_MakePoint(x, y), 4326))
-        .on_conflict_do_nothing(
-            index_elements=[campaign_visits.c.idempotency_owner, campaign_visits.c.idempotency_key]
-        )
-        .returning(campaign_visits.c.id)
-    )
-    found = conn.execute(statement).scalar()
-    return None if found is None else int(found)
-
-
-def add_progress(conn: Connection, visit: Row) -> None:
-    """Add a new visit's figures to its campaign, round and grid (in its transaction)."""
-    values = {
-        "campaign_id": visit["campaign_id"],
-        "round": visit["round"],
-        "grid_code": visit["grid_code"],
-        "buildings_done": int(visit["first_reach"]),
-        "households_done": visit["households_added"],
-        "visits": 1,
-        "revisits": int(visit["revisit"]),
-        "no_one_home": int(visit["outcome"] == "no_one_home"),
-        "flagged": int(visit["flagged"]),
-    }
-    added = pg_insert(campaign_progress).values(**values)
-    sums = {
-        name: campaign_progress.c[name] + added.excluded[name]
-        for name in values
-        if name not in ("campaign_id", "round", "grid_code")
-    }
-    conn.execute(
-        added.on_conflict_do_update(
-            index_elements=[
-                campaign_progress.c.campaign_id,
-                campaign_progress.c.round,
-                campaign_progress.c.grid_code,
-            ],
-            set_=sums,
-        )
-    )
-
-
-_VISITS = """
-SELECT v.id, v.campaign_id, v.round, v.building_code, v.grid_code, v.community_code,
-       v.households_reached, v.outcome, v.note, v.at, v.recorded_at, v.recorded_by,
-       ST_X(v.geom) AS lon, ST_Y(v.geom) AS lat, v.input_lon, v.input_lat, v.input_crs,
-       v.distance_m, v.flagged, v.flag_reason, v.revisit, v.first_reach, v.households_added,
-       v.incident_ref
-FROM campaign_visits v
+_COLUMNS = """
+id, campaign_id, round, building_code, grid_code, community_code, households_reached, outcome,
+note, at, recorded_at, recorded_by, ST_X(geom) AS lon, ST_Y(geom) AS lat, input_lon, input_lat,
+input_crs, distance_m, flagged, flag_reason, revisit, first_reach, households_added,
+incident_ref
 """
+_STORED = (
+    "campaign_id", "round", "building_code", "grid_code", "community_code",
+    "households_reached", "outcome", "note", "at", "recorded_at", "recorded_by", "input_lon",
+    "input_lat", "input_crs", "distance_m", "flagged", "flag_reason", "revisit", "first_reach",
+    "households_added", "idempotency_key", "idempotency_owner", "request_hash",
+)  # fmt: skip
+_SUMS = ("buildings_done", "households_done", "visits", "revisits", "no_one_home", "flagged")
+# The progress row of the visit's campaign, round and grid gets the visit's figures only when
+# the visit is stored: a resend that meets its key (ON CONFLICT DO NOTHING) returns no row, so
+# `progress` inserts nothing either.
+_INSERT = text(
+    f"""
+WITH added AS (
+  INSERT INTO campaign_visits ({", ".join(_STORED)}, geom)
+  VALUES ({", ".join(":" + c for c in _STORED)}, ST_SetSRID(ST_MakePoint(:x, :y), 4326))
+  ON CONFLICT (idempotency_owner, idempotency_key) DO NOTHING
+  RETURNING {_COLUMNS}
+), progress AS (
+  INSERT INTO campaign_progress AS p (campaign_id, round, grid_code, {", ".join(_SUMS)})
+  SELECT campaign_id, round, grid_code,
+         {", ".join(f"CAST(:add_{c} AS int)" for c in _SUMS)}
+  FROM added
+  ON CONFLICT (campaign_id, round, grid_code) DO UPDATE
+  SET {", ".join(f"{c} = p.{c} + excluded.{c}" for c in _SUMS)}
+)
+SELECT * FROM added
+"""
+)
+
+
+def insert_visit(conn: Connection, values: Row, progress: Row) -> Row | None:
+    """Insert a visit (with x, y: its point) and add `progress` (its figures: COUNTS' names
+    ending in _done, visits, revisits, no_one_home, flagged) to its campaign, round and grid;
+    the stored visit, or None when its caller's idempotency key is already taken (a
+    concurrent resend waits for the first to commit, then yields)."""
+    params = {**values, **{f"add_{c}": progress[c] for c in _SUMS}}
+    row = conn.execute(_INSERT, params).mappings().first()
+    return dict(row) if row else None
+
+
+_VISITS = f"SELECT {_COLUMNS} FROM campaign_visits v"
 
 
 def visit(conn: Connection, id_: int, *, lock: bool = False) -> Row | None:

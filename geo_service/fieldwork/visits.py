@@ -71,43 +71,44 @@ def record_visit(
     tz = _tz(settings)
     now = now or utc_now()
     at = parse_instant("at", body.at, tz) or now
-    rules.check_not_future(at, now)
+    rules.check_not_future(at, now, settings.grids.visit_clock_skew_s)
     rules.check_households(body.outcome, body.households_reached)
     request_hash = _hash(body.model_dump(exclude_none=True))
     owner = recorded_by
     with engine.begin() as conn:
-        if idempotency_key is not None:
-            earlier = store.visit_by_key(conn, owner, idempotency_key)
-            if earlier is not None:
-                return _replay(conn, settings, earlier, request_hash, idempotency_key)
-        campaign = campaign_row(conn, body.campaign)
-        rules.check_round(body.round, campaign["rounds"], body.campaign)
-        rules.check_started(at, campaign["starts_at"], body.campaign)
-        place = store.building(conn, body.building, x, y)
-        if place is None:
+        found = store.context(conn, body.campaign, body.building, owner, idempotency_key, x, y)
+        if found["earlier_id"] is not None:
+            assert idempotency_key is not None
+            earlier = {"id": found["earlier_id"], "request_hash": found["earlier_hash"]}
+            return _replay(conn, settings, earlier, request_hash, idempotency_key)
+        if found["rounds"] is None:
+            raise NotFound(f"no campaign {body.campaign}")
+        rules.check_round(body.round, found["rounds"], body.campaign)
+        rules.check_started(at, found["starts_at"], body.campaign)
+        if not found["building_found"]:
             raise NotFound(f"no building {body.building!r}")
-        scoped = store.scoped_building(conn, body.campaign, body.building)
-        if scoped is None:
+        if found["grid_code"] is None:
+            campaign = campaign_row(conn, body.campaign)
             raise InvalidInput(
                 f"building {body.building!r} is outside the scope of campaign {body.campaign} "
                 f"({_scope_text(campaign)})"
             )
-        if grids is not None and scoped["grid_code"] not in grids:
+        if grids is not None and found["grid_code"] not in grids:
             raise Forbidden(
-                f"building {body.building!r} is in grid {scoped['grid_code']}, not one of "
+                f"building {body.building!r} is in grid {found['grid_code']}, not one of "
                 f"yours ({', '.join(sorted(grids))})"
             )
-        reason = rules.flag(place["distance_m"], settings.grids.visit_max_distance_m)
+        reason = rules.flag(found["distance_m"], settings.grids.visit_max_distance_m)
         so_far = store.round_so_far(conn, body.campaign, body.round, body.building)
         first_reach, households_added = rules.added(
-            body.outcome, body.households_reached, scoped["households"], so_far
+            body.outcome, body.households_reached, found["households"], so_far
         )
         values = {
             "campaign_id": body.campaign,
             "round": body.round,
             "building_code": body.building,
-            "grid_code": scoped["grid_code"],
-            "community_code": scoped["community_code"],
+            "grid_code": found["grid_code"],
+            "community_code": found["community_code"],
             "households_reached": body.households_reached,
             "outcome": body.outcome,
             "note": body.note,
@@ -119,7 +120,7 @@ def record_visit(
             "input_crs": crs.name,
             "x": x,
             "y": y,
-            "distance_m": round(float(place["distance_m"]), 1),
+            "distance_m": round(float(found["distance_m"]), 1),
             "flagged": reason is not None,
             "flag_reason": reason,
             "revisit": so_far["visits"] > 0,
@@ -129,14 +130,13 @@ def record_visit(
             "idempotency_owner": owner,
             "request_hash": request_hash,
         }
-        visit_id = store.insert_visit(conn, values)
-        if visit_id is None:  # a concurrent resend with the same key committed first
+        stored = store.insert_visit(conn, values, rules.progress_of(values))
+        if stored is None:  # a concurrent resend with the same key committed first
             assert idempotency_key is not None
-            earlier = store.visit_by_key(conn, owner, idempotency_key)
-            assert earlier is not None
-            return _replay(conn, settings, earlier, request_hash, idempotency_key)
-        store.add_progress(conn, values)
-        return Answer(_visit(conn, settings, visit_id), created=True)
+            taken = store.visit_by_key(conn, owner, idempotency_key)
+            assert taken is not None
+            return _replay(conn, settings, taken, request_hash, idempotency_key)
+        return Answer(visit_out(stored, _tz(settings)), created=True)
 
 
 def visit_incident(
