@@ -24,6 +24,7 @@ MODULES = (
     "bench_coverage",
     "bench_load",
     "bench_division",
+    "bench_visits",
 )
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 HEADER = "| benchmark | ours | peer | peer's | ours vs peer |\n|---|---|---|---|---|"

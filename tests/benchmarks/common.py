@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import re
 import statistics
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +82,35 @@ def city_dir(seed: int = 42) -> Path:
     if not (folder / "roads.shp").exists():
         write_city(generate_city("city", seed=seed), folder)
     return folder
+
+
+def import_city(engine: Engine, s: Settings, kinds: tuple[str, ...], folder: Path) -> None:
+    """Import the `city` files of these kinds (workers from their CSV), in the order given."""
+    from geo_service.ingest import ImportOptions, import_file
+
+    for kind in kinds:
+        name = "workers.csv" if kind == "workers" else f"{kind}.shp"
+        import_file(engine, s, kind, folder / name, ImportOptions())
+
+
+@contextmanager
+def served(engine: Engine, **env: str) -> Iterator[int]:
+    """`geo-service serve` on a free port over `engine`'s database (more GEO_ variables in
+    `env`), answering before this yields its port; stopped after."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "geo-service"), "serve", "--port", str(port)],
+        env={**os.environ, "GEO_DATABASE_URL": bench_url(engine), **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/livez")
+        yield port
+    finally:
+        server.terminate()
+        server.wait(20)
 
 
 def timed(
