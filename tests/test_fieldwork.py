@@ -11,7 +11,9 @@ import itertools
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from sqlalchemy import Engine, text
 from geo_service.api.app import create_app
 from geo_service.coverage import compute
 from geo_service.coverage.network import Entries, Graph
-from geo_service.fieldwork import rules, tour
+from geo_service.fieldwork import rules, tour, visits
 from geo_service.ingest import ImportOptions, import_file
 from geo_service.settings import Settings
 from tests.conftest import DATA_TABLES, ensure_token
@@ -293,6 +295,42 @@ def test_the_clock_skew_allowed_is_a_setting(fresh: Engine, settings: Settings):
         message = refused.json()["message"]
         assert ahead in message and "60 s" in message and "GEO_VISIT_CLOCK_SKEW_S" in message
     assert one(fresh, "SELECT count(*) FROM campaign_visits") == 1
+
+
+def test_copies_of_a_visit_arriving_at_once_are_held_once(
+    client: TestClient, fresh: Engine, settings: Settings
+):
+    """A phone that hung up resends at once: the copies race. While another transaction
+    holds the building, every copy finds no visit under its key; the first to get the
+    building stores it, and the others meet the key on insert and answer that visit."""
+    made = campaign(client)
+    code = sorted(grid_of_buildings(fresh, COMMUNITY))[0]
+    x, y = point_of(fresh, code)
+    body = {"campaign": made["id"], "round": 1, "building": code, "households_reached": 2,
+            "outcome": "visited", "lon": x, "lat": y}  # fmt: skip
+    copies = 4
+    with fresh.connect() as holder, ThreadPoolExecutor(copies) as pool:
+        holder.execute(
+            text("SELECT 1 FROM campaign_buildings WHERE campaign_id = :c AND building_code = :b "
+                 "FOR UPDATE"), {"c": made["id"], "b": code},
+        )  # fmt: skip
+        sent = [
+            pool.submit(visits.record_visit, fresh, settings, body, "dropped", recorded_by="p")
+            for _ in range(copies)
+        ]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and one(
+            fresh, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'",
+        ) < copies:  # fmt: skip
+            time.sleep(0.05)
+        holder.commit()
+        answers = [s.result(timeout=30) for s in sent]
+    assert len({a.body["id"] for a in answers}) == 1
+    assert sorted(a.created for a in answers) == [False] * (copies - 1) + [True]
+    assert one(fresh, "SELECT count(*) FROM campaign_visits") == 1
+    progress = client.get(f"/api/v1/campaigns/{made['id']}/progress?round=1").json()["city"]
+    assert (progress["visits"], progress["revisits"], progress["done"]) == (1, 0, 1)
 
 
 def test_keys_are_per_caller(client: TestClient, fresh: Engine, worker_token):
