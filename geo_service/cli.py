@@ -7,6 +7,7 @@ map to exit codes in one place (`EXIT_CODES`).
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -804,6 +805,39 @@ def grids_redraw_cmd(
         state.engine(), state.settings, code, _shape_arg(geometry), by,
         neighbours=neighbours, crs=crs,  # type: ignore[arg-type]
     )  # fmt: skip
+    _render_edit(answer, as_json)
+
+
+def _xy_arg(value: str, name: str) -> list[float]:
+    """'x,y' (lon,lat in WGS-84 unless --crs says otherwise) as two finite numbers."""
+    parts = value.split(",")
+    try:
+        xy = [float(p) for p in parts]
+    except ValueError:
+        xy = []
+    if len(xy) != 2 or not all(math.isfinite(v) for v in xy):
+        raise InvalidInput(f"{name} {value!r} is not 'x,y' (two numbers, e.g. 117.81,30.94)")
+    return xy
+
+
+@grids_app.command("move-vertex")
+def grids_move_vertex_cmd(
+    at: Annotated[str, typer.Option("--at", help="where the vertex is: 'lon,lat'")],
+    to: Annotated[str, typer.Option("--to", help="where it goes: 'lon,lat'")],
+    reason: Annotated[str, _REASON],
+    crs: Annotated[str | None, _CRS] = None,
+    actor: Annotated[str | None, _ACTOR] = None,
+    dry_run: Annotated[bool, _DRY_RUN] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Move one vertex of the grid boundaries (within 10 cm of --at); every grid along the
+    boundary follows, since a boundary between two grids is stored once."""
+    from geo_service.grids import edits
+
+    by = _edit_by(actor, reason, dry_run, {})
+    answer = edits.move_vertex(
+        state.engine(), state.settings, _xy_arg(at, "--at"), _xy_arg(to, "--to"), by, crs=crs
+    )
     _render_edit(answer, as_json)
 
 

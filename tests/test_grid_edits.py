@@ -22,7 +22,7 @@ from sqlalchemy import Engine, text
 
 from geo_service.api.app import create_app
 from geo_service.errors import Conflict, InvalidInput, NotFound
-from geo_service.grids import edits, edits_store
+from geo_service.grids import edits, edits_store, topology_store
 from geo_service.grids.qa import grid_qa
 from geo_service.ingest import ImportOptions, import_file
 from geo_service.settings import Settings
@@ -149,6 +149,57 @@ def assert_tiled(engine: Engine, settings: Settings) -> None:
         "WHERE ST_Contains(g.geom, b.geom)) > 1",
     )
     assert inside_two == 0
+    assert_boundaries_shared(engine)
+
+
+def assert_boundaries_shared(engine: Engine) -> None:
+    """The topology is sound (no two edges overlap, so a line is stored once), every grid's
+    polygon is its faces, each grid's boundary is made of edges with its faces on one side
+    only, and each edge between two grids lies on both grids' boundaries."""
+    with engine.connect() as conn:
+        assert topology_store.problems(conn) == []
+        pairs = topology_store.shared_boundaries(conn)
+    # (a node another grid's edit put on a boundary may sit 1e-16° off its old line)
+    apart = rows(engine, "SELECT code, ST_HausdorffDistance(geom, topo::geometry) AS d "
+                 "FROM grids WHERE ST_HausdorffDistance(geom, topo::geometry) > 1e-9")  # fmt: skip
+    assert apart == []
+    layer = "(SELECT layer_id FROM topology.layer WHERE table_name = 'grids')"
+    unmade = rows(
+        engine,
+        f"""
+        WITH face_grid AS (
+          SELECT r.element_id AS face_id, g.code FROM grid_topo.relation r
+          JOIN grids g ON id(g.topo) = r.topogeo_id
+          WHERE r.layer_id = {layer} AND r.element_type = 3),
+        rim AS (  -- edges with the grid's faces on exactly one side
+          SELECT g.code, sum(ST_Length(e.geom)) AS edges
+          FROM grids g JOIN grid_topo.edge_data e
+            ON (SELECT count(*) FROM face_grid f WHERE f.code = g.code
+                AND f.face_id IN (e.left_face, e.right_face)) = 1
+               AND e.left_face <> e.right_face AND e.geom && g.geom
+          GROUP BY g.code)
+        SELECT g.code, ST_Length(ST_Boundary(g.topo::geometry)) AS drawn, rim.edges
+        FROM grids g LEFT JOIN rim USING (code)
+        WHERE abs(ST_Length(ST_Boundary(g.topo::geometry)) - coalesce(rim.edges, 0)) > 1e-9
+        """,
+    )
+    assert unmade == []
+    off = [
+        (p["grid_a"], p["grid_b"])
+        for p in pairs
+        if one(
+            engine,
+            "SELECT max(greatest(ST_Distance(pt.geom, ST_Boundary(a.topo::geometry)), "
+            "ST_Distance(pt.geom, ST_Boundary(b.topo::geometry)))) "
+            "FROM grids a, grids b, ST_DumpPoints(ST_GeomFromGeoJSON(:g)) pt "
+            "WHERE a.code = :a AND b.code = :b",
+            g=json.dumps(p["geometry"]),
+            a=p["grid_a"],
+            b=p["grid_b"],
+        )
+        > 1e-7  # GeoJSON keeps 7 decimals
+    ]
+    assert off == []
 
 
 # -- split ----------------------------------------------------------------------------------------
@@ -354,6 +405,82 @@ def test_redraw_adjust_moves_a_shared_boundary_and_strict_refuses(client, grids,
     assert_tiled(grids, settings)
 
 
+def shared_vertices(engine: Engine) -> list[tuple[float, float]]:
+    """Vertices of boundaries between grids (a grid's faces on each side of the edge), off
+    every community's edge."""
+    return rows(
+        engine,
+        """
+        SELECT DISTINCT ST_X(p.geom), ST_Y(p.geom) FROM grid_topo.edge_data e
+        CROSS JOIN LATERAL ST_DumpPoints(e.geom) p
+        WHERE e.left_face <> 0 AND e.right_face <> 0
+          AND EXISTS (SELECT 1 FROM grid_topo.relation r WHERE r.element_id = e.left_face)
+          AND EXISTS (SELECT 1 FROM grid_topo.relation r WHERE r.element_id = e.right_face)
+          AND NOT EXISTS (SELECT 1 FROM communities c
+                          WHERE ST_DWithin(ST_Boundary(c.geom), p.geom, 1e-6))
+        ORDER BY 1, 2
+        """,
+    )
+
+
+def test_moving_a_shared_vertex_moves_it_for_every_grid_along_it(client, grids, settings):
+    x, y = shared_vertices(grids)[0]
+    along = [r[0] for r in rows(
+        grids, "SELECT code FROM grids WHERE ST_DWithin(ST_Boundary(geom), "
+        "ST_SetSRID(ST_MakePoint(:x, :y), 4326), 1e-9) ORDER BY code", x=x, y=y)]  # fmt: skip
+    assert len(along) >= 2
+    body = {"vertex": [x, y], "to": [x + 5e-5, y + 3e-5], "reason": "边界移到新路"}
+    preview = client.post("/api/v1/grids/vertex", json={**body, "preview": True})
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["edit"] is None and state(grids)[along[0]][0] == 1  # nothing stored
+    moved = client.post("/api/v1/grids/vertex", json=body)
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["changed"] == along
+    assert_tiled(grids, settings)
+    there = rows(grids, "SELECT code FROM grids WHERE ST_DWithin(ST_Boundary(geom), "
+                 "ST_SetSRID(ST_MakePoint(:x, :y), 4326), 1e-9) ORDER BY code",
+                 x=x + 5e-5, y=y + 3e-5)  # fmt: skip
+    assert [r[0] for r in there] == along
+    versions = {c: state(grids)[c][0] for c in along}
+    assert set(versions.values()) == {2}
+    stale = client.post("/api/v1/grids/vertex", json={
+        "vertex": [x + 5e-5, y + 3e-5], "to": [x, y], "reason": "x",
+        "versions": {along[0]: 1}})  # fmt: skip
+    assert stale.status_code == 409 and "version 2, not 1" in stale.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("where", "status", "message"),
+    [
+        ("nowhere", 422, "no grid has a boundary vertex within 10 cm of lon"),
+        ("edge", 409, "would be in no grid"),
+        ("same", 422, "its points are all the same"),
+        ("bad", 422, "vertex"),
+    ],
+)
+def test_a_vertex_move_that_cannot_be_is_named(client, grids, where, status, message):
+    x, y = rows(grids, "SELECT ST_X(p.geom), ST_Y(p.geom) FROM communities c, "
+                "ST_DumpPoints(c.geom) p ORDER BY c.code, p.path LIMIT 1")[0]  # fmt: skip
+    x0, y0, x1, y1 = rows(grids, "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+                          "FROM (SELECT ST_Extent(geom) e FROM communities) c")[0]  # fmt: skip
+    inward = [
+        x + (1e-4 if x < (x0 + x1) / 2 else -1e-4),
+        y + (1e-4 if y < (y0 + y1) / 2 else -1e-4),
+    ]
+    body = {
+        "nowhere": {"vertex": [x0 - 0.01, y0 - 0.01], "to": [x0, y0]},
+        "edge": {"vertex": [x, y], "to": inward},
+        "same": {"vertex": [x, y], "to": [x, y]},
+        "bad": {"vertex": [x, float("inf")], "to": [x, y]},
+    }[where]
+    before = state(grids)
+    answer = client.post("/api/v1/grids/vertex", content=json.dumps({**body, "reason": "x"}),
+                         headers={"Content-Type": "application/json"})  # fmt: skip
+    assert answer.status_code == status, answer.text
+    assert message in answer.json()["message"]
+    assert state(grids) == before
+
+
 @pytest.mark.parametrize(
     ("geometry", "message"),
     [
@@ -531,6 +658,25 @@ def test_cli_split_dry_run_then_history(grids, db_url):
     assert bad.returncode == 4 and "unknown grid code" in bad.stderr  # retired: not today's
 
 
+@pytest.mark.parametrize("at", ["ok", "117.8,abc", "1,2,3", "nan,30"])
+def test_cli_move_vertex(grids, db_url, settings, at):
+    env = {**os.environ, "GEO_DATABASE_URL": db_url}
+    x, y = shared_vertices(grids)[0]
+    where = f"{x!r},{y!r}" if at == "ok" else at
+    done = subprocess.run(
+        [CLI, "grids", "move-vertex", "--at", where, "--to", f"{x + 4e-5!r},{y!r}",
+         "--reason", "新路", "--json"],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    if at != "ok":
+        assert done.returncode == 3 and f"--at {at!r} is not 'x,y'" in done.stderr
+        assert "Traceback" not in done.stderr
+        return
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["changed"]) >= 2
+    assert_tiled(grids, settings)
+
+
 # -- the property: any sequence of edits keeps the tiling and the past ----------------------------
 STEP = st.one_of(
     st.tuples(st.just("split"), st.integers(0, 10_000), st.floats(0.2, 0.8), st.booleans()),
@@ -542,6 +688,9 @@ STEP = st.one_of(
         st.floats(-2e-4, 2e-4),
         st.floats(-2e-4, 2e-4),
     ),
+    st.tuples(
+        st.just("drag"), st.integers(0, 10_000), st.floats(-1e-4, 1e-4), st.floats(-1e-4, 1e-4)
+    ),
 )
 
 
@@ -549,6 +698,10 @@ def _step(engine: Engine, settings: Settings, step: tuple) -> dict | None:
     codes = [r[0] for r in rows(engine, "SELECT code FROM grids ORDER BY code")]
     code = codes[step[1] % len(codes)]
     try:
+        if step[0] == "drag":  # a vertex of a boundary between grids, wherever it goes
+            shared = shared_vertices(engine)
+            x, y = shared[step[1] % len(shared)]
+            return edits.move_vertex(engine, settings, (x, y), (x + step[2], y + step[3]), BY)
         if step[0] == "split":
             return edits.split(engine, settings, code, across(engine, code, step[2], step[3]), BY)
         if step[0] == "merge":

@@ -13,7 +13,15 @@ from geo_service.api.deps import EngineDep, SettingsDep
 from geo_service.auth.policy import Principal
 from geo_service.grids import edits
 from geo_service.grids import workload as grid_workload
-from geo_service.grids.bodies import CreateIn, MergeIn, RedrawIn, RenameIn, RetireIn, SplitIn
+from geo_service.grids.bodies import (
+    CreateIn,
+    MergeIn,
+    MoveVertexIn,
+    RedrawIn,
+    RenameIn,
+    RetireIn,
+    SplitIn,
+)
 from geo_service.grids.qa import grid_qa
 
 router = APIRouter(prefix="/api/v1", tags=["grids"])
@@ -98,6 +106,22 @@ def redraw(
     return edits.redraw(
         engine, settings, code, body.geometry, by, neighbours=body.neighbours, crs=body.crs
     )
+
+
+@router.post("/grids/vertex", dependencies=_EDIT)
+def move_vertex(
+    engine: EngineDep,
+    settings: SettingsDep,
+    who: PrincipalDep,
+    body: MoveVertexIn,
+    preview: PreviewQuery = False,
+) -> dict[str, Any]:
+    """Move one vertex of the grid boundaries (within 10 cm of `vertex`) to `to`: a boundary
+    is stored once, so every grid along it follows and none parts from or overlaps another.
+    409 with findings if the result breaks the tiling (e.g. a vertex of the community's
+    edge moved inwards); 422 if no boundary vertex is there."""
+    by = _by(who, body, preview, body.versions)
+    return edits.move_vertex(engine, settings, body.vertex, body.to, by, crs=body.crs)
 
 
 @router.post("/grids", status_code=201, dependencies=_EDIT)

@@ -19,7 +19,7 @@ from geo_service.db.embedded import EmbeddedCluster
 from geo_service.errors import Unavailable
 from geo_service.settings import Settings
 
-EXTENSIONS = ("postgis", "pgrouting", "pg_trgm")
+EXTENSIONS = ("postgis", "postgis_topology", "pgrouting", "pg_trgm")
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 

@@ -7,7 +7,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -87,6 +95,21 @@ class RedrawIn(_Edit):
     crs: Crs = None
     neighbours: Literal["adjust", "strict"] = "adjust"
     version: Version | None = None
+
+
+class MoveVertexIn(_Edit):
+    """Move one vertex of the grid boundaries; every grid along it follows."""
+
+    vertex: list[StrictFloat | StrictInt] = Field(
+        min_length=2, max_length=2, description="where the vertex is: [x, y] (lon, lat in WGS-84)"
+    )
+    to: list[StrictFloat | StrictInt] = Field(
+        min_length=2, max_length=2, description="where it goes: [x, y]"
+    )
+    crs: Crs = None
+    versions: dict[Code, Version] | None = Field(
+        None, description="grid code -> the version you edited"
+    )
 
 
 class CreateIn(_Edit):

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine
 from geo_service.coverage import store as coverage_store
 from geo_service.crs import parse_input_crs
 from geo_service.errors import Conflict, InvalidInput, NotFound
-from geo_service.grids import drawing, edits_store, reshape
+from geo_service.grids import drawing, edits_store, reshape, topology_store
 from geo_service.incidents.regrid import follow_grid_edit
 from geo_service.settings import Settings
 from geo_service.times import parse_instant
@@ -187,6 +187,44 @@ def redraw(
         )
         before = {code: grid["shape"], **{c: near[c]["shape"] for c in changed if c != code}}
         return Plan(grid["community_code"], before, reshaped=changed)
+
+    return _apply(engine, settings, "redraw", by, plan)
+
+
+def move_vertex(
+    engine: Engine,
+    settings: Settings,
+    vertex: Sequence[float],
+    to: Sequence[float],
+    by: EditBy,
+    *,
+    crs: str | None = None,
+) -> dict[str, Any]:
+    """Move one vertex of the grid boundaries: every grid along it follows (a boundary is
+    stored once), so two grids never part or overlap where they met."""
+    move = drawing.read_line(
+        {"type": "LineString", "coordinates": [list(vertex), list(to)]},
+        parse_input_crs(crs),
+        "vertex and to",
+    )
+    at, there = (shapely.Point(xy) for xy in move.coords)
+
+    def plan(conn: Connection) -> Plan:
+        near = edits_store.lock_near(conn, at, reshape.SNAP_DEG)
+        _check_versions(near, by)
+        moved = reshape.move_vertex({c: g["shape"] for c, g in near.items()}, at, there)
+        if not moved:
+            raise InvalidInput(
+                f"no grid has a boundary vertex within 10 cm of lon {at.x:.7f}, lat {at.y:.7f}"
+            )
+        communities = sorted({near[c]["community_code"] for c in moved})
+        if len(communities) > 1:
+            raise InvalidInput(
+                f"the vertex at lon {at.x:.7f}, lat {at.y:.7f} is on the boundary between "
+                f"communities {' and '.join(communities)}: grid edits do not move community "
+                "boundaries"
+            )
+        return Plan(communities[0], {c: near[c]["shape"] for c in moved}, reshaped=moved)
 
     return _apply(engine, settings, "redraw", by, plan)
 
@@ -363,6 +401,7 @@ def _apply(
             raise InvalidInput(f"unknown worker code {unknown[0]!r}")
         edit = edits_store.begin_edit(conn, kind, by.actor, by.reason)
         _write(conn, plan)
+        topology_store.sync(conn, settings.grids.import_tolerance_deg)
         lineage = edits_store.record_lineage(conn, edit)
         if plan.recoded:
             edits_store.record_recode(conn, edit, *plan.recoded)

@@ -51,6 +51,19 @@ def lock_grids(conn: Connection, codes: Sequence[str]) -> dict[str, Row]:
     return {r["code"]: {**r, "shape": _shape(r["wkb"])} for r in rows}
 
 
+def lock_near(conn: Connection, point: BaseGeometry, within_deg: float) -> dict[str, Row]:
+    """The grids whose boundary passes within `within_deg` of a point, locked."""
+    rows = conn.execute(
+        text(
+            "SELECT code, name, community_code, version, ST_AsBinary(geom) AS wkb FROM grids "
+            "WHERE ST_DWithin(ST_Boundary(geom), ST_GeomFromWKB(:wkb, 4326), :d) "
+            "ORDER BY code FOR UPDATE"
+        ),
+        {"wkb": _wkb(point), "d": within_deg},
+    ).mappings()
+    return {r["code"]: {**r, "shape": _shape(r["wkb"])} for r in rows}
+
+
 def touching(
     conn: Connection, shape: BaseGeometry, community: str, exclude: Sequence[str]
 ) -> dict[str, Row]:

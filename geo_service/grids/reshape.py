@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final
 
+import numpy as np
 import shapely
 from pyproj import Geod
 from shapely.geometry.base import BaseGeometry
@@ -214,3 +215,31 @@ def outside(
     """The part of a shape outside its community, when it is `min_area_m2` or more."""
     rest = shapely.union_all(_polygons(shape.difference(community)))
     return rest if not rest.is_empty and area_m2(rest) >= min_area_m2 else None
+
+
+def move_vertex(shapes: Mapping[str, BaseGeometry], at: shapely.Point, to: shapely.Point) -> Shapes:
+    """Every grid whose boundary passes within SNAP_DEG of `at` has its vertex there at `to`
+    instead: a vertex of a shared boundary is one vertex of every grid along it (their
+    polygons come from the same topology edges), so moving it moves the boundary for all of
+    them and opens no gap."""
+    moved: Shapes = {}
+    for code, shape in shapes.items():
+        if shapely.distance(shape.boundary, at) > SNAP_DEG:
+            continue
+        # a boundary passing through the vertex without one of its own there gets it (a node
+        # another grid's edit put on this boundary), so that it moves along
+        shape = shapely.snap(shape, at, SNAP_DEG)
+
+        def place(xy: np.ndarray) -> np.ndarray:
+            near = ((xy[:, 0] - at.x) ** 2 + (xy[:, 1] - at.y) ** 2) <= SNAP_DEG**2
+            xy[near] = (to.x, to.y)
+            return xy
+
+        new = shapely.transform(shape, place)
+        if not new.is_valid:
+            raise InvalidInput(
+                f"moving the vertex at lon {at.x:.7f}, lat {at.y:.7f} to lon {to.x:.7f}, "
+                f"lat {to.y:.7f} would make the boundary of grid {code} cross itself"
+            )
+        moved[code] = new
+    return moved

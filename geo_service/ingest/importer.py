@@ -13,7 +13,7 @@ import shapely
 from sqlalchemy import Engine
 
 from geo_service.errors import InvalidInput
-from geo_service.grids import edits_store
+from geo_service.grids import edits_store, topology_store
 from geo_service.ingest import store
 from geo_service.ingest.kinds import kind_spec
 from geo_service.ingest.read import read_source
@@ -138,6 +138,9 @@ def import_file(
         report.inserted, report.updated = counts.inserted, counts.updated
         report.unchanged, report.deleted = counts.unchanged, counts.deleted
         if edit is not None:
+            # the grids' shared boundaries, stored once (PostGIS Topology)
+            topo_tick = progress("topology", counts.inserted + counts.updated) if progress else None
+            topology_store.sync(conn, settings.grids.import_tolerance_deg, topo_tick)
             edits_store.end_import(conn, edit, counts.inserted, counts.updated, counts.deleted)
         if opts.dry_run:
             conn.rollback()

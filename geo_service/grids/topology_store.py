@@ -1,0 +1,139 @@
+"""All SQL of the grids' shared boundaries: the PostGIS Topology `grid_topo` (migration
+0005_grid_topology) in which a boundary between two grids is stored once, as edges with one
+grid's faces on the left and the other's on the right.
+
+Every write of grids ends with `sync` (imports and edits alike): the grids whose shape
+changed in the transaction are taken out of the topology and put back with their new shape
+(snapped to the edges and nodes already there, within the tolerance), the primitives no grid
+uses any more are removed, and each changed grid's polygon is written from its faces. So
+two grids' polygons share their boundary exactly, and moving a boundary moves it for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+TOPOLOGY = "grid_topo"
+_BATCH = 250  # grids put in the topology per statement (a progress tick each)
+
+_LAYER = (
+    "(SELECT layer_id FROM topology.layer WHERE schema_name = 'public' "
+    "AND table_name = 'grids' AND feature_column = 'topo')"
+)
+
+
+def sync(conn: Connection, tolerance_deg: float, tick: Callable[[int], Any] | None = None) -> int:
+    """Bring the topology in line with the grids written in this transaction (new, reshaped,
+    deleted); answer how many grids were (re)placed in it."""
+    # the faces of deleted grids, and of changed ones, before they are let go
+    freed = conn.execute(
+        text(
+            f"""
+            WITH gone AS (
+              DELETE FROM {TOPOLOGY}.relation r
+              WHERE r.layer_id = {_LAYER}
+                AND NOT EXISTS (SELECT 1 FROM grids g WHERE id(g.topo) = r.topogeo_id)
+              RETURNING r.element_id)
+            SELECT ST_Extent(f.mbr) FROM gone JOIN {TOPOLOGY}.face f ON f.face_id = gone.element_id
+            """
+        )
+    ).scalar_one()
+    changed = list(
+        conn.execute(
+            text(
+                "SELECT id FROM grids WHERE valid_from = now() "
+                "AND (topo IS NULL OR NOT ST_Equals(geom, topo::geometry)) ORDER BY id"
+            )
+        ).scalars()
+    )
+    if not changed and freed is None:
+        return 0
+    area = conn.execute(
+        text(
+            "SELECT ST_Envelope(ST_Collect(ARRAY[b, (SELECT ST_Extent(geom)::geometry FROM grids "
+            "  WHERE id = ANY(:ids)), (SELECT ST_Extent((topo::geometry))::geometry FROM grids "
+            "  WHERE id = ANY(:ids) AND topo IS NOT NULL)])) "
+            "FROM (SELECT CAST(:freed AS box2d)::geometry AS b) f"
+        ),
+        {"ids": changed, "freed": freed},
+    ).scalar_one()
+    conn.execute(
+        text(
+            "UPDATE grids SET topo = topology.clearTopoGeom(topo) "
+            "WHERE id = ANY(:ids) AND topo IS NOT NULL"
+        ),
+        {"ids": changed},
+    )
+    # the edges and nodes no grid uses any more go before the new shapes come in: a new shape
+    # snaps to the boundaries that stay, never to one that is leaving
+    conn.execute(
+        text(
+            f"SELECT topology.RemoveUnusedPrimitives('{TOPOLOGY}', "
+            "ST_SetSRID(ST_Expand(CAST(:area AS geometry), :tol), 4326))"
+        ),
+        {"area": area, "tol": tolerance_deg * 10},
+    )
+    for start in range(0, len(changed), _BATCH):
+        batch = changed[start : start + _BATCH]
+        conn.execute(
+            text(
+                f"UPDATE grids SET topo = CASE WHEN topo IS NULL "
+                f"THEN topology.toTopoGeom(geom, '{TOPOLOGY}', {_LAYER}, :tol) "
+                f"ELSE topology.toTopoGeom(geom, topo, :tol) END "
+                "WHERE id = ANY(:ids)"
+            ),
+            {"ids": batch, "tol": tolerance_deg},
+        )
+        if tick is not None:
+            tick(len(batch))
+    # each changed grid's polygon as its faces make it (snapped where it nearly met another)
+    conn.execute(
+        text(
+            """
+            UPDATE grids SET geom = t.g, area_m2 = ST_Area(t.g::geography)
+            FROM (SELECT id, ST_Multi(topo::geometry) AS g FROM grids WHERE id = ANY(:ids)) t
+            WHERE grids.id = t.id AND NOT ST_OrderingEquals(grids.geom, t.g)
+            """
+        ),
+        {"ids": changed},
+    )
+    return len(changed)
+
+
+def problems(conn: Connection) -> list[dict[str, Any]]:
+    """What PostGIS finds wrong in the topology (ValidateTopology): empty when it is sound."""
+    rows = conn.execute(
+        text(f"SELECT error, id1, id2 FROM topology.ValidateTopology('{TOPOLOGY}')")
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def shared_boundaries(conn: Connection, community: str | None = None) -> list[dict[str, Any]]:
+    """The boundaries between two grids, each once: the topology's edges with a grid's faces
+    on either side (grid codes in order), their length in metres, as GeoJSON."""
+    rows = conn.execute(
+        text(
+            f"""
+            WITH face_grid AS (
+              SELECT r.element_id AS face_id, g.code, g.community_code
+              FROM {TOPOLOGY}.relation r JOIN grids g ON id(g.topo) = r.topogeo_id
+              WHERE r.layer_id = {_LAYER} AND r.element_type = 3)
+            SELECT least(l.code, r.code) AS grid_a, greatest(l.code, r.code) AS grid_b,
+                   count(*) AS edges,
+                   ST_Length(ST_LineMerge(ST_Collect(e.geom))::geography) AS length_m,
+                   ST_AsGeoJSON(ST_LineMerge(ST_Collect(e.geom)), 7)::json AS geometry
+            FROM {TOPOLOGY}.edge_data e
+            JOIN face_grid l ON l.face_id = e.left_face
+            JOIN face_grid r ON r.face_id = e.right_face
+            WHERE l.code <> r.code
+              AND (CAST(:community AS text) IS NULL
+                   OR :community IN (l.community_code, r.community_code))
+            GROUP BY 1, 2 ORDER BY 1, 2
+            """
+        ),
+        {"community": community},
+    ).mappings()
+    return [dict(r) for r in rows]
