@@ -76,7 +76,17 @@ def get_proposal(
     return proposals.get(engine, proposal, with_grids=grids)
 
 
-@router.get("/{proposal}/export", dependencies=_PLAN)
+@router.get(
+    "/{proposal}/export",
+    dependencies=_PLAN,
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/geopackage+sqlite3": {}, "application/zip": {}},
+            "description": "a GeoPackage (gpkg), or a zipped shapefile (shp)",
+        }
+    },
+)
 def export_proposal(
     engine: EngineDep,
     proposal: ProposalPath,

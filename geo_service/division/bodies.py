@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+)
 
 from geo_service.division.proposals import Request
 from geo_service.errors import InvalidInput
@@ -24,11 +32,13 @@ class ProposalIn(BaseModel):
     communities: list[Code] | None = Field(
         None, min_length=1, max_length=MAX_COMMUNITIES, description="community codes"
     )
-    all: bool = Field(False, description="every community (answered 202 with a job to follow)")
+    all: StrictBool = Field(
+        False, description="every community (answered 202 with a job to follow)"
+    )
     target_households: Households | None = None
     min_households: Households | None = None
     max_households: Households | None = None
-    stability: float | None = Field(None, ge=0, le=1_000_000, allow_inf_nan=False)
+    stability: StrictFloat | StrictInt | None = Field(None, ge=0, le=1_000_000, allow_inf_nan=False)
     method: Literal["maxp", "tree"] | None = None
 
     def request(self) -> Request:
