@@ -386,3 +386,22 @@ def _contents(engine: Engine) -> dict[str, object]:
             conn.execute(text("SELECT version_num FROM alembic_version")).scalars()
         )
     return counts
+
+
+def test_a_database_migrated_by_a_newer_version_is_named_not_a_traceback(db_url: str):
+    target = fresh_database(db_url, f"{make_url(db_url).database}_future")
+    future = make_engine(target)
+    try:
+        with future.begin() as conn:  # what a later version leaves: a revision we do not know
+            conn.execute(text("CREATE TABLE alembic_version (version_num varchar(64) PRIMARY KEY)"))
+            conn.execute(text("INSERT INTO alembic_version VALUES ('0042_from_the_future')"))
+        done = subprocess.run(
+            [CLI, "qa"], env={**os.environ, "GEO_DATABASE_URL": target},
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 6, done.stderr
+        assert "0042_from_the_future" in done.stderr and "newer version" in done.stderr
+        assert "Traceback" not in done.stderr
+    finally:
+        future.dispose()
+        drop_database(target)

@@ -9,6 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.util.exc import CommandError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 from sqlalchemy import Connection, Engine, create_engine, text
@@ -186,7 +187,14 @@ def ensure_schema(engine: Engine) -> None:
         config.set_main_option("script_location", str(MIGRATIONS))
         config.attributes["connection"] = conn
         # "heads": independent branches (one per domain) each hang off the same base.
-        command.upgrade(config, "heads")
+        try:
+            command.upgrade(config, "heads")
+        except CommandError as exc:  # a revision these migrations do not know: a newer version
+            raise Unavailable(
+                f"the database's schema is at a revision this version of geo-service does not "
+                f"know ({exc}); it was migrated by a newer version: run that version, or "
+                "restore a backup made by this one"
+            ) from None
 
 
 def connect(settings: Settings, *, migrate: bool = True) -> Engine:
