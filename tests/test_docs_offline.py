@@ -63,9 +63,13 @@ def _asset_urls(html: str) -> list[str]:
 
 # -- plain HTTP ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def client(settings: Settings) -> Iterator[TestClient]:
-    # No engine and no lifespan: the docs need no database, and no token (headers={}).
-    with TestClient(create_app(settings), headers={}) as client:
+def client(settings: Settings, db_url: str) -> Iterator[TestClient]:
+    # The docs need no token (headers={}); the app starts on the tests' database, never on
+    # the user's own (its start migrates the database it is given).
+    test_db = settings.model_copy(
+        update={"database": settings.database.model_copy(update={"url": db_url})}
+    )
+    with TestClient(create_app(test_db), headers={}) as client:
         yield client
 
 
