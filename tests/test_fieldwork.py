@@ -278,6 +278,35 @@ def test_visits_resent_revisited_far_and_refused(client: TestClient, fresh: Engi
     assert one(fresh, "SELECT count(*) FROM campaign_visits") == 5
 
 
+def test_the_campaign_layer_shows_each_building_done_flagged_or_not_yet(
+    client: TestClient, fresh: Engine
+):
+    made = campaign(client)
+    first, second, third = sorted(grid_of_buildings(fresh, COMMUNITY))[:3]
+    assert visit(client, fresh, made["id"], first).status_code == 201
+    assert visit(client, fresh, made["id"], second, offset_deg=0.005).status_code == 201
+    nobody = visit(client, fresh, made["id"], third, outcome="no_one_home", households_reached=0)
+    assert nobody.status_code == 201
+    items = client.get(
+        "/ogc/collections/campaign_buildings/items",
+        params={"campaign": made["id"], "limit": 10000},
+    )
+    assert items.status_code == 200, items.text
+    features = {f["properties"]["building"]: f["properties"] for f in items.json()["features"]}
+    assert len(features) == made["buildings"]
+    assert features[first]["status"] == "done" and features[first]["visits"] == 1
+    assert features[second]["status"] == "flagged"
+    assert features[third]["status"] == "not_yet" and features[third]["visits"] == 1
+    statuses = [p["status"] for p in features.values()]
+    progress = client.get(f"/api/v1/campaigns/{made['id']}/progress?round=1").json()["city"]
+    assert statuses.count("done") + statuses.count("flagged") == progress["done"]
+    assert {p["round"] for p in features.values()} == {1}
+    # a worker reads progress through the campaign API, not this layer; anonymous neither
+    assert client.get(
+        "/ogc/collections/campaign_buildings/items", headers={"Authorization": ""}
+    ).status_code in (401, 403, 404)
+
+
 def _soon(minutes: float) -> str:
     return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat(timespec="seconds")
 

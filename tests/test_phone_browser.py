@@ -297,6 +297,20 @@ def test_phone_page_reports_work_done_and_finds_buildings(
     _tap(phone, "#gp-sheet-cancel")
     assert not page.locator("#gp-sheet").is_visible()
 
+    # A follow-up with a category: one tap records the visit, and the incident follows it
+    # (queued once the server holds the visit), routed to the building's grid.
+    page.locator("#gp-found .gp-stop:not([disabled])").first.tap()
+    page.select_option("#gp-follow-category", "exposed_rubbish")
+    _tap(phone, ".gp-outcome-follow_up")
+    page.wait_for_selector(f"body[data-phone-sent='{sent + 3}']", state="attached", timeout=SYNC_MS)
+    followed = served.rows(
+        "SELECT v.incident_ref, i.category, i.grid_code FROM campaign_visits v "
+        "JOIN incidents i ON i.ref = v.incident_ref "
+        "WHERE v.campaign_id = :c AND v.outcome = 'follow_up'",
+        c=worker.campaign,
+    )
+    assert [(f["category"], f["grid_code"]) for f in followed] == [("exposed_rubbish", worker.grid)]
+
     # An action the server refuses (a 4xx) is not sent again: it stays, with the server's
     # message, until the worker discards it.
     refusal = "at 2099-01-01T00:00:00+08:00 is in the future"

@@ -158,6 +158,9 @@ _PHONE_BODY = """
  <span class="gm-en">Households reached</span></label>
 <input id="gp-households" type="number" min="0" max="100000" inputmode="numeric">
 <div id="gp-outcomes" class="gp-outcomes"></div>
+<label class="gp-label" for="gp-follow-category">需跟进时上报事件
+ <span class="gm-en">A follow-up becomes an incident of</span></label>
+<select id="gp-follow-category"><option value="">不上报 Not reported</option></select>
 <button type="button" id="gp-sheet-cancel" class="gp-cancel">取消
  <span class="gm-en">Cancel</span></button>
 </div></div>

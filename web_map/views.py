@@ -95,6 +95,7 @@ _OVERLAYS: dict[View, list[_Overlay]] = {
         _Overlay("centers", "邻里中心", "Neighbourhood centres"),
         _Overlay("whatif", "情景分析", "What-if centres"),
         _Overlay("suggested", "建议选址", "Suggested sites"),
+        _Overlay("campaign", "走访进度", "Campaign progress"),
     ],
     "worker": [
         _Overlay("context", "周边楼栋", "Nearby buildings"),
@@ -107,6 +108,7 @@ _OVERLAYS: dict[View, list[_Overlay]] = {
         _Overlay("grids", "网格", "Grids"),
         _Overlay("selected", "所选事件网格", "Grid of the selected incident"),
         _Overlay("incidents", "网格事件", "Incidents"),
+        _Overlay("campaign", "走访进度", "Campaign progress"),
     ],
 }
 

@@ -174,6 +174,12 @@
       { zh: "所选事件网格", en: "grid of the selected incident", color: "#ffff99", border: "#ff7f00" },
     ]);
     if (searchBox) addressSearch(page, searchBox, found);
+    if (cfg.interactive && docs.campaign_buildings) {
+      var campaignBox = page.section("campaign", "走访进度", "Campaign progress");
+      GeoMap.campaignOverlay(page, g.campaign, campaignBox, docs.campaign_buildings).catch(function (err) {
+        page.fail(err, "campaigns");
+      });
+    }
     await page.fitCity();
 
     var clusters = L.markerClusterGroup({

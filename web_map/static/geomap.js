@@ -447,6 +447,75 @@
     );
   };
 
+  /** The campaign overlay (planner and dispatcher maps): pick a door-to-door campaign and
+   * its buildings are drawn done / flagged / not yet in its current round (the
+   * campaign_buildings layer), with the counts in the panel. */
+  GeoMap.campaignOverlay = function (page, group, box, doc) {
+    var bi = GeoMap.bi;
+    box.innerHTML = '<select id="gm-campaign-pick"><option value="">' +
+      bi("（选择走访活动）", "(choose a campaign)") + "</option></select>" +
+      '<div id="gm-campaign-figures" class="gm-note"></div>';
+    var select = box.querySelector("select");
+    var figures = box.querySelector("#gm-campaign-figures");
+    // A pane above the grids' fills (and below the markers), drawn on a canvas: a city's
+    // campaign is tens of thousands of dots.
+    if (!page.map.getPane("gm-campaign")) page.map.createPane("gm-campaign").style.zIndex = 450;
+    var renderer = L.canvas({ padding: 0.2, pane: "gm-campaign" });
+    var legend = doc.style.legend || [];
+    var shownLegend = false;
+
+    function show(id) {
+      group.clearLayers();
+      figures.innerHTML = "";
+      document.body.removeAttribute("data-geomap-campaign");
+      if (!id) return Promise.resolve();
+      page.status(bi("读取走访进度…", "Reading campaign progress…"));
+      var path = "/ogc/collections/campaign_buildings/items?limit=10000&campaign=" + encodeURIComponent(id);
+      return page.items(path).then(function (fc) {
+        var n = {};
+        var round = null;
+        var drawn = fc.features.slice().sort(function (a, b) { // buildings done and flagged on top
+          return (a.properties.status === "not_yet" ? 0 : 1) - (b.properties.status === "not_yet" ? 0 : 1);
+        });
+        drawn.forEach(function (f) {
+          var p = f.properties;
+          n[p.status] = (n[p.status] || 0) + 1;
+          round = p.round;
+          GeoMap.circle(page, doc.style, f, { renderer: renderer, pane: "gm-campaign", weight: 1 })
+            .bindPopup(GeoMap.popup(doc, p))
+            .addTo(group);
+        });
+        if (!shownLegend) GeoMap.legendOf(page.legend, doc, "dot");
+        shownLegend = true;
+        var rows = legend.map(function (l) {
+          return ['<span class="gm-swatch gm-swatch-dot" style="background:' + l.color + '"></span>' +
+            bi(l.label.zh, l.label.en), esc(GeoMap.fmt(n[l.value] || 0))];
+        });
+        figures.innerHTML = (round ? bi("第 " + round + " 轮", "Round " + round) + " · " : "") +
+          esc(GeoMap.fmt(fc.features.length)) + " " + bi("栋楼", "buildings") + GeoMap.table(rows);
+        if (!page.map.hasLayer(group)) group.addTo(page.map);
+        if (drawn.length) page.fitBounds(L.featureGroup(group.getLayers()).getBounds(), 17);
+        document.body.setAttribute("data-geomap-campaign", JSON.stringify(n));
+        page.status(bi("已加载", "Loaded"), "ok");
+      });
+    }
+
+    select.addEventListener("change", function () {
+      show(select.value).catch(function (err) {
+        page.fail(err, "campaign " + select.value);
+      });
+    });
+    return page.get("/api/v1/campaigns").then(function (answer) {
+      answer.items.forEach(function (c) {
+        var o = document.createElement("option");
+        o.value = String(c.id);
+        o.textContent = c.name + " (#" + c.id + ")";
+        select.appendChild(o);
+      });
+      if (!answer.items.length) figures.innerHTML = bi("尚无走访活动", "No campaign yet");
+    });
+  };
+
   // -- legend and panel controls ------------------------------------------------------------
   // Made when the first map view starts, not when this file loads: the phone page uses the
   // helpers above without Leaflet.

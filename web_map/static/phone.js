@@ -241,6 +241,15 @@
       });
       keep("incidents", this.incidents);
     }
+    if (item.kind === "visit" && item.report && answer.body.outcome === "follow_up" && !answer.body.incident_ref) {
+      this.queue({
+        kind: "visit-incident",
+        method: "POST",
+        path: "/api/v1/visits/" + answer.body.id + "/incident",
+        body: { category: item.report },
+        label: bi("事件", "Incident") + " · " + item.label,
+      });
+    }
     var route = this.route;
     if (item.kind === "visit" && route && answer.body.outcome !== "no_one_home" &&
         item.campaign === route.campaign && item.round === route.round) {
@@ -409,6 +418,8 @@
   Phone.prototype.loadCampaigns = async function () {
     this.campaigns = await this.get("/api/v1/campaigns");
     keep("campaigns", this.campaigns);
+    this.categories = await this.get("/api/v1/incidents/categories");
+    keep("categories", this.categories);
   };
 
   /** Campaigns under way now (else all of them), newest first. */
@@ -557,9 +568,18 @@
       return '<button type="button" class="gp-outcome gp-outcome-' + o[0] + '" data-outcome="' + o[0] + '">' +
         bi(o[1], o[2]) + "</button>";
     }).join("");
+    var follow = $("gp-follow-category");
+    var chosen = follow.value;
+    follow.innerHTML = '<option value="">' + bi("不上报", "Not reported") + "</option>" +
+      (this.categories || kept("categories") || []).map(function (c) {
+        return '<option value="' + esc(c.code) + '">' + esc(c.name.zh) + " " + esc(c.name.en) + "</option>";
+      }).join("");
+    follow.value = chosen; // the last choice stays for the next building
     $("gp-outcomes").querySelectorAll(".gp-outcome").forEach(function (b) {
       b.addEventListener("click", function () {
-        phone.visit(code, building, b.getAttribute("data-outcome"), Number(households.value) || 0);
+        var outcome = b.getAttribute("data-outcome");
+        phone.visit(code, building, outcome, Number(households.value) || 0,
+          outcome === "follow_up" ? follow.value : "");
       });
     });
     $("gp-sheet").hidden = false;
@@ -571,7 +591,9 @@
     document.body.removeAttribute("data-phone-sheet");
   };
 
-  Phone.prototype.visit = function (code, building, outcome, households) {
+  /** Queue a visit; a follow-up with a category (`report`) becomes an incident once the
+   * server holds the visit (sent(): the incident is queued with the visit's id). */
+  Phone.prototype.visit = function (code, building, outcome, households, report) {
     if (!this.position) {
       this.say(bi("还没有定位：请允许本页使用位置，稍候再点", "No position yet: allow this page your " +
         "location, then tap again"), "error");
@@ -594,10 +616,12 @@
       building: code,
       campaign: body.campaign,
       round: body.round,
+      report: report || null,
       method: "POST",
       path: "/api/v1/visits",
       body: body,
-      label: bi("走访", "Visit") + " " + esc(place(building)[0]) + " · " + OUTCOME_NAME[outcome],
+      label: bi("走访", "Visit") + " " + esc(place(building)[0]) + " · " + OUTCOME_NAME[outcome] +
+        (report ? " · " + bi("上报事件", "reported as an incident") : ""),
     });
   };
 

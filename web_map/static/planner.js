@@ -1344,6 +1344,12 @@
       },
       reload: reloadGrids,
     });
+    if (docs.campaign_buildings) {
+      var campaignBox = page.section("campaign", "走访进度", "Campaign progress");
+      GeoMap.campaignOverlay(page, g.campaign, campaignBox, docs.campaign_buildings).catch(function (err) {
+        page.fail(err, "campaigns");
+      });
+    }
     if (!summary) {
       actions.innerHTML = '<div class="gm-note">' + bi("先计算覆盖", "Compute coverage first") + "</div>";
       page.status(bi("已加载", "Loaded"), "ok");
