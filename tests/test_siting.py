@@ -8,9 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
-from geo_service.coverage import compute, planning, siting
+from geo_service.coverage import compute, figures, planning, siting
 from geo_service.ingest import ImportOptions, import_file
 from geo_service.settings import Settings
 from tests.conftest import DATA_TABLES
@@ -158,3 +161,46 @@ def test_a_suggest_stopped_by_the_time_limit_says_so(demo: Engine, settings: Set
         else:  # greedy proved it before any time was needed
             assert body["stopped"] is None
     assert stopped  # some k needs more than greedy
+
+
+# -- what-if: the held model's shortcuts answer what a full walk answers ----------------------
+@settings_(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    picks=st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=0, max_size=3),
+    removed=st.sets(st.integers(0, 100), max_size=3),
+)
+def test_what_if_figures_equal_a_full_walk_from_every_centre(
+    demo: Engine, settings, picks, removed
+):
+    """Centres added (walked only as far as the widest tier, figures moved by the buildings
+    whose tier changed) and removed (walked again): the city's and each community's figures
+    are exactly those of a multi-source walk from every centre there would be."""
+    models = planning.Models()
+    m, _ = models.get(demo, settings)
+    x0, y0, x1, y1 = _extent(demo)
+    add = [{"lon": x0 + a * (x1 - x0), "lat": y0 + b * (y1 - y0)} for a, b in picks]
+    codes = sorted(m.center_codes.tolist())
+    remove = sorted({codes[i % len(codes)] for i in removed})
+    answer = planning.what_if(demo, settings, add, remove, models=models)
+    new = m.entries(np.array([p["lon"] for p in add]), np.array([p["lat"] for p in add]))
+    keep = np.flatnonzero(~np.isin(m.center_codes, remove))
+    walk, tier = m.walks(planning.Entries.concat([m.centers.take(keep), new]))
+    city = figures.with_shares(figures.figures(tier, walk, m.households, m.tiers))
+    per = figures.by_group(m.community_index, tier, walk, m.households, m.tiers)
+    assert answer["city"]["after"] == city
+    assert {c["code"]: c["after"] for c in answer["communities"]} == {
+        code: figures.with_shares(f) for code, f in per.items()
+    }
+
+
+def _extent(engine: Engine) -> tuple[float, float, float, float]:
+    with engine.connect() as conn:
+        box = conn.execute(
+            text(
+                "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+                "FROM (SELECT ST_Extent(geom) AS e FROM buildings) b"
+            )
+        ).one()
+    return tuple(box)  # type: ignore[return-value]

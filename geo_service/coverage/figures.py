@@ -31,14 +31,25 @@ def figures(
     }
 
 
-def by_group(
-    groups: np.ndarray, tier: np.ndarray, walk: np.ndarray, households: np.ndarray, tiers: list[int]
-) -> dict[Any, dict[str, Any]]:
-    """`figures` for every distinct value of `groups` (None included), counted with one
-    bincount per figure rather than one mask per group."""
+def group_index(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of `groups` ("" for None) and each element's index among them:
+    what `by_group` counts by (made once by callers that count the same groups often)."""
     if groups.dtype.kind != "U":
         groups = np.asarray(["" if g is None else str(g) for g in groups])
     names, index = np.unique(groups, return_inverse=True)
+    return names, index
+
+
+def by_group(
+    groups: np.ndarray | tuple[np.ndarray, np.ndarray],
+    tier: np.ndarray,
+    walk: np.ndarray,
+    households: np.ndarray,
+    tiers: list[int],
+) -> dict[Any, dict[str, Any]]:
+    """`figures` for every distinct value of `groups` (None included; or `group_index` of
+    them), counted with one bincount per figure rather than one mask per group."""
+    names, index = groups if isinstance(groups, tuple) else group_index(groups)
     n = len(names)
     hh = households.astype(float)
     reach = ~np.isfinite(walk)
@@ -64,6 +75,24 @@ def by_group(
                 for j, t in enumerate(sorted(tiers))
             ],
         }
+    return out
+
+
+def moved(base: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`base` with some buildings' figures as they were (`old`) replaced by the same
+    buildings' figures as they are now (`new`): figures are counts, so they add up."""
+    out: dict[str, Any] = {
+        k: base[k] - old[k] + new[k]
+        for k in ("buildings", "households", "unreachable_buildings", "unreachable_households")
+    }
+    out["tiers"] = [
+        {
+            "tier_min": b["tier_min"],
+            "buildings": b["buildings"] - o["buildings"] + n["buildings"],
+            "households": b["households"] - o["households"] + n["households"],
+        }
+        for b, o, n in zip(base["tiers"], old["tiers"], new["tiers"], strict=True)
+    ]
     return out
 
 
