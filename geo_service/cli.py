@@ -1021,6 +1021,29 @@ def grids_propose_cmd(
     _render_proposal(answer)
 
 
+@grids_app.command("apply-proposal")
+def grids_apply_proposal_cmd(
+    proposal: Annotated[int, typer.Argument(min=1, help="the proposal's id")],
+    reason: Annotated[str, _REASON],
+    actor: Annotated[str | None, _ACTOR] = None,
+    dry_run: Annotated[bool, _DRY_RUN] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Replace the grids of a proposal's communities by its grids, as one grid edit (refused
+    when those grids changed since the proposal was made)."""
+    from geo_service.grids import edits
+
+    by = _edit_by(actor, reason, dry_run, {})
+    answer = edits.apply_proposal(state.engine(), state.settings, proposal, by)
+    _render_edit(answer, as_json)
+    if not as_json and answer["workers_added"]:
+        grids = {g for added in answer["workers_added"].values() for g in added}
+        out.print(
+            f"{len(answer['workers_added'])} workers serve {len(grids)} new grids as well "
+            "(those of the grid each takes most households from)"
+        )
+
+
 def _render_proposal(answer: dict[str, Any]) -> None:
     p = answer["params"]
     out.print(

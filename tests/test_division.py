@@ -23,7 +23,8 @@ from geo_service.db.engine import drop_database, ensure_schema, fresh_database, 
 from geo_service.division import blocks
 from geo_service.division.partition import Problem, Range, divide, floor
 from geo_service.division.proposals import Request, export, propose
-from geo_service.errors import InvalidInput, NotFound
+from geo_service.errors import Conflict, InvalidInput, NotFound
+from geo_service.grids import edits, topology_store
 from geo_service.grids.qa import grid_qa
 from geo_service.ingest import ImportOptions, import_file
 from geo_service.settings import Settings
@@ -175,6 +176,7 @@ def demo(engine: Engine, settings: Settings) -> Engine:
         conn.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE"))
     for kind in ("communities", "grids", "buildings", "roads"):
         import_file(engine, settings, kind, DEMO / f"{kind}.shp", ImportOptions())
+    import_file(engine, settings, "workers", DEMO / "workers.csv", ImportOptions())
     return engine
 
 
@@ -357,3 +359,164 @@ def test_cli_propose_exports_and_refuses_bad_input(
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     assert unknown.returncode == 4 and "no community 340705009999" in unknown.stderr
+
+
+# -- applying a proposal as one grid edit (other communities than the tests above read) --------
+APPLIED = "340705002001"  # the API applies a proposal here
+BY_CLI = "340705001002"  # and the CLI here
+
+
+def _state(engine: Engine, community: str) -> dict:
+    """What a planner sees of a community's grids: each building's grid by the locate rule,
+    the grids with their versions, the edits and lineage kept, the open worker assignments."""
+    with engine.connect() as conn:
+        grid_of = dict(
+            conn.execute(
+                text(
+                    "SELECT b.code, (SELECT min(g.code) FROM grids g "
+                    "WHERE ST_Covers(g.geom, b.geom)) FROM buildings b "
+                    "JOIN communities c ON ST_Covers(c.geom, b.geom) WHERE c.code = :c"
+                ),
+                {"c": community},
+            ).all()
+        )
+        households = dict(conn.execute(text("SELECT code, households FROM buildings")).all())
+        versions = dict(
+            conn.execute(
+                text("SELECT code, version FROM grids WHERE community_code = :c"), {"c": community}
+            ).all()
+        )
+        counts = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM grid_edits), (SELECT count(*) FROM grid_versions), "
+                "(SELECT count(*) FROM grid_lineage), "
+                "(SELECT count(*) FROM worker_assignments WHERE valid_to IS NULL)"
+            )
+        ).one()
+    return {
+        "grid_of": grid_of,
+        "households": households,
+        "versions": versions,
+        "counts": tuple(counts),
+    }
+
+
+def test_a_proposal_applied_over_the_api_is_one_edit_that_keeps_the_tiling(
+    client: TestClient, demo: Engine, settings: Settings
+) -> None:
+    stale = propose(demo, settings, Request([APPLIED]), "planner-1")
+    before = _state(demo, APPLIED)
+    url = f"/api/v1/grids/proposals/{stale['id']}/apply"
+
+    # a preview answers what would change and stores nothing
+    preview = client.post(url, json={"reason": "预览 preview", "preview": True})
+    assert preview.status_code == 200, preview.text
+    seen = preview.json()
+    assert seen["preview"] and seen["edit"] is None and seen["kind"] == "redivide"
+    assert len(seen["grids"]) == stale["figures"]["communities"][APPLIED]["proposal"]["grids"]
+    assert _state(demo, APPLIED) == before
+
+    # an edit of one of its grids since: the proposal is out of date, 409 naming the grid
+    first = sorted(before["versions"])[0]
+    renamed = edits.rename(
+        demo, settings, first, edits.EditBy("planner-2", "改名 rename"), name="改名网格"
+    )
+    refused = client.post(url, json={"reason": "应用 apply"})
+    assert refused.status_code == 409, refused.text
+    finding = refused.json()["details"]["findings"][0]
+    assert finding["grid"] == first and finding["kind"] == "grid_changed"
+    assert finding["edit"] == renamed["edit"] and "out of date" in refused.json()["message"]
+    assert _state(demo, APPLIED)["versions"] == {**before["versions"], first: 2}
+
+    # a proposal made now applies: one edit, every grid of the community replaced or kept
+    fresh = propose(demo, settings, Request([APPLIED]), "planner-1")
+    planned = fresh["figures"]["communities"][APPLIED]["proposal"]
+    applied = client.post(
+        f"/api/v1/grids/proposals/{fresh['id']}/apply", json={"reason": "按方案重新划分"}
+    )
+    assert applied.status_code == 200, applied.text
+    answer = applied.json()
+    after = _state(demo, APPLIED)
+    assert answer["edit"] and not answer["findings"] and len(after["versions"]) == planned["grids"]
+    # the tiling is whole: QA clean, the topology sound, each building in exactly one grid
+    qa = next(c for c in grid_qa(demo, settings).communities if c.code == APPLIED)
+    assert qa.ok and not qa.grids_without_worker, qa
+    with demo.connect() as conn:
+        assert topology_store.problems(conn) == []
+    assert (
+        None not in after["grid_of"].values()
+        and after["grid_of"].keys() == before["grid_of"].keys()
+    )
+    # households conserved: the grids hold what the proposal said, and moved as it counted
+    held = {g["code"]: g["households"] for g in answer["grids"]}
+    assert sum(held.values()) == sum(before["households"][b] for b in before["grid_of"])
+    assert sorted(held.values()) == sorted(
+        g["properties"]["households"] for g in fresh["grids"]["features"]
+    )
+    assert answer["households_moved"] == planned["households_moved"]
+    # codes: today's continue where the proposal continues them, the rest are the next free ones
+    created = answer["created"]
+    assert created == [f"{APPLIED}{n:03d}" for n in range(19, 19 + len(created))]
+    assert set(answer["changed"]) | set(answer["retired"]) <= set(before["versions"])
+    # history: the edit with actor, reason and the proposal; each new grid's lineage in m²
+    edit = client.get("/api/v1/grids/edits?limit=1000").json()["items"][-1]
+    assert edit["id"] == answer["edit"] and edit["kind"] == "redivide"
+    assert edit["reason"] == "按方案重新划分" and edit["summary"]["proposal"] == fresh["id"]
+    for code in created[:3]:
+        made = client.get(f"/api/v1/grids/{code}/history").json()["versions"][0]
+        assert made["edit_id"] == answer["edit"] and made["came_from"]
+        sources = made["came_from"]
+        assert all(s["code"] in before["versions"] and s["area_m2"] > 0 for s in sources), sources
+        assert abs(sum(s["area_m2"] for s in made["came_from"]) - made["area_m2"]) < 1.0
+    # workers: every grid has one (those of the grid it takes most households from)
+    assert answer["warnings"] == [] and all(g["workers"] for g in answer["grids"])
+    # the proposal names the edit; applying it again, or the stale one, is refused
+    assert (
+        client.get(f"/api/v1/grids/proposals/{fresh['id']}?grids=false").json()["applied"]["edit"]
+        == answer["edit"]
+    )
+    again = client.post(f"/api/v1/grids/proposals/{fresh['id']}/apply", json={"reason": "again"})
+    assert again.status_code == 409 and "applied already" in again.json()["message"]
+    with pytest.raises(Conflict, match="out of date"):
+        edits.apply_proposal(demo, settings, stale["id"], edits.EditBy("planner-1", "stale"))
+
+
+@pytest.mark.parametrize(
+    ("proposal", "body", "status", "message"),
+    [
+        (999999, {"reason": "x"}, 404, "no proposal 999999"),
+        (1, {"reason": ""}, 422, "reason"),
+        (1, {"reason": "x", "preview": 1}, 422, "preview"),
+        (1, {"reason": "x", "extra": 1}, 422, "extra"),
+    ],
+)
+def test_bad_applies_are_named_and_change_nothing(
+    client: TestClient, demo: Engine, proposal: int, body: dict, status: int, message: str
+) -> None:
+    before = _state(demo, APPLIED)
+    answer = client.post(f"/api/v1/grids/proposals/{proposal}/apply", json=body)
+    assert answer.status_code == status and message in answer.text, answer.text
+    assert _state(demo, APPLIED) == before
+
+
+def test_cli_applies_a_proposal_after_a_dry_run(
+    demo: Engine, settings: Settings, db_url: str
+) -> None:
+    # grids of about 1,200 households: fewer grids for the topology, the same path
+    made = propose(demo, settings, Request([BY_CLI], 1200, 800, 1600), "planner-1")
+    before = _state(demo, BY_CLI)
+    env = {"GEO_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"}
+    run = [CLI, "grids", "apply-proposal", str(made["id"]), "--reason", "重新划分"]
+    dry = subprocess.run([*run, "--dry-run", "--json"], capture_output=True, text=True, env=env,
+                         check=False)  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["preview"] and _state(demo, BY_CLI) == before
+    done = subprocess.run([*run, "--actor", "planner-3"], capture_output=True, text=True, env=env,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "redivide" in done.stdout and "households" in done.stdout
+    grids = made["figures"]["communities"][BY_CLI]["proposal"]["grids"]
+    assert len(_state(demo, BY_CLI)["versions"]) == grids
+    again = subprocess.run(run, capture_output=True, text=True, env=env, check=False)
+    assert again.returncode == 5 and "applied already" in again.stderr, again.stderr
+    assert "Traceback" not in again.stderr

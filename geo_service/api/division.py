@@ -1,6 +1,6 @@
 """Re-division proposal routes: propose grids for some communities (stored, answered at once)
 or for the whole city (a job: answered 202, followed by GET), read one beside today's grids,
-export it in the grids import schema."""
+export it in the grids import schema, apply it as one grid edit."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from starlette.background import BackgroundTask
 from geo_service.api.auth import PrincipalDep, require
 from geo_service.api.deps import EngineDep, SettingsDep
 from geo_service.division import proposals
-from geo_service.division.bodies import ProposalIn
+from geo_service.division.bodies import ApplyIn, ProposalIn
+from geo_service.grids import edits
 
 router = APIRouter(prefix="/api/v1/grids/proposals", tags=["division"])
 _PLAN = [require("grids.edit")]  # planners propose (and read what they proposed)
@@ -105,3 +106,22 @@ def export_proposal(
         headers={"Content-Disposition": f'attachment; filename="{path.name}"'},
         background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
     )
+
+
+@router.post("/{proposal}/apply", dependencies=_PLAN)
+def apply_proposal(
+    engine: EngineDep,
+    settings: SettingsDep,
+    who: PrincipalDep,
+    proposal: ProposalPath,
+    body: Annotated[ApplyIn, Body(examples=[{"reason": "按新方案重新划分网格", "preview": True}])],
+) -> dict[str, Any]:
+    """Replace the grids of the proposal's communities by its grids, as one grid edit (kind
+    `redivide`): the grids created, changed and retired with households and workers, the
+    buildings and open incidents that changed grid, the lineage (each new grid and the grids
+    it took area from, m²), the workers moved or added, and warnings for grids with no
+    worker. `preview` stores nothing. 409 with a finding per grid when the grids of its
+    communities changed since the proposal was made (or it was applied already), or when
+    the result would break the tiling; 404 for an unknown proposal."""
+    by = edits.EditBy(who.name, body.reason, body.preview)
+    return edits.apply_proposal(engine, settings, proposal, by)

@@ -92,7 +92,17 @@ grids = Table(
     Index("grids_community_code", "community_code"),
 )
 
-GRID_EDIT_KINDS = ("split", "merge", "redraw", "create", "retire", "rename", "recode", "import")
+GRID_EDIT_KINDS = (
+    "split",
+    "merge",
+    "redraw",
+    "create",
+    "retire",
+    "rename",
+    "recode",
+    "import",
+    "redivide",
+)
 
 # Every grid edit (and every import that changed grids): who, why, when, what it did.
 grid_edits = Table(

@@ -1,5 +1,5 @@
-"""The body of `POST /api/v1/grids/proposals`, parsed into typed values (every bad field
-named: a 422)."""
+"""The bodies of `POST /api/v1/grids/proposals` and `POST /api/v1/grids/proposals/{id}/apply`,
+parsed into typed values (every bad field named: a 422)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pydantic import (
 
 from geo_service.division.proposals import Request
 from geo_service.errors import InvalidInput
+from geo_service.grids.bodies import Reason
 
 MAX_COMMUNITIES = 10_000  # more than any city has
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -53,3 +54,12 @@ class ProposalIn(BaseModel):
             self.stability,
             self.method,
         )
+
+
+class ApplyIn(BaseModel):
+    """Apply a proposal as one grid edit: why, and whether only to preview."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason = Field(description="why the grids change (kept in the history)")
+    preview: StrictBool = Field(False, description="answer what would change, store nothing")

@@ -15,6 +15,7 @@ arrays in, numbers out).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,26 @@ def kept(today: np.ndarray, proposed: np.ndarray, weight: np.ndarray) -> np.ndar
     continues = np.full(len(p_keys), -1, dtype=np.int64)
     continues[rows] = t_keys[cols]
     out[known] = continues[p.ravel()] == today[known]
+    return out
+
+
+def continues(takes: Sequence[Mapping[str, int]]) -> list[str | None]:
+    """Which of today's grids each proposed grid continues (None: a new grid), from the
+    households each takes from today's grids: the pairing that keeps the most households in
+    place, as `kept` makes it; a proposed grid never continues a grid it takes nothing from."""
+    today = sorted({code for took in takes for code in took})
+    out: list[str | None] = [None] * len(takes)
+    if not today:
+        return out
+    column = {code: j for j, code in enumerate(today)}
+    overlap = np.zeros((len(takes), len(today)))
+    for r, took in enumerate(takes):
+        for code, households in took.items():
+            overlap[r, column[code]] = households + 1e-6  # a grid of empty buildings counts
+    rows, cols = linear_sum_assignment(overlap, maximize=True)
+    for r, j in zip(rows, cols, strict=True):
+        if overlap[r, j] > 0:
+            out[r] = today[j]
     return out
 
 

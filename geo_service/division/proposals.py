@@ -6,7 +6,8 @@ A proposal reads the communities, today's grids, the buildings (with their estat
 walkable streets, traces the street blocks once (coverage's tracing: `topology.build`, then
 `shapes.faces` on the routable network), divides each community (plan.divide_community, in
 worker processes for a city), and stores the proposed grids and the figures of the proposal
-beside today's. It changes no grid: applying a proposal is a grid edit (not built yet).
+beside today's. It changes no grid: applying a proposal is a grid edit
+(`grids.edits.apply_proposal`), which `get` names once made.
 """
 
 from __future__ import annotations
@@ -324,12 +325,14 @@ def _figures(plans: list[Plan], opt: Options) -> dict[str, Any]:
 # -- reading and export --------------------------------------------------------------------------
 def get(engine: Engine, proposal: int, *, with_grids: bool = True) -> dict[str, Any]:
     """A proposal: what was asked, its status and progress, its figures beside today's
-    grids, its notes and (when done) its grids as GeoJSON features."""
+    grids, its notes, the edit that applied it (if one did) and (when done) its grids as
+    GeoJSON features."""
     with engine.connect() as conn:
         row = store.proposal(conn, proposal)
         if row is None:
             raise NotFound(f"no proposal {proposal}")
         grids = store.proposal_grids(conn, proposal) if with_grids else []
+        applied = store.applied(conn, proposal)
     out = {
         "id": row["id"],
         "status": row["status"],
@@ -343,6 +346,7 @@ def get(engine: Engine, proposal: int, *, with_grids: bool = True) -> dict[str, 
         "notes": row["notes"],
         "error": row["error"],
         "seconds": row["seconds"],
+        "applied": None if applied is None else {**applied, "at": applied["at"].isoformat()},
     }
     if with_grids:
         out["grids"] = {

@@ -183,6 +183,22 @@ def proposal(conn: Connection, proposal: int) -> Row | None:
     return dict(row) if row else None
 
 
+def applied(conn: Connection, proposal: int) -> Row | None:
+    """The grid edit that applied a proposal: id, actor, moment (None: not applied)."""
+    row = (
+        conn.execute(
+            text(
+                "SELECT id AS edit, actor, at FROM grid_edits WHERE kind = 'redivide' "
+                "AND summary ->> 'proposal' = CAST(:p AS text) ORDER BY id LIMIT 1"
+            ),
+            {"p": proposal},
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else dict(row)
+
+
 def proposal_grids(conn: Connection, proposal: int) -> list[Row]:
     """The grids of a proposal, by code, with their lon/lat shapes."""
     rows = conn.execute(

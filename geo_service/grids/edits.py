@@ -8,6 +8,9 @@ gave area to which), check the communities touched (no new overlap or gap, nothi
 its community), let buildings, open incidents, coverage figures and map versions follow, and
 answer what changed. A refused edit raises Conflict with the findings and changes nothing; a
 preview answers the same and rolls back.
+
+A re-division proposal is applied the same way (`apply_proposal`, kind `redivide`): one edit
+over all the grids of its communities.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from geo_service.incidents.regrid import follow_grid_edit
 from geo_service.settings import Settings
 from geo_service.times import parse_instant
 
-Kind = Literal["split", "merge", "redraw", "create", "retire", "rename", "recode"]
+Kind = Literal["split", "merge", "redraw", "create", "retire", "rename", "recode", "redivide"]
 Neighbours = Literal["adjust", "strict"]
 
 
@@ -48,7 +51,8 @@ class EditBy:
 
 @dataclass
 class Plan:
-    """What an edit does to the grids of one community."""
+    """What an edit does to the grids of one community (of several: a re-division, whose
+    new grids name their community in `created_in`)."""
 
     community: str
     before: dict[str, BaseGeometry]  # shapes of the grids it changes or retires, as they were
@@ -58,6 +62,15 @@ class Plan:
     recoded: tuple[str, str] | None = None
     retired: list[str] = field(default_factory=list)
     workers: dict[str, str] = field(default_factory=dict)  # worker code -> grid code
+    also_serve: dict[str, list[str]] = field(default_factory=dict)  # worker -> grids added
+    more_communities: list[str] = field(default_factory=list)
+    created_in: dict[str, str] = field(default_factory=dict)  # new grid code -> community
+    summary: dict[str, Any] = field(default_factory=dict)  # kept with the edit besides
+
+    @property
+    def communities(self) -> list[str]:
+        """Every community whose grids the edit changes."""
+        return [self.community, *self.more_communities]
 
     @property
     def result_codes(self) -> list[str]:
@@ -333,6 +346,174 @@ def rename(
     )
 
 
+def apply_proposal(engine: Engine, settings: Settings, proposal: int, by: EditBy) -> dict[str, Any]:
+    """Replace the grids of a re-division proposal's communities by the proposal's grids, as
+    one edit (kind `redivide`, the proposal's id kept with it); refused (Conflict, with a
+    finding per grid) when those grids changed since the proposal was made.
+
+    A proposed grid that continues one of today's (the pairing of the proposal's figures: the
+    one keeping the most households in place) keeps that grid's code, name and workers; the
+    others get the community's next free codes and are named as the community names its
+    grids (…第N网格); today's grids that none continues are retired. The workers of a grid
+    that ends go to the proposed grid taking most of its households; a new grid still
+    without a worker is served as well by the workers of the grid it takes most households
+    from (they keep their other grids, so no household loses its worker). Grids left without
+    any worker (a first division; a source grid with none) are the answer's warnings."""
+
+    # here, not at the top: the division's libraries (scipy.optimize) load only when needed
+    from geo_service.division import metrics as division_metrics
+    from geo_service.division import store as division_store
+
+    def plan(conn: Connection) -> Plan:
+        row = division_store.proposal(conn, proposal)
+        if row is None:
+            raise NotFound(f"no proposal {proposal}")
+        if row["status"] != "done":
+            raise Conflict(
+                f"proposal {proposal} is {row['status']}: only a finished proposal can be applied"
+            )
+        applied = division_store.applied(conn, proposal)
+        if applied is not None:
+            raise Conflict(
+                f"proposal {proposal} was applied already, by edit #{applied['edit']} "
+                f"({applied['actor']}, {applied['at'].isoformat(timespec='seconds')})",
+                details={"edit": applied["edit"]},
+            )
+        communities = sorted(row["figures"].get("communities") or {})
+        if not communities:
+            raise Conflict(f"proposal {proposal} divided no community: nothing to apply")
+        today = edits_store.lock_communities(conn, communities)
+        _unchanged_since(conn, proposal, (row["versions"] or {}).get("grids", {}), today)
+        proposed = division_store.proposal_grids(conn, proposal)
+        p = Plan(
+            communities[0],
+            {c: g["shape"] for c, g in today.items()},
+            more_communities=communities[1:],
+            summary={"proposal": proposal},
+        )
+        takes: dict[str, dict[str, int]] = {}  # each resulting grid: households from today's
+        for community in communities:
+            place = _community(conn, community)
+            mine = [g for g in proposed if g["community_code"] == community]
+            continued = division_metrics.continues([g["takes"] for g in mine])
+            fresh = iter(
+                drawing.next_codes(
+                    community,
+                    edits_store.codes_ever_used(conn, community),
+                    continued.count(None),
+                    settings.grids.grid_code_pattern,
+                )
+            )
+            codes = [was if was is not None else next(fresh) for was in continued]
+            shapes = reshape.fit(
+                {c: g["shape"] for c, g in zip(codes, mine, strict=True)},
+                place["shape"],
+                settings.grids.qa_min_area_m2,
+            )
+            for code, g, was in zip(codes, mine, continued, strict=True):
+                takes[code] = {k: int(v) for k, v in g["takes"].items()}
+                if was is None:
+                    number = int(code[len(community) :])
+                    p.created[code] = (f"{place['name']}第{number}网格", shapes[code])
+                    p.created_in[code] = community
+                elif not shapes[code].equals(today[code]["shape"]):
+                    p.reshaped[code] = shapes[code]
+        p.retired = sorted(set(today) - set(takes))
+        shapes_now = {**p.reshaped, **{c: shape for c, (_, shape) in p.created.items()}}
+        p.workers, p.also_serve = _proposal_workers(
+            edits_store.workers_of(conn, sorted(today)),
+            {c: today[c]["shape"] for c in p.retired},
+            takes,
+            shapes_now,
+            sorted(p.created),
+        )
+        return p
+
+    return _apply(engine, settings, "redivide", by, plan)
+
+
+def _unchanged_since(
+    conn: Connection,
+    proposal: int,
+    then: Mapping[str, int],
+    today: Mapping[str, Mapping[str, Any]],
+) -> None:
+    """Conflict, a finding per grid, when the grids of a proposal's communities are not the
+    versions it was made from (edited, made or retired since)."""
+    codes = sorted({*then, *today})
+    last = edits_store.last_edits(conn, codes)
+    findings: list[dict[str, Any]] = []
+    for code in codes:
+        was, now = then.get(code), today.get(code)
+        if was is None:
+            kind, what = "grid_made", f"grid {code} was made since"
+        elif now is None:
+            kind, what = "grid_retired", f"grid {code} was retired since"
+        elif now["version"] != was:
+            kind = "grid_changed"
+            what = f"grid {code} is at version {now['version']}, the proposal has version {was}"
+        else:
+            continue
+        edit = last.get(code)
+        if edit is not None:
+            what += (
+                f" (edit #{edit['id']} {edit['kind']} by {edit['actor']} at "
+                f"{edit['at'].isoformat(timespec='seconds')}: {edit['reason']})"
+            )
+        findings.append({
+            "kind": kind, "grid": code, "version": now["version"] if now else None,
+            "proposal_version": was, "edit": edit["id"] if edit else None, "message": what,
+        })  # fmt: skip
+    if findings:
+        shown = "; ".join(str(f["message"]) for f in findings[:5])
+        more = f"; and {len(findings) - 5} more" if len(findings) > 5 else ""
+        raise Conflict(
+            f"proposal {proposal} is out of date: the grids of its communities changed since it "
+            f"was made ({shown}{more}); make a new proposal",
+            details={"findings": findings},
+        )
+
+
+def _proposal_workers(
+    workers: Mapping[str, Sequence[str]],
+    ended: Mapping[str, BaseGeometry],
+    takes: Mapping[str, Mapping[str, int]],
+    shapes: Mapping[str, BaseGeometry],
+    created: Sequence[str],
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Where today's workers serve after a re-division (see `apply_proposal`): workers of the
+    grids that end -> the grid they move to, and workers -> the new grids they serve as well."""
+    moved: dict[str, str] = {}
+    added: dict[str, list[str]] = {}
+
+    def heir(old: str) -> str:
+        """The resulting grid taking most households of `old` (most of its area when none)."""
+        if any(old in took for took in takes.values()):
+            return max(takes, key=lambda c: (takes[c].get(old, -1), c))
+        return max(shapes, key=lambda c: (shapes[c].intersection(ended[old]).area, c))
+
+    for old in sorted(ended):
+        if not workers.get(old) or not shapes:
+            continue
+        to = heir(old)
+        for w in workers[old]:
+            if w not in moved:
+                moved[w] = to
+            elif moved[w] != to:
+                added.setdefault(w, []).append(to)
+    staffed = {g for g in moved.values()} | {g for g in takes if workers.get(g)}
+    staffed |= {g for grids in added.values() for g in grids}
+    for code in created:
+        took = takes[code]
+        if code in staffed or not took:
+            continue
+        source = max(took, key=lambda c: (took[c], c))
+        for w in workers.get(source, ()):
+            if code not in added.setdefault(w, []):
+                added[w].append(code)
+    return moved, {w: grids for w, grids in added.items() if grids}
+
+
 # -- history --------------------------------------------------------------------------------------
 def moment(settings: Settings, name: str, text: str | None) -> datetime | None:
     """A moment a caller names (ISO 8601; without an offset, in the city's time zone)."""
@@ -394,7 +575,7 @@ def _apply(
             [*plan.before.values(), *(shape for _, shape in plan.created.values())]
         )
         before = edits_store.buildings_in(conn, area)
-        holes = edits_store.gaps(conn, plan.community)
+        holes = {c: edits_store.gaps(conn, c) for c in plan.communities}
         serving = edits_store.known_workers(conn, list(plan.workers))
         unknown = sorted(set(plan.workers) - set(serving))
         if unknown:
@@ -437,8 +618,9 @@ def _apply(
             "buildings_moved": len(moved),
             "households_moved": sum(before[b][1] for b in moves),
             "incidents_moved": len(incidents),
+            **plan.summary,
         }
-        kinds = ["grids", "workers"] if plan.workers else ["grids"]
+        kinds = ["grids", "workers"] if plan.workers or plan.also_serve else ["grids"]
         at = edits_store.finish_edit(conn, edit, summary, kinds)
         answer = {
             "edit": None if by.preview else edit,
@@ -450,6 +632,7 @@ def _apply(
             "buildings": moved,
             "incidents": incidents,
             "workers_moved": plan.workers,
+            "workers_added": plan.also_serve,
             "lineage": lineage,
             "findings": findings,
             "warnings": [
@@ -477,7 +660,7 @@ def _apply(
 
 def _write(conn: Connection, plan: Plan) -> None:
     for code, (name, shape) in plan.created.items():
-        edits_store.insert_grid(conn, code, name, plan.community, shape)
+        edits_store.insert_grid(conn, code, name, plan.created_in.get(code, plan.community), shape)
     for code in sorted({*plan.reshaped, *plan.renamed} - set(plan.retired)):
         edits_store.update_grid(
             conn, code, shape=plan.reshaped.get(code), name=plan.renamed.get(code)
@@ -485,11 +668,16 @@ def _write(conn: Connection, plan: Plan) -> None:
     if plan.recoded:
         edits_store.update_grid(conn, plan.recoded[0], new_code=plan.recoded[1])
     edits_store.move_workers(conn, plan.workers, plan.retired)
+    edits_store.add_assignments(conn, plan.also_serve)
     edits_store.delete_grids(conn, plan.retired)
 
 
 def _findings(
-    conn: Connection, plan: Plan, codes: list[str], holes: BaseGeometry, min_area: float
+    conn: Connection,
+    plan: Plan,
+    codes: list[str],
+    holes: Mapping[str, BaseGeometry],
+    min_area: float,
 ) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for o in edits_store.overlaps_of(conn, codes, min_area):
@@ -501,16 +689,17 @@ def _findings(
                 f"{o['area_m2']:.1f} m² at lon {o['lon']:.6f}, lat {o['lat']:.6f}",
             }
         )
-    for g in edits_store.new_gaps(conn, plan.community, holes, min_area):
-        found.append(
-            {
-                "kind": "gap",
-                "community": plan.community,
-                **g,
-                "message": f"{g['area_m2']:.1f} m² of community {plan.community} would be in no "
-                f"grid at lon {g['lon']:.6f}, lat {g['lat']:.6f}",
-            }
-        )
+    for community, hole in holes.items():
+        for g in edits_store.new_gaps(conn, community, hole, min_area):
+            found.append(
+                {
+                    "kind": "gap",
+                    "community": community,
+                    **g,
+                    "message": f"{g['area_m2']:.1f} m² of community {community} would be in no "
+                    f"grid at lon {g['lon']:.6f}, lat {g['lat']:.6f}",
+                }
+            )
     for o in edits_store.outside_community(conn, codes, min_area):
         found.append(
             {

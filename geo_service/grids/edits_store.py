@@ -38,45 +38,65 @@ def lock_edits(conn: Connection) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('geo-import:grids'))"))
 
 
-def lock_grids(conn: Connection, codes: Sequence[str]) -> dict[str, Row]:
-    """The named grids (code, name, community, version, shape), locked until the edit ends so
-    two planners' edits of one grid run one after the other."""
+def _lock(conn: Connection, where: str, params: dict[str, Any]) -> dict[str, Row]:
+    """The grids `where` says (code, name, community, version, shape), locked until the edit
+    ends, by code."""
     rows = conn.execute(
         text(
             "SELECT code, name, community_code, version, ST_AsBinary(geom) AS wkb FROM grids "
-            "WHERE code = ANY(:codes) ORDER BY code FOR UPDATE"
+            f"WHERE {where} ORDER BY code FOR UPDATE"
         ),
-        {"codes": list(codes)},
+        params,
     ).mappings()
     return {r["code"]: {**r, "shape": _shape(r["wkb"])} for r in rows}
+
+
+def lock_grids(conn: Connection, codes: Sequence[str]) -> dict[str, Row]:
+    """The named grids, locked until the edit ends so two planners' edits of one grid run one
+    after the other."""
+    return _lock(conn, "code = ANY(:codes)", {"codes": list(codes)})
+
+
+def lock_communities(conn: Connection, communities: Sequence[str]) -> dict[str, Row]:
+    """Every grid of the named communities, locked."""
+    return _lock(conn, "community_code = ANY(:c)", {"c": list(communities)})
 
 
 def lock_near(conn: Connection, point: BaseGeometry, within_deg: float) -> dict[str, Row]:
     """The grids whose boundary passes within `within_deg` of a point, locked."""
-    rows = conn.execute(
-        text(
-            "SELECT code, name, community_code, version, ST_AsBinary(geom) AS wkb FROM grids "
-            "WHERE ST_DWithin(ST_Boundary(geom), ST_GeomFromWKB(:wkb, 4326), :d) "
-            "ORDER BY code FOR UPDATE"
-        ),
+    return _lock(
+        conn,
+        "ST_DWithin(ST_Boundary(geom), ST_GeomFromWKB(:wkb, 4326), :d)",
         {"wkb": _wkb(point), "d": within_deg},
-    ).mappings()
-    return {r["code"]: {**r, "shape": _shape(r["wkb"])} for r in rows}
+    )
 
 
 def touching(
     conn: Connection, shape: BaseGeometry, community: str, exclude: Sequence[str]
 ) -> dict[str, Row]:
     """Grids of the community that touch or overlap `shape` (its neighbours), locked."""
+    return _lock(
+        conn,
+        "community_code = :community AND NOT code = ANY(:exclude) "
+        "AND ST_Intersects(geom, ST_GeomFromWKB(:wkb, 4326))",
+        {"community": community, "exclude": list(exclude), "wkb": _wkb(shape)},
+    )
+
+
+def last_edits(conn: Connection, codes: Sequence[str]) -> dict[str, Row]:
+    """The latest edit that made or ended a version of each grid code: id, kind, actor,
+    reason and moment (codes no edit touched are left out)."""
     rows = conn.execute(
         text(
-            "SELECT code, name, community_code, version, ST_AsBinary(geom) AS wkb FROM grids "
-            "WHERE community_code = :community AND NOT code = ANY(:exclude) "
-            "AND ST_Intersects(geom, ST_GeomFromWKB(:wkb, 4326)) ORDER BY code FOR UPDATE"
+            """
+            SELECT DISTINCT ON (v.code) v.code, e.id, e.kind, e.actor, e.reason, e.at
+            FROM grid_versions v JOIN grid_edits e ON e.id IN (v.edit_id, v.ended_by)
+            WHERE v.code = ANY(:codes) ORDER BY v.code, e.at DESC, e.id DESC
+            """
         ),
-        {"community": community, "exclude": list(exclude), "wkb": _wkb(shape)},
+        {"codes": list(codes)},
     ).mappings()
-    return {r["code"]: {**r, "shape": _shape(r["wkb"])} for r in rows}
+    return {r["code"]: dict(r) for r in rows}
 
 
 def community(conn: Connection, code: str) -> Row | None:
@@ -278,6 +298,22 @@ def move_workers(conn: Connection, moves: dict[str, str], leaving: Sequence[str]
     )
 
 
+def add_assignments(conn: Connection, serve: dict[str, list[str]]) -> None:
+    """Workers (code -> grid codes) to serve more grids from now on, keeping those they
+    serve."""
+    pairs = [(w, g) for w, grids in serve.items() for g in grids]
+    if not pairs:
+        return
+    conn.execute(
+        text(
+            "INSERT INTO worker_assignments (worker_code, grid_code) "
+            "SELECT * FROM unnest(CAST(:w AS text[]), CAST(:g AS text[])) "
+            "ON CONFLICT (worker_code, grid_code) WHERE valid_to IS NULL DO NOTHING"
+        ),
+        {"w": [w for w, _ in pairs], "g": [g for _, g in pairs]},
+    )
+
+
 def delete_grids(conn: Connection, codes: Sequence[str]) -> None:
     """Retire grids (their last versions end in grid_versions)."""
     conn.execute(text("DELETE FROM grids WHERE code = ANY(:codes)"), {"codes": list(codes)})
@@ -295,6 +331,8 @@ def record_lineage(conn: Connection, edit: int) -> list[Row]:
             FROM grid_versions o JOIN grid_versions n
               ON o.geom && n.geom AND ST_Relate(o.geom, n.geom, '2********')
             WHERE o.ended_by = :edit AND n.edit_id = :edit
+              -- interiors that meet in a sliver too thin to measure gave no area
+              AND ST_Area(ST_Intersection(o.geom, n.geom)::geography) > 0
             ON CONFLICT DO NOTHING
             RETURNING from_code, from_version, to_code, to_version, area_m2
             """

@@ -203,6 +203,28 @@ def free_area(drawn: BaseGeometry, community: BaseGeometry, taken: BaseGeometry)
     return shapely.union_all(parts)
 
 
+def fit(shapes: Mapping[str, BaseGeometry], area: BaseGeometry, min_m2: float) -> Shapes:
+    """Shapes made to tile `area` exactly (a proposal's grids onto their community as it is
+    stored): each snapped onto the area's boundary (10 cm) and cut to it, a part two of them
+    hold kept by the first, and the parts none holds handed to the shape sharing the longest
+    boundary with each (the nearest when a part touches none; parts under `min_m2` are the
+    QA's noise). InvalidInput names a shape left with no area."""
+    out: Shapes = {}
+    taken: BaseGeometry = shapely.Polygon()
+    for code, shape in shapes.items():
+        parts = _polygons(snap(shape, [area]).intersection(area).difference(taken))
+        if not parts:
+            raise InvalidInput(f"grid {code} at {_where(shape)} holds no area of its community")
+        out[code] = shapely.union_all(parts)
+        taken = shapely.union_all([taken, out[code]])
+    grown, orphans = hand_out(area.difference(taken), out, min_m2)
+    out.update(grown)
+    for part in orphans:
+        near = min(out, key=lambda c: out[c].distance(part))
+        out[near] = shapely.union_all([out[near], part])
+    return out
+
+
 def area_m2(geom: BaseGeometry) -> float:
     """Area on the WGS-84 spheroid, m² (as PostGIS' geography measures it)."""
     area, _ = _GEOD.geometry_area_perimeter(geom)
