@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -92,6 +93,12 @@ def run() -> None:
     except GeoServiceError as exc:
         err.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, highlight=False)
         sys.exit(_exit_code(exc))
+    except ValidationError as exc:  # a GEO_ setting (environment or .env) that does not parse
+        for problem in exc.errors(include_url=False, include_input=False):  # no passwords
+            name = ".".join(str(part) for part in problem["loc"]) or exc.title
+            said = f"setting {name} ({exc.title}): {problem['msg']}"
+            err.print(f"[bold red]error:[/] {escape(said)}", markup=True, highlight=False)
+        sys.exit(EXIT_CODES[InvalidInput])
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
@@ -1559,7 +1566,13 @@ def serve_cmd(
     import uvicorn
 
     settings = state.settings
-    state.engine()  # start the database and migrate once, before any worker starts
+    engine = state.engine()  # start the database and migrate once, before any worker starts
+    if settings.database.read_urls:  # a server that is no standby stops us here, not a worker
+        from geo_service.db.replicas import Standbys
+
+        for standby in Standbys.look(settings.database, engine).states():
+            said = "serves reads" if standby["reading"] else f"skipped: it {standby['problem']}"
+            out.print(f"standby {standby['server']} {said}")
     host, port = host or settings.server.host, port or settings.server.port
     workers = workers or settings.server.workers
     out.print(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")

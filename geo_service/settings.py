@@ -11,13 +11,17 @@ groups whose variables share no prefix (server, grids, layers) keep the names wh
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 
 def _group(prefix: str) -> SettingsConfigDict:
@@ -44,6 +48,43 @@ class DatabaseSettings(BaseSettings):
     )
     embedded_port: int = 54329
     pool_size: int = Field(16, description="Pooled connections; at least `threads`")
+    read_urls: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        validation_alias="GEO_DATABASE_READ_URLS",
+        description="postgresql://… of hot standbys of the primary (streaming replication), "
+        "comma-separated or a JSON list: the read-only doors read there (db/replicas.py)",
+    )
+    read_max_lag_s: float = Field(
+        30.0,
+        gt=0,
+        validation_alias="GEO_DATABASE_READ_MAX_LAG_S",
+        description="A standby replaying further behind the primary than this is skipped",
+    )
+    read_retry_s: float = Field(
+        10.0,
+        gt=0,
+        validation_alias="GEO_DATABASE_READ_RETRY_S",
+        description="A standby that stopped answering is skipped this long, then tried again",
+    )
+
+    @field_validator("read_urls", mode="before")
+    @classmethod
+    def _url_list(cls, value: Any) -> Any:
+        """Standby URLs as a JSON list or comma-separated; each must be a PostgreSQL URL."""
+        if isinstance(value, str):
+            value = json.loads(value) if value.lstrip().startswith("[") else value.split(",")
+        if not isinstance(value, list):
+            return value
+        urls = [str(url).strip() for url in value if str(url).strip()]
+        for url in urls:
+            shown = re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", url)  # never the password
+            if not url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+                raise ValueError(f"GEO_DATABASE_READ_URLS: {shown!r} is no postgresql:// URL")
+            try:
+                make_url(url)
+            except (ArgumentError, ValueError):
+                raise ValueError(f"GEO_DATABASE_READ_URLS: {shown!r} does not parse") from None
+        return urls
 
     @field_validator("data_dir")
     @classmethod

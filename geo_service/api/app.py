@@ -48,6 +48,7 @@ from geo_service.api.observe import Metrics, Observe, configure_logging
 from geo_service.auth.service import TokenCache
 from geo_service.coverage.planning import Models
 from geo_service.db.engine import connect, read_pool
+from geo_service.db.replicas import Reads
 from geo_service.errors import NotFound
 from geo_service.layers import LayerService
 from geo_service.settings import Settings, get_settings
@@ -91,7 +92,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             app.state.engine = connect(settings)
         app.state.read_pool = read_pool(app.state.engine, settings.database.pool_size)
         await app.state.read_pool.open(wait=False)
+        # Where the read-only doors read: the standbys of GEO_DATABASE_READ_URLS, else the
+        # primary's engine and pool above (tokens and /healthz stay on the primary).
+        app.state.reads = await Reads.open(settings.database, app.state.engine, app.state.read_pool)
         yield
+        await app.state.reads.close()
         await app.state.read_pool.close()
         if own:
             app.state.engine.dispose()

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from geo_service.api.deps import CrsQuery, EngineDep, SettingsDep
+from geo_service.api.deps import CrsQuery, EngineDep, ReadEngineDep, SettingsDep
 from geo_service.buildings import service
 
 router = APIRouter(prefix="/api/v1", tags=["buildings"])
@@ -48,19 +48,20 @@ class BuildingPage(BaseModel):
 
 @router.get("/geocode")
 def geocode(
-    engine: EngineDep,
+    engine: ReadEngineDep,
+    primary: EngineDep,
     settings: SettingsDep,
     q: Annotated[str, Query(max_length=1000, description="address text")],
     limit: Annotated[int, Query(ge=1, le=50)] = 5,
 ) -> dict[str, Any]:
     """Forward geocoding: ranked buildings (or door/estate points) for an address text, each
     with its grid, community, workers, a confidence in [0, 1] and a match type."""
-    return service.geocode(engine, settings, q, limit)
+    return service.geocode(engine, settings, q, limit, writer=primary)
 
 
 @router.get("/reverse")
 def reverse(
-    engine: EngineDep,
+    engine: ReadEngineDep,
     settings: SettingsDep,
     lon: Annotated[str, Query(max_length=64)],
     lat: Annotated[str, Query(max_length=64)],
@@ -75,7 +76,8 @@ def reverse(
 # exclude_unset: an answer carries message, match_type and confidence only when they apply.
 @router.get("/buildings", response_model=BuildingPage, response_model_exclude_unset=True)
 def buildings(
-    engine: EngineDep,
+    engine: ReadEngineDep,
+    primary: EngineDep,
     settings: SettingsDep,
     q: Annotated[
         str | None, Query(max_length=1000, description="text: 金山花园3栋, 3栋, 锦绣")
@@ -91,10 +93,12 @@ def buildings(
     matching a text `q`; `q` alone searches every building of the city (address, estate,
     road, community name, building number such as 3栋), best match first. A text that matches
     nothing answers `message`."""
-    return service.search(engine, settings, q, grid, near, crs, radius, limit, offset)
+    return service.search(
+        engine, settings, q, grid, near, crs, radius, limit, offset, writer=primary
+    )
 
 
 @router.get("/buildings/{code}")
-def building(engine: EngineDep, code: str) -> dict[str, Any]:
+def building(engine: ReadEngineDep, code: str) -> dict[str, Any]:
     """One building with its footprint, grid, community and the grid's workers."""
     return service.building(engine, code)

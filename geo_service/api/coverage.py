@@ -17,9 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from geo_service.api.auth import PrincipalDep
 from geo_service.api.deps import (
     CrsQuery,
-    EngineDep,
     LayersDep,
     OffsetQuery,
+    ReadEngineDep,
     ReadPoolDep,
     SettingsDep,
     TierQuery,
@@ -39,20 +39,22 @@ _GEOJSON: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/summary")
-def summary(engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
+def summary(engine: ReadEngineDep, settings: SettingsDep) -> dict[str, Any]:
     """City-wide buildings and households within each tier, unreachable ones, isolated
     pieces of the street network, and whether the figures are stale."""
     return service.summary(engine, settings)
 
 
 @router.get("/communities")
-def communities(engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
+def communities(engine: ReadEngineDep, settings: SettingsDep) -> dict[str, Any]:
     """Figures per community."""
     return service.communities(engine, settings)
 
 
 @router.get("/grids")
-def grids(engine: EngineDep, settings: SettingsDep, community: CodeQuery = None) -> dict[str, Any]:
+def grids(
+    engine: ReadEngineDep, settings: SettingsDep, community: CodeQuery = None
+) -> dict[str, Any]:
     """Figures per grid (of one community with `community=`)."""
     return service.grids(engine, settings, community)
 
@@ -70,7 +72,7 @@ def _building_query(
 
 @router.get("/buildings")
 def buildings(
-    engine: EngineDep,
+    engine: ReadEngineDep,
     settings: SettingsDep,
     query: Annotated[BuildingQuery, Depends(_building_query)],
 ) -> dict[str, Any]:
@@ -107,7 +109,7 @@ class _Shapes:
     OGC items, every feature at once), with the coverage status every answer carries."""
 
     def __init__(
-        self, engine: EngineDep, settings: SettingsDep, layers: LayersDep, pool: ReadPoolDep,
+        self, engine: ReadEngineDep, settings: SettingsDep, layers: LayersDep, pool: ReadPoolDep,
         who: PrincipalDep,
     ) -> None:  # fmt: skip
         self.engine, self.settings, self.layers, self.pool, self.who = (
@@ -129,7 +131,7 @@ CoverageShapesDep = Annotated[_Shapes, Depends()]
 
 
 @router.get("/components")
-def components(engine: EngineDep) -> list[dict[str, Any]]:
+def components(engine: ReadEngineDep) -> list[dict[str, Any]]:
     """Connected pieces of the walking network; only piece 0 is routed on."""
     return service.components(engine)
 
@@ -162,7 +164,7 @@ class WhatIfIn(BaseModel):
 
 @router.post("/what-if")
 def what_if(
-    request: Request, engine: EngineDep, settings: SettingsDep, body: WhatIfIn
+    request: Request, engine: ReadEngineDep, settings: SettingsDep, body: WhatIfIn
 ) -> dict[str, Any]:
     """Figures with centres added and/or removed, and the change per community; nothing is
     stored."""
@@ -175,7 +177,7 @@ def what_if(
 @router.get("/suggest")
 def suggest(
     request: Request,
-    engine: EngineDep,
+    engine: ReadEngineDep,
     settings: SettingsDep,
     k: Annotated[int, Query(description="how many new sites")] = 3,
     candidates: Annotated[

@@ -12,6 +12,7 @@ from fastapi import Depends, Query, Request
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
 
+from geo_service.db.replicas import Reads
 from geo_service.layers import LayerService
 from geo_service.settings import Settings
 
@@ -24,14 +25,34 @@ async def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
+# The primary: writes, and the reads that must see them (the same request's, or an incident
+# or grid just written by the caller).
 EngineDep = Annotated[Engine, Depends(_engine)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 
 
+def reads_of(request: Request) -> Reads:
+    """Where the app's read-only doors read (the primary's engine and pool when the app runs
+    without its lifespan)."""
+    state = request.app.state
+    reads = getattr(state, "reads", None)
+    if reads is None:
+        return Reads(state.engine, getattr(state, "read_pool", None))  # type: ignore[arg-type]
+    return reads  # type: ignore[no-any-return]
+
+
+async def _read_engine(request: Request) -> Engine:
+    return reads_of(request).engine
+
+
 async def _read_pool(request: Request) -> AsyncConnectionPool:
-    return request.app.state.read_pool  # type: ignore[no-any-return]
+    return reads_of(request).pool
 
 
+# The read-only doors (tiles, OGC items, locate, geocode and building search, coverage figures
+# and shapes, workload, QA): a hot standby of GEO_DATABASE_READ_URLS while one is usable, else
+# the primary (db/replicas.py). Domain functions take either engine; the door picks.
+ReadEngineDep = Annotated[Engine, Depends(_read_engine)]
 ReadPoolDep = Annotated[AsyncConnectionPool, Depends(_read_pool)]
 
 

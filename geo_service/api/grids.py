@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from geo_service.api.auth import PrincipalDep, require
-from geo_service.api.deps import EngineDep, SettingsDep
+from geo_service.api.deps import EngineDep, ReadEngineDep, SettingsDep
 from geo_service.auth.policy import Principal
 from geo_service.grids import edits
 from geo_service.grids import workload as grid_workload
@@ -39,7 +39,7 @@ _SPLIT_EXAMPLE = {
 
 
 @router.get("/qa", dependencies=[require("qa")])
-async def qa(engine: EngineDep, settings: SettingsDep) -> dict[str, object]:
+async def qa(engine: ReadEngineDep, settings: SettingsDep) -> dict[str, object]:
     """Grid QA: overlaps, gaps, grids outside their community, buildings in no grid."""
     report = await run_in_threadpool(grid_qa, engine, settings)
     return report.to_dict()
@@ -200,7 +200,7 @@ def edit_list(
     responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv"}},
 )
 def workload(
-    engine: EngineDep,
+    engine: ReadEngineDep,
     settings: SettingsDep,
     by: Literal["grid", "worker"] = "grid",
     community: Annotated[str | None, Query(max_length=64)] = None,

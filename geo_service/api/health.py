@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from sqlalchemy import Engine, text
 from starlette.concurrency import run_in_threadpool
 
 from geo_service import __version__
-from geo_service.api.deps import EngineDep
+from geo_service.api.deps import EngineDep, reads_of
 from geo_service.db.engine import reading
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-async def healthz(request: Request, engine: EngineDep) -> dict[str, str]:
+async def healthz(request: Request, engine: EngineDep) -> dict[str, Any]:
     """200 when requests can be served (with the PostGIS version), 503 otherwise: both pools
     the routes use answer, the engine's and the asyncio read pool behind tokens, locate and
-    tiles, so a probe never calls the service ready while its requests still fail."""
+    tiles, so a probe never calls the service ready while its requests still fail. With
+    GEO_DATABASE_READ_URLS, `standbys` says which serve reads, their lag, and why any is
+    skipped (reads fall back to the primary, so a skipped standby does not make this 503)."""
     pool = getattr(request.app.state, "read_pool", None)
     if pool is not None:
         await pool.ping()
     postgis = await run_in_threadpool(_postgis_version, engine)
-    return {"status": "ok", "version": __version__, "postgis": postgis}
+    answer: dict[str, Any] = {"status": "ok", "version": __version__, "postgis": postgis}
+    standbys = reads_of(request).states()
+    if standbys is not None:
+        answer["standbys"] = standbys
+    return answer
 
 
 def _postgis_version(engine: Engine) -> str:

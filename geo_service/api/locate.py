@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 
-from geo_service.api.deps import CRS_DESCRIPTION, CrsQuery, EngineDep, SettingsDep
+from geo_service.api.deps import CRS_DESCRIPTION, CrsQuery, ReadEngineDep, SettingsDep, reads_of
 from geo_service.crs import parse_input_crs
 from geo_service.db.engine import reading
 from geo_service.errors import InvalidInput, PayloadTooLarge
@@ -112,7 +112,7 @@ async def locate_one(request: Request) -> LocationOut:
     state = request.app.state
     input_crs = parse_input_crs(crs)
     at = _as_of(state.settings, query.get("as_of"))
-    pool: AsyncConnectionPool = state.read_pool
+    pool: AsyncConnectionPool = reads_of(request).pool
     conn = await pool.getconn()
     try:
         [found] = await locate_points_async(
@@ -129,7 +129,7 @@ async def locate_one(request: Request) -> LocationOut:
 
 @router.post("/locate", response_model=BatchOut)
 def locate_many(
-    engine: EngineDep,
+    engine: ReadEngineDep,
     settings: SettingsDep,
     body: Annotated[
         Any,

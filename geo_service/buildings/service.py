@@ -57,10 +57,13 @@ def search(
     radius_m: float,
     limit: int,
     offset: int,
+    *,
+    writer: Engine | None = None,
 ) -> dict[str, Any]:
     """A page of buildings: of a grid and/or near a point (`near` = "lon,lat"), optionally
     matching a text `q` (金山花园3栋, 3栋, 锦绣); `q` alone searches the whole city
-    (`_search_city`). A text that matches no building says so in `message`."""
+    (`_search_city`). A text that matches no building says so in `message`. `writer`: as
+    for `geocode`."""
     if grid is None and near is None and not q:
         raise InvalidInput("give q=TEXT, grid=CODE and/or near=lon,lat")
     if q is not None:
@@ -68,8 +71,8 @@ def search(
         if not q or len(q) > settings.geocode.max_chars:
             raise InvalidInput(f"q must be 1 to {settings.geocode.max_chars} characters")
         if grid is None and near is None:
-            return _search_city(engine, settings, q, limit, offset)
-        refresh_address_index(engine)
+            return _search_city(engine, settings, q, limit, offset, writer)
+        refresh_indexes(engine, writer)
     with reading(engine) as conn:
         if grid is not None and not store.grid_exists(conn, grid):
             raise NotFound(f"unknown grid code {grid!r}")
@@ -124,13 +127,13 @@ _SEARCH_CITY_MAX = 50
 
 
 def _search_city(
-    engine: Engine, settings: Settings, q: str, limit: int, offset: int
+    engine: Engine, settings: Settings, q: str, limit: int, offset: int, writer: Engine | None
 ) -> dict[str, Any]:
     """A city-wide text search: the buildings the geocoder names, best first; when it names
     none (an estate, a road, a community or a building number alone: 锦绣名邸, 皖江街,
     石城社区, 3栋), every building the text's parts match, as within a grid (`_matching`),
     ranked by store.in_city. A text that matches nothing says so in `message`."""
-    answer = geocode(engine, settings, q, _SEARCH_CITY_MAX)
+    answer = geocode(engine, settings, q, _SEARCH_CITY_MAX, writer=writer)
     found = [c for c in answer["candidates"] if c["building_code"]]
     if found:
         items = [
@@ -206,12 +209,29 @@ def _rounded(row: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- forward geocoding
 
 
-def geocode(engine: Engine, settings: Settings, q: str, limit: int) -> dict[str, Any]:
-    """Ranked candidates for an address text: building, grid, community, confidence."""
-    refresh_address_index(engine)
-    refresh_crossings(engine)
+def geocode(
+    engine: Engine, settings: Settings, q: str, limit: int, *, writer: Engine | None = None
+) -> dict[str, Any]:
+    """Ranked candidates for an address text: building, grid, community, confidence.
+    `writer`: the primary, when `engine` reads from a standby (`refresh_indexes`)."""
+    refresh_indexes(engine, writer)
     with reading(engine) as conn:
         return geocode_on(conn, settings, q, limit)
+
+
+def refresh_indexes(engine: Engine, writer: Engine | None = None) -> None:
+    """The address index and the streets' crossings brought up to date before a search reads
+    them from `engine`. When `engine` is a read-only standby, `writer` (the primary) refreshes
+    them if the standby finds them stale (the standby shows it once it has replayed it)."""
+    if writer is None or writer is engine:
+        refresh_address_index(engine)
+        refresh_crossings(engine)
+        return
+    with reading(engine) as conn:
+        stale = store.address_index_stale(conn)[0] or store.crossings_stale(conn)[0]
+    if stale:
+        refresh_address_index(writer)
+        refresh_crossings(writer)
 
 
 def geocode_on(conn: Connection, settings: Settings, q: str, limit: int) -> dict[str, Any]:

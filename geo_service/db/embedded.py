@@ -128,11 +128,13 @@ class EmbeddedCluster:
         return FALLBACK_ROOT / digest
 
     # -- process helpers --------------------------------------------------------------------
-    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [str(PG_BIN / args[0]), *args[1:]]
         if self._as_root():
             cmd = ["runuser", "-u", RUN_AS, "--", *cmd]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         if check and done.returncode != 0:
             log_tail = _tail(self.log_file)
             raise Unavailable(
@@ -285,6 +287,46 @@ class EmbeddedCluster:
             f"start a second one here, stop it first (GEO_DATA_DIR={other} geo-service db stop) "
             f"or set GEO_EMBEDDED_PORT to a free port"
         )
+
+    def standby(self, data_dir: Path, port: int) -> EmbeddedCluster:
+        """A hot standby of this running cluster, in `data_dir` on `port`, started: a copy
+        made with `pg_basebackup -R` that streams this cluster's WAL (GEO_DATABASE_READ_URLS
+        may name it; docs/SCALING.md). Its `geo` role and password are this cluster's."""
+        copy = EmbeddedCluster(data_dir, port)
+        if copy.initialised():
+            raise Unavailable(f"{copy.pgdata} already holds a cluster: remove it first")
+        if _port_answers(port):
+            raise Unavailable(f"port {port} is taken: choose another for the standby")
+        if not self.running():
+            raise Unavailable(f"the cluster in {self.pgdata} does not run: start it first")
+        for folder in (copy.root, copy.log_file.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        copy._own(copy.root, copy.log_file.parent)
+        copy.password_file.write_text(self.password())
+        copy.password_file.chmod(0o600)
+        copy._run(
+            "pg_basebackup",
+            "--pgdata",
+            str(copy.pgdata),
+            "--write-recovery-conf",  # standby.signal and primary_conninfo: a streaming standby
+            "--wal-method=stream",
+            "--checkpoint=fast",
+            "--host=127.0.0.1",
+            f"--port={self.port}",
+            f"--username={DB_USER}",
+            env={**os.environ, "PGPASSWORD": self.password()},
+        )
+        with (copy.pgdata / "postgresql.conf").open("a") as conf:
+            conf.write(
+                "\n# geo-service standby (later lines win over the primary's copied above)\n"
+                f"port = {port}\n"
+                f"unix_socket_directories = '{copy.socket_dir}'\n"
+                # the primary keeps the rows a long read on the standby still needs, rather
+                # than the standby cancelling the read when it replays their removal
+                "hot_standby_feedback = on\n"
+            )
+        copy.start()
+        return copy
 
     def stop(self) -> None:
         """Stop the server if it runs (fast shutdown: sessions are rolled back)."""

@@ -54,6 +54,18 @@ def describe(settings: Settings) -> str:
     return f"the embedded cluster in {where}, 127.0.0.1:{embedded.port}"
 
 
+# What every connection of the service says and sets: the engine's, the asyncio pools', the
+# standbys' (db/replicas.py).
+CONNECT_KWARGS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "application_name": "geo-service",
+    # psycopg prepares a statement after 5 runs; PostgreSQL would still re-plan it for every
+    # call while custom plans look cheaper. The service's hot statements are spatial lookups
+    # whose plan does not depend on the values: plan them once.
+    "options": "-c plan_cache_mode=force_generic_plan",
+}
+
+
 def make_engine(url: str, *, pool_size: int = 16) -> Engine:
     """A pooled engine.
 
@@ -72,14 +84,7 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
         # Error messages (and so logs) never carry statement parameters: they hold residents'
         # names, phones and addresses.
         hide_parameters=True,
-        connect_args={
-            "connect_timeout": 5,
-            "application_name": "geo-service",
-            # psycopg prepares a statement after 5 runs; PostgreSQL would still re-plan it for
-            # every call while custom plans look cheaper. The service's hot statements are
-            # spatial lookups whose plan does not depend on the values: plan them once.
-            "options": "-c plan_cache_mode=force_generic_plan",
-        },
+        connect_args=dict(CONNECT_KWARGS),
     )
 
 
@@ -157,12 +162,7 @@ def read_pool(engine: Engine, size: int) -> AsyncConnectionPool:
         max_size=size,
         open=False,
         timeout=5,
-        kwargs={
-            "autocommit": True,
-            "connect_timeout": 5,
-            "application_name": "geo-service",
-            "options": "-c plan_cache_mode=force_generic_plan",
-        },
+        kwargs={"autocommit": True, **CONNECT_KWARGS},
     )
 
 
