@@ -228,13 +228,35 @@ def db_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         status = cluster(state.settings).status()
         info = {"mode": "embedded", **asdict(status)}
         info["url"] = _safe_url(status.url) if status.url else None
+    if state.settings.database.read_urls and info.get("running", True):
+        info["standbys"] = _standby_states()
     if as_json:
         _print_json(info)
         return
     for key, value in info.items():
-        out.print(f"{key:12} {value}")
+        if key != "standbys":
+            out.print(f"{key:12} {value}")
+    for standby in info.get("standbys", []):
+        if standby["reading"]:
+            said = f"serves reads (lag {standby['lag_s']} s)"
+        else:
+            said = f"skipped: it {standby['problem']}"
+        out.print(f"{'standby':12} {standby['server']} {said}")
     if info.get("mode") == "embedded" and not info["running"]:
         raise typer.Exit(1)
+
+
+def _standby_states() -> list[dict[str, Any]]:
+    """What one look at each standby of GEO_DATABASE_READ_URLS finds (db status); Unavailable
+    for one that is no standby of the primary, as `serve` says it."""
+    from geo_service.db.engine import database_url, make_engine
+    from geo_service.db.replicas import Standbys
+
+    engine = make_engine(database_url(state.settings, start=False), pool_size=1)
+    try:
+        return Standbys.look(state.settings.database, engine).states()
+    finally:
+        engine.dispose()
 
 
 @db_app.command("url")

@@ -6,6 +6,7 @@ are stopped and removed at the end, whatever happens."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -213,13 +214,26 @@ def test_a_stopped_standby_is_skipped_without_errors_and_taken_back(pair: Pair):
             assert conn.execute(text("SELECT pg_is_in_recovery()")).scalar_one() is True
 
 
-def test_an_unreachable_standby_is_skipped_from_the_start(pair: Pair):
+def test_an_unreachable_standby_is_skipped_from_the_start(pair: Pair, tmp_path: Path):
     nowhere = f"postgresql://geo:x@127.0.0.1:{free_port()}/geo"
     settings = DatabaseSettings(url=pair.primary.url(), read_urls=[nowhere])
     standbys = Standbys.look(settings, pair.engine)
     assert not standbys.servers[0].usable
     assert "does not answer" in (standbys.servers[0].problem or "")
     assert standbys.order() == [standbys.primary]
+    # `db status` says which standby serves reads and why another is skipped.
+    env = {
+        **os.environ,
+        "GEO_DATABASE_URL": pair.primary.url(),
+        "GEO_DATABASE_READ_URLS": f"{pair.standby.url()},{nowhere}",
+    }
+    done = subprocess.run(
+        [CLI, "db", "status", "--json"], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    reading, down = json.loads(done.stdout)["standbys"]
+    assert reading["reading"] is True and reading["lag_s"] is not None
+    assert down["reading"] is False and "does not answer" in down["problem"]
 
 
 def test_a_server_that_is_no_standby_is_refused_with_a_message(pair: Pair, tmp_path: Path):
