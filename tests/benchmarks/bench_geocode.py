@@ -2,6 +2,8 @@
 similarity query over the full addresses (GiST trigram index, nearest by `<->`), on the
 same data and the same queries: latency p50/p99 and accuracy side by side.
 
+Ours and the peer are asked each query in turn (who goes first alternating).
+
 The queries are the test set of tests/geocode_cases.py drawn from the city's own register:
 each sampled address rewritten the ways people write it, plus addresses that do not exist.
 The demo register's figures (the test set the goals are stated on) come first.
@@ -204,23 +206,39 @@ def _peer(conn: Connection, q: str) -> Top | None:
     return Top("peer", row.code, None, row.address, row.lon, row.lat, float(row.s))
 
 
-def _ask_all(conn: Connection, texts: list[str], ask: Ask) -> tuple[list[Top | None], list[float]]:
-    answers, times = [], []
-    for q in texts:
-        started = time.perf_counter()
-        answers.append(ask(conn, q))
-        times.append(time.perf_counter() - started)
-    return answers, times
+Asked = tuple[list[Top | None], list[float]]
+CaseRows = tuple[list[tuple[Case, str | None, float]], list[float]]
 
 
-def _cases(
-    conn: Connection, queries: list[Case], ask: Ask
-) -> tuple[list[tuple[Case, str | None, float]], list[float]]:
-    answers, times = _ask_all(conn, [c.text for c in queries], ask)
-    return [
-        (c, t.code if t else None, t.confidence if t else 0.0)
-        for c, t in zip(queries, answers, strict=True)
-    ], times
+def _ask_both(conn: Connection, texts: list[str], ours: Ask, peer: Ask) -> tuple[Asked, Asked]:
+    """Each query asked of ours and of the peer in turn (who goes first alternating), so
+    that both meet the same machine: (answers, times) of each."""
+    mine: Asked = ([], [])
+    theirs: Asked = ([], [])
+    for i, q in enumerate(texts):
+        pair = ((ours, mine), (peer, theirs))
+        for ask, (answers, times) in pair if i % 2 == 0 else pair[::-1]:
+            started = time.perf_counter()
+            answers.append(ask(conn, q))
+            times.append(time.perf_counter() - started)
+    return mine, theirs
+
+
+def _cases_both(
+    conn: Connection, queries: list[Case], ours: Ask, peer: Ask
+) -> tuple[CaseRows, CaseRows]:
+    """The test set's cases asked of both in turn: (rows, times) of each."""
+    both = _ask_both(conn, [c.text for c in queries], ours, peer)
+    return tuple(  # type: ignore[return-value]
+        (
+            [
+                (c, t.code if t else None, t.confidence if t else 0.0)
+                for c, t in zip(queries, answers, strict=True)
+            ],
+            times,
+        )
+        for answers, times in both
+    )
 
 
 def _judge(probes: list[Probe], answers: list[Top | None], peer: bool) -> dict[str, Judged]:
@@ -389,11 +407,9 @@ def _demo(s: Settings) -> tuple[list[Result], list[Result], dict[str, tuple[Tall
         queries = cases(reg, sample=600)
         for q in queries[:50]:  # warm both: plans, caches
             ours(conn, q.text), _peer(conn, q.text)
-        mine, _ = _cases(conn, queries, ours)
-        theirs, _ = _cases(conn, queries, _peer)
+        (mine, _), (theirs, _) = _cases_both(conn, queries, ours, _peer)
         texts = [p.text for p in probes]
-        my_answers, my_times = _ask_all(conn, texts, ours)
-        their_answers, _ = _ask_all(conn, texts, _peer)
+        (my_answers, my_times), (their_answers, _) = _ask_both(conn, texts, ours, _peer)
     engine.dispose()
     m, t = measure(mine), measure(theirs)
     what = f"demo register ({len(reg.parts):,} buildings, {m.queries:,} queries)"
@@ -456,8 +472,7 @@ def _forms(s: Settings) -> tuple[dict[str, tuple[Figures, Figures]], Judged, Jud
     _peer_index(engine)
     queries = register_forms.queries(buildings)
     with reading(engine) as conn:
-        mine, _ = _cases(conn, queries, _ours(s))
-        theirs, _ = _cases(conn, queries, _peer)
+        (mine, _), (theirs, _) = _cases_both(conn, queries, _ours(s), _peer)
     engine.dispose()
     per: dict[str, tuple[Figures, Figures]] = {}
     for form in (*register_forms.FORMS, "shared"):
@@ -515,10 +530,10 @@ def _city(s: Settings) -> tuple[list[Result], list[Result]]:
         warm = [q.text for q in queries[:50]] + [t for v in extra.values() for t in v[:10]]
         for q in warm:  # warm both: plans, caches
             ours(conn, q), _peer(conn, q)
-        mine, my_times = _cases(conn, queries, ours)
-        theirs, their_times = _cases(conn, queries, _peer)
-        my_kind = {k: _ask_all(conn, v, ours) for k, v in extra.items()}
-        their_kind_times = {k: _ask_all(conn, v, _peer)[1] for k, v in extra.items()}
+        (mine, my_times), (theirs, their_times) = _cases_both(conn, queries, ours, _peer)
+        asked = {k: _ask_both(conn, v, ours, _peer) for k, v in extra.items()}
+        my_kind = {k: a[0] for k, a in asked.items()}
+        their_kind_times = {k: a[1][1] for k, a in asked.items()}
     my_kind_times = {k: times for k, (_, times) in my_kind.items()}
     my_place = my_kind["place"][0]
     engine.dispose()

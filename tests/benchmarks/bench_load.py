@@ -4,10 +4,19 @@ with a bearer token, against the same server's trivial `/livez` under the same l
 
 Reported: throughput, p50/p99 latency and the error rate (non-2xx answers plus socket errors:
 refused, reset, timed out) of both. Goal: no error at all at >= 200 clients on 2 cores.
+
+Then incident intake on the same server: 50 clients (one asyncio loop, raw HTTP/1.1 on
+keep-alive connections, uvloop), each posting reports one after another, every report with
+an Idempotency-Key of its own, against the same clients sending `GET /livez` the same way;
+rounds alternate (livez, intake, livez, intake). Afterwards each acknowledged report (201,
+its ref) must be stored exactly once, under its key and with that ref, and nothing else
+under the run's keys. Goal (issue 21): >= 300 req/s, p99 under 300 ms.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 import os
 import random
@@ -19,12 +28,17 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
+import numpy as np
+import uvloop
+from sqlalchemy import Engine, text
 
 from geo_service.auth.service import add_user
 from geo_service.buildings.service import refresh_address_index
 from geo_service.ingest import ImportOptions, import_file
+from tests.benchmarks.bench_visits import Connection, request
 from tests.benchmarks.common import (
     ROOT,
     Result,
@@ -37,6 +51,10 @@ from tests.benchmarks.common import (
     wait_until_up,
     wrk_ms,
 )
+
+INTAKE_CLIENTS = 50
+INTAKE_SECONDS = 15
+INTAKE_ROUNDS = 2
 
 CONNECTIONS = 256
 SECONDS = 15
@@ -126,6 +144,7 @@ def run() -> list[Result]:
         rounds.append(
             (_load(wrk, f"{base}/livez", None, SECONDS), _load(wrk, base, script, SECONDS))
         )
+        intake = _intake(engine, port, token, folder)
     finally:
         server.terminate()
         server.wait(20)
@@ -158,6 +177,7 @@ def run() -> list[Result]:
             higher_is_better=True,
             digits=3,
         ),
+        *intake,
     ]
 
 
@@ -250,3 +270,110 @@ def _total(runs: object) -> dict[str, float]:
         "p99": max(r["p99"] for r in runs),
         "errors": sum(r["errors"] for r in runs),
     }
+
+
+# -- incident intake ----------------------------------------------------------------------------
+async def _client(
+    port: int, token: str, run_id: str, n: int, until: float, points: list[tuple[float, float]],
+    peer: bool, out: dict[str, Any],
+) -> None:  # fmt: skip
+    """One client: reports (or /livez) one after another until `until`."""
+    conn = Connection(port)
+    rng = random.Random(n)
+    i = 0
+    try:
+        while time.perf_counter() < until:
+            i += 1
+            if peer:
+                data = request("/livez", token, None, None)
+            else:
+                lon, lat = rng.choice(points)
+                body = json.dumps(
+                    {"category": "exposed_rubbish", "lon": lon, "lat": lat,
+                     "description": "intake benchmark"}
+                ).encode()  # fmt: skip
+                data = request("/api/v1/incidents", token, f"{run_id}-{n}-{i}", body)
+            started = time.perf_counter()
+            await conn.send(data)
+            status, _, answer = await conn.answer()
+            out["latencies"].append((time.perf_counter() - started) * 1000)
+            if status != (200 if peer else 201):
+                out["failures"].append(f"{status} {answer[:200]!r}")
+            elif not peer:
+                out["refs"][f"{run_id}-{n}-{i}"] = json.loads(answer)["ref"]
+    finally:
+        await conn.close()
+
+
+def _intake_round(
+    port: int, token: str, run_id: str, points: list[tuple[float, float]], peer: bool
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"latencies": [], "failures": [], "refs": {}}
+
+    async def all_clients() -> None:
+        until = time.perf_counter() + INTAKE_SECONDS
+        await asyncio.gather(
+            *(_client(port, token, run_id, n, until, points, peer, out)
+              for n in range(INTAKE_CLIENTS))
+        )  # fmt: skip
+
+    started = time.perf_counter()
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(all_clients())
+    out["seconds"] = time.perf_counter() - started
+    if out["failures"]:
+        raise RuntimeError(f"{len(out['failures'])} failed: {out['failures'][:5]}")
+    return out
+
+
+def _intake(engine: Engine, port: int, token: str, folder: Path) -> list[Result]:
+    """Reports from 50 clients beside /livez, in alternating rounds; each acknowledged
+    report checked stored once."""
+    rng = random.Random(21)
+    grids = gpd.read_file(folder / "grids.shp")
+    west, south, east, north = grids.total_bounds
+    points = [(rng.uniform(west, east), rng.uniform(south, north)) for _ in range(2000)]
+    run_id = f"intake-{int(time.time())}"
+    _intake_round(port, token, f"{run_id}-warm", points, peer=False)  # connections, plans
+    ours: list[dict[str, Any]] = []
+    peer: list[dict[str, Any]] = []
+    for r in range(INTAKE_ROUNDS):
+        peer.append(_intake_round(port, token, run_id, points, peer=True))
+        ours.append(_intake_round(port, token, f"{run_id}-{r}", points, peer=False))
+    refs = {key: ref for o in ours for key, ref in o["refs"].items()}
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text(
+                "SELECT idempotency_key, ref FROM incidents "
+                "WHERE idempotency_key LIKE :run || '-%' AND idempotency_key NOT LIKE :warm"
+            ),
+            {"run": run_id, "warm": f"{run_id}-warm-%"},
+        ).all()
+    by_key: dict[str, list[str]] = {}
+    for key, ref in stored:
+        by_key.setdefault(key, []).append(ref)
+    wrong = [k for k, ref in refs.items() if by_key.get(k) != [ref]]
+    extra = set(by_key) - set(refs)
+    if wrong or extra:
+        raise RuntimeError(f"intake: {len(wrong)} acknowledged reports not stored once as "
+                           f"answered, {len(extra)} stored without an answer")  # fmt: skip
+
+    def rate(runs: list[dict[str, Any]]) -> float:
+        return sum(len(o["latencies"]) for o in runs) / sum(o["seconds"] for o in runs)
+
+    def pct(runs: list[dict[str, Any]], q: float) -> float:
+        return float(np.percentile([x for o in runs for x in o["latencies"]], q))
+
+    label = f"{INTAKE_CLIENTS} clients, {WORKERS} workers, {INTAKE_ROUNDS} × {INTAKE_SECONDS} s"
+    return [
+        Result(f"POST /api/v1/incidents throughput ({label}, {len(refs):,} reports; goal "
+               "≥ 300 req/s)", rate(ours), "/livez, same clients", rate(peer), "req/s",
+               higher_is_better=True),
+        Result("POST /api/v1/incidents latency p50", pct(ours, 50), "/livez p50", pct(peer, 50),
+               "ms", digits=1),
+        Result("POST /api/v1/incidents latency p99 (goal < 300 ms)", pct(ours, 99), "/livez p99",
+               pct(peer, 99), "ms", digits=1),
+        Result(f"acknowledged reports stored exactly once under their key and ref: {len(refs):,} "
+               f"of {len(refs):,}", 100.0, "/livez: every answer 200", 100.0, "%",
+               higher_is_better=True, digits=1),
+    ]  # fmt: skip

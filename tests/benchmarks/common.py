@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import statistics
@@ -10,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,14 +118,42 @@ def timed(
     fn: Callable[[], object], repeat: int = 3, setup: Callable[[], object] | None = None
 ) -> float:
     """Median wall time of `fn` over `repeat` runs (setup excluded)."""
-    times = []
+    return statistics.median(alternated({"fn": fn}, repeat, setup)["fn"])
+
+
+def alternated(
+    runs: Mapping[str, Callable[[], object]],
+    repeat: int,
+    setup: Callable[[], object] | None = None,
+) -> dict[str, list[float]]:
+    """The wall times (s) of each of `runs`, each run `repeat` times in turns (a, b, a, b,
+    ...), so that ours and a peer meet the same machine; `setup` runs before every run,
+    outside the timing."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):
-        if setup is not None:
-            setup()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in runs.items():
+            if setup is not None:
+                setup()
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The `q` quantile (0-1) of `values`, by nearest rank (one of the values, never a mix)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def spread(values: list[float], unit: str = "s", digits: int = 2) -> str:
+    """The min-max of `values` for a row's label: how far the runs behind a median lie."""
+    return f"{min(values):,.{digits}f}-{max(values):,.{digits}f} {unit} in {len(values)} runs"
+
+
+def load_note() -> str:
+    """The machine's load average now (1 min), for a row's label: 2 shared cores."""
+    return f"load {os.getloadavg()[0]:.1f}"
 
 
 def need_command(command: str, package: str) -> str:
