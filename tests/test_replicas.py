@@ -25,7 +25,7 @@ from sqlalchemy import Engine, create_engine, text
 from geo_service.api.app import create_app
 from geo_service.db.embedded import RUN_AS, EmbeddedCluster
 from geo_service.db.engine import ensure_schema, make_engine
-from geo_service.db.replicas import Standbys
+from geo_service.db.replicas import Probe, Standbys, judge
 from geo_service.errors import Unavailable
 from geo_service.settings import DatabaseSettings, Settings
 from tests import factories
@@ -167,6 +167,7 @@ def test_reads_go_to_the_standby_and_the_writer_sees_its_writes(pair: Pair):
             "/api/v1/workload",
             "/api/v1/geocode?q=长江西路18号",
             f"/api/v1/buildings?grid={G1}&q=3栋",
+            "/api/v1/public/grid?lon=117.801&lat=30.931",
         ):
             assert client.get(door).status_code == 200, door
 
@@ -258,6 +259,22 @@ def test_a_server_that_is_no_standby_is_refused_with_a_message(pair: Pair, tmp_p
     assert done.returncode == 6, done.stderr
     assert "GEO_DATABASE_READ_URLS" in done.stderr and "is not a hot standby" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("probe", "reason"),
+    [
+        (Probe(standby=True, system=7, lag_s=0.0), None),
+        (Probe(standby=True, system=None, lag_s=2.0), None),  # the role may not read the id
+        (Probe(standby=False, system=7, lag_s=None), "is not a hot standby"),
+        (Probe(standby=True, system=8, lag_s=0.0), "a standby of another cluster"),
+        (Probe(standby=True, system=7, lag_s=31.0), "lags 31.0 s behind the primary"),
+        (Probe(standby=True, system=7, lag_s=None), "has replayed nothing"),
+    ],
+)
+def test_which_servers_may_serve_reads(probe: Probe, reason: str | None):
+    found = judge(probe, primary_system=7, max_lag_s=30.0)
+    assert found is None if reason is None else reason in (found or "")
 
 
 def test_a_standby_url_that_is_no_postgresql_url_is_one_line_naming_it(tmp_path: Path):

@@ -54,7 +54,8 @@ class Metrics:
 
 
 class _PoolCollector(Collector):
-    """The SQLAlchemy pool (request threads) and the asyncio read pool, read at scrape time."""
+    """The SQLAlchemy pool (request threads), the asyncio read pool and the standbys' state,
+    read at scrape time."""
 
     def __init__(self, state: Any) -> None:
         self.state = state
@@ -82,6 +83,23 @@ class _PoolCollector(Collector):
                 yield GaugeMetricFamily(
                     f"geo_db_read_pool_{key}", f"asyncio read pool: {text}", stats.get(key, 0)
                 )
+        reads = getattr(self.state, "reads", None)
+        states = reads.states() if reads is not None else None
+        if states:  # GEO_DATABASE_READ_URLS
+            reading = GaugeMetricFamily(
+                "geo_db_standby_reading", "1 while the standby serves reads", labels=["server"]
+            )
+            lag = GaugeMetricFamily(
+                "geo_db_standby_lag_seconds",
+                "Replay lag of the standby at its last look (absent: not known)",
+                labels=["server"],
+            )
+            for standby in states:
+                reading.add_metric([standby["server"]], 1 if standby["reading"] else 0)
+                if standby["lag_s"] is not None:
+                    lag.add_metric([standby["server"]], standby["lag_s"])
+            yield reading
+            yield lag
 
 
 class Observe:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from geo_service.api.deps import CrsQuery, EngineDep, SettingsDep
+from geo_service.api.deps import CrsQuery, EngineDep, ReadEngineDep, SettingsDep
 from geo_service.api.limits import client_of
 from geo_service.buildings.service import geocode, reverse
 from geo_service.coverage.service import building_coverage_of
@@ -33,7 +33,8 @@ HOW_TO_REPORT = {
 @router.get("/grid")
 async def grid_notice(
     request: Request,
-    engine: EngineDep,
+    engine: ReadEngineDep,
+    primary: EngineDep,
     settings: SettingsDep,
     address: Annotated[str | None, Query(max_length=200, description="your address")] = None,
     lon: Annotated[str | None, Query(max_length=64)] = None,
@@ -45,7 +46,7 @@ async def grid_notice(
     by lon/lat. Anonymous; 429 with Retry-After beyond GEO_PUBLIC_RATE_PER_MINUTE requests a
     minute from one address."""
     request.app.state.public_limiter.take(client_of(request))
-    return await run_in_threadpool(notice, engine, settings, address, lon, lat, crs)
+    return await run_in_threadpool(notice, engine, settings, address, lon, lat, crs, primary)
 
 
 def notice(
@@ -55,13 +56,15 @@ def notice(
     lon: str | None,
     lat: str | None,
     crs: str,
+    writer: Any = None,
 ) -> dict[str, Any]:
-    """The notice of an address or a point."""
+    """The notice of an address or a point; `writer`: the primary when `engine` reads from a
+    standby (geocoding's address index is refreshed there)."""
     found_by: dict[str, Any]
     if address and (lon is not None or lat is not None):
         raise InvalidInput("give an address, or lon and lat, not both")
     if address:
-        answer = geocode(engine, settings, address, 1)
+        answer = geocode(engine, settings, address, 1, writer=writer)
         if not answer["candidates"]:
             raise NotFound(answer.get("message") or f"no place found for {address!r}")
         best = answer["candidates"][0]
