@@ -353,6 +353,16 @@ class DivisionSettings(BaseSettings):
     min_shared_m: float = Field(
         1.0, gt=0, description="Blocks sharing less boundary than this do not touch"
     )
+    m2_per_household: float = Field(
+        100.0,
+        gt=0,
+        le=100_000,
+        description="Floor area (footprint x levels, m²) counted as one household where the "
+        "data has no households (OpenStreetMap homes without building:flats)",
+    )
+    default_levels: int = Field(
+        1, ge=1, le=200, description="Levels of a home whose data does not say (no building:levels)"
+    )
 
 
 class Settings(BaseModel):

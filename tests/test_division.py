@@ -314,7 +314,9 @@ def test_planners_propose_over_the_api_and_read_it_beside_todays_grids(
         ({"communities": [COMMUNITY], "target_households": 0}, 422, "target_households"),
         ({"communities": [COMMUNITY], "min_households": 450}, 422, "min households 450"),
         ({"communities": ["340705009999"]}, 404, "no community 340705009999"),
-        ({"communities": [COMMUNITY], "all": True}, 422, "not both"),
+        ({"communities": [COMMUNITY], "all": True}, 422, "only one of them"),
+        ({"whole_area": {"code": "3407050010", "name": "x"}}, 422, "'3407050010' does not match"),
+        ({"whole_area": {"code": "340705009001", "name": "x"}}, 409, "3 communities already"),
     ],
 )
 def test_bad_proposals_are_named(client: TestClient, body: dict, status: int, message: str) -> None:

@@ -42,10 +42,14 @@ def propose(
 ) -> Any:
     """Propose grids made of street blocks for the communities named: 201 with the stored
     proposal, its grids and figures beside today's. With `all`, every community: 202 with
-    the proposal's id and progress, divided in the background (follow it with GET). 404
-    naming an unknown community; 422 for a range that is not one (min above max, a target
-    outside it, a number that is not positive)."""
+    the proposal's id and progress, divided in the background (follow it with GET). With
+    `whole_area`, a city with no communities first gets one covering its streets and
+    buildings (409 when it has communities). 404 naming an unknown community; 422 for a range
+    that is not one (min above max, a target outside it, a number that is not positive)."""
     request = body.request()
+    if body.whole_area is not None:
+        request.options(settings)  # bad input refused before the community is made
+        proposals.whole_area(engine, settings, body.whole_area.code, body.whole_area.name)
     proposal = proposals.start(engine, settings, request, who.name)
     if not body.all:
         proposals.run(engine, settings, proposal, request)

@@ -5,17 +5,22 @@ pyrosm reads the extract (offline, no server) and splits ways at the OSM nodes t
 ways that cross without a shared node (bridges, tunnels) stay apart. Each kind then goes
 through `import_file` like any other file, so validation, idempotency by code and data
 versions (which mark coverage stale) are the same. OSM carries no household counts: a
-building counts `building:flats` households when tagged, else 1.
+building counts `building:flats` households when tagged; else a home (see HOMES) counts its
+floor area, footprint (m², in the UTM zone of the extract) times `building:levels`
+(GEO_DIVISION_DEFAULT_LEVELS when untagged), divided by GEO_DIVISION_M2_PER_HOUSEHOLD,
+rounded, at least 1; any other building (a church, a school, a shop, a shed) counts 0.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
@@ -32,6 +37,12 @@ POI_AMENITIES = (
     "place_of_worship", "community_centre", "social_centre",
 )  # fmt: skip
 PARTS = ("roads", "buildings", "centers", "pois")
+# `building=` values of homes (OSM's residential buildings); `yes` says nothing more, and most
+# buildings of a city are homes, so it counts as one.
+HOMES = (
+    "yes", "residential", "apartments", "house", "detached", "semidetached_house", "terrace",
+    "dormitory", "bungalow", "cabin", "farm", "houseboat", "static_caravan", "hut", "stilt_house",
+)  # fmt: skip
 
 
 def import_osm(
@@ -62,6 +73,8 @@ def import_osm(
         buildings=opts.get("buildings", "yes") != "no",
         centers=opts.get("centers", "yes") != "no",
         pois=opts.get("pois", "yes") != "no",
+        m2_per_household=settings.division.m2_per_household,
+        default_levels=settings.division.default_levels,
     )
     reports = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,10 +96,17 @@ def import_osm(
 
 
 def read_osm(
-    path: Path, *, buildings: bool = True, centers: bool = True, pois: bool = False
+    path: Path,
+    *,
+    buildings: bool = True,
+    centers: bool = True,
+    pois: bool = False,
+    m2_per_household: float = 100.0,
+    default_levels: int = 1,
 ) -> dict[str, gpd.GeoDataFrame]:
-    """The walkable network split at shared nodes, and optionally buildings and centres, in
-    the import schema (code, name, ...; WGS-84)."""
+    """The walkable network split at shared nodes, and optionally buildings (households
+    estimated as the module says) and centres, in the import schema (code, name, ...;
+    WGS-84)."""
     try:
         import pyrosm
     except ImportError as exc:  # pragma: no cover - a declared dependency
@@ -114,7 +134,7 @@ def read_osm(
     if buildings:
         found = osm.get_buildings()
         if found is not None and len(found):
-            out["buildings"] = _buildings(found)
+            out["buildings"] = _buildings(found, m2_per_household, default_levels)
     if centers:
         found = osm.get_pois(custom_filter={"amenity": list(CENTER_AMENITIES)})
         if found is not None and len(found):
@@ -147,9 +167,11 @@ def _text(frame: pd.DataFrame, column: str) -> pd.Series:
     return pd.Series([None] * len(frame), index=frame.index, dtype=object)
 
 
-def _buildings(found: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+def _buildings(
+    found: gpd.GeoDataFrame, m2_per_household: float, default_levels: int
+) -> gpd.GeoDataFrame:
     """OSM buildings in the import schema; the address from addr:* tags, else the name,
-    else the OSM id."""
+    else the OSM id; households as the module says."""
     code = [f"osm-{t}-{i}" for t, i in zip(found["osm_type"], found["id"], strict=True)]
     street, number, name = (
         _text(found, "addr:street"),
@@ -165,17 +187,56 @@ def _buildings(found: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
             "code": code,
             "address": address,
             "name": name.to_numpy(),
-            "households": [_flats(t) for t in _text(found, "tags")],
+            "households": households(
+                _text(found, "tags").to_numpy(),
+                _text(found, "building").to_numpy(),
+                _text(found, "building:levels").to_numpy(),
+                found.geometry.to_crs(found.geometry.estimate_utm_crs()).area.to_numpy(),
+                m2_per_household,
+                default_levels,
+            ),
         },
         geometry=found.geometry.to_numpy(),
         crs=4326,
     )
 
 
-def _flats(tags: Any) -> int:
-    """building:flats when tagged as a whole number, else 1."""
+def households(
+    tags: np.ndarray,
+    kinds: np.ndarray,
+    levels: np.ndarray,
+    footprint_m2: np.ndarray,
+    m2_per_household: float,
+    default_levels: int,
+) -> list[int]:
+    """Households of each building: `building:flats` when tagged as a whole number; else, for
+    a home, footprint x levels / m2_per_household, rounded, at least 1; else 0."""
+    out = []
+    for tag, kind, level, area in zip(tags, kinds, levels, footprint_m2, strict=True):
+        flats = _whole(_tag(tag, "building:flats"))
+        if flats is not None:
+            out.append(flats)
+        elif kind in HOMES:
+            floors = _whole(level if level is not None else _tag(tag, "building:levels"))
+            floor_area = float(area) * (floors if floors else default_levels)
+            out.append(max(1, round(floor_area / m2_per_household)))
+        else:
+            out.append(0)
+    return out
+
+
+def _tag(tags: Any, key: str) -> Any:
+    """One key of pyrosm's JSON `tags` column (the tags it gives no column of its own)."""
     try:
-        value = json.loads(tags).get("building:flats") if isinstance(tags, str) else None
-        return max(1, int(value)) if value is not None else 1
-    except (ValueError, TypeError, AttributeError):
-        return 1
+        return json.loads(tags).get(key) if isinstance(tags, str) else None
+    except (ValueError, AttributeError):
+        return None
+
+
+def _whole(value: Any) -> int | None:
+    """A tag's value as a whole number of at least 1 ('5', '5.0'), else None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if math.isfinite(number) and number >= 1 else None

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import re
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -30,7 +32,7 @@ from geo_service.coverage.compute import OSM_PREFIX, metric_transformers, transf
 from geo_service.division import blocks, metrics, store
 from geo_service.division.partition import METHODS, Range
 from geo_service.division.plan import Community, Options, Plan, divide_community
-from geo_service.errors import InvalidInput, NotFound
+from geo_service.errors import Conflict, InvalidInput, NotFound
 from geo_service.settings import Settings
 
 Progress = Callable[[int, int], None]  # (communities divided, communities in all)
@@ -88,6 +90,63 @@ class Request:
             "stability": opt.stability,
             "method": opt.method,
         }
+
+
+AREA_STREET_M = 50.0  # a whole-area community reaches this far beyond its streets
+AREA_BUILDING_M = 25.0  # and this far beyond its buildings
+
+
+def whole_area(engine: Engine, settings: Settings, code: str, name: str) -> dict[str, Any]:
+    """One community covering what a city without communities has (its walkable streets and
+    buildings), for a first division: the land within AREA_STREET_M of a street or
+    AREA_BUILDING_M of a building, holes filled. Stored by the ordinary import (so its
+    checks, version and import run are an import's); Conflict when the city has communities,
+    InvalidInput when it has no streets or buildings. Answers the community's code, name and
+    area (m²)."""
+    import geopandas as gpd
+
+    from geo_service.ingest import ImportOptions, import_file
+
+    pattern = settings.grids.community_code_pattern
+    if not re.search(pattern, code):
+        raise InvalidInput(
+            f"community code {code!r} does not match GEO_COMMUNITY_CODE_PATTERN {pattern}"
+        )
+    if not name.strip():
+        raise InvalidInput("name the community (--name)")
+    with engine.connect() as conn:
+        have = store.communities(conn, None)
+        if have:
+            raise Conflict(
+                f"the city has {len(have)} communities already ({have[0]['code']}, ...): divide "
+                "them (--community CODE or --all) instead of one for the whole area"
+            )
+        bld = store.buildings(conn, None)
+        lines, _ = store.streets(conn, None, OSM_PREFIX)
+    if not len(lines) and not len(bld["lon"]):
+        raise InvalidInput("no streets or buildings imported: nothing to cover with a community")
+    xy = np.column_stack([bld["lon"], bld["lat"]])
+    points = shapely.points(xy) if len(xy) else np.zeros(0, dtype=object)
+    x0, y0, x1, y1 = shapely.total_bounds(np.concatenate([lines, points]))
+    crs = topology.utm_crs((x0 + x1) / 2, (y0 + y1) / 2)
+    to_m, to_ll = metric_transformers(crs)
+    near = shapely.union_all(
+        np.concatenate([
+            shapely.buffer(transform_all(to_m, lines), AREA_STREET_M, quad_segs=2),
+            shapely.buffer(transform_all(to_m, points), AREA_BUILDING_M, quad_segs=2),
+        ])
+    )  # fmt: skip
+    filled = shapely.union_all(
+        [shapely.Polygon(p.exterior) for p in shapely.get_parts(near) if p.area > 0]
+    ).simplify(1.0)
+    area = float(filled.area)
+    shape = transform_all(to_ll, np.asarray([filled], dtype=object))[0]
+    frame = gpd.GeoDataFrame({"code": [code], "name": [name]}, geometry=[shape], crs=4326)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "whole_area.gpkg"
+        frame.to_file(path, engine="pyogrio")
+        import_file(engine, settings, "communities", path, ImportOptions())
+    return {"code": code, "name": name, "area_m2": round(area, 1)}
 
 
 def start(engine: Engine, settings: Settings, request: Request, by: str) -> int:

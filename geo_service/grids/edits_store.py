@@ -394,7 +394,7 @@ def gaps(conn: Connection, community: str) -> BaseGeometry:
             """
             SELECT ST_AsBinary(ST_CollectionExtract(ST_Difference(c.geom, coalesce(
                      (SELECT ST_Union(g.geom) FROM grids g WHERE g.community_code = c.code),
-                     'GEOMETRYCOLLECTION EMPTY'::geometry)), 3))
+                     ST_SetSRID('GEOMETRYCOLLECTION EMPTY'::geometry, 4326))), 3))
             FROM communities c WHERE c.code = :c
             """
         ),
@@ -412,7 +412,7 @@ def new_gaps(conn: Connection, community: str, before: BaseGeometry, min_area: f
             WITH now AS (
               SELECT ST_Difference(c.geom, coalesce(
                        (SELECT ST_Union(g.geom) FROM grids g WHERE g.community_code = c.code),
-                       'GEOMETRYCOLLECTION EMPTY'::geometry)) AS geom
+                       ST_SetSRID('GEOMETRYCOLLECTION EMPTY'::geometry, 4326))) AS geom
               FROM communities c WHERE c.code = :c
             ), opened AS (
               SELECT (ST_Dump(ST_CollectionExtract(
