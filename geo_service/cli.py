@@ -1016,6 +1016,16 @@ def grids_propose_cmd(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="export the grids: .gpkg or .shp")
     ] = None,
+    whole_area: Annotated[
+        str | None,
+        typer.Option(
+            "--whole-area",
+            metavar="CODE",
+            help="a city with no communities: import one community CODE covering its streets "
+            "and buildings first, and divide it",
+        ),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="the --whole-area community's name")] = None,
     actor: Annotated[str | None, _ACTOR] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -1024,13 +1034,17 @@ def grids_propose_cmd(
 
     from geo_service.division import proposals
 
-    if bool(community) == all_:
-        raise typer.BadParameter("give --community CODE (one or more) or --all, not both")
-    request = proposals.Request(
-        None if all_ else community, target, minimum, maximum, stability, method
-    )
+    if sum([bool(community), all_, whole_area is not None]) != 1:
+        raise typer.BadParameter(
+            "give --community CODE (one or more), --all or --whole-area CODE, only one of them"
+        )
+    chosen = [whole_area] if whole_area is not None else None if all_ else community
+    request = proposals.Request(chosen, target, minimum, maximum, stability, method)
     request.options(state.settings)  # bad input refused before any work
     engine = state.engine()
+    if whole_area is not None:
+        made = proposals.whole_area(engine, state.settings, whole_area, name or whole_area)
+        err.print(f"community {made['code']} ({made['name']}): {made['area_m2'] / 1e6:.2f} km²")
     proposal = proposals.start(engine, state.settings, request, actor or getpass.getuser())
     with _progress() as progress:
         step = progress("dividing communities", None)
