@@ -253,23 +253,3 @@ BATCH_NEAREST = f"""
     CROSS JOIN LATERAL ({nearest_sql("ST_SetSRID(ST_MakePoint(u.x, u.y), 4326)", "%(tol)s")}) n
 """
 BATCH_GRIDS = "SELECT id, code, community_code FROM grids ORDER BY code"
-
-
-_GRIDS_NEAR = text(
-    """
-    SELECT g.code FROM grids g
-    WHERE g.code <> :exclude
-      -- degrees first, so the GiST index finds the few candidates (never a smaller radius than
-      -- the metric one); the spheroid test alone scans every grid (70 ms at 3,900 grids)
-      AND ST_DWithin(g.geom, ST_SetSRID(ST_MakePoint(:x, :y), 4326),
-                     :r / (110000.0 * cos(radians(least(abs(:y), 89)))))
-      AND ST_DWithin(g.geom::geography, ST_SetSRID(ST_MakePoint(:x, :y), 4326)::geography, :r)
-    ORDER BY g.code
-    """
-)
-
-
-def grids_near(conn: Connection, x: float, y: float, radius_m: float, exclude: str) -> list[str]:
-    """Other grids within `radius_m` of a point (a report near a boundary deserves a check)."""
-    rows = conn.execute(_GRIDS_NEAR, {"x": x, "y": y, "r": radius_m, "exclude": exclude})
-    return list(rows.scalars())

@@ -25,7 +25,7 @@ from geo_service.incidents.bodies import (
     validated,
 )
 from geo_service.incidents.config import category_of
-from geo_service.incidents.queries import case_file
+from geo_service.incidents.queries import case_file, case_file_of
 from geo_service.incidents.routing import (
     SYSTEM,
     Pending,
@@ -34,6 +34,7 @@ from geo_service.incidents.routing import (
     locate_report,
     point_of,
     route_to,
+    surroundings,
     with_recorder,
 )
 from geo_service.incidents.workflow import utc_now
@@ -103,11 +104,23 @@ def create_incident(
     if point is None:
         refresh_address_index(engine)  # geocoding below must read a current index
         refresh_crossings(engine)
-    with engine.begin() as conn:
-        if idempotency_key is not None:
-            earlier = store.by_idempotency_key(conn, owner, idempotency_key)
-            if earlier is not None:
-                return _replay(conn, settings, earlier, request_hash, idempotency_key, now)
+    at, unusable = None, None
+    if point is not None:
+        try:
+            at = point.wgs84()
+        except InvalidInput as exc:  # after the key: a resend of another body is a conflict
+            unusable = exc
+    with engine.connect() as conn:
+        # Autocommit: the report and its history are stored by one statement, atomic on its
+        # own; the lookups before it need no transaction (and BEGIN/COMMIT cost round trips).
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        facts = surroundings(conn, settings, category, at, now, owner=owner, key=idempotency_key)
+        if facts["earlier_id"] is not None:
+            assert idempotency_key is not None
+            earlier = {"ref": facts["earlier_ref"], "request_hash": facts["earlier_hash"]}
+            return _replay(conn, settings, earlier, request_hash, idempotency_key, now)
+        if unusable is not None:
+            raise unusable
         given = {**STORED_AS_GIVEN, **REPORTER_COLUMNS}
         change = Pending(now)
         values = change.values
@@ -138,20 +151,22 @@ def create_incident(
             change.record("receive", None, "needs_location", SYSTEM, note)
             values.update(status="needs_location", needs_location=True)
         else:
-            located = locate_report(conn, settings, category, point, now)
+            # A point geocoded from an address meets its surroundings only now.
+            known = facts if at is not None else None
+            located = locate_report(conn, settings, category, point, now, facts=known)
             note = join_notes(f"received via {source}", geocoded, located.note)
             change.record("receive", None, "received", SYSTEM, note)
             values.update(located.values)
             values["status"] = route_to(settings, category, located, "received", change)
-        created = store.insert_incident(conn, values)
+        created = store.insert_report(conn, values, with_recorder(change.events, recorded_by))
         if created is None:
             # A concurrent request with the same key committed first: answer as a retry.
             assert idempotency_key is not None
-            earlier = store.by_idempotency_key(conn, owner, idempotency_key)
-            assert earlier is not None
-            return _replay(conn, settings, earlier, request_hash, idempotency_key, now)
-        store.insert_events(conn, created["id"], with_recorder(change.events, recorded_by))
-        return Intake(case_file(conn, settings, created["ref"], now), created=True)
+            taken = store.by_idempotency_key(conn, owner, idempotency_key)
+            assert taken is not None
+            return _replay(conn, settings, taken, request_hash, idempotency_key, now)
+        row, history = created
+        return Intake(case_file_of(row, history, settings, now), created=True)
 
 
 def _replay(

@@ -41,6 +41,13 @@ def case_file(conn: Connection, settings: Settings, ref: str, now: datetime) -> 
     row = store.incident(conn, ref, personal=True)
     if row is None:
         raise NotFound(f"no incident {ref!r}")
+    return case_file_of(row, store.events(conn, row["id"]), settings, now)
+
+
+def case_file_of(
+    row: Mapping[str, Any], events: Sequence[Mapping[str, Any]], settings: Settings, now: datetime
+) -> dict[str, Any]:
+    """The case file of an incident read with its personal data, and its events."""
     tz = ZoneInfo(settings.incidents.timezone)
     out = incident_out(row, settings, tz, now)
     out["reporter"] = {
@@ -48,7 +55,7 @@ def case_file(conn: Connection, settings: Settings, ref: str, now: datetime) -> 
         "phone": row["reporter_phone"],
         "email": row["reporter_email"],
     }
-    out["events"] = [{**e, "at": iso_time(e["at"], tz)} for e in store.events(conn, row["id"])]
+    out["events"] = [{**e, "at": iso_time(e["at"], tz)} for e in events]
     return out
 
 

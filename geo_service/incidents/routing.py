@@ -2,6 +2,7 @@
 and the workflow steps that file and dispatch it there. Shared by intake and follow-up.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -9,13 +10,12 @@ from typing import Any, Final
 from sqlalchemy import Connection
 
 from geo_service.buildings.service import geocode_on
-from geo_service.coords import number
+from geo_service.coords import number, parse_point
 from geo_service.crs import WGS84, InputCRS, parse_input_crs
 from geo_service.errors import (
     InvalidInput,
 )
 from geo_service.grids.locate import Location, locate_points
-from geo_service.grids.store import grids_near
 from geo_service.incidents import store
 from geo_service.incidents.categories import Category
 from geo_service.incidents.config import calendar_of
@@ -35,9 +35,13 @@ _ROUTED: Final = ("inside", "boundary", "nearest")
 
 @dataclass
 class _Point:
-    lon: Any  # as the caller gave them, read by `locate_points`
+    lon: Any  # as the caller gave them
     lat: Any
     crs: InputCRS
+
+    def wgs84(self) -> tuple[float, float]:
+        """The point in WGS-84; InvalidInput quoting the values when they are unusable."""
+        return parse_point(self.lon, self.lat, self.crs)
 
 
 def point_of(lon: Any, lat: Any, crs: str | None) -> _Point | None:
@@ -81,6 +85,34 @@ _CANDIDATE_FIELDS = (
 )  # fmt: skip
 
 
+def surroundings(
+    conn: Connection,
+    settings: Settings,
+    category: Category,
+    point: tuple[float, float] | None,
+    now: datetime,
+    *,
+    owner: str = "",
+    key: str | None = None,
+    exclude_id: int | None = None,
+) -> dict[str, Any]:
+    """What a report at `point` (WGS-84; None: not located yet) meets, in one round trip: the
+    incident `owner` made under `key`, the grids near it, a likely duplicate
+    (`store.report_facts`)."""
+    window = timedelta(hours=settings.incidents.duplicate_window_h)
+    return store.report_facts(
+        conn,
+        point,
+        category=category.code,
+        near_m=settings.incidents.near_boundary_m,
+        radius_m=settings.incidents.duplicate_radius_m,
+        since=now - window,
+        owner=owner,
+        key=key,
+        exclude_id=exclude_id,
+    )
+
+
 def locate_report(
     conn: Connection,
     settings: Settings,
@@ -88,28 +120,18 @@ def locate_report(
     point: _Point,
     now: datetime,
     exclude_id: int | None = None,
+    facts: Mapping[str, Any] | None = None,
 ) -> _Located:
-    """Where a report is: its grid, and whether it is near another grid or a likely duplicate."""
-    [found] = locate_points(
-        conn, [point.lon], [point.lat], point.crs, settings.grids.locate_tolerance_m
-    )
-    if found.status == "invalid" or found.lon is None or found.lat is None:
-        raise InvalidInput(found.message or f"invalid coordinates: {point.lon!r}, {point.lat!r}")
-    near: list[str] = []
-    if found.grid_code:
-        near = grids_near(
-            conn, found.lon, found.lat, settings.incidents.near_boundary_m, found.grid_code
-        )
-    window = timedelta(hours=settings.incidents.duplicate_window_h)
-    duplicate = store.possible_duplicate(
-        conn,
-        category.code,
-        found.lon,
-        found.lat,
-        settings.incidents.duplicate_radius_m,
-        now - window,
-        exclude_id,
-    )
+    """Where a report is: its grid, and whether it is near another grid or a likely duplicate
+    (`facts`: its `surroundings` when the caller has them already)."""
+    x, y = point.wgs84()
+    if facts is None:
+        facts = surroundings(conn, settings, category, (x, y), now, exclude_id=exclude_id)
+    [found] = locate_points(conn, [x], [y], WGS84, settings.grids.locate_tolerance_m)
+    near = [code for code in facts["near_grids"] if code != found.grid_code]
+    if not found.grid_code:
+        near = []
+    duplicate = facts["duplicate"]
     routed = found.status in _ROUTED
     values = {
         "x": found.lon,

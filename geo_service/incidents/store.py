@@ -7,7 +7,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Select, column, func, select, table, text, update
+from psycopg.types.json import Jsonb
+from sqlalchemy import (
+    Connection,
+    Select,
+    bindparam,
+    column,
+    func,
+    select,
+    table,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -65,7 +76,84 @@ def _point(x: float, y: float) -> ColumnElement[Any]:
     return func.ST_SetSRID(func.ST_MakePoint(x, y), 4326)
 
 
+# The history of an incident as the case file shows it, in this order.
+EVENT_FIELDS: Final = (
+    "action", "from_status", "to_status", "actor", "recorded_by", "note", "grid_code", "at",
+)  # fmt: skip
+
 # -- intake ---------------------------------------------------------------------------------------
+# What a report meets where it is, in one round trip: the incident its caller already made under
+# its Idempotency-Key, every grid within the near-boundary distance of its point (the caller
+# leaves out the grid the report goes to), and the open incident of the same category close by
+# that it likely repeats. Without a point (an address not geocoded yet), only the key is looked
+# up. Written for the driver (%(name)s placeholders): see `report_facts`.
+_REPORT_FACTS = """
+    SELECT earlier.id AS earlier_id, earlier.ref AS earlier_ref,
+           earlier.request_hash AS earlier_hash,
+           ARRAY(
+               SELECT g.code FROM grids g
+               -- degrees first, so the GiST index finds the few candidates (never a smaller
+               -- radius than the metric one); the spheroid test alone scans every grid
+               WHERE ST_DWithin(g.geom, p.geom, %(near)s / p.m_per_deg)
+                 AND ST_DWithin(g.geom::geography, p.geom::geography, %(near)s)
+               ORDER BY g.code
+           ) AS near_grids,
+           (
+               SELECT i.ref FROM incidents i
+               WHERE i.category = %(category)s
+                 AND i.status NOT IN ('closed', 'cancelled')
+                 AND i.received_at >= %(since)s
+                 AND i.id IS DISTINCT FROM CAST(%(exclude)s AS bigint)
+                 AND ST_DWithin(i.geom, p.geom, %(radius)s / p.m_per_deg)
+                 AND ST_DWithin(i.geom::geography, p.geom::geography, %(radius)s)
+               -- prefer the original report over one that is itself a duplicate, then the
+               -- closest
+               ORDER BY i.possible_duplicate_of IS NOT NULL,
+                        ST_Distance(i.geom::geography, p.geom::geography),
+                        i.received_at
+               LIMIT 1
+           ) AS duplicate
+    FROM (
+        SELECT ST_SetSRID(ST_MakePoint(CAST(%(x)s AS float8), CAST(%(y)s AS float8)), 4326)
+                   AS geom,
+               110000.0 * cos(radians(least(abs(CAST(%(y)s AS float8)), 89))) AS m_per_deg
+    ) p
+    LEFT JOIN incidents earlier
+           ON earlier.idempotency_owner = %(owner)s AND earlier.idempotency_key = %(key)s
+"""
+
+
+def report_facts(
+    conn: Connection,
+    point: tuple[float, float] | None,
+    *,
+    category: str,
+    near_m: float,
+    radius_m: float,
+    since: datetime,
+    owner: str = "",
+    key: str | None = None,
+    exclude_id: int | None = None,
+) -> dict[str, Any]:
+    """For a report at `point` (WGS-84; None: not located yet): earlier_id, earlier_ref and
+    earlier_hash of the incident `owner` made under `key` (None when there is none);
+    near_grids, the codes of every grid within `near_m` metres; duplicate, the ref of an open
+    incident of `category` within `radius_m` received since `since` (not `exclude_id`)."""
+    x, y = point if point is not None else (None, None)
+    params = {
+        "x": x,
+        "y": y,
+        "near": near_m,
+        "radius": radius_m,
+        "category": category,
+        "since": since,
+        "exclude": exclude_id,
+        "owner": owner,
+        "key": key,
+    }
+    return dict(conn.exec_driver_sql(_REPORT_FACTS, params).mappings().one())
+
+
 def by_idempotency_key(conn: Connection, owner: str, key: str) -> dict[str, Any] | None:
     """The incident `owner` created under an Idempotency-Key: id, ref and the hash of its
     request."""
@@ -77,26 +165,79 @@ def by_idempotency_key(conn: Connection, owner: str, key: str) -> dict[str, Any]
     return dict(row._mapping) if row else None
 
 
-def insert_incident(conn: Connection, values: dict[str, Any]) -> dict[str, Any] | None:
-    """Insert a new incident; None when its caller's idempotency key is already taken.
-
-    ON CONFLICT DO NOTHING makes a concurrent retry wait for the first insert to commit and
-    then yield, instead of failing or creating a second incident.
-    """
-    values = dict(values)
-    x, y = values.pop("x", None), values.pop("y", None)
-    if x is not None and y is not None:
-        values["geom"] = _point(x, y)
-    statement = (
-        insert(incidents)
-        .values(**values)
-        .on_conflict_do_nothing(
-            index_elements=[incidents.c.idempotency_owner, incidents.c.idempotency_key]
+# The columns a report is stored with, and each one's value when intake gives none (x and y
+# become the point; none for a report not located).
+REPORT_DEFAULTS: Final[dict[str, Any]] = {
+    **dict.fromkeys(
+        (
+            "category", "description", "reporter_name", "reporter_phone", "reporter_email",
+            "address_text", "media_url", "input_lon", "input_lat", "input_crs", "grid_code",
+            "community_code", "locate_status", "distance_m", "possible_duplicate_of", "status",
+            "received_at", "filed_at", "dispatched_at", "due_at", "updated_at", "source",
+            "idempotency_key", "idempotency_owner", "request_hash", "x", "y",
         )
-        .returning(incidents.c.id, incidents.c.ref)
+    ),
+    "candidates": [],
+    "address_candidates": [],
+    "needs_location": False,
+    "near_boundary": False,
+    "near_grids": [],
+}  # fmt: skip
+_STORED = [name for name in REPORT_DEFAULTS if name not in ("x", "y")]
+_CASE_FILE = [c.name for c in _PUBLIC] + list(_PERSONAL)
+_EVENT_ARRAYS = ", ".join(
+    f"CAST(%(event_{name})s AS {'timestamptz' if name == 'at' else 'text'}[])"
+    for name in EVENT_FIELDS
+)
+# A report, its history and what its case file shows, in one statement: the incident (none
+# when its caller's Idempotency-Key is already taken: ON CONFLICT DO NOTHING makes a concurrent
+# retry wait for the first insert to commit, then yield instead of failing or creating a
+# second incident), its events in order, then the incident with its grid's and community's
+# names and the grid's workers (as `incident` reads it).
+_INSERT_REPORT = f"""
+    WITH new AS (
+        INSERT INTO incidents ({", ".join(_STORED)}, geom)
+        VALUES ({", ".join(f"%({name})s" for name in _STORED)},
+                ST_SetSRID(ST_MakePoint(CAST(%(x)s AS float8), CAST(%(y)s AS float8)), 4326))
+        ON CONFLICT (idempotency_owner, idempotency_key) DO NOTHING
+        RETURNING *
+    ), history AS (
+        INSERT INTO incident_events (incident_id, {", ".join(EVENT_FIELDS)})
+        SELECT new.id, {", ".join(f"e.{name}" for name in EVENT_FIELDS)}
+        FROM new, unnest(
+            {_EVENT_ARRAYS}
+        ) WITH ORDINALITY AS e({", ".join(EVENT_FIELDS)}, n)
+        ORDER BY e.n
     )
-    row = conn.execute(statement).first()
-    return dict(row._mapping) if row else None
+    SELECT {", ".join(f"new.{name}" for name in _CASE_FILE)},
+           ST_X(new.geom) AS lon, ST_Y(new.geom) AS lat,
+           g.name AS grid_name, c.name AS community_name,
+           (SELECT json_agg(json_build_object('code', w.code, 'name', w.name, 'phone', w.phone)
+                            ORDER BY w.code)
+            FROM grid_workers w WHERE w.grid_code = new.grid_code) AS workers
+    FROM new
+    LEFT JOIN grids g ON g.code = new.grid_code
+    LEFT JOIN communities c ON c.code = new.community_code
+"""
+
+
+def insert_report(
+    conn: Connection, values: dict[str, Any], events: Sequence[dict[str, Any]]
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """Store a new report (`values`: columns of REPORT_DEFAULTS) and its first events;
+    (the incident as `incident` reads it with personal data, its events as `events` reads
+    them), or None, with nothing stored, when its caller's Idempotency-Key is already taken.
+    One statement: atomic on an autocommit connection."""
+    unknown = values.keys() - REPORT_DEFAULTS.keys()
+    if unknown:
+        raise ValueError(f"not columns of a report: {sorted(unknown)}")
+    params = REPORT_DEFAULTS | values
+    params["address_candidates"] = Jsonb(params["address_candidates"])
+    history = [{name: e[name] for name in EVENT_FIELDS} for e in events]
+    for name in EVENT_FIELDS:
+        params[f"event_{name}"] = [e[name] for e in history]
+    row = conn.exec_driver_sql(_INSERT_REPORT, params).mappings().first()
+    return (dict(row), history) if row else None
 
 
 def insert_events(conn: Connection, incident_id: int, events: Sequence[dict[str, Any]]) -> None:
@@ -141,48 +282,6 @@ def insert_keyed_events(
         return False
     insert_events(conn, incident_id, rest)
     return True
-
-
-_DUPLICATE = text(
-    """
-    SELECT i.ref FROM incidents i
-    WHERE i.category = :category
-      AND i.status NOT IN ('closed', 'cancelled')
-      AND i.received_at >= :since
-      AND i.id IS DISTINCT FROM CAST(:exclude AS bigint)
-      -- degrees first (GiST; never a smaller radius than the metric one), then the spheroid
-      AND ST_DWithin(i.geom, ST_SetSRID(ST_MakePoint(:x, :y), 4326),
-                     :r / (110000.0 * cos(radians(least(abs(:y), 89)))))
-      AND ST_DWithin(i.geom::geography,
-                     ST_SetSRID(ST_MakePoint(:x, :y), 4326)::geography, :r)
-    -- prefer the original report over one that is itself a duplicate, then the closest
-    ORDER BY i.possible_duplicate_of IS NOT NULL,
-             ST_Distance(i.geom::geography, ST_SetSRID(ST_MakePoint(:x, :y), 4326)::geography),
-             i.received_at
-    LIMIT 1
-    """
-)
-
-
-def possible_duplicate(
-    conn: Connection,
-    category: str,
-    x: float,
-    y: float,
-    radius_m: float,
-    since: datetime,
-    exclude_id: int | None = None,
-) -> str | None:
-    """The ref of an open incident of the same category this close, received since `since`."""
-    params = {
-        "category": category,
-        "x": x,
-        "y": y,
-        "r": radius_m,
-        "since": since,
-        "exclude": exclude_id,
-    }
-    return conn.execute(_DUPLICATE, params).scalar()
 
 
 def grid(conn: Connection, code: str) -> dict[str, Any] | None:
@@ -246,22 +345,16 @@ def incident(conn: Connection, ref: str, *, personal: bool = False) -> dict[str,
     return dict(row._mapping) if row else None
 
 
+_EVENTS = (
+    select(*(incident_events.c[name] for name in EVENT_FIELDS))
+    .where(incident_events.c.incident_id == bindparam("incident_id"))
+    .order_by(incident_events.c.id)
+)
+
+
 def events(conn: Connection, incident_id: int) -> list[dict[str, Any]]:
-    """The incident's events, oldest first."""
-    rows = conn.execute(
-        select(
-            incident_events.c.action,
-            incident_events.c.from_status,
-            incident_events.c.to_status,
-            incident_events.c.actor,
-            incident_events.c.recorded_by,
-            incident_events.c.note,
-            incident_events.c.grid_code,
-            incident_events.c.at,
-        )
-        .where(incident_events.c.incident_id == incident_id)
-        .order_by(incident_events.c.id)
-    )
+    """The incident's events (EVENT_FIELDS), oldest first."""
+    rows = conn.execute(_EVENTS, {"incident_id": incident_id})
     return [dict(r._mapping) for r in rows]
 
 
