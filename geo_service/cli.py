@@ -1463,6 +1463,21 @@ def demo_cmd(
     out.print(f"  planner     {base}/map/planner?{access}", highlight=False)
     out.print(f"  grid worker {base}/map/worker?{access}", highlight=False)
     out.print(f"  dispatcher  {base}/map/dispatch?{access}", highlight=False)
+    out.print(f"residents' grid notice (no token): {base}/find", highlight=False)
+    # The phone page is a grid worker's day: a worker's token, for the first worker's grids.
+    from geo_service.grids.workers import list_workers
+
+    first = list_workers(state.engine(), state.settings, limit=1)["items"]
+    if first and first[0]["grids"]:
+        grids = list(first[0]["grids"])
+        phone = add_user(
+            state.engine(), state.settings, "demo-worker", "worker", grids, expires_days=1
+        )
+        out.print(
+            f"grid worker's phone page ({first[0]['name']}, grids {', '.join(grids)}):",
+            highlight=False,
+        )
+        out.print(f"  {base}/m/?access_token={phone.token}", highlight=False)
     if serve:
         serve_cmd()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -119,6 +120,9 @@ def test_installed_script_imports_the_demo_and_serves_the_checkouts_layers(
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "Traceback" not in demo.stderr
     assert not (folder / ".geo-service").exists()  # it used the database it was given
+    assert "/find" in demo.stdout  # the residents' notice, and a worker's phone page
+    phone_token = re.search(r"/m/\?access_token=(\S+)", demo.stdout)
+    assert phone_token, demo.stdout
 
     port = free_port()
     server = subprocess.Popen(
@@ -146,6 +150,12 @@ def test_installed_script_imports_the_demo_and_serves_the_checkouts_layers(
             assert json.load(r)["numberMatched"] > 0  # the demo city is in
         with urllib.request.urlopen(base + "/map", timeout=30) as r:
             assert r.status == 200 and b"leaflet" in r.read().lower()
+        session = urllib.request.Request(
+            base + "/m/session", headers={"Authorization": f"Bearer {phone_token[1]}"}
+        )
+        with urllib.request.urlopen(session, timeout=30) as r:
+            who = json.load(r)
+        assert who["role"] == "worker" and who["grids"], who
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -204,3 +204,18 @@ def _extent(engine: Engine) -> tuple[float, float, float, float]:
             )
         ).one()
     return tuple(box)  # type: ignore[return-value]
+
+
+def test_a_starting_server_loads_the_model_before_the_first_what_if(demo: Engine, settings):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from geo_service.api.app import create_app
+
+    app = create_app(settings, engine=demo)
+    with TestClient(app):
+        deadline = time.monotonic() + 60
+        while not app.state.coverage_models.holds(demo) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert app.state.coverage_models.holds(demo)

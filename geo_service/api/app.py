@@ -95,6 +95,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         # Where the read-only doors read: the standbys of GEO_DATABASE_READ_URLS, else the
         # primary's engine and pool above (tokens and /healthz stay on the primary).
         app.state.reads = await Reads.open(settings.database, app.state.engine, app.state.read_pool)
+        # What-if and suggest's model of the latest compute, loaded while the server starts
+        # (about 1.5 s for a city): the planner's first what-if is not the slow one.
+        app.state.coverage_models.warm(app.state.engine, settings)
         yield
         await app.state.reads.close()
         await app.state.read_pool.close()

@@ -6,6 +6,7 @@ lifetime), so they answer without touching the stored results.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,8 @@ from geo_service.crs import parse_input_crs
 from geo_service.db.engine import reading
 from geo_service.errors import InvalidInput, PayloadTooLarge
 from geo_service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 # -- the in-memory model: what-if and suggest -----------------------------------------------
@@ -128,6 +131,29 @@ class Models:
                     cached = _load_model(conn, run)
                     self._models[key] = cached
         return cached, state
+
+    def holds(self, engine: Engine) -> bool:
+        """Whether a model of this database is held (it may be of an older compute)."""
+        with self._lock:
+            return engine.url.render_as_string(hide_password=True) in self._models
+
+    def warm(self, engine: Engine, settings: Settings) -> threading.Thread:
+        """Load the latest compute's model in the background (a server's start), so that
+        the first what-if a planner asks answers as fast as the next; a database without a
+        compute, or one that cannot be read yet, is left for the first request to say so."""
+
+        def load() -> None:
+            try:
+                with reading(engine) as conn:
+                    if store.latest_run(conn) is None:
+                        return
+                self.get(engine, settings)
+            except Exception:  # the first request reports what is wrong
+                log.info("coverage model not loaded at start", exc_info=True)
+
+        thread = threading.Thread(target=load, name="coverage-model", daemon=True)
+        thread.start()
+        return thread
 
 
 def _load_model(conn: Connection, run: dict[str, Any]) -> Model:
