@@ -12,8 +12,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,8 +203,24 @@ def test_a_stopped_standby_is_skipped_without_errors_and_taken_back(pair: Pair):
             lambda: client.get("/ogc/collections/grids/items", params={"limit": 5}),
         ]
         assert [door().status_code for door in doors] == [200] * len(doors)
-        pair.standby.stop()
+        # Reads running while it stops: the queries it ends are run again elsewhere (GETs).
+        reading, codes = threading.Event(), Counter[int]()
+
+        def read_on() -> None:
+            while not reading.is_set():
+                codes[client.get("/api/v1/locate", params=IN_G1).status_code] += 1
+                codes[client.get("/ogc/collections/grids/items").status_code] += 1
+
         try:
+            with ThreadPoolExecutor(4) as readers:
+                running = [readers.submit(read_on) for _ in range(4)]
+                time.sleep(0.3)
+                pair.standby.stop()
+                time.sleep(0.3)
+                reading.set()
+                for reader in running:
+                    reader.result()
+            assert set(codes) == {200}, codes
             for _ in range(3):  # every door, on pooled connections the standby has closed
                 answers = [door() for door in doors]
                 assert [a.status_code for a in answers] == [200] * len(doors), answers[-1].text

@@ -143,6 +143,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     # /find and /m/ hold no data (the API they call checks the caller): no token checked, so
     # that an installed phone page, which keeps its token itself, always opens.
     app.include_router(pages.router)
+    if settings.database.read_urls:  # innermost: a read that lost its standby runs again
+        app.add_middleware(errors.RetryReads)
     app.add_middleware(NulGuard)  # inside BodyLimit: what it buffers is already bounded
     app.add_middleware(
         BodyLimit,

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geo_service.api.limits import TrackedSend, answer
 from geo_service.errors import (
@@ -33,6 +33,8 @@ from geo_service.errors import (
 )
 
 log = logging.getLogger("geo_service.api")
+# Set in a request's scope when it was answered 503 for a lost database connection.
+DATABASE_LOST = "geo.database_lost"
 
 STATUS: dict[type[GeoServiceError], int] = {
     PayloadTooLarge: 413,
@@ -120,6 +122,7 @@ def install(app: FastAPI) -> None:
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
         # A stopped database is an outage, not a bug: answer fast with 503 so clients retry.
         log.error("%s %s: database unavailable: %s", request.method, request.url.path, exc)
+        request.scope[DATABASE_LOST] = True  # for RetryReads
         pool = getattr(request.app.state, "read_pool", None)
         if pool is not None and hasattr(pool, "mark_down"):
             pool.mark_down()
@@ -193,3 +196,50 @@ class InternalErrors:
                 return  # half an answer is out: nothing better can follow
             body = {"error": "internal", "message": "internal error; it has been logged"}
             await answer(send, 500, json.dumps(body).encode(), b"application/json")
+
+
+class RetryReads:
+    """Pure ASGI middleware, used when reads go to hot standbys (GEO_DATABASE_READ_URLS): a GET
+    or HEAD answered 503 because its database connection was lost is run once more.
+
+    A standby that stops ends the queries running on it; the requests behind them are the only
+    ones its loss would fail (the next ones find its connections closed and read elsewhere,
+    db/replicas.py). Their second run reads on the next standby or the primary. A 503 of the
+    second run, or one with another cause, goes out as it was; other methods are not retried.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request; once more if it lost its database connection."""
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        first = dict(scope)  # routing writes into the scope: each run starts from the original
+        received: list[Message] = []
+        held: list[Message] = []
+
+        async def recording() -> Message:
+            message = await receive()
+            received.append(message)
+            return message
+
+        async def holding_503(message: Message) -> None:
+            if held or (message["type"] == "http.response.start" and message["status"] == 503):
+                held.append(message)  # until we know whether it is sent or retried
+                return
+            await send(message)
+
+        await self.app(first, recording, holding_503)
+        if not (held and first.get(DATABASE_LOST)):
+            for message in held:
+                await send(message)
+            return
+        log.warning("%s %s: run again after losing its connection", scope["method"], scope["path"])
+        replay = iter(received)
+
+        async def replaying() -> Message:
+            return next(replay, None) or await receive()
+
+        await self.app(dict(scope), replaying, send)
