@@ -18,8 +18,10 @@ Then `coverage compute` (full, and without shapes) against its goal; what-if and
 over HTTP as the planner map calls them (a real `geo-service serve` on loopback, a
 planner's token): the first call of a fresh server, and warm calls; suggest for k = 1…10
 beside an independent maximal covering MIP, spopt's `MCLP.from_cost_matrix`, solved by
-HiGHS (through pulp) with every core, on the same candidates and the same candidate-building
-pairs within the widest tier; its model is built outside the timing. Suggest on the demo
+CBC (through pulp) with every core, on the same candidates and the same candidate-building
+pairs within the widest tier; its model is built outside the timing. (HiGHS was tried
+first: at its defaults it spent 120 s in presolve probing this model and found no solution,
+even for k=1; CBC proves k=1 in seconds, so CBC is the peer.) Suggest on the demo
 city, every k, against its goal.
 
 Every pair of ours and peer runs the same number of times, in turns.
@@ -31,10 +33,13 @@ import http.client
 import itertools
 import json
 import os
+import re
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -70,6 +75,7 @@ WHAT_IF_CALLS = 40  # warm what-ifs, an added centre dragged across the city
 SUGGEST_KS = range(1, 11)
 MIP_TIME_LIMIT_S = 60.0  # the peer's; ours is GEO_COVERAGE_SUGGEST_TIME_LIMIT_S
 DEMO_REPEAT = 3
+SPOPT_CHECK = 300  # demands built both ways (spopt's builder, the sparse one)
 # The tables pgRouting reads: our graph cut at the centres' entry points, the buildings on it.
 PGR_EDGES = "SELECT id, source, target, cost, cost AS reverse_cost FROM bench_pgr_edges"
 PGR_POINTS = "SELECT pid, edge_id, fraction FROM bench_pgr_points"
@@ -399,11 +405,13 @@ def compute_rows(engine: Engine, s: Settings) -> list[Result]:
 
 
 class Client:
-    """One keep-alive HTTP/1.1 connection with a bearer token, as a browser tab holds."""
+    """An HTTP/1.1 connection with a bearer token, kept alive as a browser tab keeps it
+    (or made anew for each call)."""
 
-    def __init__(self, port: int, token: str) -> None:
+    def __init__(self, port: int, token: str, keep_alive: bool = True) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
         self.headers = {"Authorization": f"Bearer {token}", "Accept-Encoding": "gzip"}
+        self.keep_alive = keep_alive
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[float, dict[str, Any]]:
         """Seconds to the whole answer, and the answer (any status but 200 fails)."""
@@ -412,6 +420,8 @@ class Client:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
+        if not self.keep_alive:
+            self.conn.close()  # the next request connects anew
         started = time.perf_counter()
         self.conn.request(method, path, body=data, headers=headers)
         response = self.conn.getresponse()
@@ -480,12 +490,15 @@ class Solved:
 
 def suggest_rows(engine: Engine, s: Settings, token: str) -> list[Result]:
     """GET /api/v1/coverage/suggest for k = 1…10 on a fresh server (the first call apart),
-    each k beside spopt's MCLP solved by HiGHS, in turns: ours, peer, ours, peer..."""
+    each k beside spopt's MCLP solved by CBC, in turns: ours, peer, ours, peer..."""
     problem, _ = planning.siting_problem(engine, s)
     covering, weights = _demands(problem)
+    mclp, built = _mclp(covering, weights, len(problem.lon))
+    print(f"spopt built its MCLP in {built:.1f} s", flush=True)
     rows = []
     with served(engine, GEO_LOG_LEVEL="WARNING") as port:
-        client = Client(port, token)
+        # A connection per call: the peer's solves outlast the server's keep-alive.
+        client = Client(port, token, keep_alive=False)
         first, _ = client.call("GET", "/api/v1/coverage/suggest?k=3")
         rows.append(
             Result(
@@ -496,8 +509,6 @@ def suggest_rows(engine: Engine, s: Settings, token: str) -> list[Result]:
                 2.0,
             )
         )
-        mclp, built = _mclp(covering, weights, len(problem.lon))
-        print(f"spopt built its MCLP in {built:.1f} s", flush=True)
         for k in SUGGEST_KS:
             took, answer = client.call("GET", f"/api/v1/coverage/suggest?k={k}")
             peer = _solve(mclp, k)
@@ -531,49 +542,82 @@ def _demands(problem: planning.Siting) -> tuple[list[np.ndarray], np.ndarray]:
 def _mclp(covering: list[np.ndarray], weights: np.ndarray, n_sites: int) -> tuple[Any, float]:
     """spopt's MCLP from a cost matrix (0 where a candidate reaches a demand, 1 elsewhere,
     service radius 0.5: the same pairs), built once, k set per solve; and the seconds
-    spopt took to build it. spopt writes a term for every demand and candidate, most of
-    them 0 × x; those are dropped before HiGHS gets the model (HiGHS would drop them too,
-    after pulp had handed them over one by one)."""
+    spopt took to build it.
+
+    spopt writes each coverage row as a sum over every candidate, most terms 0 × x, in
+    Python: 29 million terms here, many minutes before the solver starts. Its rows are
+    built here over the candidates that reach each demand instead (spopt's own builder
+    swapped for the build, nothing else changed); on the first demands both builders are
+    run and must give the same rows, 0 × x terms aside."""
     from spopt.locate import MCLP
+    from spopt.locate.base import FacilityModelBuilder
 
     cost = np.ones((len(covering), n_sites), dtype=np.float32)
     for i, sites in enumerate(covering):
         cost[i, sites] = 0
-    started = time.perf_counter()
-    mclp = MCLP.from_cost_matrix(cost, weights, service_radius=0.5, p_facilities=1)
-    built = time.perf_counter() - started
-    for constraint in mclp.problem.constraints.values():
-        for var in [v for v, a in constraint.items() if a == 0]:
-            del constraint[var]
+
+    def build(matrix: np.ndarray, w: np.ndarray) -> Any:
+        return MCLP.from_cost_matrix(matrix, w, service_radius=0.5, p_facilities=1)
+
+    def rows(model: Any) -> list[tuple[dict[str, float], float, int]]:
+        return [
+            ({v.name: a for v, a in c.items() if a != 0}, c.constant, c.sense)
+            for c in model.problem.constraints.values()
+        ]
+
+    spopts = build(cost[:SPOPT_CHECK], weights[:SPOPT_CHECK])
+    dense = FacilityModelBuilder.add_maximal_coverage_constraint
+    FacilityModelBuilder.add_maximal_coverage_constraint = staticmethod(_coverage_rows)
+    try:
+        started = time.perf_counter()
+        mclp = build(cost, weights)
+        built = time.perf_counter() - started
+        if rows(build(cost[:SPOPT_CHECK], weights[:SPOPT_CHECK])) != rows(spopts):
+            raise RuntimeError("spopt's MCLP rows differ from the sparse build's")
+    finally:
+        FacilityModelBuilder.add_maximal_coverage_constraint = dense
     return mclp, built
 
 
-def _solve(mclp: Any, k: int) -> Solved:
-    """Solve spopt's model for k sites with HiGHS through pulp, every core, the peer's time
-    limit; pulp's handing of the model to HiGHS (Python) outside the timing, HiGHS' run
-    timed."""
-    import highspy
+def _coverage_rows(obj: Any, range_facility: range, range_client: range) -> None:
+    """spopt's `add_maximal_coverage_constraint` (sum of a_ij x_j >= y_i for each demand
+    i), over the j with a_ij = 1 only."""
+    x, y = obj.fac_vars, obj.cli_vars
+    for i in range_client:
+        obj.problem += pulp.lpSum(obj.aij[i][j] * x[j] for j in np.flatnonzero(obj.aij[i])) >= y[i]
 
+
+def _solve(mclp: Any, k: int) -> Solved:
+    """Solve spopt's model for k sites with CBC through pulp (every core, the peer's time
+    limit). Timed: CBC's own wall clock from its log, so pulp's writing of the model file and
+    reading of the answer are left out."""
     problem = mclp.problem
     # spopt's last constraint: the sum of the site variables == p
     cardinality = list(problem.constraints.values())[-1]
     if cardinality.sense != pulp.LpConstraintEQ or len(cardinality) != len(mclp.fac_vars):
         raise RuntimeError("spopt's model changed: its last constraint is not sum(x) == p")
     cardinality.constant = -k
-    solver = pulp.HiGHS(msg=False, threads=os.cpu_count(), timeLimit=MIP_TIME_LIMIT_S)
-    solver.createAndConfigureSolver(problem)
-    solver.buildSolverModel(problem)
-    started = time.perf_counter()
-    solver.callSolver(problem)
-    seconds = time.perf_counter() - started
-    h = problem.solverModel
-    info = h.getInfo()
-    status = h.getModelStatus()
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "cbc.log"
+        solver = pulp.PULP_CBC_CMD(
+            msg=False, threads=os.cpu_count(), timeLimit=MIP_TIME_LIMIT_S, logPath=str(log)
+        )
+        problem.solve(solver)
+        text_ = log.read_text()
+    wall = re.search(
+        r"Total time \(CPU seconds\):\s+[\d.]+\s+\(Wallclock seconds\):\s+([\d.]+)", text_
+    )
+    result = re.search(r"Result - (.+)", text_)
+    if wall is None or result is None:
+        raise RuntimeError(f"no time or result in CBC's log:\n{text_[-2000:]}")
+    households = float(pulp.value(problem.objective) or 0)
+    optimal = result.group(1).startswith("Optimal")
+    bound = households
+    if not optimal:  # CBC minimises the negated objective: its lower bound is ours, negated
+        lower = re.search(r"Lower bound:\s+(-?[\d.e+]+)", text_)
+        bound = abs(float(lower.group(1))) if lower else float("inf")
     return Solved(
-        seconds,
-        float(info.objective_function_value),
-        float(info.mip_dual_bound),
-        "optimal" if status == highspy.HighsModelStatus.kOptimal else h.modelStatusToString(status),
+        float(wall.group(1)), households, bound, "optimal" if optimal else result.group(1)
     )
 
 
@@ -592,7 +636,7 @@ def _suggest_row(k: int, took: float, answer: dict[str, Any], peer: Solved, dema
         f"suggest k={k} over HTTP, warm: {ours:,.0f} households, {answer['method']}, {proof}",
         took,
         f"spopt MCLP ({demands:,} demands × {answer['candidates']['count']:,} candidates), "
-        f"HiGHS {os.cpu_count()} threads: {peer.households:,.0f} households, bound "
+        f"CBC {os.cpu_count()} threads: {peer.households:,.0f} households, bound "
         f"{peer.bound:,.0f} (gap {gap:.2%}), {peer.status}{limit}",
         peer.seconds,
     )
