@@ -27,6 +27,7 @@ MODULES = (
     "bench_visits",
 )
 DOC = ROOT / "docs" / "PERFORMANCE.md"
+SHARED = 1.5  # a 1-minute load average above this at the start: others were working too
 HEADER = "| benchmark | ours | peer | peer's | ours vs peer |\n|---|---|---|---|---|"
 
 
@@ -35,13 +36,16 @@ def main(names: list[str]) -> None:
     for name in names or MODULES:
         module = importlib.import_module(f"tests.benchmarks.{name}")
         started = time.perf_counter()
+        load = os.getloadavg()[0]  # before: the run's own work would count in later
         results = module.run()
         rows = [r.row() for r in results]
         print("\n".join(rows), flush=True)
         took = time.perf_counter() - started
+        shared = "" if load < SHARED else ", the machine shared with other work"
         stamp = (
-            f"_{time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, "
-            f"`python -m tests.benchmarks {name}` (part of `make bench`), {took:.0f} s._"
+            f"_{time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, {os.cpu_count()} cores, "
+            f"`python -m tests.benchmarks {name}` (part of `make bench`), {took:.0f} s, "
+            f"load average {load:.1f} at the start{shared}._"
         )
         _record(name, "\n".join([stamp, "", HEADER, *rows]))
 
