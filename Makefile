@@ -39,7 +39,7 @@ screenshots: setup browser
 	GEO_SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest -q tests/test_map_browser.py \
 	  tests/test_map_grid_edit_browser.py tests/test_map_workload_browser.py \
 	  tests/test_map_campaign_browser.py \
-	  tests/test_phone_browser.py
+	  tests/test_phone_browser.py tests/test_map_proposal_browser.py
 
 ## bench: benchmarks against their peers; figures go to docs/PERFORMANCE.md
 bench: setup

@@ -92,6 +92,25 @@ def test_an_island_touching_nothing_is_linked_to_the_nearest_and_named() -> None
     assert u.adjacency[u.building_unit[2]].nnz == 1  # linked to exactly its nearest
 
 
+def test_two_islands_nearest_each_other_are_both_linked_to_the_city() -> None:
+    # two blocks, and two islands 400 m and 500 m east of them, 100 m from each other
+    faces = np.asarray([square(0, 0), square(100, 0), square(600, 0), square(800, 0)])
+    shape = shapely.MultiPolygon(list(shapely.get_parts(shapely.union_all(faces))))
+    u = blocks.units(
+        shape,
+        faces,
+        shapely.points([(50, 50), (150, 50), (650, 50), (850, 50)]),
+        np.array([200, 200, 200, 200]),
+        np.full(4, -1),
+        np.full(4, -1),
+        max_households=400,
+    )
+    from scipy.sparse.csgraph import connected_components
+
+    assert connected_components(u.adjacency, directed=False)[0] == 1
+    assert any(n.startswith("2 islands") for n in u.notes)
+
+
 # -- the library against an exhaustive search ---------------------------------------------------
 def _partitions(n: int) -> Iterator[list[int]]:
     """Every set partition of range(n), as a label per item (restricted growth strings)."""

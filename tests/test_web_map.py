@@ -38,10 +38,13 @@ def test_pages_load_leaflet_and_their_scripts_from_our_own_files(view):
     # The dispatcher clusters incidents at one spot (Leaflet.markercluster, after Leaflet).
     plugin_js = [f"{ASSETS}/{CLUSTER}/leaflet.markercluster.js"] if view == "dispatcher" else []
     plugin_css = [f"{ASSETS}/{CLUSTER}/MarkerCluster.css"] if view == "dispatcher" else []
+    # The planner shows re-division proposals (proposal.js, before its own script).
+    extra_js = [f"{ASSETS}/proposal.js"] if view == "planner" else []
     assert sources == [
         f"{ASSETS}/vendor/leaflet/leaflet.js",
         *plugin_js,
         f"{ASSETS}/geomap.js",
+        *extra_js,
         f"{ASSETS}/{view}.js",
     ]
     assert styles == [

@@ -47,6 +47,11 @@ _ON_DEMAND: dict[View, dict[str, tuple[str, str]]] = {
         )
     },
 }
+# Scripts a view runs besides geomap.js and its own, before its own (web_map/static).
+_SCRIPTS: dict[View, list[str]] = {
+    # Re-division proposals beside today's grids, previewed and applied (the planner only).
+    "planner": ["proposal.js"],
+}
 # Where the server answers the icon of its pages (geo_service/api/app.py).
 FAVICON = "/favicon.ico"
 # Every layer the viewer may see, with its extent and style: what the city has, in one request.
@@ -96,6 +101,10 @@ _OVERLAYS: dict[View, list[_Overlay]] = {
         _Overlay("whatif", "情景分析", "What-if centres"),
         _Overlay("suggested", "建议选址", "Suggested sites"),
         _Overlay("campaign", "走访进度", "Campaign progress"),
+        # Off until a proposal is shown (proposal.js): the proposal's grids, and today's, both
+        # coloured by households.
+        _Overlay("proposal", "划分方案", "Proposed grids (households)", shown=False),
+        _Overlay("today", "现有网格户数", "Today's grids (households)", shown=False),
     ],
     "worker": [
         _Overlay("context", "周边楼栋", "Nearby buildings"),
@@ -172,6 +181,7 @@ class _ViewScript(JSCSSMixin, MacroElement):  # type: ignore[misc]
         self.default_js = [
             *((f"plugin_{i}", f"{assets}/{js}") for i, (js, _) in enumerate(plugins)),
             ("geomap", f"{assets}/geomap.js"),
+            *((f"geomap_{js[:-3]}", f"{assets}/{js}") for js in _SCRIPTS.get(view, [])),
             (f"geomap_{view}", f"{assets}/{view}.js"),
         ]
         self.default_css = [

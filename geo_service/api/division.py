@@ -70,6 +70,16 @@ def _in_background(engine: Any, settings: Any, proposal: int, request: Any) -> N
         return
 
 
+@router.get("", dependencies=_PLAN)
+def list_proposals(
+    engine: EngineDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="how many, newest first")] = 50,
+) -> dict[str, Any]:
+    """The latest proposals, newest first: id, status, who asked and when, what was asked,
+    progress, how many grids, and the edit that applied it (`applied_edit`, null: not yet)."""
+    return proposals.listing(engine, limit)
+
+
 @router.get("/{proposal}", dependencies=_PLAN)
 def get_proposal(
     engine: EngineDep,

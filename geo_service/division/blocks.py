@@ -274,7 +274,8 @@ def _link_islands(
     shapes: np.ndarray, touch: csr_matrix, say: Where, notes: list[str]
 ) -> csr_matrix:
     """Link every piece (or group of pieces) touching none of the others to the nearest
-    piece outside it, until all are connected."""
+    piece already connected to the largest group, until all are connected (two islands
+    nearest each other are never linked only to each other)."""
     n = len(shapes)
     if n < 2:
         return touch
@@ -290,7 +291,7 @@ def _link_islands(
     where = []
     for c in islands:
         mine = np.flatnonzero(comp == c)
-        others = np.flatnonzero(comp != c)
+        others = np.flatnonzero(placed)
         near_i, near_j = shapely.STRtree(shapes[others]).query_nearest(
             shapes[mine], all_matches=False, return_distance=False
         )

@@ -382,6 +382,18 @@ def _figures(plans: list[Plan], opt: Options) -> dict[str, Any]:
 
 
 # -- reading and export --------------------------------------------------------------------------
+def listing(engine: Engine, limit: int = 50) -> dict[str, Any]:
+    """The latest proposals, newest first (what the planner's map offers to show)."""
+    with engine.connect() as conn:
+        rows = store.listing(conn, limit)
+    items = []
+    for r in rows:
+        progress = {"done": r.pop("communities_done"), "total": r.pop("communities_total")}
+        when = {k: r[k].isoformat() if r[k] else None for k in ("created_at", "finished_at")}
+        items.append({**r, **when, "progress": progress})
+    return {"items": items}
+
+
 def get(engine: Engine, proposal: int, *, with_grids: bool = True) -> dict[str, Any]:
     """A proposal: what was asked, its status and progress, its figures beside today's
     grids, its notes, the edit that applied it (if one did) and (when done) its grids as

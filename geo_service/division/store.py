@@ -173,6 +173,25 @@ def fail(conn: Connection, proposal: int, error: str) -> None:
     )
 
 
+def listing(conn: Connection, limit: int) -> list[Row]:
+    """The latest proposals, newest first: what was asked, status, progress, how many grids,
+    and the edit that applied each (None: not applied)."""
+    rows = conn.execute(
+        text(
+            """
+            SELECT p.id, p.status, p.created_by, p.created_at, p.finished_at, p.params,
+                   p.communities_total, p.communities_done,
+                   CAST(p.figures -> 'all' -> 'proposal' ->> 'grids' AS integer) AS grids,
+                   (SELECT min(e.id) FROM grid_edits e WHERE e.kind = 'redivide'
+                     AND e.summary ->> 'proposal' = CAST(p.id AS text)) AS applied_edit
+            FROM division_proposals p ORDER BY p.id DESC LIMIT :n
+            """
+        ),
+        {"n": limit},
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
 def proposal(conn: Connection, proposal: int) -> Row | None:
     """One proposal's row (None: no such proposal)."""
     row = (

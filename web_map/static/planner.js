@@ -1344,6 +1344,13 @@
       },
       reload: reloadGrids,
     });
+    GeoMap.proposalPanel(page, {
+      today: g.coverage,
+      gridsPath: S.grids,
+      reload: reloadGrids,
+    }).catch(function (err) {
+      page.fail(err, "proposals");
+    });
     if (docs.campaign_buildings) {
       var campaignBox = page.section("campaign", "走访进度", "Campaign progress");
       GeoMap.campaignOverlay(page, g.campaign, campaignBox, docs.campaign_buildings).catch(function (err) {
