@@ -115,8 +115,18 @@ class Models:
     reloading); a CLI command or a test makes its own."""
 
     def __init__(self) -> None:
-        self._models: dict[str, Model] = {}
+        # Keyed by database, not by URL: a primary and its standbys (GEO_DATABASE_READ_URLS)
+        # share one model, which the server loads at its start from the primary.
+        self._models: dict[tuple[int, str], Model] = {}
+        self._identity: dict[str, tuple[int, str]] = {}  # engine URL -> database
         self._lock = threading.Lock()
+
+    def _key(self, engine: Engine, conn: Connection) -> tuple[int, str]:
+        url = engine.url.render_as_string(hide_password=True)
+        key = self._identity.get(url)
+        if key is None:
+            key = self._identity[url] = store.database_identity(conn)
+        return key
 
     def get(self, engine: Engine, settings: Settings) -> tuple[Model, dict[str, Any]]:
         """The model of the latest compute, and the coverage status."""
@@ -124,7 +134,7 @@ class Models:
             state = status(conn, settings)
             run = store.latest_run(conn)
             assert run is not None
-            key = engine.url.render_as_string(hide_password=True)
+            key = self._key(engine, conn)
             with self._lock:
                 cached = self._models.get(key)
                 if cached is None or cached.run != (run["id"], run["computed_at"]):
@@ -134,8 +144,10 @@ class Models:
 
     def holds(self, engine: Engine) -> bool:
         """Whether a model of this database is held (it may be of an older compute)."""
+        with reading(engine) as conn:
+            key = self._key(engine, conn)
         with self._lock:
-            return engine.url.render_as_string(hide_password=True) in self._models
+            return key in self._models
 
     def warm(self, engine: Engine, settings: Settings) -> threading.Thread:
         """Load the latest compute's model in the background (a server's start), so that

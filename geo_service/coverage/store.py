@@ -363,6 +363,15 @@ def analyze(conn: Connection) -> None:
 
 
 # -- reads --------------------------------------------------------------------------------------
+def database_identity(conn: Connection) -> tuple[int, str]:
+    """Which database this is, the same on a primary and its standbys (the cluster's system
+    identifier, which a base backup keeps, and the database's name)."""
+    row = conn.execute(
+        text("SELECT system_identifier, current_database() FROM pg_control_system()")
+    ).one()
+    return int(row[0]), str(row[1])
+
+
 def latest_run(conn: Connection) -> Row | None:
     """The last compute, or None."""
     row = conn.execute(text("SELECT * FROM coverage_runs ORDER BY id DESC LIMIT 1")).first()
