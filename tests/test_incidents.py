@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from geo_service.api.app import create_app
 from geo_service.crs import wgs84_to_gcj02
 from geo_service.errors import Conflict
 from geo_service.incidents import config, intake
+from geo_service.incidents.bodies import IncidentIn, digest
 from geo_service.incidents.categories import categories_for
 from geo_service.incidents.workflow import due_at
 from geo_service.settings import Settings
@@ -198,6 +200,38 @@ def test_concurrent_retries_create_one_incident(planted: Engine, settings: Setti
         refs = set(pool.map(post, range(6)))
     assert refs == {"E000001"} and count(planted) == 1
     assert count(planted, "incident_events") == 3
+
+
+def test_a_resend_racing_the_first_insert_answers_the_first_incident(
+    planted: Engine, settings: Settings
+):
+    # The first send's insert holds the key, not committed yet, when the resend looks: the
+    # resend's insert waits for it, then yields (ON CONFLICT DO NOTHING) and answers the
+    # first incident; none is stored twice (the branch sequential resends never reach).
+    payload = {"category": "noise", "lon": IN_G1[0], "lat": IN_G1[1]}
+    asked = {"source": "api", **IncidentIn.model_validate(payload).model_dump(exclude_none=True)}
+    with planted.connect() as first, ThreadPoolExecutor(max_workers=1) as pool:
+        first.execute(
+            text(
+                "INSERT INTO incidents (category, status, received_at, updated_at, "
+                "idempotency_owner, idempotency_key, request_hash) "
+                "VALUES ('noise', 'received', now(), now(), '', 'racing', :hash)"
+            ),
+            {"hash": digest(asked)},
+        )
+        resend = pool.submit(intake.create_incident, planted, settings, payload, "racing")
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        waiting += "AND wait_event_type = 'Lock'"
+        with planted.connect() as look:
+            for _ in range(200):
+                if look.execute(text(waiting)).scalar_one() or resend.done():
+                    break
+                time.sleep(0.05)
+            assert look.execute(text(waiting)).scalar_one() == 1, "the resend never waited"
+        first.commit()
+        taken = resend.result(timeout=30)
+    assert (taken.created, taken.incident["ref"]) == (False, "E000001")
+    assert count(planted) == 1 and count(planted, "incident_events") == 0
 
 
 def test_same_key_different_body_is_conflict_in_the_service(planted: Engine, settings: Settings):

@@ -28,13 +28,13 @@ from geo_service.incidents.config import category_of
 from geo_service.incidents.queries import case_file, case_file_of
 from geo_service.incidents.routing import (
     SYSTEM,
+    GivenPoint,
     Pending,
     geocode_address,
     join_notes,
     locate_report,
     point_of,
     route_to,
-    surroundings,
     with_recorder,
 )
 from geo_service.incidents.workflow import utc_now
@@ -104,20 +104,21 @@ def create_incident(
     if point is None:
         refresh_address_index(engine)  # geocoding below must read a current index
         refresh_crossings(engine)
-    at, unusable = None, None
-    if point is not None:
-        try:
-            at = point.wgs84()
-        except InvalidInput as exc:  # after the key: a resend of another body is a conflict
-            unusable = exc
+    unusable = _unusable(point)
     with engine.connect() as conn:
         # Autocommit: the report and its history are stored by one statement, atomic on its
         # own; the lookups before it need no transaction (and BEGIN/COMMIT cost round trips).
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        facts = surroundings(conn, settings, category, at, now, owner=owner, key=idempotency_key)
-        if facts["earlier_id"] is not None:
+        located, earlier = None, None
+        if point is not None and unusable is None:  # the key looked up with the locate
+            located = locate_report(
+                conn, settings, category, point, now, owner=owner, key=idempotency_key
+            )
+            earlier = located.earlier
+        elif idempotency_key is not None:
+            earlier = store.by_idempotency_key(conn, owner, idempotency_key)
+        if earlier is not None:
             assert idempotency_key is not None
-            earlier = {"ref": facts["earlier_ref"], "request_hash": facts["earlier_hash"]}
             return _replay(conn, settings, earlier, request_hash, idempotency_key, now)
         if unusable is not None:
             raise unusable
@@ -151,9 +152,8 @@ def create_incident(
             change.record("receive", None, "needs_location", SYSTEM, note)
             values.update(status="needs_location", needs_location=True)
         else:
-            # A point geocoded from an address meets its surroundings only now.
-            known = facts if at is not None else None
-            located = locate_report(conn, settings, category, point, now, facts=known)
+            if located is None:  # geocoded from the address or the description
+                located = locate_report(conn, settings, category, point, now)
             note = join_notes(f"received via {source}", geocoded, located.note)
             change.record("receive", None, "received", SYSTEM, note)
             values.update(located.values)
@@ -180,6 +180,17 @@ def _replay(
     if earlier["request_hash"] != request_hash:
         raise _conflict_key(key, earlier["ref"])
     return Intake(case_file(conn, settings, earlier["ref"], now), created=False)
+
+
+def _unusable(point: GivenPoint | None) -> InvalidInput | None:
+    """Why the coordinates cannot be used, or None. Raised once the key is checked: a body
+    sent again under a key that holds another is a conflict first."""
+    try:
+        if point is not None:
+            point.wgs84()
+    except InvalidInput as exc:
+        return exc
+    return None
 
 
 def _conflict_key(key: str, ref: str) -> Conflict:

@@ -2,7 +2,6 @@
 and the workflow steps that file and dispatch it there. Shared by intake and follow-up.
 """
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -34,8 +33,10 @@ _ROUTED: Final = ("inside", "boundary", "nearest")
 
 
 @dataclass
-class _Point:
-    lon: Any  # as the caller gave them
+class GivenPoint:
+    """A report's coordinates as the caller gave them, in a known CRS."""
+
+    lon: Any
     lat: Any
     crs: InputCRS
 
@@ -44,13 +45,13 @@ class _Point:
         return parse_point(self.lon, self.lat, self.crs)
 
 
-def point_of(lon: Any, lat: Any, crs: str | None) -> _Point | None:
+def point_of(lon: Any, lat: Any, crs: str | None) -> GivenPoint | None:
     """Both coordinates, or neither; the CRS checked now so a typo is a 422 before any work."""
     if lon is None and lat is None:
         return None
     if lon is None or lat is None:
         raise InvalidInput(f"lon and lat go together: got lon={lon!r}, lat={lat!r}")
-    return _Point(lon, lat, parse_input_crs(crs))
+    return GivenPoint(lon, lat, parse_input_crs(crs))
 
 
 @dataclass
@@ -58,11 +59,12 @@ class _Located:
     location: Location
     values: dict[str, Any]
     note: str
+    earlier: dict[str, Any] | None = None  # made under the key `locate_report` was given
 
 
 def geocode_address(
     conn: Connection, settings: Settings, address: str
-) -> tuple[_Point | None, str, list[dict[str, Any]]]:
+) -> tuple[GivenPoint | None, str, list[dict[str, Any]]]:
     """Geocode an address-only report: (its point when the best candidate is sure enough,
     the note for its history, the candidates to keep for a dispatcher)."""
     try:
@@ -77,7 +79,7 @@ def geocode_address(
     summary = f"geocoded to {what} ({best['match_type']}, confidence {best['confidence']:.2f})"
     if best["confidence"] < settings.geocode.dispatch_confidence:
         return None, f"{summary}: below {settings.geocode.dispatch_confidence:g}", proposed
-    return _Point(best["lon"], best["lat"], WGS84), summary, proposed
+    return GivenPoint(best["lon"], best["lat"], WGS84), summary, proposed
 
 
 _CANDIDATE_FIELDS = (
@@ -85,49 +87,37 @@ _CANDIDATE_FIELDS = (
 )  # fmt: skip
 
 
-def surroundings(
-    conn: Connection,
-    settings: Settings,
-    category: Category,
-    point: tuple[float, float] | None,
-    now: datetime,
-    *,
-    owner: str = "",
-    key: str | None = None,
-    exclude_id: int | None = None,
-) -> dict[str, Any]:
-    """What a report at `point` (WGS-84; None: not located yet) meets, in one round trip: the
-    incident `owner` made under `key`, the grids near it, a likely duplicate
-    (`store.report_facts`)."""
-    window = timedelta(hours=settings.incidents.duplicate_window_h)
-    return store.report_facts(
-        conn,
-        point,
-        category=category.code,
-        near_m=settings.incidents.near_boundary_m,
-        radius_m=settings.incidents.duplicate_radius_m,
-        since=now - window,
-        owner=owner,
-        key=key,
-        exclude_id=exclude_id,
-    )
-
-
 def locate_report(
     conn: Connection,
     settings: Settings,
     category: Category,
-    point: _Point,
+    point: GivenPoint,
     now: datetime,
     exclude_id: int | None = None,
-    facts: Mapping[str, Any] | None = None,
+    *,
+    owner: str = "",
+    key: str | None = None,
 ) -> _Located:
-    """Where a report is: its grid, and whether it is near another grid or a likely duplicate
-    (`facts`: its `surroundings` when the caller has them already)."""
+    """Where a report is: its grid, and whether it is near another grid or a likely duplicate;
+    with `key`, also the incident `owner` made under it (`_Located.earlier`)."""
     x, y = point.wgs84()
-    if facts is None:
-        facts = surroundings(conn, settings, category, (x, y), now, exclude_id=exclude_id)
-    [found] = locate_points(conn, [x], [y], WGS84, settings.grids.locate_tolerance_m)
+
+    def locate() -> list[Location]:
+        return locate_points(conn, [x], [y], WGS84, settings.grids.locate_tolerance_m)
+
+    # The key, the grids near the point and a likely duplicate, sent with the locate.
+    facts, [found] = store.report_facts(
+        conn,
+        (x, y),
+        locate,
+        category=category.code,
+        near_m=settings.incidents.near_boundary_m,
+        radius_m=settings.incidents.duplicate_radius_m,
+        since=now - timedelta(hours=settings.incidents.duplicate_window_h),
+        owner=owner,
+        key=key,
+        exclude_id=exclude_id,
+    )
     near = [code for code in facts["near_grids"] if code != found.grid_code]
     if not found.grid_code:
         near = []
@@ -158,7 +148,10 @@ def locate_report(
         notes.append(f"within {settings.incidents.near_boundary_m:g} m of grid {', '.join(near)}")
     if duplicate:
         notes.append(f"possible duplicate of {duplicate}")
-    return _Located(found, values, "; ".join(notes))
+    earlier = None
+    if facts["earlier_id"] is not None:
+        earlier = {"ref": facts["earlier_ref"], "request_hash": facts["earlier_hash"]}
+    return _Located(found, values, "; ".join(notes), earlier)
 
 
 @dataclass

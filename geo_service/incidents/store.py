@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from sqlalchemy import (
     Connection,
@@ -26,6 +27,7 @@ from geo_service.auth.policy import REPORTER_CONTACT
 from geo_service.db.models import communities, grids, incident_events, incidents
 
 TERMINAL: Final = ("closed", "cancelled")
+_T = TypeVar("_T")
 _JOINED = incidents.outerjoin(grids, grids.c.code == incidents.c.grid_code).outerjoin(
     communities, communities.c.code == incidents.c.community_code
 )
@@ -126,6 +128,7 @@ _REPORT_FACTS = """
 def report_facts(
     conn: Connection,
     point: tuple[float, float] | None,
+    also: Callable[[], _T],
     *,
     category: str,
     near_m: float,
@@ -134,11 +137,13 @@ def report_facts(
     owner: str = "",
     key: str | None = None,
     exclude_id: int | None = None,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], _T]:
     """For a report at `point` (WGS-84; None: not located yet): earlier_id, earlier_ref and
     earlier_hash of the incident `owner` made under `key` (None when there is none);
     near_grids, the codes of every grid within `near_m` metres; duplicate, the ref of an open
-    incident of `category` within `radius_m` received since `since` (not `exclude_id`)."""
+    incident of `category` within `radius_m` received since `since` (not `exclude_id`).
+    With them, what `also` reads on `conn` (the point's locate), sent to the server in the
+    same round trip (a psycopg pipeline, on the driver connection as `grids.store.locate`)."""
     x, y = point if point is not None else (None, None)
     params = {
         "x": x,
@@ -151,7 +156,14 @@ def report_facts(
         "owner": owner,
         "key": key,
     }
-    return dict(conn.exec_driver_sql(_REPORT_FACTS, params).mappings().one())
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.pipeline(), raw.cursor(row_factory=dict_row) as cur:
+        cur.execute(_REPORT_FACTS, params, prepare=True)  # sent with what `also` sends
+        other = also()
+        facts = cur.fetchone()
+    assert facts is not None
+    return facts, other
 
 
 def by_idempotency_key(conn: Connection, owner: str, key: str) -> dict[str, Any] | None:
@@ -338,10 +350,18 @@ def update_incident(conn: Connection, incident_id: int, values: dict[str, Any]) 
 
 
 # -- reads ----------------------------------------------------------------------------------------
+# Made once: building a statement of this many columns costs more than running it.
+_INCIDENT = {
+    personal: _select(personal=personal, with_workers=True).where(
+        incidents.c.ref == bindparam("ref")
+    )
+    for personal in (False, True)
+}
+
+
 def incident(conn: Connection, ref: str, *, personal: bool = False) -> dict[str, Any] | None:
     """One incident with its grid/community names and the grid's workers."""
-    statement = _select(personal=personal, with_workers=True).where(incidents.c.ref == ref)
-    row = conn.execute(statement).first()
+    row = conn.execute(_INCIDENT[personal], {"ref": ref}).first()
     return dict(row._mapping) if row else None
 
 
