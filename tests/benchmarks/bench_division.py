@@ -3,7 +3,8 @@ method, spopt's max-p regions, beside gerrychain's default way to make a plan (t
 spanning-tree partition a ReCom chain starts from) on the same communities, at the issue's
 range (300 households, 200-400) and at a coarser one (1,500, 1,000-2,000) where grids hold
 many blocks: time, balance (CV), grids outside the range and compactness (Polsby-Popper);
-then `grids propose --all` and one community against their goals (60 s and 2 s)."""
+then `grids propose --all` and one community against their goals (60 s and 2 s), and that
+community's proposal previewed and applied as one grid edit (goal: as long as proposing it)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from sqlalchemy import Engine
 from geo_service.division import proposals
 from geo_service.division.partition import Range
 from geo_service.division.plan import Community, Options, divide_community
+from geo_service.grids import edits
 from geo_service.ingest import ImportOptions, import_file
 from tests.benchmarks.common import Result, city_dir, scratch_engine, settings
 
@@ -118,8 +120,17 @@ def run() -> list[Result]:
         times = []
         for _ in range(3):
             start = time.perf_counter()
-            proposals.propose(engine, s, proposals.Request([one_code]), "bench")
+            one = proposals.propose(engine, s, proposals.Request([one_code]), "bench")
             times.append(time.perf_counter() - start)
+        previews = []
+        for _ in range(3):
+            start = time.perf_counter()
+            edits.apply_proposal(engine, s, one["id"], edits.EditBy("bench", "preview", True))
+            previews.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        applied = edits.apply_proposal(engine, s, one["id"], edits.EditBy("bench", "apply"))
+        apply_s = time.perf_counter() - start
+        assert not applied["findings"], applied["findings"]
         grids = city["figures"]["all"]["proposal"]["grids"]
         results += [
             Result(
@@ -131,6 +142,21 @@ def run() -> list[Result]:
             Result(
                 "`grids propose --community C` (one community), in-process, median of 3",
                 statistics.median(times),
+                "goal",
+                2.0,
+            ),
+            Result(
+                f"apply that proposal, preview (nothing stored), median of 3: "
+                f"{len(applied['grids'])} grids made or changed, "
+                f"{len(applied['retired'])} retired",
+                statistics.median(previews),
+                "goal",
+                2.0,
+            ),
+            Result(
+                f"apply that proposal as one grid edit: {applied['buildings_moved']:,} buildings "
+                "change grid, topology and figures follow",
+                apply_s,
                 "goal",
                 2.0,
             ),
