@@ -1,5 +1,7 @@
-"""`assign` on a million points over the `city` grids agrees, point for point, with an
-independent shapely/geopandas computation of the same rules."""
+"""`assign` on 300,000 points over a corner of the `city` grids (12 communities, 837 grids)
+agrees, point for point, with an independent shapely/geopandas computation of the same rules.
+(The million points over the whole city are `make bench`'s; a test needs the rules, not the
+scale, and importing the whole city's grids, topology included, took half a minute.)"""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from geo_service.ingest import ImportOptions, import_file
 from geo_service.settings import Settings
 from geo_service.synth import generate_city
 
-N = 1_000_000
+N = 300_000
 TOLERANCE_M = 50.0
 
 
@@ -48,14 +50,21 @@ def independent(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame) -> pd.DataFra
 
 
 @pytest.mark.slow
-def test_assign_million_points_matches_geopandas(db: Engine, settings: Settings, tmp_path: Path):
+def test_assign_matches_geopandas_point_for_point(db: Engine, settings: Settings, tmp_path: Path):
     city = generate_city("city", seed=3)
-    for kind in ("communities", "grids"):
+    x0, y0, x1, y1 = city.communities.total_bounds
+    middle = city.communities.to_crs(32650).centroid.to_crs(4326)
+    corner = city.communities[
+        (middle.x < x0 + (x1 - x0) * 0.45) & (middle.y < y0 + (y1 - y0) * 0.45)
+    ]
+    grids = city.grids[city.grids["community"].isin(corner["code"])]
+    assert (len(corner), len(grids)) == (12, 837)
+    for kind, frame in (("communities", corner), ("grids", grids)):
         path = tmp_path / f"{kind}.shp"
-        getattr(city, kind).to_file(path, encoding="UTF-8")
+        frame.to_file(path, encoding="UTF-8")
         import_file(db, settings, kind, path, ImportOptions())
     rng = np.random.default_rng(11)
-    x0, y0, x1, y1 = city.grids.total_bounds
+    x0, y0, x1, y1 = grids.total_bounds
     lon = rng.uniform(x0 - 0.002, x1 + 0.002, N).round(7)
     lat = rng.uniform(y0 - 0.002, y1 + 0.002, N).round(7)
     source = tmp_path / "points.csv"
@@ -67,7 +76,7 @@ def test_assign_million_points_matches_geopandas(db: Engine, settings: Settings,
     assert ours["id"].tolist() == list(range(N))
 
     points = gpd.GeoDataFrame(geometry=gpd.points_from_xy(lon, lat), crs=4326)
-    theirs = independent(points, city.grids)
+    theirs = independent(points, grids)
     # UTM distances differ from geodesic ones by ~0.1%: only points within half a metre of
     # the tolerance may legitimately disagree, so they are left out of the comparison.
     far = pd.to_numeric(theirs["distance"], errors="coerce")
@@ -77,5 +86,5 @@ def test_assign_million_points_matches_geopandas(db: Engine, settings: Settings,
     )
     assert borderline.mean() < 0.001
     assert same[~borderline].all(), ours[~same & ~borderline].head().to_dict("records")
-    assert (ours["status"] == "inside").mean() > 0.9
+    assert (ours["status"] == "inside").mean() > 0.85  # the rest: the margin round the grids
     assert (ours["status"] == "nearest").sum() > 1000
