@@ -28,6 +28,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql.base import ischema_names
+from sqlalchemy.types import UserDefinedType
 
 SRID = 4326
 WEB_MERCATOR = 3857  # the tiles' CRS
@@ -68,6 +70,21 @@ communities = Table(
     Index("communities_geom_gist", "geom", postgresql_using="gist"),
 )
 
+
+class TopoGeometry(UserDefinedType):  # type: ignore[type-arg]
+    """PostGIS Topology's topology.topogeometry (read and written in SQL only)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: object) -> str:
+        """The column's type in DDL."""
+        return "topology.topogeometry"
+
+
+# Reflection names the type too, so that comparing the model with the database knows it.
+ischema_names["topogeometry"] = TopoGeometry
+
+
 grids = Table(
     "grids",
     metadata,
@@ -88,6 +105,9 @@ grids = Table(
     # 0003_living_grids), which also write every version to grid_versions.
     Column("version", Integer, nullable=False, server_default="1"),
     Column("valid_from", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The grid as faces of the grid_topo topology (migration 0005_grid_topology), written by
+    # grids/topology_store.sync after every import and edit.
+    Column("topo", TopoGeometry),
     Index("grids_geom_gist", "geom", postgresql_using="gist"),
     Index("grids_community_code", "community_code"),
 )
