@@ -406,6 +406,24 @@ def test_planner_draws_coverage_runs_a_what_if_and_suggests_sites(tab: Tab, serv
     assert tab.page.locator(".gm-site-whatif").count() == 1
     result = tab.page.inner_text("#gm-whatif")
     assert "What-if result" in result and "(+0 " not in result.splitlines()[-1]
+    # Dragged, the centre's figures follow it while it moves, and settle where it is let go.
+    runs = int(tab.page.get_attribute("body", "data-geomap-whatif-runs") or 0)
+    start = (box["x"] + at["x"], box["y"] + at["y"])
+    tab.page.mouse.move(*start)
+    tab.page.mouse.down()
+    for step in range(1, 11):
+        tab.page.mouse.move(start[0] + 12 * step, start[1] + 6 * step)
+        tab.page.wait_for_timeout(60)
+    tab.page.mouse.up()
+    tab.page.wait_for_function(
+        f"Number(document.body.dataset.geomapWhatifRuns) >= {runs + 2}", timeout=READY_MS
+    )
+    assert tab.page.locator(".gm-site-whatif").count() == 1
+    placed = tab.page.evaluate(
+        "() => { const p = GeoMap.pages[0]; const m = p.groups.whatif.getLayers()[0]; "
+        "return p.map.latLngToContainerPoint(m.getLatLng()); }"
+    )
+    assert abs(placed["x"] - (at["x"] + 120)) < 3 and abs(placed["y"] - (at["y"] + 60)) < 3
 
     tab.page.click("#gm-suggest")
     tab.page.wait_for_selector("body[data-geomap-suggested]", state="attached", timeout=30_000)

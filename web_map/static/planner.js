@@ -1399,6 +1399,9 @@
       whatIfBox.innerHTML = html;
     }
 
+    var markers = []; // one per added centre, draggable
+    var runs = 0;
+
     async function runWhatIf() {
       page.status(bi("计算中…", "Computing…"));
       var answer = await page.get("/api/v1/coverage/what-if", {
@@ -1406,29 +1409,67 @@
           return { lon: p[0], lat: p[1] };
         }),
       });
-      g.whatif.clearLayers();
       answer.added.forEach(function (a, i) {
-        L.marker(page.toLatLng(a.lon, a.lat), { icon: siteIcon("+" + (i + 1), "gm-site-whatif") })
-          .bindTooltip(bi("新增中心", "Added centre") + " " + (i + 1) +
-            (a.on_network ? "" : " — " + bi("离道路过远", "too far from a street")))
-          .addTo(g.whatif);
+        if (!markers[i]) return; // cleared meanwhile
+        markers[i].unbindTooltip().bindTooltip(bi("新增中心", "Added centre") + " " + (i + 1) +
+          (a.on_network ? "" : " — " + bi("离道路过远", "too far from a street")) + " · " +
+          bi("可拖动", "drag to move"));
       });
       page.count("whatif", 1);
       showWhatIf(answer);
       page.status(bi("情景分析完成", "What-if done"), "ok");
+      runs += 1;
       document.body.setAttribute("data-geomap-whatif", String(added.length));
+      document.body.setAttribute("data-geomap-whatif-runs", String(runs));
+    }
+
+    // One what-if at a time: while a centre is dragged, each answer asks again for where the
+    // centre is by then, so the figures follow the drag as fast as the server answers.
+    var inFlight = false;
+    var again = false;
+    function whatIfNow() {
+      if (inFlight) {
+        again = true;
+        return;
+      }
+      inFlight = true;
+      runWhatIf().catch(function (err) {
+        page.fail(err, "what-if");
+      }).then(function () {
+        inFlight = false;
+        if (again) {
+          again = false;
+          whatIfNow();
+        }
+      });
+    }
+
+    function addCentre(latlng) {
+      var i = markers.length;
+      added.push(page.fromLatLng(latlng));
+      var marker = L.marker(latlng, {
+        icon: siteIcon("+" + (i + 1), "gm-site-whatif"),
+        draggable: true,
+        autoPan: true,
+      }).addTo(g.whatif);
+      function moved() {
+        added[i] = page.fromLatLng(marker.getLatLng());
+        whatIfNow();
+      }
+      marker.on("drag", moved);
+      marker.on("dragend", moved);
+      markers.push(marker);
+      whatIfNow();
     }
 
     map.on("click", function (e) {
       if (editing.active()) return; // a click picks a grid while editing
-      added.push(page.fromLatLng(e.latlng));
-      runWhatIf().catch(function (err) {
-        page.fail(err, "what-if");
-      });
+      addCentre(e.latlng);
     });
 
     document.getElementById("gm-clear").addEventListener("click", function () {
       added = [];
+      markers = [];
       g.whatif.clearLayers();
       g.suggested.clearLayers();
       whatIfBox.innerHTML = "";
