@@ -37,13 +37,14 @@ def main(names: list[str]) -> None:
         module = importlib.import_module(f"tests.benchmarks.{name}")
         started = time.perf_counter()
         load = os.getloadavg()[0]  # before: the run's own work would count in later
+        began = time.strftime("%Y-%m-%d %H:%M")
         results = module.run()
         rows = [r.row() for r in results]
         print("\n".join(rows), flush=True)
         took = time.perf_counter() - started
         shared = "" if load < SHARED else ", the machine shared with other work"
         stamp = (
-            f"_{time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, {os.cpu_count()} cores, "
+            f"_{began}, {platform.machine()}, {os.cpu_count()} cores, "
             f"`python -m tests.benchmarks {name}` (part of `make bench`), {took:.0f} s, "
             f"load average {load:.1f} at the start{shared}._"
         )
