@@ -15,6 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import InternalError
+
+from geo_service.errors import Conflict
 
 TOPOLOGY = "grid_topo"
 _BATCH = 250  # grids put in the topology per statement (a progress tick each)
@@ -78,15 +81,24 @@ def sync(conn: Connection, tolerance_deg: float, tick: Callable[[int], Any] | No
     )
     for start in range(0, len(changed), _BATCH):
         batch = changed[start : start + _BATCH]
-        conn.execute(
-            text(
-                f"UPDATE grids SET topo = CASE WHEN topo IS NULL "
-                f"THEN topology.toTopoGeom(geom, '{TOPOLOGY}', {_LAYER}, :tol) "
-                f"ELSE topology.toTopoGeom(geom, topo, :tol) END "
-                "WHERE id = ANY(:ids)"
-            ),
-            {"ids": batch, "tol": tolerance_deg},
-        )
+        try:
+            conn.execute(
+                text(
+                    f"UPDATE grids SET topo = CASE WHEN topo IS NULL "
+                    f"THEN topology.toTopoGeom(geom, '{TOPOLOGY}', {_LAYER}, :tol) "
+                    f"ELSE topology.toTopoGeom(geom, topo, :tol) END "
+                    "WHERE id = ANY(:ids)"
+                ),
+                {"ids": batch, "tol": tolerance_deg},
+            )
+        except InternalError as exc:  # PostGIS Topology refuses the shapes (its lwerror:
+            # "SQL/MM Spatial exception - geometry crosses edge", "Side-location conflict")
+            raise Conflict(
+                "the new boundaries cannot be stored as boundaries shared with the grids "
+                f"around them ({str(exc.orig).splitlines()[0]}): a vertex probably moved by "
+                f"less than the snapping tolerance ({tolerance_deg:g}°) or onto a neighbouring "
+                "boundary; move it further or onto a vertex of that boundary"
+            ) from None
         if tick is not None:
             tick(len(batch))
     # each changed grid's polygon as its faces make it (snapped where it nearly met another)
@@ -100,7 +112,52 @@ def sync(conn: Connection, tolerance_deg: float, tick: Callable[[int], Any] | No
         ),
         {"ids": changed},
     )
+    _check(conn, area, changed, tolerance_deg)
     return len(changed)
+
+
+def _check(conn: Connection, area: Any, changed: list[int], tolerance_deg: float) -> None:
+    """Refuse what left the topology unsound where it changed (a Conflict: the transaction,
+    and with it the edit or import, is rolled back): PostGIS's own validation in the area,
+    and each edge between two changed grids' faces on both grids' boundaries (a face too thin
+    to show in a grid's polygon would leave its edges off it)."""
+    found = conn.execute(
+        text(
+            f"SELECT error, id1, id2 FROM topology.ValidateTopology('{TOPOLOGY}', "
+            "CAST(ST_Expand(CAST(:area AS geometry), :tol) AS box2d))"
+        ),
+        {"area": area, "tol": tolerance_deg * 10},
+    ).first()
+    off = conn.execute(
+        text(
+            f"""
+            WITH face_grid AS (
+              SELECT r.element_id AS face_id, g.id, g.topo
+              FROM {TOPOLOGY}.relation r JOIN grids g ON id(g.topo) = r.topogeo_id
+              WHERE r.layer_id = {_LAYER} AND r.element_type = 3 AND g.id = ANY(:ids))
+            SELECT e.edge_id FROM {TOPOLOGY}.edge_data e
+            JOIN face_grid l ON l.face_id = e.left_face
+            JOIN face_grid r ON r.face_id = e.right_face
+            WHERE l.id <> r.id
+              AND (SELECT max(greatest(ST_Distance(d.geom, ST_Boundary(l.topo::geometry)),
+                                       ST_Distance(d.geom, ST_Boundary(r.topo::geometry))))
+                   FROM ST_DumpPoints(e.geom) d) > CAST(:tol AS float8)
+            LIMIT 1
+            """
+        ),
+        {"ids": changed, "tol": tolerance_deg},
+    ).first()
+    if found is not None or off is not None:
+        what = (
+            f"{found[0]} ({found[1]}, {found[2]})"
+            if found is not None
+            else f"edge {off[0] if off is not None else '?'} off a grid's boundary"
+        )
+        raise Conflict(
+            "the new boundaries would leave the shared-boundary topology unsound "
+            f"({what}): a vertex probably moved by less than the snapping tolerance "
+            f"({tolerance_deg:g}°) or onto a neighbouring boundary; move it further"
+        )
 
 
 def problems(conn: Connection) -> list[dict[str, Any]]:
