@@ -119,8 +119,8 @@ def sync(conn: Connection, tolerance_deg: float, tick: Callable[[int], Any] | No
 def _check(conn: Connection, area: Any, changed: list[int], tolerance_deg: float) -> None:
     """Refuse what left the topology unsound where it changed (a Conflict: the transaction,
     and with it the edit or import, is rolled back): PostGIS's own validation in the area,
-    and each edge between two changed grids' faces on both grids' boundaries (a face too thin
-    to show in a grid's polygon would leave its edges off it)."""
+    and each edge between a changed grid's faces and another grid's on both grids'
+    boundaries (a face too thin to show in a grid's polygon would leave its edges off it)."""
     found = conn.execute(
         text(
             f"SELECT error, id1, id2 FROM topology.ValidateTopology('{TOPOLOGY}', "
@@ -134,18 +134,22 @@ def _check(conn: Connection, area: Any, changed: list[int], tolerance_deg: float
             WITH face_grid AS (
               SELECT r.element_id AS face_id, g.id, g.topo
               FROM {TOPOLOGY}.relation r JOIN grids g ON id(g.topo) = r.topogeo_id
-              WHERE r.layer_id = {_LAYER} AND r.element_type = 3 AND g.id = ANY(:ids))
+              WHERE r.layer_id = {_LAYER} AND r.element_type = 3
+                AND g.geom && ST_Expand(CAST(:area AS geometry), :tol)),
+            own AS (  -- faces of one grid only (where grids overlap, QA reports it)
+              SELECT * FROM face_grid WHERE face_id IN
+                (SELECT face_id FROM face_grid GROUP BY face_id HAVING count(*) = 1))
             SELECT e.edge_id FROM {TOPOLOGY}.edge_data e
-            JOIN face_grid l ON l.face_id = e.left_face
-            JOIN face_grid r ON r.face_id = e.right_face
-            WHERE l.id <> r.id
+            JOIN own l ON l.face_id = e.left_face
+            JOIN own r ON r.face_id = e.right_face
+            WHERE l.id <> r.id AND (l.id = ANY(:ids) OR r.id = ANY(:ids))
               AND (SELECT max(greatest(ST_Distance(d.geom, ST_Boundary(l.topo::geometry)),
                                        ST_Distance(d.geom, ST_Boundary(r.topo::geometry))))
                    FROM ST_DumpPoints(e.geom) d) > CAST(:tol AS float8)
             LIMIT 1
             """
         ),
-        {"ids": changed, "tol": tolerance_deg},
+        {"ids": changed, "tol": tolerance_deg, "area": area},
     ).first()
     if found is not None or off is not None:
         what = (
