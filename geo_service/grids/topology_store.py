@@ -112,15 +112,15 @@ def sync(conn: Connection, tolerance_deg: float, tick: Callable[[int], Any] | No
         ),
         {"ids": changed},
     )
-    _check(conn, area, changed, tolerance_deg)
+    _check(conn, area, tolerance_deg)
     return len(changed)
 
 
-def _check(conn: Connection, area: Any, changed: list[int], tolerance_deg: float) -> None:
+def _check(conn: Connection, area: Any, tolerance_deg: float) -> None:
     """Refuse what left the topology unsound where it changed (a Conflict: the transaction,
     and with it the edit or import, is rolled back): PostGIS's own validation in the area,
-    and each edge between a changed grid's faces and another grid's on both grids'
-    boundaries (a face too thin to show in a grid's polygon would leave its edges off it)."""
+    and each edge in the area between two grids' faces on both grids' boundaries (a face
+    too thin to show in a grid's polygon would leave its edges off it)."""
     found = conn.execute(
         text(
             f"SELECT error, id1, id2 FROM topology.ValidateTopology('{TOPOLOGY}', "
@@ -142,14 +142,14 @@ def _check(conn: Connection, area: Any, changed: list[int], tolerance_deg: float
             SELECT e.edge_id FROM {TOPOLOGY}.edge_data e
             JOIN own l ON l.face_id = e.left_face
             JOIN own r ON r.face_id = e.right_face
-            WHERE l.id <> r.id AND (l.id = ANY(:ids) OR r.id = ANY(:ids))
+            WHERE l.id <> r.id AND e.geom && ST_Expand(CAST(:area AS geometry), :tol)
               AND (SELECT max(greatest(ST_Distance(d.geom, ST_Boundary(l.topo::geometry)),
                                        ST_Distance(d.geom, ST_Boundary(r.topo::geometry))))
                    FROM ST_DumpPoints(e.geom) d) > CAST(:tol AS float8)
             LIMIT 1
             """
         ),
-        {"ids": changed, "tol": tolerance_deg, "area": area},
+        {"tol": tolerance_deg, "area": area},
     ).first()
     if found is not None or off is not None:
         what = (
