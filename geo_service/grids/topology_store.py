@@ -27,6 +27,13 @@ _LAYER = (
     "AND table_name = 'grids' AND feature_column = 'topo')"
 )
 
+# Each grid's faces (the grid's TopoGeometry is made of faces, element type 3): a FROM ... WHERE
+# that callers extend with their own conditions.
+_GRID_FACES = (
+    f"{TOPOLOGY}.relation r JOIN grids g ON id(g.topo) = r.topogeo_id "
+    f"WHERE r.layer_id = {_LAYER} AND r.element_type = 3"
+)
+
 
 def sync(conn: Connection, tolerance_deg: float, tick: Callable[[int], Any] | None = None) -> int:
     """Bring the topology in line with the grids written in this transaction (new, reshaped,
@@ -133,9 +140,7 @@ def _check(conn: Connection, area: Any, tolerance_deg: float) -> None:
             f"""
             WITH face_grid AS (
               SELECT r.element_id AS face_id, g.id, g.topo
-              FROM {TOPOLOGY}.relation r JOIN grids g ON id(g.topo) = r.topogeo_id
-              WHERE r.layer_id = {_LAYER} AND r.element_type = 3
-                AND g.geom && ST_Expand(CAST(:area AS geometry), :tol)),
+              FROM {_GRID_FACES} AND g.geom && ST_Expand(CAST(:area AS geometry), :tol)),
             own AS (  -- faces of one grid only (where grids overlap, QA reports it)
               SELECT * FROM face_grid WHERE face_id IN
                 (SELECT face_id FROM face_grid GROUP BY face_id HAVING count(*) = 1))
@@ -180,8 +185,7 @@ def shared_boundaries(conn: Connection, community: str | None = None) -> list[di
             f"""
             WITH face_grid AS (
               SELECT r.element_id AS face_id, g.code, g.community_code
-              FROM {TOPOLOGY}.relation r JOIN grids g ON id(g.topo) = r.topogeo_id
-              WHERE r.layer_id = {_LAYER} AND r.element_type = 3)
+              FROM {_GRID_FACES})
             SELECT least(l.code, r.code) AS grid_a, greatest(l.code, r.code) AS grid_b,
                    count(*) AS edges,
                    ST_Length(ST_LineMerge(ST_Collect(e.geom))::geography) AS length_m,
