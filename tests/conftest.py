@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from geo_service.auth.service import add_user, hash_token
+from geo_service.db.embedded import EmbeddedCluster
 from geo_service.db.engine import (
     cluster,
     database_url,
@@ -87,6 +88,14 @@ def db_url(settings: Settings) -> Iterator[str]:
     yield url
     if not os.environ.get("GEO_TEST_DATABASE_URL"):
         drop_database(url)
+
+
+def halt(cluster: EmbeddedCluster) -> None:
+    """Stop a throwaway cluster a test started, if it runs (immediate: nothing is kept)."""
+    if (cluster.pgdata / "postmaster.pid").exists():
+        cluster._run(
+            "pg_ctl", "-D", str(cluster.pgdata), "-m", "immediate", "-w", "stop", check=False
+        )
 
 
 def free_port() -> int:

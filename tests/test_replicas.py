@@ -32,7 +32,7 @@ from geo_service.db.replicas import Probe, Standbys, judge
 from geo_service.errors import Unavailable
 from geo_service.settings import DatabaseSettings, Settings
 from tests import factories
-from tests.conftest import free_port
+from tests.conftest import free_port, halt
 
 G1, G2 = f"{factories.PLANTED_COMMUNITY}001", f"{factories.PLANTED_COMMUNITY}002"
 IN_G1 = {"lon": "117.801", "lat": "30.931"}
@@ -59,14 +59,6 @@ class Pair:
             )
         )
         return TestClient(create_app(settings, engine=self.engine))
-
-
-def _halt(cluster: EmbeddedCluster) -> None:
-    """Stop a cluster if it runs (immediate: nothing in it is kept)."""
-    if (cluster.pgdata / "postmaster.pid").exists():
-        cluster._run(
-            "pg_ctl", "-D", str(cluster.pgdata), "-m", "immediate", "-w", "stop", check=False
-        )
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +91,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         if engine is not None:
             engine.dispose()
         for cluster in (standby, primary):
-            _halt(cluster)
+            halt(cluster)
             shutil.rmtree(cluster.socket_dir, ignore_errors=True)
         shutil.rmtree(folder, ignore_errors=True)
 

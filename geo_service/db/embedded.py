@@ -7,6 +7,7 @@ must then be owned by that user, and every folder above them must be traversable
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import secrets
@@ -38,6 +39,8 @@ RUN_AS = "postgres"
 FALLBACK_ROOT = Path("/var/lib/geo-service")
 # In a cluster kept under FALLBACK_ROOT: the data folder it serves (GEO_DATA_DIR to reach it).
 DATA_DIR_POINTER = "data-dir"
+# In the cluster's folder: held while one process starts the cluster (`EmbeddedCluster.start`).
+START_LOCK = "start.lock"
 
 
 def missing_packages() -> list[str]:
@@ -247,14 +250,26 @@ class EmbeddedCluster:
             (self.requested_dir / "CLUSTER_LOCATION").write_text(f"{self.root}\n")
 
     def start(self) -> None:
-        """Initialise if needed, start the server, and create the database."""
+        """Initialise if needed, start the server, and create the database.
+
+        Serialised across processes by a lock file beside the cluster: pytest's workers, two
+        commands typed at once or a server's workers may all find the cluster down (after a
+        reboot, or a machine restored from a snapshot with a stale postmaster.pid) and start
+        it together; the second `pg_ctl start` would fail on the first one's lock file."""
         ensure_packages()
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / START_LOCK).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+            self._start_locked()
+
+    def _start_locked(self) -> None:
         if not self.running() and _port_answers(self.port):  # before creating anything
             raise Unavailable(self._port_taken_message())
         self.init()
         if self.root != self.requested_dir:
             (self.root / DATA_DIR_POINTER).write_text(f"{self.requested_dir}\n")
         if not self.running():
+            self._clear_stale_pid_file()
             self.socket_dir.mkdir(parents=True, exist_ok=True)
             self._own(self.socket_dir)
             self._run(
@@ -271,6 +286,21 @@ class EmbeddedCluster:
                 "start",
             )
         self._create_database()
+
+    def _clear_stale_pid_file(self) -> None:
+        """Remove postmaster.pid when no postgres process has its PID: a machine restored
+        from a snapshot of a running cluster keeps the file, and its PID may by now belong to
+        another program, which PostgreSQL would take for a live postmaster and refuse to
+        start."""
+        pid = self._postmaster_pid()
+        if pid is None:
+            return
+        try:
+            program = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            program = None  # no such process
+        if program != "postgres":
+            (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
 
     def _port_taken_message(self) -> str:
         """Why the port is not ours, and what to do: another geo-service cluster (found by
