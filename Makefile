@@ -48,6 +48,13 @@ screenshots: setup browser
 bench: setup
 	$(BIN)/python -m tests.benchmarks
 
+## bench-scale: cost against size at 1×, 3× and 10× the city (synth, imports, coverage, what-if,
+## suggest, assign, geocode, tiles); figures to docs/PERFORMANCE.md, plot to docs/scale.png.
+## Not part of `make bench`: it takes about an hour on 2 cores (the province alone most of it).
+.PHONY: bench-scale
+bench-scale: setup
+	$(BIN)/python -m tests.benchmarks.bench_scale
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

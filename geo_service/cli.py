@@ -1411,7 +1411,7 @@ def map_export_cmd(
 @app.command("synth")
 def synth_cmd(
     folder: Annotated[Path, typer.Argument(help="where to write the shapefiles")],
-    scale: Annotated[str, typer.Option(help="small or city")] = "small",
+    scale: Annotated[str, typer.Option(help="small, city, city3 or province")] = "small",
     seed: Annotated[int, typer.Option()] = 42,
 ) -> None:
     """Write a synthetic demo city (deterministic by seed) as shapefiles + workers.csv."""

@@ -243,3 +243,38 @@ def test_write_city_gbk(city: SynthCity, tmp_path: Path) -> None:
     assert (tmp_path / "buildings.cpg").read_text().strip() == "GBK"
     back = gpd.read_file(tmp_path / "buildings.shp", encoding="GBK")
     assert back["address"].tolist() == city.buildings["address"].tolist()
+
+
+@pytest.mark.parametrize(("scale", "cities"), [("city3", 3), ("province", 10)])
+def test_larger_presets_are_that_many_cities_worth(scale: str, cities: int) -> None:
+    # The layout and the lattice decide the counts; generating the province takes minutes,
+    # so the preset is checked by its arithmetic against the city's own.
+    from geo_service.synth import _layout
+
+    city, big = SCALES["city"], SCALES[scale]
+    layout, city_layout = _layout(big), _layout(city)
+
+    def grids(lay: object) -> int:
+        return (lay.grid_x.size - 1) * (lay.grid_y.size - 1)  # type: ignore[attr-defined]
+
+    def communities(lay: object) -> int:
+        return (lay.comm_x.size - 1) * (lay.comm_y.size - 1)  # type: ignore[attr-defined]
+
+    assert communities(layout) == big.communities == cities * city.communities
+    assert abs(grids(layout) - cities * grids(city_layout)) <= 0.01 * cities * grids(city_layout)
+    lattice_edges = 2 * big.nx * (big.ny - 1) / (2 * city.nx * (city.ny - 1))
+    assert 0.97 * cities <= lattice_edges <= 1.03 * cities
+    assert big.buildings == cities * city.buildings
+    assert big.centers >= cities * city.centers * 0.98
+    # Every grid code keeps its three digits inside a community.
+    assert grids(layout) / communities(layout) < 999
+
+
+def test_centres_follow_the_nearest_households() -> None:
+    from geo_service.synth import _nearest
+
+    rng = np.random.default_rng(3)
+    pts = rng.uniform(-20_000, 20_000, (5_000, 2))
+    centres = rng.uniform(-20_000, 20_000, (40, 2))
+    brute = np.argmin(((pts[:, None, :] - centres[None, :, :]) ** 2).sum(-1), axis=1)
+    assert np.array_equal(_nearest(pts, centres), brute)
