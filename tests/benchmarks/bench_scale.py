@@ -61,7 +61,7 @@ POINTS = 1_000_000
 PROVINCE_POINTS = 10_000_000
 SUGGEST_K = 5
 SUGGEST_WARM = 3
-GEOCODE_SAMPLE = 150  # register buildings whose address variants are asked
+GEOCODE_SAMPLE = 50  # register buildings whose address variants are asked (~500 queries)
 SAMPLE_S = 0.2  # PostgreSQL memory sampling period
 DOC_PLOT = ROOT / "docs" / "scale.png"
 
@@ -415,6 +415,13 @@ def plot(figures: dict[str, Figures], path: Path) -> None:
 # -- the run ------------------------------------------------------------------------------------
 
 
+def kept(store: Path) -> dict[str, Figures]:
+    """The figures of each scale as last measured."""
+    if not store.exists():
+        return {}
+    return {k: Figures(**v) for k, v in json.loads(store.read_text()).items()}
+
+
 def main(scales: list[str]) -> None:
     """Measure the scales asked (all by default), keep their figures, rewrite table and plot."""
     unknown = [k for k in scales if k not in SCALES]
@@ -422,14 +429,15 @@ def main(scales: list[str]) -> None:
         raise SystemExit(f"unknown scale {unknown[0]!r}; choose from {', '.join(SCALES)}")
     s = settings()
     store = results_path(s)
-    figures = {k: Figures(**v) for k, v in json.loads(store.read_text()).items()} if (
-        store.exists()) else {}  # fmt: skip
     started = time.perf_counter()
     load = os.getloadavg()[0]
     began = time.strftime("%Y-%m-%d %H:%M")
     for scale in scales or list(SCALES):
-        figures[scale] = measure(s, scale)
+        measured = measure(s, scale)
+        figures = kept(store)  # read again: another scale may have been run meanwhile
+        figures[scale] = measured
         store.write_text(json.dumps({k: asdict(v) for k, v in figures.items()}, indent=1))
+    figures = kept(store)
     took = time.perf_counter() - started
     plot(figures, DOC_PLOT)
     notes = [
