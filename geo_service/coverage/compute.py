@@ -91,7 +91,7 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         to_m, to_ll = metric_transformers(crs)
         places = pool.submit(_places, conn, to_m)
         topo = topology.build(
-            _linestrings(to_m, streets),
+            metric_lines(to_m, streets),
             settings.coverage.node_tolerance_m,
             split_crossings=settings.coverage.split_crossings,
             # OSM ways meet only at shared nodes: no T-junction or crossing guesses for them
@@ -252,7 +252,7 @@ def _places(
     return bld, store.centers(conn)
 
 
-def _linestrings(tr: Transformer, lines: bulk.Lines) -> np.ndarray:
+def metric_lines(tr: Transformer, lines: bulk.Lines) -> np.ndarray:
     """The lines transformed by `tr`, as shapely LineStrings (empty where fewer than 2
     vertices)."""
     xy = np.column_stack(tr.transform(lines.xy[:, 0], lines.xy[:, 1]))

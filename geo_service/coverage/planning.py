@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine
 from geo_service.coords import parse_coordinates
 from geo_service.coverage import figures as fig
 from geo_service.coverage import network, siting, store
-from geo_service.coverage.compute import metric_transformers, metric_xy, transform_all
+from geo_service.coverage.compute import metric_lines, metric_transformers, metric_xy
 from geo_service.coverage.network import Entries, Graph
 from geo_service.coverage.params import CoverageParams
 from geo_service.coverage.service import state_head, status
@@ -172,11 +172,7 @@ def _load_model(conn: Connection, run: dict[str, Any]) -> Model:
     arrays = store.model_arrays(conn)
     crs = CRS.from_epsg(run["metric_srid"])
     to_m, to_ll = metric_transformers(crs)
-    geoms = (
-        transform_all(to_m, shapely.from_wkb(arrays["wkb"]))
-        if arrays["wkb"]
-        else np.zeros(0, object)
-    )
+    geoms = metric_lines(to_m, store.edge_lines(conn))
     graph = Graph(arrays["n_nodes"], arrays["source"], arrays["target"], arrays["length"])
     params = CoverageParams.of_run(run)
     b = Entries(arrays["b_edge"], arrays["b_frac"], arrays["b_access"])
@@ -188,8 +184,8 @@ def _load_model(conn: Connection, run: dict[str, Any]) -> Model:
     b_component = np.where(
         b.edge != network.NO_EDGE, components[graph.source[np.maximum(b.edge, 0)]], -1
     )
-    community = np.asarray(["" if c is None else str(c) for c in arrays["community"]])
-    groups = fig.group_index(community)
+    groups = arrays["community_codes"], arrays["community"]
+    community = groups[0][groups[1]]
     tiers = list(params.tiers_min)
     return Model(
         run=(run["id"], run["computed_at"]),

@@ -50,21 +50,36 @@ def walkable_streets(
     conn: Connection, osm_prefix: str
 ) -> tuple[np.ndarray, bulk.Lines, np.ndarray]:
     """Ids and lon/lat vertices of the walkable street edges in id order, and whether each
-    came from an OpenStreetMap extract (its code starts with `osm_prefix`). One row of
-    aggregates read by numpy: no shapely object per street (0.2 s and the GIL, for 100k)."""
+    came from an OpenStreetMap extract (its code starts with `osm_prefix`)."""
+    ids, lines, osm = _lines(
+        conn, "street_edges", "walkable", ("starts_with(code, %s)", "?", osm_prefix)
+    )
+    return ids, lines, osm
+
+
+def _lines(
+    conn: Connection, table: str, where: str, more: tuple[str, str, Any] | None = None
+) -> tuple[np.ndarray, bulk.Lines, np.ndarray]:
+    """Ids and lon/lat vertices of the LineStrings of `table` (`where`) in id order, and
+    the values of one more column (`more`: its expression with one parameter, its
+    `array_send` dtype, the parameter; none when not given). One row of aggregates read by
+    numpy: no shapely object per line (0.2 s and the GIL, for 100k)."""
+    expression, dtype, param = more or ("", "?", None)
+    extra_sql = f"array_send(array_agg({expression}))" if more else "NULL"
     with _raw(conn).cursor(binary=True) as cur:
         # the aggregates of one query take the rows in one order, whatever it is
         cur.execute(
-            "SELECT array_send(array_agg(id)), array_send(array_agg(starts_with(code, %s))), "
+            f"SELECT array_send(array_agg(id)), {extra_sql}, "
             "array_send(array_agg(ST_NPoints(geom))), "
-            "string_agg(ST_AsBinary(geom, 'NDR'), ''::bytea) FROM street_edges WHERE walkable",
-            (osm_prefix,),
+            f"string_agg(ST_AsBinary(geom, 'NDR'), ''::bytea) FROM {table} WHERE {where}",
+            () if more is None else (param,),
         )
-        ids, osm, points, wkb = cur.fetchone()  # type: ignore[misc]
-    ids, osm = bulk.array_values(ids, ">i8"), bulk.array_values(osm, "?")
+        ids, extra, points, wkb = cur.fetchone()  # type: ignore[misc]
+    ids = bulk.array_values(ids, ">i8")
     lines = bulk.linestrings_wkb(wkb, bulk.array_values(points, ">i4"))
     order = np.argsort(ids, kind="stable")
-    return ids[order], lines.take(order), osm[order]
+    values = bulk.array_values(extra, dtype) if more else np.zeros(len(ids), dtype)
+    return ids[order], lines.take(order), values[order]
 
 
 def buildings(conn: Connection) -> dict[str, np.ndarray]:
@@ -519,23 +534,28 @@ def components(conn: Connection) -> list[Row]:
 # -- the in-memory model behind what-if and suggest ---------------------------------------------
 def model_arrays(conn: Connection) -> dict[str, Any]:
     """What the what-if and siting model needs, as arrays: the edges (index = id - 1), each
-    building's entry point, households and community, each centre's entry point."""
-    raw = _raw(conn)
-    with raw.cursor(binary=True) as cur:
+    building's entry point, households and community (an index into the community codes,
+    sorted), each centre's entry point. Each column travels as one aggregate read by numpy
+    (0.33 s for a city when it was a row per edge and per building); the streets' shapes
+    are `edge_lines`', read only by what needs them."""
+    with _raw(conn).cursor(binary=True) as cur:
+        # the aggregates of one query (or of one group) take the rows in one order
         cur.execute(
-            "SELECT source - 1, target - 1, length_m, component, ST_AsBinary(geom) "
-            "FROM coverage_edges ORDER BY id"
+            "SELECT (SELECT count(*) FROM coverage_nodes), array_send(array_agg(id)), "
+            "array_send(array_agg(source - 1)), array_send(array_agg(target - 1)), "
+            "array_send(array_agg(length_m)), array_send(array_agg(component)) "
+            "FROM coverage_edges"
         )
-        edges = cur.fetchall()
-        cur.execute("SELECT count(*) FROM coverage_nodes")
-        row = cur.fetchone()
-        n_nodes = int(row[0]) if row else 0
+        n_nodes, *edge_columns = cur.fetchone()  # type: ignore[misc]
+        # by community: a few dozen rows, where a code per building cost PostgreSQL 0.1 s
         cur.execute(
-            "SELECT building_id, households, community_code, coalesce(edge_id - 1, -1), "
-            "coalesce(edge_frac, 0), coalesce(access_m, 'Infinity'::float8) "
-            "FROM coverage_buildings ORDER BY building_id"
+            "SELECT coalesce(community_code, ''), array_send(array_agg(building_id)), "
+            "array_send(array_agg(households)), array_send(array_agg(coalesce(edge_id - 1, -1))), "
+            "array_send(array_agg(coalesce(edge_frac, 0))), "
+            "array_send(array_agg(coalesce(access_m, 'Infinity'::float8))) "
+            "FROM coverage_buildings GROUP BY 1"
         )
-        buildings = cur.fetchall()
+        groups = sorted(cur.fetchall(), key=lambda row: row[0])
         cur.execute(
             "SELECT cc.center_code, coalesce(cc.edge_id - 1, -1), coalesce(cc.edge_frac, 0), "
             "coalesce(cc.access_m, 'Infinity'::float8) FROM coverage_centers cc "
@@ -544,26 +564,51 @@ def model_arrays(conn: Connection) -> dict[str, Any]:
         centers = cur.fetchall()
         cur.execute("SELECT code, name FROM communities ORDER BY code")
         names: dict[str, str] = dict(cur.fetchall())
+    edges, _ = _by_first([edge_columns], (">i8", ">i8", ">i8", ">f8", ">i4"))
+    buildings, community = _by_first([g[1:] for g in groups], (">i4", ">i4", ">i8", ">f8", ">f8"))
 
-    def col(rows: list[Any], i: int, dtype: Any) -> np.ndarray:
-        return np.asarray([r[i] for r in rows], dtype=dtype)
+    def col(i: int, dtype: Any) -> np.ndarray:
+        return np.asarray([r[i] for r in centers], dtype=dtype)
 
     return {
-        "n_nodes": n_nodes,
-        "source": col(edges, 0, np.int64),
-        "target": col(edges, 1, np.int64),
-        "length": col(edges, 2, float),
-        "component": col(edges, 3, np.int64),
-        "wkb": [r[4] for r in edges],
-        "building_id": col(buildings, 0, np.int64),
-        "households": col(buildings, 1, np.int64),
-        "community": col(buildings, 2, object),
-        "b_edge": col(buildings, 3, np.int64),
-        "b_frac": col(buildings, 4, float),
-        "b_access": col(buildings, 5, float),
-        "center_code": col(centers, 0, object),
-        "c_edge": col(centers, 1, np.int64),
-        "c_frac": col(centers, 2, float),
-        "c_access": col(centers, 3, float),
+        "n_nodes": int(n_nodes),
+        "source": edges[1].astype(np.int64),
+        "target": edges[2].astype(np.int64),
+        "length": edges[3],
+        "component": edges[4].astype(np.int64),
+        "building_id": buildings[0].astype(np.int64),
+        "households": buildings[1].astype(np.int64),
+        "community": community,
+        "community_codes": np.asarray([g[0] for g in groups], dtype=str),
+        "b_edge": buildings[2],
+        "b_frac": buildings[3],
+        "b_access": buildings[4],
+        "center_code": col(0, object),
+        "c_edge": col(1, np.int64),
+        "c_frac": col(2, float),
+        "c_access": col(3, float),
         "community_names": names,
     }
+
+
+def _by_first(
+    parts: Sequence[Sequence[bytes | None]], dtypes: tuple[str, ...]
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Columns sent by `array_send` (`bulk.array_values` of `dtypes`) in parts, the rows of
+    one query or of each of its groups: the parts' rows one after the other, ordered by the
+    first column; and the part of each row."""
+    values = [[bulk.array_values(p[i], d) for p in parts] for i, d in enumerate(dtypes)]
+    part = np.repeat(np.arange(len(parts)), [len(v) for v in values[0]])
+    columns = [
+        np.concatenate(v) if v else bulk.array_values(None, d)
+        for v, d in zip(values, dtypes, strict=True)
+    ]
+    order = np.argsort(columns[0], kind="stable")
+    return [c[order] for c in columns], part[order]
+
+
+def edge_lines(conn: Connection) -> bulk.Lines:
+    """The lon/lat vertices of every network edge, in id order (index = id - 1): what
+    finding places' entry points needs, and only that."""
+    _, lines, _ = _lines(conn, "coverage_edges", "true")
+    return lines
