@@ -103,8 +103,86 @@ def test_the_exact_solver_stopped_by_its_time_limit_says_so():
     m = siting.model(150, site, building, weights)
     best, _ = siting.greedy(m, 12)
     start, bound = best.value, best.bound
-    assert siting._highs(m, 12, best, time_limit_s=1e-3) == "time_limit"
+    assert siting._highs(m, 12, best, 0.0, time_limit_s=1e-3) == "time_limit"
     assert best.value >= start and start < best.bound <= bound
+
+
+def scattered(seed: int, n: int = 60, n_b: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """`n` sites each reaching a few of `n_b` buildings, and whole households: greedy is
+    seldom optimal and the Lagrangian bound seldom closes."""
+    rng = np.random.default_rng(seed)
+    return rng.random((n, n_b)) < 0.05, rng.integers(1, 60, n_b).astype(float)
+
+
+def optimum(reach: np.ndarray, weights: np.ndarray, k: int) -> float:
+    """The most weight k sites reach, by HiGHS on the whole model (no narrowing, no
+    Lagrangian): the reference for the staged search."""
+    site, building = np.nonzero(reach)
+    m = siting.model(len(reach), site, building, weights)
+    best = siting.Best(np.zeros(0, np.int64), 0.0, np.inf, "none")
+    assert siting._highs(m, k, best, 0.0, time_limit_s=120) is None
+    return best.value
+
+
+def test_interchange_takes_the_sites_greedy_misses():
+    # greedy takes site 0 (4 buildings), then one more: 5; one swap finds sites 1 + 2: 6
+    site, building = pairs({0: [0, 1, 3, 4], 1: [0, 1, 2], 2: [3, 4, 5]})
+    m = siting.model(3, site, building, np.ones(6))
+    best, _ = siting.greedy(m, 2)
+    assert best.value == 5
+    siting.interchange(m, 2, best, deadline=np.inf)
+    assert (best.value, best.method, sorted(m.sites[best.sites])) == (6, "interchange", [1, 2])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_no_single_swap_improves_the_interchanged_sites(seed: int):
+    reach, weights = scattered(seed, n=25, n_b=150)
+    site, building = np.nonzero(reach)
+    m = siting.model(len(reach), site, building, weights)
+    best, _ = siting.greedy(m, 4)
+    siting.interchange(m, 4, best, deadline=np.inf)
+    chosen = list(best.sites)
+    for out, into in itertools.product(range(len(chosen)), range(m.n)):
+        if into not in chosen:
+            swapped = np.array([*chosen[:out], into, *chosen[out + 1 :]])
+            assert m.value(swapped) <= best.value
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_staged_search_finds_the_optimum_of_the_whole_model(seed: int):
+    # the exact stage leaves out the sites the bounds rule out: never the optimum
+    reach, weights = scattered(seed)
+    site, building = np.nonzero(reach)
+    for k in (3, 6, 9):
+        best = optimum(reach, weights, k)
+        choice = siting.mclp(len(reach), site, building, weights, k, time_limit_s=60)
+        got = float(weights[reach[choice.sites].any(axis=0)].sum())
+        assert choice.optimal and choice.stopped is None
+        assert got == choice.total == choice.upper_bound == best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_stated_bound_holds_and_a_time_limited_answer_says_so(seed: int):
+    reach, weights = scattered(seed)
+    site, building = np.nonzero(reach)
+    k = 8
+    best = optimum(reach, weights, k)
+    # no time for anything past greedy: the answer says the limit stopped it, and its bound
+    # is at least the best any k sites bring
+    hurried = siting.mclp(len(reach), site, building, weights, k, time_limit_s=1e-9)
+    got = float(weights[reach[hurried.sites].any(axis=0)].sum())
+    assert hurried.upper_bound is not None and hurried.upper_bound >= best >= got
+    assert got == hurried.total and hurried.gap == pytest.approx(1 - got / hurried.upper_bound)
+    if not hurried.optimal:
+        assert hurried.stopped == "time_limit" and hurried.gap > 0
+        assert any(n.startswith("stopped at the time limit") for n in hurried.notes)
+    # the exact stage cut short: its bound (HiGHS' or the Lagrangian's) still holds
+    m = siting.model(len(reach), site, building, weights)
+    start, multipliers = siting.greedy(m, k)
+    _, multipliers = siting.lagrangian(m, k, start, multipliers, 0.0, deadline=np.inf)
+    if not m.reaches(start.value, start.bound):
+        assert siting._exact(m, k, start, multipliers, 0.0, deadline=0.0) == "time_limit"
+    assert m.floor(start.bound) >= best >= start.value == m.value(start.sites)
 
 
 # -- the demo city -------------------------------------------------------------------------
