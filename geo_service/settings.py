@@ -318,8 +318,9 @@ class CoverageSettings(BaseSettings):
         default=0.01,
         ge=0,
         lt=1,
-        description="Suggest keeps the sites found before HiGHS (greedy, Lagrangian) when they "
-        "are proven within this fraction of the best possible households",
+        description="Suggest keeps the sites found before its exact stage (greedy, interchange, "
+        "Lagrangian) when they are proven within this fraction of the best possible households; "
+        "the exact stage then looks for the optimum for 0.5 s at most",
     )
 
 
