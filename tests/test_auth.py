@@ -3,18 +3,21 @@ personal data by role, and the token life cycle (issue, hash only, expiry, revoc
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from geo_service.api.app import create_app
 from geo_service.auth import policy
-from geo_service.auth.service import add_user, hash_token
+from geo_service.auth.service import TokenCache, add_user, hash_token, revoke_user
 from geo_service.cli import app as cli_app
+from geo_service.errors import Unauthorized
 from geo_service.settings import Settings
 from tests import test_incidents
 from tests.conftest import ensure_token
@@ -372,11 +375,38 @@ def test_expired_and_revoked_tokens_are_refused(grids_planted, app_settings, ser
     fresh = add_user(grids_planted, app_settings, "leaver", "planner")
     headers = {"Authorization": f"Bearer {fresh.token}"}
     assert server.get("/api/v1/qa", headers=headers).status_code == 200
-    from geo_service.auth.service import revoke_user
-
     assert revoke_user(grids_planted, "leaver") == 1
     response = server.get("/api/v1/qa", headers=headers)
     assert response.status_code == 401 and "revoked" in response.json()["message"]
+
+
+def test_a_cached_token_expires_on_time_and_its_revocation_is_seen_after_the_cache_time(
+    grids_planted, app_settings
+):
+    # Servers trust a checked token for GEO_AUTH_CACHE_S seconds (5 by default): a revocation
+    # is seen within that time, an expiry at its moment whatever the cache holds.
+    soon = datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=1.5)
+    brief = add_user(grids_planted, app_settings, "brief", "dispatcher", expires_days=1, now=soon)
+    leaving = add_user(grids_planted, app_settings, "leaving", "dispatcher")
+    url = grids_planted.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    errors: dict[str, str] = {}
+
+    async def calls() -> None:
+        async with AsyncConnectionPool(url, min_size=1, open=False) as pool:
+            long, short = TokenCache(ttl=3600), TokenCache(ttl=1.0)
+            assert (await long.authenticate(pool, brief.token)).name == "brief"
+            assert (await short.authenticate(pool, leaving.token)).name == "leaving"
+            revoke_user(grids_planted, "leaving")
+            assert (await short.authenticate(pool, leaving.token)).name == "leaving"  # cached
+            await asyncio.sleep(1.6)
+            for name, cache, token in (("brief", long, brief), ("leaving", short, leaving)):
+                try:
+                    await cache.authenticate(pool, token.token)
+                except Unauthorized as exc:
+                    errors[name] = exc.message
+
+    asyncio.run(calls())
+    assert errors == {"brief": "the token has expired", "leaving": "the token was revoked"}
 
 
 def test_cli_issues_a_token_once_keeps_only_its_hash_lists_and_revokes(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import math
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from shapely.geometry import Polygon, box
@@ -15,8 +19,9 @@ from sqlalchemy import Engine
 
 from geo_service.api.app import create_app
 from geo_service.crs import parse_input_crs, wgs84_to_bd09, wgs84_to_gcj02
+from geo_service.grids import rules
 from geo_service.grids.assign import assign_csv
-from geo_service.grids.locate import locate_points
+from geo_service.grids.locate import Location, locate_point_async, locate_points
 from geo_service.settings import Settings
 from tests import factories
 
@@ -123,6 +128,54 @@ def test_bad_coordinates_are_invalid_and_named(planted: Engine, lon, lat):
     assert repr(lon) in found.message
 
 
+# What GET /locate reads one point with (locate_point_async) must answer as the batch path.
+ONE_POINT_CASES = [
+    (117.801, 30.931, "wgs84"),
+    (117.802, 30.930, "wgs84"),  # shared vertex of four
+    (117.8038, 30.931, "wgs84"),  # overlap
+    (117.803, 30.929, "wgs84"),  # hole
+    (117.8023 + 10 / M_PER_DEG_LON, 30.929, "wgs84"),  # nearest, 10 m
+    (EAST_EDGE + 80 / M_PER_DEG_LON, 30.931, "wgs84"),  # outside
+    ("１１７．８０１", "３０．９３１", "wgs84"),  # typed with a Chinese input method
+    (" 117.801 ", "30.931", "cgcs2000"),
+    ("117.8", "", "wgs84"),
+    ("abc", "30.93", "cgcs2000"),
+    ("nan", "30.9", "wgs84"),
+    ("-inf", "30.9", "wgs84"),
+    ("181", "30.9", "wgs84"),
+    ("117.8", "-90.0001", "wgs84"),
+    ("1e400", "30", "wgs84"),
+    (*(float(v) for v in wgs84_to_gcj02(117.801, 30.931)), "gcj02"),
+    (*(float(v) for v in wgs84_to_bd09(117.8038, 30.931)), "bd09"),
+    ("999", "30.9", "gcj02"),
+]
+
+
+def test_one_point_path_answers_as_the_batch_path(planted: Engine):
+    url = planted.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def one_by_one() -> list[Location]:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            return [
+                await locate_point_async(conn, lon, lat, parse_input_crs(crs), 50.0)
+                for lon, lat, crs in ONE_POINT_CASES
+            ]
+
+    batch = [locate(planted, lon, lat, crs) for lon, lat, crs in ONE_POINT_CASES]
+    assert asyncio.run(one_by_one()) == batch
+    assert {found.status for found in batch} == set(rules.STATUSES)  # every status was met
+
+
+def test_the_one_point_rule_is_the_rule_of_the_batch():
+    for n_cover, n_interior, near in itertools.product(range(4), range(4), (False, True)):
+        if n_interior > n_cover:
+            continue
+        [code] = rules.classify(
+            np.array([n_cover]), np.array([n_interior]), np.array([near]), np.array([True])
+        )
+        assert rules.status(n_cover, n_interior, near) == rules.STATUSES[code]
+
+
 # -- HTTP -------------------------------------------------------------------------------------
 @pytest.fixture
 def client(planted: Engine, settings: Settings) -> Iterator[TestClient]:
@@ -135,6 +188,22 @@ def test_get_locate(client: TestClient):
     body = client.get("/api/v1/locate", params={"lon": 117.801, "lat": 30.931}).json()
     assert body["status"] == "inside" and body["grid_code"] == G1
     assert body["workers"][0]["name"] == "张三"
+
+
+def test_get_locate_is_logged_counted_and_tagged_like_any_route(client: TestClient):
+    # GET /locate is answered past FastAPI's router (api/hot.py): the same request id and
+    # metrics series as any route; other methods of the path are still FastAPI's.
+    params = {"lon": 117.801, "lat": 30.931}
+    answered = client.get("/api/v1/locate", params=params, headers={"X-Request-ID": "loc-1"})
+    assert answered.status_code == 200 and answered.headers["x-request-id"] == "loc-1"
+    assert answered.headers["content-type"] == "application/json"
+    assert client.get("/api/v1/locate", params={"lon": "x", "lat": "1"}).status_code == 422
+    refused = client.put("/api/v1/locate", params=params)
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET, POST"
+    metrics = client.get("/metrics").text
+    for status in (200, 422):
+        series = f'geo_http_requests_total{{method="GET",route="/api/v1/locate",status="{status}"}}'
+        assert f"{series} 1.0" in metrics
 
 
 def test_get_locate_gcj02(client: TestClient):

@@ -43,8 +43,10 @@ from geo_service.api import metrics as prometheus
 from geo_service.api import tiles as vector_tiles
 from geo_service.api.auth import require
 from geo_service.api.documented import document_errors
+from geo_service.api.hot import HotRoute, HotRoutes
 from geo_service.api.limits import BodyLimit, NulGuard, RateLimiter
 from geo_service.api.observe import Metrics, Observe, configure_logging
+from geo_service.api.warmup import build_routes
 from geo_service.auth.service import TokenCache
 from geo_service.coverage.planning import Models
 from geo_service.db.engine import connect, read_pool
@@ -98,6 +100,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         # What-if and suggest's model of the latest compute, loaded while the server starts
         # (about 1.5 s for a city): the planner's first what-if is not the slow one.
         app.state.coverage_models.warm(app.state.engine, settings)
+        build_routes(app)  # likewise FastAPI's handling of each route, built on first use
         yield
         await app.state.reads.close()
         await app.state.read_pool.close()
@@ -111,6 +114,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # FastAPI's pages load their scripts from a CDN: _offline_docs instead
         redoc_url=None,
+        # The service's own request log, request ids and Prometheus metrics (api/observe.py)
+        # are its observability. FastAPI's native OpenTelemetry looked up the global providers
+        # on every request (none is configured here): 4% of a locate's Python.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -143,7 +150,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     # /find and /m/ hold no data (the API they call checks the caller): no token checked, so
     # that an installed phone page, which keeps its token itself, always opens.
     app.include_router(pages.router)
-    if settings.database.read_urls:  # innermost: a read that lost its standby runs again
+    # The dispatcher's locate, past FastAPI's routing and dependencies (api/hot.py), with the
+    # permission its router has above.
+    app.add_middleware(HotRoutes, routes=[HotRoute(locate.ONE_POINT_ROUTE, "locate")])
+    if settings.database.read_urls:  # a read that lost its standby runs again
         app.add_middleware(errors.RetryReads)
     app.add_middleware(NulGuard)  # inside BodyLimit: what it buffers is already bounded
     app.add_middleware(

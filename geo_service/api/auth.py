@@ -58,19 +58,26 @@ def _token(request: Request) -> str | None:
 PrincipalDep = Annotated[Principal, Depends(principal)]
 
 
+async def authorize(request: Request, permission: str) -> Principal:
+    """The caller, when the permission table lets their role use `permission`: Unauthorized
+    without a usable token, Forbidden for a known caller whose role may not."""
+    who = await principal(request)
+    public = permission == "health"
+    if who is ANONYMOUS and not public and not request.app.state.settings.auth.anonymous:
+        raise Unauthorized("a token is required")
+    if not allowed(who, permission):
+        if who is ANONYMOUS:
+            raise Unauthorized(f"a token is required ({permission})")
+        raise Forbidden(f"role {who.role!r} may not use {permission}")
+    return who
+
+
 def require(permission: str) -> Any:
     """A dependency refusing callers whose role the permission table does not allow:
     401 without a usable token, 403 for a known caller."""
 
-    async def check(request: Request, who: PrincipalDep) -> Principal:
-        public = permission == "health"
-        if who is ANONYMOUS and not public and not request.app.state.settings.auth.anonymous:
-            raise Unauthorized("a token is required")
-        if not allowed(who, permission):
-            if who is ANONYMOUS:
-                raise Unauthorized(f"a token is required ({permission})")
-            raise Forbidden(f"role {who.role!r} may not use {permission}")
-        return who
+    async def check(request: Request) -> Principal:
+        return await authorize(request, permission)
 
     check.__name__ = f"require_{permission.replace('.', '_')}"
     dependency: DependsParam = Depends(check)

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 
@@ -16,7 +17,7 @@ from geo_service.api.deps import CRS_DESCRIPTION, CrsQuery, ReadEngineDep, Setti
 from geo_service.crs import parse_input_crs
 from geo_service.db.engine import reading
 from geo_service.errors import InvalidInput, PayloadTooLarge
-from geo_service.grids.locate import locate_points, locate_points_async
+from geo_service.grids.locate import locate_point_async, locate_points
 from geo_service.settings import Settings
 from geo_service.times import parse_instant
 
@@ -101,9 +102,10 @@ _ONE_POINT_PARAMETERS = [
 )
 async def locate_one(request: Request) -> LocationOut:
     """The grid, community and workers of one point; 422 when the coordinates are unusable."""
-    # The dispatcher's hot path, kept lean: the three query parameters are read and checked
-    # here (documented above) instead of by FastAPI's per-request validation, app state is
-    # read directly, and the connection is borrowed with getconn/putconn.
+    # The dispatcher's hot path, kept lean: served past FastAPI's routing and dependencies
+    # (ONE_POINT_ROUTE, api/hot.py), so it takes only the request; the query parameters are
+    # read and checked here (documented above), app state is read directly, and the
+    # connection is borrowed with getconn/putconn.
     query = request.query_params
     lon, lat = _param(query, "lon"), _param(query, "lat")
     crs = query.get("crs", "wgs84")
@@ -111,12 +113,13 @@ async def locate_one(request: Request) -> LocationOut:
         raise InvalidInput(f"crs is longer than 64 characters: {crs[:64]!r}...")
     state = request.app.state
     input_crs = parse_input_crs(crs)
-    at = _as_of(state.settings, query.get("as_of"))
+    as_of = query.get("as_of")
+    at = None if as_of is None else _as_of(state.settings, as_of)
     pool: AsyncConnectionPool = reads_of(request).pool
     conn = await pool.getconn()
     try:
-        [found] = await locate_points_async(
-            conn, [lon], [lat], input_crs, state.settings.grids.locate_tolerance_m, at
+        found = await locate_point_async(
+            conn, lon, lat, input_crs, state.settings.grids.locate_tolerance_m, at
         )
     finally:
         await pool.putconn(conn)
@@ -125,6 +128,12 @@ async def locate_one(request: Request) -> LocationOut:
     # The dispatcher's hot path: the dataclass is already the documented shape, so it is
     # serialised directly rather than validated again through the response model.
     return JSONResponse(found.to_dict())  # type: ignore[return-value]
+
+
+# Answered by api/hot.py (with its router's permission, given in app.py); documented here.
+ONE_POINT_ROUTE = next(
+    r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is locate_one
+)
 
 
 @router.post("/locate", response_model=BatchOut)

@@ -48,6 +48,23 @@ class Metrics:
             registry=self.registry,
         )
 
+        # The labelled series by (method, route, status): prometheus_client's `labels` takes a
+        # lock and checks its arguments on every call. Routes are templates and "unmatched",
+        # so the keys are bounded as the series are.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and its time."""
+        series = self._series.get((method, route, status))
+        if series is None:
+            series = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._series[(method, route, status)] = series
+        series[0].inc()
+        series[1].observe(seconds)
+
     def watch_pools(self, state: Any) -> None:
         """Report the database pools of the app state at every scrape."""
         self.registry.register(_PoolCollector(state))
@@ -136,21 +153,21 @@ class Observe:
             elapsed = time.perf_counter() - started
             route = _route_label(scope, status)
             method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(elapsed)
-            log.info(
-                "%s %s %s",
-                method,
-                route,
-                status,
-                extra={
-                    "request_id": request_id,
-                    "method": method,
-                    "route": route,
-                    "status": status,
-                    "ms": elapsed * 1000,
-                },
-            )
+            self.metrics.observe(method, route, status, elapsed)
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "%s %s %s",
+                    method,
+                    route,
+                    status,
+                    extra={
+                        "request_id": request_id,
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "ms": elapsed * 1000,
+                    },
+                )
             REQUEST_ID.reset(token)
 
 

@@ -129,6 +129,10 @@ def principal_of(record: dict[str, Any] | None, now: datetime) -> Principal:
         raise Unauthorized("the token was revoked")
     if record["expires_at"] is not None and record["expires_at"] <= now:
         raise Unauthorized("the token has expired")
+    return _caller(record)
+
+
+def _caller(record: dict[str, Any]) -> Principal:
     role: Role = record["role"]
     return Principal(record["name"], role, frozenset(record["grids"] or ()))
 
@@ -148,12 +152,14 @@ def _check_shape(token: str) -> None:
 
 class TokenCache:
     """Tokens checked recently, so a request costs a lookup only every `ttl` seconds per
-    token. Revocation and expiry take effect within `ttl` (0: checked on every request)."""
+    token. Revocation and expiry take effect within `ttl` (0: checked on every request);
+    an expiry time passes on time, cached or not."""
 
     def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        # token hash -> (looked up until, record, its caller while neither revoked nor expired)
+        self._entries: dict[str, tuple[float, dict[str, Any] | None, Principal | None]] = {}
 
     async def authenticate(self, pool: AsyncConnectionPool, token: str) -> Principal:
         """The caller of a token, looked up on the API's asyncio pool."""
@@ -161,13 +167,21 @@ class TokenCache:
         digest = hash_token(token)
         clock = time.monotonic()
         hit = self._entries.get(digest)
-        if hit is not None and hit[0] > clock:
-            record = hit[1]
-        else:
+        if hit is None or hit[0] <= clock:
             async with pool.connection() as conn:
                 record = await store.by_hash_async(conn, digest)
+            live = record is not None and record["revoked_at"] is None
+            hit = (
+                clock + self.ttl,
+                record,
+                _caller(record) if record is not None and live else None,
+            )
             if self.ttl > 0:
                 if len(self._entries) >= self.max_entries:
                     self._entries.clear()
-                self._entries[digest] = (clock + self.ttl, record)
-        return principal_of(record, _now())
+                self._entries[digest] = hit
+        _, record, principal = hit
+        expires = record["expires_at"] if record is not None else None
+        if principal is not None and (expires is None or expires > _now()):
+            return principal  # the one Principal built at lookup (no dataclass per request)
+        return principal_of(record, _now())  # Unauthorized, saying why

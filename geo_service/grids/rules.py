@@ -36,3 +36,13 @@ def classify(
     )
     uncovered = np.where(has_nearest, NEAREST, OUTSIDE)
     return np.where(valid, np.where(n_cover == 0, uncovered, covered), INVALID)
+
+
+def status(n_cover: int, n_interior: int, has_nearest: bool) -> Status:
+    """`classify` for one valid point, in plain Python (numpy's per-call cost on one point is
+    more than the locate query's own Python)."""
+    if n_cover == 0:
+        return "nearest" if has_nearest else "outside"
+    if n_cover == 1 and n_interior == 1:
+        return "inside"
+    return "ambiguous" if n_cover > 1 and n_interior > 0 else "boundary"

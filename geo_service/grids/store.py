@@ -228,6 +228,23 @@ async def locate_async(
         return await cur.fetchall()
 
 
+async def locate_point_async(
+    conn: AsyncConnection,  # type: ignore[type-arg]
+    x: float,
+    y: float,
+    tolerance_m: float,
+    at: datetime | None = None,
+) -> tuple[Any, ...]:
+    """`locate` of one WGS-84 point (GET /locate), as one plain row: the columns of `locate`
+    in their order (a dict row costs more Python than the rest of the call)."""
+    async with conn.cursor() as cur:
+        params = {"x": x, "y": y, "tol": tolerance_m, "at": at}
+        await cur.execute(_LOCATE_ONE if at is None else _LOCATE_ONE_THEN, params, prepare=True)
+        row = await cur.fetchone()
+    assert row is not None  # one point in, one row out
+    return row
+
+
 # The batch's points (assign): a session's temp table of (row number, WGS-84 x, y), filled
 # by binary COPY, then indexed and analysed before the joins below.
 BATCH_TABLE = "assign_points"
