@@ -1,6 +1,7 @@
 """How each cost grows with size: the synthetic `city` at 1×, `city3` at 3× and `province`
 at 10× (issue 21). `make bench-scale`, or `python -m tests.benchmarks.bench_scale [SCALE ...]`
-to run some scales only (the others' figures are kept from their last run).
+to run some scales only (the others' figures are kept from their last run); `--report` writes
+the table and the plot again from the kept figures.
 
 At each scale, each through the user's door (the `geo-service` command in a process of its
 own, its peak RSS from the kernel; or HTTP on a real `geo-service serve`):
@@ -31,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -167,8 +168,9 @@ def command(engine: Engine | None, *args: str, pg: bool = False) -> Run:
 # -- one scale ----------------------------------------------------------------------------------
 
 
-def measure(s: Settings, scale: str) -> Figures:
-    """Every figure of one scale, its database dropped after."""
+def measure(s: Settings, scale: str, keep: Callable[[Figures], None]) -> Figures:
+    """Every figure of one scale (`keep` gets them after each step: a province run that
+    fails late keeps what it measured), its database dropped after."""
     fig = Figures(scale, load=os.getloadavg()[0])
     bench = s.database.data_dir / "bench"
     bench.mkdir(parents=True, exist_ok=True)
@@ -179,15 +181,21 @@ def measure(s: Settings, scale: str) -> Figures:
         fig.costs["synth_s"], fig.costs["synth_rss_mb"] = run.seconds, run.rss_mb
         print(f"{scale}: synth {run.seconds:.1f} s, {run.rss_mb:,.0f} MB", flush=True)
         _imports(engine, folder, fig)
+        keep(fig)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM (ANALYZE)"))
-        _compute(engine, fig)
         token = add_user(engine, s, "bench-planner", "planner", expires_days=1).token
-        _what_if(engine, token, fig)
-        _suggest(engine, token, fig)
-        _assign(engine, bench / f"scale-points-{scale}", fig)
-        _geocode(engine, s, fig)
-        _tiles(engine, fig)
+        steps: list[Callable[[], None]] = [
+            lambda: _compute(engine, fig),
+            lambda: _what_if(engine, token, fig),
+            lambda: _suggest(engine, token, fig),
+            lambda: _assign(engine, bench / f"scale-points-{scale}", fig),
+            lambda: _geocode(engine, s, fig),
+            lambda: _tiles(engine, fig),
+        ]
+        for step in steps:
+            step()
+            keep(fig)
     finally:
         engine.dispose()
         drop_database(bench_url(engine))
@@ -424,6 +432,9 @@ def kept(store: Path) -> dict[str, Figures]:
 
 def main(scales: list[str]) -> None:
     """Measure the scales asked (all by default), keep their figures, rewrite table and plot."""
+    report_only = scales == ["--report"]  # the table and plot again from the kept figures
+    if report_only:
+        scales = []
     unknown = [k for k in scales if k not in SCALES]
     if unknown:
         raise SystemExit(f"unknown scale {unknown[0]!r}; choose from {', '.join(SCALES)}")
@@ -432,11 +443,14 @@ def main(scales: list[str]) -> None:
     started = time.perf_counter()
     load = os.getloadavg()[0]
     began = time.strftime("%Y-%m-%d %H:%M")
-    for scale in scales or list(SCALES):
-        measured = measure(s, scale)
+
+    def keep(fig: Figures) -> None:
         figures = kept(store)  # read again: another scale may have been run meanwhile
-        figures[scale] = measured
+        figures[fig.scale] = fig
         store.write_text(json.dumps({k: asdict(v) for k, v in figures.items()}, indent=1))
+
+    for scale in [] if report_only else scales or list(SCALES):
+        measure(s, scale, keep)
     figures = kept(store)
     took = time.perf_counter() - started
     plot(figures, DOC_PLOT)
