@@ -622,3 +622,51 @@ def test_a_failed_compute_keeps_the_last_results(lattice: Engine, settings: Sett
         compute.compute(lattice, settings)
     assert walks(lattice) == before
     assert service.summary(lattice, settings)["city"]["buildings"] == 150
+
+
+def test_a_failed_compute_leaves_garbage_collection_on(lattice: Engine, settings: Settings):
+    # compute pauses the cyclic collector while it works: a server must not be left without
+    import gc
+
+    with lattice.begin() as conn:
+        conn.execute(text("UPDATE street_edges SET walkable = false"))
+    assert gc.isenabled()
+    with pytest.raises(InvalidInput, match="no walkable streets"):
+        compute.compute(lattice, settings)
+    assert gc.isenabled()
+
+
+def test_collector_pauses_held_by_several_threads_end_with_the_last():
+    import gc
+    import threading
+
+    from geo_service.coverage import collector
+
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with collector.paused():
+            inside.set()
+            leave.wait(10)
+
+    other = threading.Thread(target=hold)
+    other.start()
+    inside.wait(10)
+    with collector.paused():
+        assert not gc.isenabled()
+    assert not gc.isenabled()  # the other thread's pause still holds
+    leave.set()
+    other.join(10)
+    assert gc.isenabled()
+
+
+def test_what_if_before_anything_changes_is_each_communitys_stored_figures(client: TestClient):
+    # the model reads every building's community in bulk: its figures are the stored ones
+    stored = {
+        item["code"]: {k: v for k, v in item.items() if k not in ("code", "name")}
+        for item in client.get("/api/v1/coverage/communities").json()["items"]
+    }
+    body = client.post("/api/v1/coverage/what-if", json={}).json()
+    assert {item["code"]: item["before"] for item in body["communities"]} == stored
+    assert all(item["before"] == item["after"] for item in body["communities"])
+    assert len(stored) == 3  # two communities and the buildings outside both

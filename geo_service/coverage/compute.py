@@ -19,8 +19,8 @@ import shapely
 from pyproj import CRS, Transformer
 from sqlalchemy import Connection, Engine
 
+from geo_service.coverage import collector, network, shapes, store, topology
 from geo_service.coverage import figures as fig
-from geo_service.coverage import network, shapes, store, topology
 from geo_service.coverage.network import Entries, Graph
 from geo_service.coverage.params import CoverageParams
 from geo_service.db import bulk
@@ -80,7 +80,12 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
     # shapes) while the rest is still worked out: PostgreSQL is a third worker beside the
     # two cores' Python. Bulk reads and writes are numpy arrays, never a Python object per
     # row, and the GIL is the scarcer resource (docs/PERFORMANCE.md).
-    with engine.begin() as conn, ThreadPoolExecutor(5) as pool, ThreadPoolExecutor(1) as db:
+    with (
+        collector.paused(),  # hundreds of thousands of objects, none in a cycle
+        engine.begin() as conn,
+        ThreadPoolExecutor(5) as pool,
+        ThreadPoolExecutor(1) as db,
+    ):
         store.lock(conn)
         versions = store.versions(conn)
         street_ids, streets, osm = store.walkable_streets(conn, OSM_PREFIX)

@@ -17,8 +17,8 @@ from pyproj import CRS, Transformer
 from sqlalchemy import Connection, Engine
 
 from geo_service.coords import parse_coordinates
+from geo_service.coverage import collector, network, siting, store
 from geo_service.coverage import figures as fig
-from geo_service.coverage import network, siting, store
 from geo_service.coverage.compute import metric_lines, metric_transformers, metric_xy
 from geo_service.coverage.network import Entries, Graph
 from geo_service.coverage.params import CoverageParams
@@ -138,7 +138,8 @@ class Models:
             with self._lock:
                 cached = self._models.get(key)
                 if cached is None or cached.run != (run["id"], run["computed_at"]):
-                    cached = _load_model(conn, run)
+                    with collector.paused():  # 100k streets made, none in a cycle
+                        cached = _load_model(conn, run)
                     self._models[key] = cached
         return cached, state
 
