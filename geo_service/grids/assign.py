@@ -1,9 +1,11 @@
 """Batch assignment: a CSV of points (millions of rows) -> the same rows with their grids.
 
-1. The input is read in Arrow batches; coordinates are parsed and converted in numpy and sent
-   to PostgreSQL with binary COPY (fixed-width rows built by numpy, no per-row Python).
-2. PostGIS indexes the points and finds the facts grid by grid: which grids cover each point,
-   in their interior or not, and the nearest grid for points no grid covers.
+1. The input is read once in Arrow batches; coordinates are parsed and converted in numpy, and
+   each batch goes by binary COPY (rows laid out by numpy, no per-row Python) to one of a few
+   database sessions, round-robin, while the next batch is read.
+2. Each session indexes its points and asks PostGIS, grid by grid, which grids cover them and
+   whether in their interior, then the nearest grid of the points no grid covers
+   (`assign_store`: the locate door's rules, laid out for a million points).
 3. `rules.classify`, the same rules every door uses, decides each point's status.
 4. The input is read again batch by batch and written out with the results, in input order.
 The per-row results are compact numpy arrays; input and output are streamed.
@@ -19,14 +21,14 @@ order (output row N answers input row N), and a row that cannot be located gets 
 - an empty line: it is a row (kept, not skipped, so that the rows line up), with no id and
   no coordinates; trailing blank lines are rows too.
 
-A well-formed file is read by Arrow alone (a quick pass checks that it is). Only a file Arrow
-cannot read whole is read once, row by row, by the `csv` module into a well-formed copy
-(`_tolerant_copy`: id, lon, lat and the reason of each malformed row), and the copy then
-takes the same Arrow path: a well-formed million rows cost ~0.1 s more (the check), a file
-with malformed rows ~1 s more (the copy). Arrow's own handler for malformed rows is not used:
-the reader keeps the Python function, and may release it from one of Arrow's threads while
-the process exits, which aborts the CLI ("terminate called without an active exception",
-about 1 run in 100 under load; apache/arrow#34314 is the same kind of crash).
+A file is read as well-formed, by Arrow alone. Only when Arrow finds a row it cannot read is
+the loading abandoned (the sessions' temp tables go with them) and the file read once, row by
+row, by the `csv` module into a well-formed copy (`_tolerant_copy`: id, lon, lat and the
+reason of each malformed row), which then takes the same Arrow path (~1 s more a million
+rows). Arrow's own handler for malformed rows is not used: the reader keeps the Python
+function, and may release it from one of Arrow's threads while the process exits, which
+aborts the CLI ("terminate called without an active exception", about 1 run in 100 under
+load; apache/arrow#34314 is the same kind of crash).
 
 Coordinates are read like every door reads them (`coords.numbers`): full-width digits, minus
 and point (１１７．８１) are normalised; a UTF-8 byte order mark at the start is dropped.
@@ -40,10 +42,10 @@ from __future__ import annotations
 import csv
 import io
 import os
+import queue
 import tempfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +60,7 @@ from geo_service.coords import numbers, to_storage_checked, unusable_reason
 from geo_service.crs import InputCRS
 from geo_service.db import bulk
 from geo_service.errors import InvalidInput, NotFound
-from geo_service.grids import rules, store
+from geo_service.grids import assign_store, rules
 
 OUTPUT_COLUMNS = (
     "id", "lon", "lat", "grid_code", "community_code", "status", "distance_m", "reason",
@@ -93,12 +95,22 @@ class _Source:
 
 @dataclass
 class _Facts:
-    """What one worker's PostGIS session found for its share of the batches."""
+    """What one session found for its points, as arrays of one row per fact."""
 
-    masks: dict[int, np.ndarray]  # batch number -> usable-coordinates mask
-    hits: np.ndarray  # rows of (i, grid id, in interior 0/1)
-    near: np.ndarray  # rows of (i, grid id, distance m) for uncovered points near a grid
-    reasons: dict[int, str]  # i -> why that row is invalid
+    hit_i: np.ndarray  # row number of a point covered by a grid
+    hit_grid: np.ndarray  # that grid's id
+    hit_interior: np.ndarray  # whether in the grid's interior
+    near_i: np.ndarray  # row number of an uncovered point with a grid within the tolerance
+    near_grid: np.ndarray  # the nearest such grid's id
+    near_m: np.ndarray  # its distance in metres, to 2 decimals
+
+
+class _Malformed(Exception):
+    """Arrow cannot read the file whole: it is read again through its tolerant copy."""
+
+
+class _Aborted(Exception):
+    """The reading stopped: a session drops what it loaded."""
 
 
 def assign_csv(
@@ -118,10 +130,35 @@ def assign_csv(
 
     The batches are shared round-robin between `workers` database sessions (default: one per
     core), each loading, indexing and joining its share at the same time. Rows are numbered
-    1.. in input order (`i`).
+    1.. in input order (`i`). A file Arrow cannot read whole is read again through its
+    tolerant copy; `progress` counts each row once all the same.
     """
-    with _readable(source, (id_field, lon_field, lat_field)) as src:
-        return _assign(engine, src, output, crs, tolerance_m, workers, progress)
+    src = _check_source(source, (id_field, lon_field, lat_field))
+    counted = _Counted(progress)
+    try:
+        return _assign(engine, src, output, crs, tolerance_m, workers, counted)
+    except _Malformed:
+        counted.restart()
+    with tempfile.TemporaryDirectory(prefix="geo-assign-") as folder:
+        copy = _tolerant_copy(src, Path(folder) / "rows.csv")
+        return _assign(engine, copy, output, crs, tolerance_m, workers, counted)
+
+
+class _Counted:
+    """Progress in rows read, each row counted once when the file is read a second time."""
+
+    def __init__(self, progress: Callable[[int], None] | None) -> None:
+        self.progress, self.reported, self.seen = progress, 0, 0
+
+    def __call__(self, rows: int) -> None:
+        self.seen += rows
+        if self.progress is not None and self.seen > self.reported:
+            self.progress(self.seen - self.reported)
+            self.reported = self.seen
+
+    def restart(self) -> None:
+        """The file is read again from its first row."""
+        self.seen = 0
 
 
 def _assign(
@@ -131,144 +168,150 @@ def _assign(
     crs: InputCRS,
     tolerance_m: float,
     workers: int | None,
-    progress: Callable[[int], None] | None,
+    progress: Callable[[int], None],
 ) -> AssignReport:
-    """`assign_csv` on a file Arrow reads whole (the input or its tolerant copy)."""
+    """`assign_csv` on `src`: read once to load and locate the points, once to write."""
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     parts = max(1, workers or min(os.cpu_count() or 1, 4))
-    with ThreadPoolExecutor(parts) as pool:
-        found = list(
-            pool.map(
-                lambda part: _facts(url, src, crs, tolerance_m, part, parts, progress),
-                range(parts),
-            )
-        )
+    valid, reasons, found = _located(url, src, crs, tolerance_m, parts, progress)
     with psycopg.connect(url) as conn:
         grid_codes, community_codes, rank_of_id = _grids(conn)
-    masks = {k: m for f in found for k, m in f.masks.items()}
-    valid = np.concatenate([masks[k] for k in sorted(masks)]) if masks else np.zeros(0, bool)
-    status, rank, distance = _decide(
-        valid,
-        np.concatenate([f.hits for f in found]),
-        np.concatenate([f.near for f in found]),
-        rank_of_id,
-        len(grid_codes),
-    )
-    reasons = _Reasons({i: r for f in found for i, r in f.reasons.items()})
-    # Quoted once here, not per row: codes and statuses come from a small set of values.
-    codes = _quoted(pa.array([*grid_codes, ""], pa.string()))
-    communities = _quoted(pa.array([*community_codes, ""], pa.string()))
-    statuses = pa.array(rules.STATUSES.tolist(), pa.string())
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with output.open("wb") as sink:
-        sink.write((",".join(OUTPUT_COLUMNS) + "\n").encode())
-        start = 0
-        for batch in _batches(src):
-            stop = start + batch.num_rows
-            cells = [
-                *(_quoted(batch.column(f)) for f in src.fields),
-                codes.take(rank[start:stop]),
-                communities.take(rank[start:stop]),
-                statuses.take(status[start:stop]),
-                _distances(distance[start:stop]),
-                reasons.column(start, stop),
-            ]
-            sink.write(_csv_lines(cells))
-            start = stop
+    status, rank, distance = _decide(valid, found, rank_of_id, len(grid_codes))
+    _write(output, src, (grid_codes, community_codes), status, rank, distance, _Reasons(reasons))
     counts = np.bincount(status, minlength=len(rules.STATUSES))
     by_status = {str(rules.STATUSES[k]): int(n) for k, n in enumerate(counts) if n}
     return AssignReport(len(valid), by_status, str(output))
 
 
-def _facts(
+def _located(
     url: str,
     src: _Source,
     crs: InputCRS,
     tolerance_m: float,
-    part: int,
     parts: int,
-    progress: Callable[[int], None] | None,
-) -> _Facts:
-    """One worker: load batches part, part + parts, ... into a temp table, index it, and ask
-    PostGIS which grids cover each point and which grid is nearest to the uncovered ones."""
-    # temp_buffers must be set before the session's first temp table; parallel plans would
-    # turn the grid-by-grid join into a point-by-point one (and cannot read temp tables).
-    options = "-c temp_buffers=1GB -c work_mem=256MB -c max_parallel_workers_per_gather=0"
-    with psycopg.connect(url, options=options) as conn:
-        masks, points, reasons = _load(conn, src, crs, part, parts, progress)
-        for statement in store.BATCH_INDEX:
-            conn.execute(statement)
-        hits = _csv_numbers(_text(conn.execute(store.BATCH_HITS)), 3)
-        lonely = points[~np.isin(points[:, 0], hits[:, 0])]
-        near = np.zeros((0, 3))
-        if len(lonely):
-            text = _text(
-                conn.execute(
-                    store.BATCH_NEAREST,
-                    {
-                        "tol": tolerance_m,
-                        "ids": lonely[:, 0].astype(np.int64).tolist(),
-                        "xs": lonely[:, 1].tolist(),
-                        "ys": lonely[:, 2].tolist(),
-                    },
-                )
-            )
-            near = _csv_numbers(text, 3)
-    return _Facts(masks, hits.astype(np.int64), near, reasons)
-
-
-def _load(
-    conn: psycopg.Connection,
-    src: _Source,
-    crs: InputCRS,
-    part: int,
-    parts: int,
-    progress: Callable[[int], None] | None,
-) -> tuple[dict[int, np.ndarray], np.ndarray, dict[int, str]]:
-    """COPY the usable points of this worker's batches into a temp table; returns the
-    usable mask of each of its batches, the (i, x, y) rows loaded, and why each unusable
-    row of its batches is unusable."""
-    conn.execute(store.BATCH_CREATE)
-    masks: dict[int, np.ndarray] = {}
+    progress: Callable[[int], None],
+) -> tuple[np.ndarray, dict[int, str], list[_Facts]]:
+    """Read the file once, sending batch k's usable points to session k % parts while the
+    sessions load the batches before it; then each session finds its points' facts. Returns
+    the usable-coordinates mask of every row, why each unusable row is unusable (by row
+    number), and each session's facts."""
+    feeds: list[_Feed] = [queue.Queue(_QUEUED) for _ in range(parts)]
+    masks: list[np.ndarray] = []
     reasons: dict[int, str] = {}
-    loaded = []
-    total = 0
-    with (
-        conn.cursor() as cur,
-        cur.copy(store.BATCH_COPY) as copy,
-    ):
-        copy.write(bulk.COPY_HEADER)
-        for number, batch in enumerate(_batches(src)):
-            first, total = total + 1, total + batch.num_rows
-            if number % parts != part:
-                continue
-            x, y, why = _coordinates(batch, crs, src)
-            ok = ~np.isnan(x)
-            reasons.update({first + k: r for k, r in why.items()})
-            i = np.arange(first, total + 1)[ok]
-            # Stored in spatial (Morton) order within each batch, so that the points under one
-            # grid sit on few heap pages; `i` keeps the input order.
-            order = _morton_order(x[ok], y[ok])
-            copy.write(
-                bulk.binary_rows(
-                    [
-                        ("int8", i[order], None),
-                        ("float8", x[ok][order], None),
-                        ("float8", y[ok][order], None),
-                    ]
-                )
-            )
-            masks[number] = ok
-            loaded.append(np.column_stack([i, x[ok], y[ok]]))
-            if progress is not None:
+    with ThreadPoolExecutor(parts) as pool:
+        sessions = [pool.submit(_facts, url, feed, tolerance_m) for feed in feeds]
+        try:
+            total = 0
+            for number, batch in enumerate(_batches(src, first_read=True)):
+                first, total = total + 1, total + batch.num_rows
+                x, y, why = _coordinates(batch, crs, src)
+                ok = ~np.isnan(x)
+                reasons.update({first + k: r for k, r in why.items()})
+                masks.append(ok)
+                k = number % parts
+                _send(feeds[k], _Batch(np.arange(first, total + 1)[ok], x[ok], y[ok]), sessions[k])
                 progress(batch.num_rows)
-        copy.write(bulk.COPY_TRAILER)
-    return masks, np.concatenate(loaded) if loaded else np.zeros((0, 3)), reasons
+            for feed, session in zip(feeds, sessions, strict=True):
+                _send(feed, None, session)
+        except BaseException:
+            for feed, session in zip(feeds, sessions, strict=True):
+                if not session.done():
+                    feed.put(_ABORT)  # a session takes from its feed until it stops
+            wait(sessions)
+            raise
+        found = [session.result() for session in sessions]
+    valid = np.concatenate(masks) if masks else np.zeros(0, bool)
+    return valid, reasons, found
 
 
-def _grids(conn: psycopg.Connection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class _Batch:
+    """One batch's usable points: row numbers and WGS-84 coordinates."""
+
+    i: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+
+
+_Feed = queue.Queue[_Batch | None]
+_QUEUED = 2  # batches waiting per session: enough to keep it busy, few enough to stay flat
+_ABORT = _Batch(np.zeros(0, np.int64), np.zeros(0), np.zeros(0))  # the reading failed
+
+
+def _send(feed: _Feed, batch: _Batch | None, session: Future[_Facts]) -> None:
+    """Queue a batch (or the end, None) for a session; a session that failed raises its error
+    here rather than leave the reader waiting on its full queue."""
+    while True:
+        if session.done():
+            session.result()  # raises what stopped it
+            raise RuntimeError("an assign session stopped before the end of the file")
+        try:
+            feed.put(batch, timeout=0.2)
+            return
+        except queue.Full:
+            continue
+
+
+# temp_buffers must be set before the session's first temp table; parallel plans would turn
+# the grid-by-grid join into a point-by-point one (and cannot read temp tables).
+_SESSION = "-c temp_buffers=1GB -c work_mem=256MB -c max_parallel_workers_per_gather=0"
+
+
+def _facts(url: str, feed: _Feed, tolerance_m: float) -> _Facts:
+    """One session: COPY the batches queued for it into a temp table, index it, and ask
+    PostGIS which grids cover each point and which grid is nearest to the uncovered ones."""
+    with psycopg.connect(url, options=_SESSION) as conn:
+        conn.execute(assign_store.CREATE_POINTS)
+        loaded = []
+        with conn.cursor() as cur, cur.copy(assign_store.COPY_POINTS) as copy:
+            copy.write(bulk.COPY_HEADER)
+            while (batch := feed.get()) is not None:
+                if batch is _ABORT:
+                    raise _Aborted
+                # Stored in spatial (Morton) order, so that the points under one grid sit on
+                # few heap pages; `i` keeps the input order.
+                order = _morton_order(batch.x, batch.y)
+                copy.write(
+                    bulk.binary_rows(
+                        [
+                            ("int8", batch.i[order], None),
+                            ("float8", batch.x[order], None),
+                            ("float8", batch.y[order], None),
+                        ]
+                    )
+                )
+                loaded.append(batch.i)
+            copy.write(bulk.COPY_TRAILER)
+        conn.execute(assign_store.INDEX_POINTS)
+        hit_i, hit_grid, hit_interior = _arrays(conn, assign_store.HITS, (">i8", ">i4", "?"))
+        ids = np.concatenate(loaded) if loaded else hit_i
+        # Not np.setdiff1d: numpy 2's hashing np.unique takes 0.6 s on 500,000 ids, isin 7 ms.
+        lonely = ids[~np.isin(ids, hit_i)]
+        near: tuple[np.ndarray, ...] = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0))
+        if len(lonely):
+            conn.execute(assign_store.CREATE_LONELY, {"ids": lonely.tolist()})
+            for statement in assign_store.PREPARE_NEAREST:
+                conn.execute(statement)
+            near = _arrays(conn, assign_store.NEAREST, (">i8", ">i4", ">f8"), {"tol": tolerance_m})
+    return _Facts(hit_i, hit_grid, hit_interior, *near)
+
+
+def _arrays(
+    conn: psycopg.Connection,  # type: ignore[type-arg]
+    sql: str,
+    dtypes: tuple[str, ...],
+    params: dict[str, float] | None = None,
+) -> tuple[np.ndarray, ...]:
+    """The columns a query hands over as `array_send(array_agg(...))`, one per dtype."""
+    row = conn.execute(sql, params).fetchone()
+    return tuple(
+        bulk.array_values(None if row is None else row[k], dtype) for k, dtype in enumerate(dtypes)
+    )
+
+
+def _grids(conn: psycopg.Connection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[type-arg]
     """Grid codes and community codes in code order, and the rank of each grid id."""
-    rows = conn.execute(store.BATCH_GRIDS).fetchall()
+    rows = conn.execute(assign_store.GRIDS).fetchall()
     ids = np.array([r[0] for r in rows], dtype=np.int64)
     rank_of_id = np.full(int(ids.max(initial=0)) + 1, len(rows), dtype=np.int64)
     rank_of_id[ids] = np.arange(len(rows))
@@ -278,47 +321,61 @@ def _grids(conn: psycopg.Connection) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def _decide(
-    valid: np.ndarray, hits: np.ndarray, near: np.ndarray, rank_of_id: np.ndarray, n_grids: int
+    valid: np.ndarray, found: list[_Facts], rank_of_id: np.ndarray, n_grids: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: status index, rank of the chosen grid (n_grids = none), distance in metres.
     The facts are decided by `rules.classify`; the smallest covering code wins."""
     n = len(valid)
-    i, gid, interior = hits[:, 0] - 1, hits[:, 1], hits[:, 2]
+    i = np.concatenate([f.hit_i for f in found]) - 1
+    gid = np.concatenate([f.hit_grid for f in found])
+    interior = np.concatenate([f.hit_interior for f in found])
     n_cover = np.bincount(i, minlength=n)
     n_interior = np.bincount(i, weights=interior, minlength=n)
     rank = np.full(n, n_grids, dtype=np.int64)
     np.minimum.at(rank, i, rank_of_id[gid])
     distance = np.where(n_cover > 0, 0.0, np.nan)
     has_nearest = np.zeros(n, dtype=bool)
-    if len(near):
-        ni = near[:, 0].astype(np.int64) - 1
-        rank[ni] = rank_of_id[near[:, 1].astype(np.int64)]
-        distance[ni] = near[:, 2]
-        has_nearest[ni] = True
+    ni = np.concatenate([f.near_i for f in found]) - 1
+    rank[ni] = rank_of_id[np.concatenate([f.near_grid for f in found])]
+    distance[ni] = np.concatenate([f.near_m for f in found])
+    has_nearest[ni] = True
     return rules.classify(n_cover, n_interior, has_nearest, valid), rank, distance
 
 
-def _text(cursor: psycopg.Cursor) -> str | None:  # type: ignore[type-arg]
-    """The single text value a string_agg query returns (None when it aggregated nothing)."""
-    row = cursor.fetchone()
-    return None if row is None else row[0]
-
-
-def _csv_numbers(text: str | None, columns: int) -> np.ndarray:
-    """Rows of comma-separated numbers (from string_agg) as an (n, columns) float array."""
-    if not text:
-        return np.zeros((0, columns))
-    table = pacsv.read_csv(
-        io.BytesIO(text.encode()),
-        read_options=pacsv.ReadOptions(column_names=[f"c{k}" for k in range(columns)]),
-        convert_options=pacsv.ConvertOptions(
-            column_types={f"c{k}": pa.float64() for k in range(columns)}
-        ),
-    )
-    return np.column_stack([table.column(k).to_numpy() for k in range(columns)])
-
-
 # -- output -----------------------------------------------------------------------------------
+def _write(
+    output: Path,
+    src: _Source,
+    codes: tuple[np.ndarray, np.ndarray],
+    status: np.ndarray,
+    rank: np.ndarray,
+    distance: np.ndarray,
+    reasons: _Reasons,
+) -> None:
+    """Write the output: the input read again batch by batch, each row with its results."""
+    grid_codes, community_codes = codes
+    # Quoted once here, not per row: codes and statuses come from a small set of values.
+    grids = _quoted(pa.array([*grid_codes, ""], pa.string()))
+    communities = _quoted(pa.array([*community_codes, ""], pa.string()))
+    statuses = pa.array(rules.STATUSES.tolist(), pa.string())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("wb") as sink:
+        sink.write((",".join(OUTPUT_COLUMNS) + "\n").encode())
+        start = 0
+        for batch in _batches(src, first_read=False):
+            stop = start + batch.num_rows
+            cells = [
+                *(_quoted(batch.column(f)) for f in src.fields),
+                grids.take(rank[start:stop]),
+                communities.take(rank[start:stop]),
+                statuses.take(status[start:stop]),
+                _distances(distance[start:stop]),
+                reasons.column(start, stop),
+            ]
+            sink.write(_csv_lines(cells))
+            start = stop
+
+
 _NEEDS_QUOTES = r'[",\r\n]'
 
 
@@ -366,18 +423,6 @@ class _Reasons:
 
 
 # -- input ------------------------------------------------------------------------------------
-@contextmanager
-def _readable(source: Path, fields: tuple[str, str, str]) -> Iterator[_Source]:
-    """The input as Arrow reads it whole: the file itself when it is well-formed (the usual
-    case, checked by one quick Arrow pass), else its tolerant copy, removed afterwards."""
-    src = _check_source(source, fields)
-    if _well_formed(src):
-        yield src
-        return
-    with tempfile.TemporaryDirectory(prefix="geo-assign-") as folder:
-        yield _tolerant_copy(src, Path(folder) / "rows.csv")
-
-
 def _check_source(source: Path, fields: tuple[str, str, str]) -> _Source:
     """The file as the readers need it, after checking it is a CSV with the needed columns."""
     if not source.exists():
@@ -431,22 +476,15 @@ def _reader(src: _Source, columns: list[str]) -> pacsv.CSVStreamingReader:
     )
 
 
-def _well_formed(src: _Source) -> bool:
-    """Whether Arrow reads every row of the file (~0.1 s a million rows)."""
-    try:
-        for _ in _reader(src, list(src.fields)):
-            pass
-    except pa.ArrowInvalid:  # a row with another count of values than the header, ...
-        return False
-    return True
-
-
-def _batches(src: _Source) -> Iterator[pa.RecordBatch]:
-    """The columns of a well-formed file batch by batch; the same batches every time the file
-    is read."""
+def _batches(src: _Source, *, first_read: bool) -> Iterator[pa.RecordBatch]:
+    """The columns of the file batch by batch; the same batches every time it is read. A row
+    Arrow cannot read raises `_Malformed` on the first read (the file is then read through its
+    tolerant copy), InvalidInput on a later one (the file changed since)."""
     try:
         yield from _reader(src, src.columns)
-    except pa.ArrowInvalid as exc:  # the file changed since _readable looked at it
+    except pa.ArrowInvalid as exc:  # a row with another count of values than the header, ...
+        if first_read:
+            raise _Malformed from exc
         raise InvalidInput(f"cannot read {src.path.name} as CSV: {exc}") from exc
 
 
