@@ -406,6 +406,27 @@ def _spread(cands: np.ndarray, n: int, lo: float, hi: float, rng: np.random.Gene
     return sorted(chosen)
 
 
+def _near(geoms: np.ndarray, target: shapely.Geometry, distance: float = 0.0) -> np.ndarray:
+    """Whether each geometry comes within `distance` of `target` (intersects it at 0): the
+    same answers as shapely's, asked only where the bounding boxes come that near (the river
+    runs the province's whole width: asking every street of it took 20 s)."""
+    x0, y0, x1, y1 = shapely.bounds(target)
+    b = shapely.bounds(geoms)
+    near = (
+        (b[:, 0] <= x1 + distance)
+        & (b[:, 2] >= x0 - distance)
+        & (b[:, 1] <= y1 + distance)
+        & (b[:, 3] >= y0 - distance)
+    )
+    out = np.zeros(len(geoms), dtype=bool)
+    some = geoms[near]
+    if distance > 0:
+        out[near] = shapely.dwithin(some, target, distance)
+    else:
+        out[near] = shapely.intersects(some, target)
+    return out
+
+
 def _largest_component(n_nodes: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Mask of the edges in the largest connected component (min-label propagation)."""
     lab = np.arange(n_nodes)
@@ -454,7 +475,7 @@ def _roads(
 
     shapely.prepare(river)
     shapely.prepare(railway)
-    wet = shapely.intersects(lines, river)
+    wet = _near(lines, river)
     on_rail = shapely.intersects(lines, railway)
 
     # Bridges: columns whose river crossing is well away from the railway.
@@ -699,7 +720,7 @@ def _buildings(
     quads = shapely.polygons(np.stack([nw, ne, se, sw, nw], axis=1))
     rail_zone = railway.buffer(p.rail_clearance_m)
     shapely.prepare(rail_zone)
-    land = ~shapely.intersects(quads, river) & ~shapely.intersects(quads, rail_zone)
+    land = ~_near(quads, river) & ~shapely.intersects(quads, rail_zone)
 
     # Axis-aligned inner rectangle; the extra margin covers the tilt of the jittered block edges.
     tilt = math.atan2(2 * p.jitter_m, p.spacing_m - 2 * p.jitter_m)
@@ -864,7 +885,7 @@ def _centers(
     cand = np.flatnonzero(deg >= 3)
     # Keep centres off the railway line and the river banks.
     node_pts = shapely.points(lat.x.ravel()[cand], lat.y.ravel()[cand])
-    clear = ~shapely.dwithin(node_pts, railway, p.spacing_m / 2) & ~shapely.dwithin(
+    clear = ~shapely.dwithin(node_pts, railway, p.spacing_m / 2) & ~_near(
         node_pts, river, p.spacing_m / 2
     )
     cand = cand[clear]

@@ -278,3 +278,18 @@ def test_centres_follow_the_nearest_households() -> None:
     centres = rng.uniform(-20_000, 20_000, (40, 2))
     brute = np.argmin(((pts[:, None, :] - centres[None, :, :]) ** 2).sum(-1), axis=1)
     assert np.array_equal(_nearest(pts, centres), brute)
+
+
+@pytest.mark.parametrize("distance", [0.0, 40.0])
+def test_river_and_streets_meet_where_shapely_says(distance: float) -> None:
+    from geo_service.synth import _near
+
+    rng = np.random.default_rng(5)
+    river = shapely.buffer(shapely.LineString([(0, 0), (3_000, 400), (6_000, -200)]), 45.0)
+    start = rng.uniform(-500, 6_500, (4_000, 2))
+    lines = shapely.linestrings(np.stack([start, start + rng.uniform(-80, 80, (4_000, 2))], 1))
+    expected = (
+        shapely.dwithin(lines, river, distance) if distance else shapely.intersects(lines, river)
+    )
+    assert expected.any() and not expected.all()
+    assert np.array_equal(_near(lines, river, distance), expected)
