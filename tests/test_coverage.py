@@ -670,3 +670,28 @@ def test_what_if_before_anything_changes_is_each_communitys_stored_figures(clien
     assert {item["code"]: item["before"] for item in body["communities"]} == stored
     assert all(item["before"] == item["after"] for item in body["communities"])
     assert len(stored) == 3  # two communities and the buildings outside both
+
+
+def test_a_compute_committed_while_the_model_loads_gives_the_newer_model(
+    lattice: Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # The model is read by several statements on two connections: a compute committing
+    # between them must not leave a model made of two computes.
+    moved = f.frame([{"code": "C1", "name": "C1中心", "geometry": pt(1500, 500)}])
+    moved.to_file(tmp_path / "moved.geojson")
+    edge_lines = store.edge_lines
+    computed = []
+
+    def compute_meanwhile(conn):  # type: ignore[no-untyped-def]
+        if not computed:
+            import_file(lattice, settings, "centers", tmp_path / "moved.geojson", ImportOptions())
+            computed.append(compute.compute(lattice, settings)["run"])
+        return edge_lines(conn)
+
+    monkeypatch.setattr(store, "edge_lines", compute_meanwhile)
+    model, state = planning.Models().get(lattice, settings)
+    assert model.run[0] == computed[0] and state["stale"] is False
+    monkeypatch.setattr(store, "edge_lines", edge_lines)
+    fresh, _ = planning.Models().get(lattice, settings)
+    assert model.base_city == fresh.base_city and model.base_communities == fresh.base_communities
+    assert np.array_equal(model.centers.edge, fresh.centers.edge)
