@@ -695,3 +695,23 @@ def test_a_compute_committed_while_the_model_loads_gives_the_newer_model(
     fresh, _ = planning.Models().get(lattice, settings)
     assert model.base_city == fresh.base_city and model.base_communities == fresh.base_communities
     assert np.array_equal(model.centers.edge, fresh.centers.edge)
+
+
+def test_packed_rows_read_back_what_postgresql_packed(db: Engine):
+    from geo_service.db import bulk
+
+    fields = (("id", ">i4"), ("edge", ">i8"), ("walk", ">f8"))
+    with db.connect() as conn:
+        data, empty = conn.execute(
+            text(
+                "SELECT string_agg(int4send(i) || int8send(e) || float8send(w), ''::bytea), "
+                "(SELECT string_agg(int4send(1), ''::bytea) WHERE false) "
+                "FROM (VALUES (7, -1::int8, 'Infinity'::float8), (-2, 5000000000, 0.1)) v(i, e, w)"
+            )
+        ).one()
+    rows = bulk.packed_rows(data, fields)
+    assert rows["id"].tolist() == [7, -2] and rows["edge"].tolist() == [-1, 5_000_000_000]
+    assert rows["walk"].tolist() == [float("inf"), 0.1]
+    assert len(bulk.packed_rows(empty, fields)) == 0  # no rows: NULL
+    with pytest.raises(ValueError, match="do not hold rows of 20 bytes"):
+        bulk.packed_rows(data[:-1], fields)

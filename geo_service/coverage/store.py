@@ -533,78 +533,95 @@ def components(conn: Connection) -> list[Row]:
 
 # -- the in-memory model behind what-if and suggest ---------------------------------------------
 def model_arrays(conn: Connection) -> dict[str, Any]:
-    """What the what-if and siting model needs, as arrays: the edges (index = id - 1), each
-    building's entry point, households and community (an index into the community codes,
-    sorted), each centre's entry point. Each column travels as one aggregate read by numpy
-    (0.33 s for a city when it was a row per edge and per building); the streets' shapes
-    are `edge_lines`', read only by what needs them."""
+    """What the what-if and siting model needs, as arrays: the network (`network_arrays`),
+    each building's entry point, households and community (an index into the community
+    codes, sorted), each centre's entry point (`center_entries`), the communities' names.
+    Rows travel packed, one aggregate per community read by numpy (`bulk.packed_rows`;
+    0.33 s for a city when it was a Python row per edge and per building); the streets'
+    shapes are `edge_lines`', read only by what needs them."""
     with _raw(conn).cursor(binary=True) as cur:
-        # the aggregates of one query (or of one group) take the rows in one order
-        cur.execute(
-            "SELECT (SELECT count(*) FROM coverage_nodes), array_send(array_agg(id)), "
-            "array_send(array_agg(source - 1)), array_send(array_agg(target - 1)), "
-            "array_send(array_agg(length_m)), array_send(array_agg(component)) "
-            "FROM coverage_edges"
-        )
-        n_nodes, *edge_columns = cur.fetchone()  # type: ignore[misc]
         # by community: a few dozen rows, where a code per building cost PostgreSQL 0.1 s
         cur.execute(
-            "SELECT coalesce(community_code, ''), array_send(array_agg(building_id)), "
-            "array_send(array_agg(households)), array_send(array_agg(coalesce(edge_id - 1, -1))), "
-            "array_send(array_agg(coalesce(edge_frac, 0))), "
-            "array_send(array_agg(coalesce(access_m, 'Infinity'::float8))) "
+            "SELECT coalesce(community_code, ''), string_agg(int4send(building_id) || "
+            "int4send(households) || int8send(coalesce(edge_id - 1, -1)) || "
+            "float8send(coalesce(edge_frac, 0)) || "
+            "float8send(coalesce(access_m, 'Infinity'::float8)), ''::bytea) "
             "FROM coverage_buildings GROUP BY 1"
         )
         groups = sorted(cur.fetchall(), key=lambda row: row[0])
-        cur.execute(
-            "SELECT cc.center_code, coalesce(cc.edge_id - 1, -1), coalesce(cc.edge_frac, 0), "
-            "coalesce(cc.access_m, 'Infinity'::float8) FROM coverage_centers cc "
-            "ORDER BY cc.center_code"
-        )
-        centers = cur.fetchall()
         cur.execute("SELECT code, name FROM communities ORDER BY code")
         names: dict[str, str] = dict(cur.fetchall())
-    edges, _ = _by_first([edge_columns], (">i8", ">i8", ">i8", ">f8", ">i4"))
-    buildings, community = _by_first([g[1:] for g in groups], (">i4", ">i4", ">i8", ">f8", ">f8"))
-
-    def col(i: int, dtype: Any) -> np.ndarray:
-        return np.asarray([r[i] for r in centers], dtype=dtype)
-
+    parts = [bulk.packed_rows(g[1], _BUILDING_ENTRY) for g in groups]
+    community = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+    rows = np.concatenate(parts) if parts else bulk.packed_rows(None, _BUILDING_ENTRY)
+    order = np.argsort(rows["id"], kind="stable")
+    rows, community = rows[order], community[order]
     return {
-        "n_nodes": int(n_nodes),
-        "source": edges[1].astype(np.int64),
-        "target": edges[2].astype(np.int64),
-        "length": edges[3],
-        "component": edges[4].astype(np.int64),
-        "building_id": buildings[0].astype(np.int64),
-        "households": buildings[1].astype(np.int64),
+        **network_arrays(conn),
+        "building_id": rows["id"].astype(np.int64),
+        "households": rows["households"].astype(np.int64),
         "community": community,
         "community_codes": np.asarray([g[0] for g in groups], dtype=str),
-        "b_edge": buildings[2],
-        "b_frac": buildings[3],
-        "b_access": buildings[4],
-        "center_code": col(0, object),
-        "c_edge": col(1, np.int64),
-        "c_frac": col(2, float),
-        "c_access": col(3, float),
+        "b_edge": np.ascontiguousarray(rows["edge"]),
+        "b_frac": np.ascontiguousarray(rows["frac"]),
+        "b_access": np.ascontiguousarray(rows["access"]),
+        **center_entries(conn),
         "community_names": names,
     }
 
 
-def _by_first(
-    parts: Sequence[Sequence[bytes | None]], dtypes: tuple[str, ...]
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Columns sent by `array_send` (`bulk.array_values` of `dtypes`) in parts, the rows of
-    one query or of each of its groups: the parts' rows one after the other, ordered by the
-    first column; and the part of each row."""
-    values = [[bulk.array_values(p[i], d) for p in parts] for i, d in enumerate(dtypes)]
-    part = np.repeat(np.arange(len(parts)), [len(v) for v in values[0]])
-    columns = [
-        np.concatenate(v) if v else bulk.array_values(None, d)
-        for v, d in zip(values, dtypes, strict=True)
-    ]
-    order = np.argsort(columns[0], kind="stable")
-    return [c[order] for c in columns], part[order]
+_BUILDING_ENTRY = (
+    ("id", ">i4"),
+    ("households", ">i4"),
+    ("edge", ">i8"),
+    ("frac", ">f8"),
+    ("access", ">f8"),
+)
+_EDGE = (
+    ("id", ">i8"),
+    ("source", ">i8"),
+    ("target", ">i8"),
+    ("length", ">f8"),
+    ("component", ">i4"),
+)
+
+
+def network_arrays(conn: Connection) -> dict[str, Any]:
+    """The stored network: its number of nodes, and each edge's source and target nodes
+    (index = id - 1), length and component, as arrays."""
+    with _raw(conn).cursor(binary=True) as cur:
+        cur.execute(
+            "SELECT (SELECT count(*) FROM coverage_nodes), string_agg(int8send(id) || "
+            "int8send(source - 1) || int8send(target - 1) || float8send(length_m) || "
+            "int4send(component), ''::bytea) FROM coverage_edges"
+        )
+        n_nodes, data = cur.fetchone()  # type: ignore[misc]
+    edges = bulk.packed_rows(data, _EDGE)
+    edges = edges[np.argsort(edges["id"], kind="stable")]
+    return {
+        "n_nodes": int(n_nodes),
+        "source": np.ascontiguousarray(edges["source"]),
+        "target": np.ascontiguousarray(edges["target"]),
+        "length": np.ascontiguousarray(edges["length"]),
+        "component": edges["component"].astype(np.int64),
+    }
+
+
+def center_entries(conn: Connection) -> dict[str, np.ndarray]:
+    """Each centre's code and entry point (edge index -1 when it has no street), by code."""
+    rows = conn.execute(
+        text(
+            "SELECT center_code, coalesce(edge_id - 1, -1), coalesce(edge_frac, 0), "
+            "coalesce(access_m, 'Infinity'::float8) FROM coverage_centers ORDER BY center_code"
+        )
+    ).all()
+    cols = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
+    return {
+        "center_code": np.asarray(cols[0], dtype=object),
+        "c_edge": np.asarray(cols[1], dtype=np.int64),
+        "c_frac": np.asarray(cols[2], dtype=float),
+        "c_access": np.asarray(cols[3], dtype=float),
+    }
 
 
 def edge_lines(conn: Connection) -> bulk.Lines:
