@@ -11,17 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from psycopg_pool import AsyncConnectionPool
 from shapely.geometry import Polygon, box
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from geo_service.api.app import create_app
 from geo_service.crs import parse_input_crs, wgs84_to_bd09, wgs84_to_gcj02
 from geo_service.grids import rules
 from geo_service.grids.assign import assign_csv
-from geo_service.grids.locate import Location, locate_point_async, locate_points
+from geo_service.grids.locate import Location, PointLocator, locate_points
 from geo_service.settings import Settings
 from tests import factories
 
@@ -128,7 +128,7 @@ def test_bad_coordinates_are_invalid_and_named(planted: Engine, lon, lat):
     assert repr(lon) in found.message
 
 
-# What GET /locate reads one point with (locate_point_async) must answer as the batch path.
+# What GET /locate reads one point with (PointLocator) must answer as the batch path.
 ONE_POINT_CASES = [
     (117.801, 30.931, "wgs84"),
     (117.802, 30.930, "wgs84"),  # shared vertex of four
@@ -151,19 +151,44 @@ ONE_POINT_CASES = [
 ]
 
 
-def test_one_point_path_answers_as_the_batch_path(planted: Engine):
-    url = planted.url.set(drivername="postgresql").render_as_string(hide_password=False)
+def _pool(engine: Engine, size: int) -> AsyncConnectionPool:
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return AsyncConnectionPool(
+        url, min_size=1, max_size=size, open=False, kwargs={"autocommit": True}
+    )
 
-    async def one_by_one() -> list[Location]:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            return [
-                await locate_point_async(conn, lon, lat, parse_input_crs(crs), 50.0)
+
+def test_one_point_locator_answers_as_the_batch_path_alone_and_in_a_crowd(planted: Engine):
+    expected = [locate(planted, lon, lat, crs) for lon, lat, crs in ONE_POINT_CASES]
+    assert {found.status for found in expected} == set(rules.STATUSES)  # every status met
+
+    async def answers(crowd: int) -> tuple[list[list[Location]], int]:
+        async with _pool(planted, 2) as pool:
+            locator = PointLocator(pool, 50.0, max_queries=1, max_points=7)
+            calls = [
+                locator.locate(lon, lat, parse_input_crs(crs))
+                for _ in range(crowd)
                 for lon, lat, crs in ONE_POINT_CASES
             ]
+            found = await asyncio.gather(*calls)  # queued behind one query: shared trips
+            n = len(ONE_POINT_CASES)
+            return [found[k * n : (k + 1) * n] for k in range(crowd)], locator._running
 
-    batch = [locate(planted, lon, lat, crs) for lon, lat, crs in ONE_POINT_CASES]
-    assert asyncio.run(one_by_one()) == batch
-    assert {found.status for found in batch} == set(rules.STATUSES)  # every status was met
+    alone, _ = asyncio.run(answers(1))
+    assert alone == [expected]
+    crowd, running = asyncio.run(answers(5))
+    assert crowd == [expected] * 5 and running == 0
+
+
+def test_a_located_point_sees_a_grid_change_committed_before_it_asked(planted: Engine):
+    async def ask() -> Location:
+        async with _pool(planted, 2) as pool:
+            return await PointLocator(pool, 50.0).locate(117.801, 30.931, parse_input_crs("wgs84"))
+
+    assert asyncio.run(ask()).grid_name == "第1网格"
+    with planted.begin() as conn:
+        conn.execute(text("UPDATE grids SET name = '新网格' WHERE code = :code"), {"code": G1})
+    assert asyncio.run(ask()).grid_name == "新网格"
 
 
 def test_the_one_point_rule_is_the_rule_of_the_batch():

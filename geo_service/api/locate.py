@@ -5,19 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 
 from geo_service.api.deps import CRS_DESCRIPTION, CrsQuery, ReadEngineDep, SettingsDep, reads_of
 from geo_service.crs import parse_input_crs
 from geo_service.db.engine import reading
 from geo_service.errors import InvalidInput, PayloadTooLarge
-from geo_service.grids.locate import locate_point_async, locate_points
+from geo_service.grids.locate import PointLocator, locate_points
 from geo_service.settings import Settings
 from geo_service.times import parse_instant
 
@@ -104,30 +104,34 @@ async def locate_one(request: Request) -> LocationOut:
     """The grid, community and workers of one point; 422 when the coordinates are unusable."""
     # The dispatcher's hot path, kept lean: served past FastAPI's routing and dependencies
     # (ONE_POINT_ROUTE, api/hot.py), so it takes only the request; the query parameters are
-    # read and checked here (documented above), app state is read directly, and the
-    # connection is borrowed with getconn/putconn.
-    query = request.query_params
+    # read (as Starlette reads them, the last of a repeated name, without its multi-dict) and
+    # checked here (documented above), app state is read directly, and the connection is
+    # borrowed with getconn/putconn.
+    query = dict(parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True))
     lon, lat = _param(query, "lon"), _param(query, "lat")
     crs = query.get("crs", "wgs84")
     if len(crs) > 64:
         raise InvalidInput(f"crs is longer than 64 characters: {crs[:64]!r}...")
-    state = request.app.state
     input_crs = parse_input_crs(crs)
     as_of = query.get("as_of")
-    at = None if as_of is None else _as_of(state.settings, as_of)
-    pool: AsyncConnectionPool = reads_of(request).pool
-    conn = await pool.getconn()
-    try:
-        found = await locate_point_async(
-            conn, lon, lat, input_crs, state.settings.grids.locate_tolerance_m, at
-        )
-    finally:
-        await pool.putconn(conn)
+    at = None if as_of is None else _as_of(request.app.state.settings, as_of)
+    found = await _locator(request).locate(lon, lat, input_crs, at)
     if found.status == "invalid":
         raise InvalidInput(found.message or "invalid coordinates")
     # The dispatcher's hot path: the dataclass is already the documented shape, so it is
     # serialised directly rather than validated again through the response model.
     return JSONResponse(found.to_dict())  # type: ignore[return-value]
+
+
+def _locator(request: Request) -> PointLocator:
+    """The app's one-point locator, on the pool the read-only doors read from."""
+    state = request.app.state
+    pool = reads_of(request).pool
+    locator: PointLocator | None = getattr(state, "point_locator", None)
+    if locator is None or locator.pool is not pool:
+        locator = PointLocator(pool, state.settings.grids.locate_tolerance_m)
+        state.point_locator = locator
+    return locator
 
 
 # Answered by api/hot.py (with its router's permission, given in app.py); documented here.

@@ -4,6 +4,8 @@ incident intake, reverse geocoding). PostGIS finds the facts; `rules.classify` d
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,7 +13,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import numpy as np
-from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Connection
 
 from geo_service.coords import number, parse_coordinates, unusable_reason
@@ -70,42 +72,97 @@ def locate_points(
     return _locations(x, y, reasons, valid, rows)
 
 
-async def locate_points_async(
-    conn: AsyncConnection,  # type: ignore[type-arg]
-    lon: Sequence[Any] | np.ndarray,
-    lat: Sequence[Any] | np.ndarray,
-    crs: InputCRS,
-    tolerance_m: float,
-    at: datetime | None = None,
-) -> list[Location]:
-    """`locate_points` on an asyncio connection: the same facts, the same rules."""
-    x, y, reasons = parse_coordinates(lon, lat, crs)
-    valid = np.flatnonzero(~np.isnan(x))
-    rows = (
-        await store.locate_async(conn, x[valid].tolist(), y[valid].tolist(), tolerance_m, at)
-        if valid.size
-        else []
-    )
-    return _locations(x, y, reasons, valid, rows)
+class PointLocator:
+    """One-point locates (GET /api/v1/locate), sharing round trips when they queue.
 
+    Under load many requests want one point each at the same moment; a query per point spends
+    more on the round trip (the pool, psycopg, the executor's start) than on the point. Points
+    that arrive while `max_queries` queries are already running wait for the next query, which
+    takes up to `max_points` of them at once (`store.locate_rows_async`: the facts of each
+    point are those of its own query). A query starts only after its points arrived, so every
+    answer sees the grids as committed before its request came; a point that finds no query
+    running has one to itself at once. A failed query fails its points alone.
+    """
 
-async def locate_point_async(
-    conn: AsyncConnection,  # type: ignore[type-arg]
-    lon: Any,
-    lat: Any,
-    crs: InputCRS,
-    tolerance_m: float,
-    at: datetime | None = None,
-) -> Location:
-    """One point (GET /api/v1/locate, the dispatcher's hot path): the answer of
-    `locate_points_async`, without numpy, whose per-call cost on one point (about 80 µs to
-    read it and apply the rules) is more than the rest of the request's Python."""
-    x, y, reason = _one_point(lon, lat, crs)
-    if reason is not None:
-        return Location("invalid", message=reason)
-    facts = await store.locate_point_async(conn, x, y, tolerance_m, at)
-    _, candidates, n_interior, near_code = facts[:4]
-    return _location(x, y, rules.status(len(candidates), n_interior, near_code is not None), facts)
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        tolerance_m: float,
+        *,
+        max_queries: int = 2,
+        max_points: int = 64,
+    ) -> None:
+        self.pool = pool
+        self.tolerance_m = tolerance_m
+        self.max_queries = max_queries
+        self.max_points = max_points
+        self._waiting: list[tuple[float, float, asyncio.Future[tuple[Any, ...]]]] = []
+        self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def locate(
+        self, lon: Any, lat: Any, crs: InputCRS, at: datetime | None = None
+    ) -> Location:
+        """The answer of `locate_points` for one point as a caller typed it."""
+        x, y, reason = _one_point(lon, lat, crs)
+        if reason is not None:
+            return Location("invalid", message=reason)
+        if at is not None:  # the grids of another moment: a query of its own
+            conn = await self.pool.getconn()
+            try:
+                [facts] = await store.locate_rows_async(conn, [x], [y], self.tolerance_m, at)
+            finally:
+                await self.pool.putconn(conn)
+        else:
+            facts = await self._queued(x, y)
+        _, candidates, n_interior, near_code = facts[:4]
+        return _location(
+            x, y, rules.status(len(candidates), n_interior, near_code is not None), facts
+        )
+
+    async def _queued(self, x: float, y: float) -> tuple[Any, ...]:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[Any, ...]] = loop.create_future()
+        self._waiting.append((x, y, answer))
+        if self._running < self.max_queries:
+            self._running += 1
+            # A task of its own (not this request's: its cancellation must not strand the
+            # points of others), outside the request's context (its request id).
+            task = loop.create_task(self._run(), context=contextvars.Context())
+            self._tasks.add(task)  # the loop holds tasks weakly
+            task.add_done_callback(self._tasks.discard)
+        return await answer
+
+    async def _run(self) -> None:
+        """Query for the waiting points, a batch at a time, until none waits."""
+        try:
+            while self._waiting:
+                batch = self._waiting[: self.max_points]
+                del self._waiting[: self.max_points]
+                try:
+                    rows = await self._facts([p[0] for p in batch], [p[1] for p in batch])
+                except Exception as exc:
+                    for *_, answer in batch:
+                        if not answer.done():
+                            answer.set_exception(exc)
+                    continue
+                except BaseException:  # cancelled (the server stops): nobody is left waiting
+                    for *_, answer in (*batch, *self._waiting):
+                        answer.cancel()
+                    self._waiting.clear()
+                    raise
+                for (*_, answer), facts in zip(batch, rows, strict=True):
+                    if not answer.done():  # its request may have gone
+                        answer.set_result(facts)
+        finally:
+            self._running -= 1
+
+    async def _facts(self, xs: list[float], ys: list[float]) -> list[tuple[Any, ...]]:
+        conn = await self.pool.getconn()
+        try:
+            return await store.locate_rows_async(conn, xs, ys, self.tolerance_m)
+        finally:
+            await self.pool.putconn(conn)
 
 
 # The input systems `crs.to_storage` passes through unchanged (CGCS2000 is WGS-84 to within
