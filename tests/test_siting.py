@@ -107,11 +107,14 @@ def test_the_exact_solver_stopped_by_its_time_limit_says_so():
     assert best.value >= start and start < best.bound <= bound
 
 
-def scattered(seed: int, n: int = 60, n_b: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    """`n` sites each reaching a few of `n_b` buildings, and whole households: greedy is
-    seldom optimal and the Lagrangian bound seldom closes."""
+def scattered(
+    seed: int, n: int = 40, n_b: int = 250, whole: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """`n` sites each reaching a few of `n_b` buildings, and whole households (or any
+    weights): greedy is seldom optimal and the Lagrangian bound seldom closes."""
     rng = np.random.default_rng(seed)
-    return rng.random((n, n_b)) < 0.05, rng.integers(1, 60, n_b).astype(float)
+    reach = rng.random((n, n_b)) < 0.05
+    return reach, rng.integers(1, 60, n_b).astype(float) if whole else rng.uniform(0, 60, n_b)
 
 
 def optimum(reach: np.ndarray, weights: np.ndarray, k: int) -> float:
@@ -159,6 +162,19 @@ def test_the_staged_search_finds_the_optimum_of_the_whole_model(seed: int):
         got = float(weights[reach[choice.sites].any(axis=0)].sum())
         assert choice.optimal and choice.stopped is None
         assert got == choice.total == choice.upper_bound == best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_staged_search_finds_the_optimum_with_weights_not_whole(seed: int):
+    # no rounding of the bounds down to whole households: the narrowing still keeps the optimum
+    reach, weights = scattered(seed, whole=False)
+    site, building = np.nonzero(reach)
+    for k in (4, 8):
+        best = optimum(reach, weights, k)
+        choice = siting.mclp(len(reach), site, building, weights, k, time_limit_s=60)
+        got = float(weights[reach[choice.sites].any(axis=0)].sum())
+        assert choice.optimal and choice.stopped is None
+        assert got == pytest.approx(best) and choice.upper_bound == pytest.approx(best)
 
 
 @pytest.mark.parametrize("seed", range(4))
