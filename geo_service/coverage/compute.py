@@ -120,8 +120,9 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
             db.submit(_write_network, conn, topo, street_ids, graph, lines_ll, to_ll),
         ]
         max_access = params.max_access_m
+        tree = network.routable_tree(topo.geoms, topo.routable)  # for centres and buildings
         c_in = network.locate_entries(
-            metric_xy(to_m, ctr["lon"], ctr["lat"]), topo.geoms, topo.routable, max_access
+            metric_xy(to_m, ctr["lon"], ctr["lat"]), topo.geoms, topo.routable, max_access, tree
         )
         iso = (
             _isochrones(pool, settings, params, graph, topo, c_in, ctr, aids, to_ll, crs)
@@ -132,7 +133,7 @@ def compute(engine: Engine, settings: Settings, *, shapes_too: bool = True) -> d
         stored.append(
             db.submit(store.write_centers, conn, center_codes, c_in.edge, c_in.frac, c_in.access)
         )
-        b_in = network.locate_entries(bld["metric"], topo.geoms, topo.routable, max_access)
+        b_in = network.locate_entries(bld["metric"], topo.geoms, topo.routable, max_access, tree)
         clock.lap("entries")
         walk, which = network.nearest_source(graph, c_in, b_in)
         minutes, tier = params.tier_of(walk)
