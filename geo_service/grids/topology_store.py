@@ -21,6 +21,10 @@ from geo_service.errors import Conflict
 
 TOPOLOGY = "grid_topo"
 _BATCH = 250  # grids put in the topology per statement (a progress tick each)
+# Past this many grids (re)placed in one transaction, the topology's tables are analysed before
+# the queries that follow: planned on the statistics of the empty tables (one row each), a
+# province's import (39,000 grids) got nested loops over every face, quadratic.
+_ANALYZE_AFTER = 1_000
 
 _LAYER = (
     "(SELECT layer_id FROM topology.layer WHERE schema_name = 'public' "
@@ -108,6 +112,9 @@ def sync(conn: Connection, tolerance_deg: float, tick: Callable[[int], Any] | No
             ) from None
         if tick is not None:
             tick(len(batch))
+    if len(changed) >= _ANALYZE_AFTER:  # a bulk import, not an edit of a few grids
+        tables = ", ".join(f"{TOPOLOGY}.{t}" for t in ("relation", "edge_data", "face", "node"))
+        conn.execute(text(f"ANALYZE grids, {tables}"))
     # each changed grid's polygon as its faces make it (snapped where it nearly met another)
     conn.execute(
         text(
