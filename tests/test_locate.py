@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from shapely.geometry import Polygon, box
 from sqlalchemy import Engine, text
 
@@ -178,6 +178,28 @@ def test_one_point_locator_answers_as_the_batch_path_alone_and_in_a_crowd(plante
     assert alone == [expected]
     crowd, running = asyncio.run(answers(5))
     assert crowd == [expected] * 5 and running == 0
+
+
+def test_a_failed_shared_query_fails_its_points_alone(planted: Engine):
+    url = planted.url.set(drivername="postgresql", database="no_such_database")
+    dead = AsyncConnectionPool(
+        url.render_as_string(hide_password=False), min_size=0, max_size=1, open=False, timeout=0.5
+    )
+
+    async def run() -> tuple[list[BaseException | Location], Location, int]:
+        async with dead, _pool(planted, 2) as alive:
+            locator = PointLocator(dead, 50.0, max_queries=1)
+            wgs84 = parse_input_crs("wgs84")
+            failed = await asyncio.gather(
+                *(locator.locate(117.801, 30.931, wgs84) for _ in range(5)),
+                return_exceptions=True,
+            )
+            locator.pool = alive  # the database is back
+            return failed, await locator.locate(117.801, 30.931, wgs84), locator._running
+
+    failed, later, running = asyncio.run(run())
+    assert all(isinstance(error, PoolTimeout) for error in failed)
+    assert later.grid_code == G1 and running == 0
 
 
 def test_a_located_point_sees_a_grid_change_committed_before_it_asked(planted: Engine):
