@@ -15,7 +15,9 @@ is not yet proven optimal (the exact stage: within `gap` of the best possible):
    swap adds households.
 3. The Lagrangian relaxation of the coverage rows, by subgradient steps from greedy's best
    bound: its bound is the LP relaxation's at best, and the k sites each step picks are a
-   solution too (the best of them improved by interchange again).
+   solution too (the best of them improved by interchange again). The steps end early once
+   no more than `_FEW` sites could still take a choice past the best found (below): the
+   exact stage is cheap then.
 4. The exact stage. The Lagrangian bound with one site forced in says how much any choice
    holding that site may cover: sites that cannot take a choice past the best found are
    left out (on the `city`, 5-180 of 1,463 sites are left in for k = 3-10) and the demands
@@ -50,6 +52,7 @@ _WHOLE = 1e-6  # an LP site value this close to 0 or 1 counts as whole
 # the gap already (on the `city` it takes 0.01-0.3 s for k <= 10; cut short, the better
 # sites it has found are kept)
 _POLISH_S = 0.5
+_FEW = 100  # sites left for the exact stage at which the Lagrangian steps may end
 
 
 @dataclass
@@ -280,13 +283,21 @@ def _top(values: np.ndarray, k: int) -> np.ndarray:
 
 
 def lagrangian(
-    m: Model, k: int, best: Best, multipliers: np.ndarray, gap: float, deadline: float
+    m: Model,
+    k: int,
+    best: Best,
+    multipliers: np.ndarray,
+    gap: float,
+    deadline: float,
+    few: int = 0,
 ) -> tuple[bool, np.ndarray]:
     """Tighten `best` by subgradient steps on the relaxation of "a demand counts only when
     a chosen site reaches it": for any multipliers 0 <= u <= w, no k sites cover more than
     sum(max(w - u, 0)) + the k largest sums of u over each site's demands. Each step's k
-    sites are tried as a solution. Returns False when stopped by the deadline, and the
-    multipliers of the best bound (`multipliers` give `best.bound` on entry)."""
+    sites are tried as a solution. The steps end early when no more than `few` sites could
+    still take a choice past `best` (`_room`; 0: never). Returns False when stopped by the
+    deadline, and the multipliers of the best bound, or of those few sites (`multipliers`
+    give `best.bound` on entry)."""
     u, theta, stall = multipliers.astype(float), 2.0, 0
     least = u
     sites = np.arange(m.n)
@@ -298,6 +309,9 @@ def lagrangian(
         price = m.cover @ u
         top = sites if k >= m.n else np.argpartition(-price, k - 1)[:k]
         bound = float(np.maximum(m.weight - u, 0).sum() + price[top].sum())
+        if few and np.count_nonzero(m.beyond(_room(bound, price, top), best.value)) <= few:
+            best.bound = min(best.bound, bound)
+            return True, u
         if bound < best.bound:
             best.bound, stall, least = bound, 0, u
         else:
@@ -326,11 +340,17 @@ def _exact(
     with j forced in: the bound less the k-th largest price plus j's own (j among the k
     largest: the bound)."""
     price = m.cover @ multipliers
-    order = np.argsort(-price, kind="stable")
-    bound = float(np.maximum(m.weight - multipliers, 0).sum() + price[order[:k]].sum())
-    room = bound - price[order[min(k, m.n) - 1]] + price
-    room[order[:k]] = bound
-    return _within(m, k, best, room, gap, deadline, relaxed=True)
+    top = np.argsort(-price, kind="stable")[:k]
+    bound = float(np.maximum(m.weight - multipliers, 0).sum() + price[top].sum())
+    return _within(m, k, best, _room(bound, price, top), gap, deadline, relaxed=True)
+
+
+def _room(bound: float, price: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """The Lagrangian bound with each site forced in: the most a choice holding it may
+    cover (`top`: the sites of the k largest prices, which `bound` counts)."""
+    room = bound - price[top].min() + price
+    room[top] = bound
+    return room
 
 
 def _within(
@@ -393,7 +413,7 @@ def mclp(
     stopped: str | None = None
     interchange(m, k, best, deadline)
     # every step (unless proven optimal): a tighter bound narrows the exact stage more
-    done, multipliers = lagrangian(m, k, best, multipliers, 0.0, deadline)
+    done, multipliers = lagrangian(m, k, best, multipliers, 0.0, deadline, few=_FEW)
     if best.method == "lagrangian":
         interchange(m, k, best, deadline)
     if not done:
