@@ -39,13 +39,11 @@ HITS = f"""
     WHERE q.interior OR ST_Covers(g.geom, q.geom)
 """
 
-# The points no grid covers (their row numbers bound as %(ids)s), indexed, and the grids cut
-# into pieces of at most 64 vertices, so that a distance on the spheroid reads a few dozen
-# vertices rather than a whole boundary: the distance to a grid is the least to its pieces.
-CREATE_LONELY = f"""
-    CREATE TEMP TABLE {LONELY} AS
-    SELECT t.i, t.y, t.geom FROM {POINTS} t JOIN unnest(%(ids)s::int8[]) AS u(i) USING (i)
-"""
+# The points no grid covers, indexed, and the grids cut into pieces of at most 64 vertices, so
+# that a distance on the spheroid reads a few dozen vertices rather than a whole boundary: the
+# distance to a grid is the least to its pieces.
+CREATE_LONELY = _POINTS_TABLE.format(table=LONELY)
+COPY_LONELY = f"COPY {LONELY} (i, x, y) FROM STDIN (FORMAT binary)"
 PREPARE_NEAREST = (
     f"CREATE INDEX ON {LONELY} USING gist (geom)",
     f"CREATE TEMP TABLE {PIECES} AS "
