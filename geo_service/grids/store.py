@@ -250,30 +250,3 @@ async def _locate_on(
     else:
         params.update(xs=xs, ys=ys)
         await cur.execute(_LOCATE if at is None else _LOCATE_THEN, params, prepare=True)
-
-
-# The batch's points (assign): a session's temp table of (row number, WGS-84 x, y), filled
-# by binary COPY, then indexed and analysed before the joins below.
-BATCH_TABLE = "assign_points"
-BATCH_CREATE = (
-    f"CREATE TEMP TABLE {BATCH_TABLE} (i int8, x float8, y float8, geom geometry(Point, 4326) "
-    "GENERATED ALWAYS AS (ST_SetSRID(ST_MakePoint(x, y), 4326)) STORED)"
-)
-BATCH_COPY = f"COPY {BATCH_TABLE} (i, x, y) FROM STDIN (FORMAT binary)"
-BATCH_INDEX = (f"CREATE INDEX ON {BATCH_TABLE} USING gist (geom)", f"ANALYZE {BATCH_TABLE}")
-
-# Batch variant over a points table (i, geom) with its own GiST index: the join runs grid by
-# grid (LATERAL), so each grid is prepared once and tested against the points under it, ~15x
-# faster than probing the grids index point by point at a million points. Results travel as
-# one CSV text (i,grid_id,interior) rather than a million rows.
-BATCH_HITS = f"""
-    SELECT string_agg(q.i || ',' || g.id || ',' || ST_Contains(g.geom, q.geom)::int, E'\\n')
-    FROM grids g
-    CROSS JOIN LATERAL (SELECT i, geom FROM {BATCH_TABLE} t WHERE ST_Covers(g.geom, t.geom)) q
-"""
-BATCH_NEAREST = f"""
-    SELECT string_agg(u.i || ',' || n.id || ',' || round(n.dist::numeric, 2), E'\\n')
-    FROM unnest(%(ids)s::int8[], %(xs)s::float8[], %(ys)s::float8[]) AS u(i, x, y)
-    CROSS JOIN LATERAL ({nearest_sql("ST_SetSRID(ST_MakePoint(u.x, u.y), 4326)", "%(tol)s")}) n
-"""
-BATCH_GRIDS = "SELECT id, code, community_code FROM grids ORDER BY code"
