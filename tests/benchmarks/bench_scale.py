@@ -403,14 +403,25 @@ def plot(figures: dict[str, Figures], path: Path) -> None:
     base = sizes[0]
     x = [n / base for n in sizes]
     ax.plot(x, x, "k--", lw=1, label="linear (cost ∝ size)")
+    colours = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
+    drawn = 0
     for name, label, _, _, plotted in ROWS:
         values = [figures[k].costs.get(name) for k in present]
         if not plotted or any(v is None or v <= 0 for v in values):
             continue
-        ax.plot(x, [v / values[0] for v in values], "o-", label=label)  # type: ignore[operator]
+        ax.plot(
+            x,
+            [v / values[0] for v in values],  # type: ignore[operator]
+            marker="osD^v"[drawn % 5],
+            color=colours[(2 * drawn) % 20 + (drawn // 10) % 2],
+            label=label,
+        )
+        drawn += 1
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel(f"size, × the city ({base:,} buildings)")
+    ax.set_xticks(x, [f"{SCALES[k]}× ({figures[k].sizes['buildings']:,})" for k in present])
+    ax.minorticks_off()
+    ax.set_xlabel("size: cities' worth (buildings)")
     ax.set_ylabel("cost, × its figure at the city")
     ax.set_title("geo-service: cost against size (city, 3×, 10× = province)")
     ax.grid(True, which="both", alpha=0.3)
