@@ -583,11 +583,15 @@ def _coordinates(
 def _floats(column: pa.Array) -> np.ndarray:
     """Parse text to float in Arrow; only when some value is not a plain number, fall back
     to reading value by value as every door does (`coords.numbers`: full-width digits are
-    read, junk becomes NaN)."""
-    try:
-        return pc.cast(pc.utf8_trim_whitespace(column), pa.float64()).to_numpy(zero_copy_only=False)
-    except pa.ArrowInvalid:
-        return numbers(column.to_numpy(zero_copy_only=False))
+    read, junk becomes NaN). Values are trimmed of spaces only when some value has them (the
+    trim copies the column and doubles the cost)."""
+    for trim in (False, True):
+        try:
+            text = pc.utf8_trim_whitespace(column) if trim else column
+            return pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:
+            continue
+    return numbers(column.to_numpy(zero_copy_only=False))
 
 
 def _morton_order(x: np.ndarray, y: np.ndarray) -> np.ndarray:
