@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -223,4 +224,11 @@ def app_from_environment() -> FastAPI:
     """The app of a server process, built from GEO_* settings (uvicorn's factory)."""
     settings = get_settings()
     configure_logging(settings.server.log_json, settings.server.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    # What importing and building the app made (~240,000 objects: modules, routes, schemas)
+    # lives as long as the process: frozen out of the cycle collector's reach. Else each full
+    # collection walks it all, a pause of 100-200 ms every few seconds under load (measured
+    # at 2,600 locates/s), which every request then in flight waits out: the p99.
+    gc.collect()
+    gc.freeze()
+    return app
