@@ -15,9 +15,9 @@ is not yet proven optimal (the exact stage: within `gap` of the best possible):
    swap adds households.
 3. The Lagrangian relaxation of the coverage rows, by subgradient steps from greedy's best
    bound: its bound is the LP relaxation's at best, and the k sites each step picks are a
-   solution too (the best of them improved by interchange again). The steps end early once
-   no more than `_FEW` sites could still take a choice past the best found (below): the
-   exact stage is cheap then.
+   solution too (the best of them improved by interchange again, and so are the k sites its
+   last multipliers price highest). The steps end early once no more than `_FEW` sites
+   could still take a choice past the best found (below): the exact stage is cheap then.
 4. The exact stage. The Lagrangian bound with one site forced in says how much any choice
    holding that site may cover: sites that cannot take a choice past the best found are
    left out (on the `city`, 5-180 of 1,463 sites are left in for k = 3-10) and the demands
@@ -275,6 +275,11 @@ def interchange(m: Model, k: int, best: Best, deadline: float) -> None:
         best.sites, best.value, best.method = np.sort(chosen), value, "interchange"
 
 
+def _top_sites(price: np.ndarray, k: int) -> np.ndarray:
+    """The k sites of the largest prices (all when there are no more than k)."""
+    return np.arange(len(price)) if k >= len(price) else np.argpartition(-price, k - 1)[:k]
+
+
 def _top(values: np.ndarray, k: int) -> np.ndarray:
     """The k largest values (all when there are no more than k)."""
     if k >= len(values):
@@ -300,14 +305,13 @@ def lagrangian(
     give `best.bound` on entry)."""
     u, theta, stall = multipliers.astype(float), 2.0, 0
     least = u
-    sites = np.arange(m.n)
     for _ in range(_SUBGRADIENT_STEPS):
         if best.close(m, gap):
             return True, least
         if time.perf_counter() > deadline:
             return False, least
         price = m.cover @ u
-        top = sites if k >= m.n else np.argpartition(-price, k - 1)[:k]
+        top = _top_sites(price, k)
         bound = float(np.maximum(m.weight - u, 0).sum() + price[top].sum())
         if few and np.count_nonzero(m.beyond(_room(bound, price, top), best.value)) <= few:
             best.bound = min(best.bound, bound)
@@ -340,7 +344,7 @@ def _exact(
     with j forced in: the bound less the k-th largest price plus j's own (j among the k
     largest: the bound)."""
     price = m.cover @ multipliers
-    top = np.argsort(-price, kind="stable")[:k]
+    top = _top_sites(price, k)
     bound = float(np.maximum(m.weight - multipliers, 0).sum() + price[top].sum())
     return _within(m, k, best, _room(bound, price, top), gap, deadline, relaxed=True)
 
@@ -416,6 +420,13 @@ def mclp(
     done, multipliers = lagrangian(m, k, best, multipliers, 0.0, deadline, few=_FEW)
     if best.method == "lagrangian":
         interchange(m, k, best, deadline)
+    # the k sites its last multipliers price highest, improved by interchange too: on the
+    # `city` at k = 13-20 within 0.01-0.5% of the LP bound, where greedy's were 1.1-2.1% off
+    priced = _top_sites(m.cover @ multipliers, k)
+    start = Best(np.sort(priced), m.value(priced), best.bound, "lagrangian")
+    interchange(m, k, start, deadline)
+    if start.value > best.value:
+        best.sites, best.value, best.method = start.sites, start.value, start.method
     if not done:
         stopped = "time_limit"
     elif best.close(m, gap):
