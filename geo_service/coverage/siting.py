@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -93,13 +94,21 @@ class Model:
         """How many sites."""
         return len(self.sites)
 
-    def hits(self, chosen: np.ndarray) -> np.ndarray:
-        """How many of the sites `chosen` (model indices) reach each demand."""
+    @cached_property
+    def by_demand(self) -> csr_matrix:
+        """`cover` transposed: demands × sites."""
+        return self.cover.T.tocsr()
+
+    def rows(self, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The demands each of the sites `chosen` (model indices) reaches, as the indices and
+        index pointer of their rows (slicing `cover` by hand: 20 times faster than scipy's)."""
         lo, hi = self.cover.indptr[chosen], self.cover.indptr[np.asarray(chosen) + 1]
         at = np.repeat(lo - np.cumsum(np.r_[0, (hi - lo)[:-1]]), hi - lo)
-        return np.bincount(
-            self.cover.indices[at + np.arange(at.size)], minlength=len(self.weight)
-        ).astype(float)
+        return self.cover.indices[at + np.arange(at.size)], np.r_[0, np.cumsum(hi - lo)]
+
+    def hits(self, chosen: np.ndarray) -> np.ndarray:
+        """How many of the sites `chosen` (model indices) reach each demand."""
+        return np.bincount(self.rows(chosen)[0], minlength=len(self.weight)).astype(float)
 
     def reached(self, chosen: np.ndarray) -> np.ndarray:
         """Which demands the sites `chosen` (model indices) reach."""
@@ -261,11 +270,11 @@ def interchange(m: Model, k: int, best: Best, deadline: float) -> None:
             continue
         # the weight each chosen site reaches alone (lost when it goes), and of that, what
         # each other site reaches too (kept when it comes in)
-        rows = m.cover[chosen]
+        indices, indptr = m.rows(chosen)
         only = np.where(hits == 1, m.weight, 0.0)
-        alone = csr_matrix((only[rows.indices], rows.indices, rows.indptr), shape=rows.shape)
+        alone = csr_matrix((only[indices], indices, indptr), shape=(len(chosen), len(m.weight)))
         loss = np.asarray(alone.sum(axis=1)).ravel()
-        swap = gain[:, None] - loss[None, :] + (m.cover @ alone.T).toarray()
+        swap = gain[:, None] - loss[None, :] + (alone @ m.by_demand).T.toarray()
         into, out = np.unravel_index(int(np.argmax(swap)), swap.shape)
         if swap[into, out] <= least:
             break
@@ -508,7 +517,7 @@ def _problem(m: Model, k: int, time_limit_s: float) -> Any:
     h.addVars(n + n_dem, np.zeros(n + n_dem), np.ones(n + n_dem))
     h.changeColsCost(n + n_dem, np.arange(n + n_dem, dtype=np.int32), np.r_[np.zeros(n), -m.weight])
     # rows: y_d - sum x_s <= 0, one per demand, in CSR form
-    by_demand = m.cover.T.tocsr()
+    by_demand = m.by_demand
     counts = np.diff(by_demand.indptr)
     starts = (by_demand.indptr[:-1] + np.arange(n_dem)).astype(np.int32)
     index = np.empty(by_demand.nnz + n_dem, dtype=np.int32)
