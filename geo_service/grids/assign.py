@@ -1,8 +1,8 @@
 """Batch assignment: a CSV of points (millions of rows) -> the same rows with their grids.
 
 1. The input is read once in Arrow batches; coordinates are parsed and converted in numpy, and
-   each batch goes by binary COPY (rows laid out by numpy, no per-row Python) to one of a few
-   database sessions, round-robin, while the next batch is read.
+   each batch, in spatial order, is cut between a few database sessions and sent by binary
+   COPY (rows laid out by numpy, no per-row Python) while the next batch is read.
 2. Each session indexes its points and asks PostGIS, grid by grid, which grids cover them and
    whether in their interior, then the nearest grid of the points no grid covers
    (`assign_store`: the locate door's rules, laid out for a million points).
@@ -128,8 +128,8 @@ def assign_csv(
 ) -> AssignReport:
     """Assign every row of `source` to a grid and write `output` (columns OUTPUT_COLUMNS).
 
-    The batches are shared round-robin between `workers` database sessions (default: one per
-    core), each loading, indexing and joining its share at the same time. Rows are numbered
+    Each batch is shared between `workers` database sessions (default: one per core), each
+    loading, indexing and joining its share at the same time. Rows are numbered
     1.. in input order (`i`). A file Arrow cannot read whole is read again through its
     tolerant copy; `progress` counts each row once all the same.
     """
@@ -191,8 +191,8 @@ def _located(
     parts: int,
     progress: Callable[[int], None],
 ) -> tuple[np.ndarray, dict[int, str], list[_Facts]]:
-    """Read the file once, sending batch k's usable points to session k % parts while the
-    sessions load the batches before it; then each session finds its points' facts. Returns
+    """Read the file once, sending each batch's usable points to the sessions (a part each)
+    while they load the batches before it; then each session finds its points' facts. Returns
     the usable-coordinates mask of every row, why each unusable row is unusable (by row
     number), and each session's facts."""
     feeds: list[_Feed] = [queue.Queue(_QUEUED) for _ in range(parts)]
@@ -202,14 +202,19 @@ def _located(
         sessions = [pool.submit(_facts, url, feed, tolerance_m) for feed in feeds]
         try:
             total = 0
-            for number, batch in enumerate(_batches(src, first_read=True)):
+            for batch in _batches(src, first_read=True):
                 first, total = total + 1, total + batch.num_rows
                 x, y, why = _coordinates(batch, crs, src)
                 ok = ~np.isnan(x)
                 reasons.update({first + k: r for k, r in why.items()})
                 masks.append(ok)
-                k = number % parts
-                _send(feeds[k], _Batch(np.arange(first, total + 1)[ok], x[ok], y[ok]), sessions[k])
+                i, x, y = np.arange(first, total + 1)[ok], x[ok], y[ok]
+                # In spatial (Morton) order, cut in `parts` runs, one per session: the sessions
+                # get as many points each, and the points under one grid sit together, in one
+                # session and on few of its heap pages; `i` keeps the input order.
+                for k, run in enumerate(np.array_split(_morton_order(x, y), parts)):
+                    if len(run):
+                        _send(feeds[k], _Batch(i[run], x[run], y[run]), sessions[k])
                 progress(batch.num_rows)
             for feed, session in zip(feeds, sessions, strict=True):
                 _send(feed, None, session)
@@ -268,9 +273,7 @@ def _facts(url: str, feed: _Feed, tolerance_m: float) -> _Facts:
             while (batch := feed.get()) is not None:
                 if batch is _ABORT:
                     raise _Aborted
-                # Stored in spatial (Morton) order, so that the points under one grid sit on
-                # few heap pages; `i` keeps the input order.
-                copy.write(_point_rows(batch.i, batch.x, batch.y, _morton_order(batch.x, batch.y)))
+                copy.write(_point_rows(batch.i, batch.x, batch.y, np.arange(len(batch.i))))
                 loaded.append(batch)
             copy.write(bulk.COPY_TRAILER)
         near: tuple[np.ndarray, ...] = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0))
