@@ -582,7 +582,7 @@ def _apply(
             raise InvalidInput(f"unknown worker code {unknown[0]!r}")
         edit = edits_store.begin_edit(conn, kind, by.actor, by.reason)
         _write(conn, plan)
-        topology_store.sync(conn, settings.grids.import_tolerance_deg)
+        topology_store.sync(conn, settings.grids.import_tolerance_deg, min_area)
         lineage = edits_store.record_lineage(conn, edit)
         if plan.recoded:
             edits_store.record_recode(conn, edit, *plan.recoded)

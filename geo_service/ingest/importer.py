@@ -140,7 +140,12 @@ def import_file(
         if edit is not None:
             # the grids' shared boundaries, stored once (PostGIS Topology)
             topo_tick = progress("topology", counts.inserted + counts.updated) if progress else None
-            topology_store.sync(conn, settings.grids.import_tolerance_deg, topo_tick)
+            topology_store.sync(
+                conn,
+                settings.grids.import_tolerance_deg,
+                settings.grids.qa_min_area_m2,
+                topo_tick,
+            )
             edits_store.end_import(conn, edit, counts.inserted, counts.updated, counts.deleted)
         if opts.dry_run:
             conn.rollback()
