@@ -152,6 +152,12 @@ def _block_sets(lines: list[LineString]) -> tuple[object, set[bytes]]:
     return traced, {g.wkb for g in shapely.normalize(expected)}
 
 
+DIAMOND = [
+    line((50, 0), (60, 10)),
+    line((60, 10), (50, 20)),
+    line((50, 20), (40, 10)),
+    line((40, 10), (50, 0)),
+]
 LATTICE = [line((x, y), (x + 100, y)) for y in (0, 100, 200) for x in (0, 100)] + [
     line((x, y), (x, y + 100)) for x in (0, 100, 200) for y in (0, 100)
 ]
@@ -170,8 +176,10 @@ LATTICE = [line((x, y), (x + 100, y)) for y in (0, 100, 200) for x in (0, 100)] 
         ("T-junction", [line((0, 50), (100, 50))], True),
         # two blocks joined by one street: each still a block
         ("barbell", [line((200, 100), (400, 100)), *SQUARE_AT_400], True),
-        # a block hanging inside another by one street: a block with a hole (polygonize)
-        ("keyhole", [line((0, 20), (40, 20)), *SMALL_SQUARE], False),
+        # a block hanging inside another by one street: a block with a hole, traced too
+        ("keyhole", [line((0, 20), (40, 20)), *SMALL_SQUARE], True),
+        # a block touching the one around it at a single node: a hole touching the outline
+        ("pinch", DIAMOND, True),
         # a bridge over the lattice, no node where it crosses: polygonize
         ("bridge", [line((0, 200), (200, 50))], False),
     ],

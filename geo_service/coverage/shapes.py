@@ -262,9 +262,8 @@ def faces(streets: np.ndarray, source: np.ndarray, target: np.ndarray) -> Faces:
     They are traced on the graph itself (`planar_faces`), 3x faster than polygonize, which
     also holds the GIL for its whole run (0.6 s for 100k streets, stalling every other thread
     of a compute). Where the tracing is not sure to be right (streets crossing without a
-    node, such as a bridge, or a block hanging off another by a single street), the streets
-    are noded and polygonized, and each stretch of a block's outline is matched to the
-    street it lies on."""
+    node, such as a bridge), the streets are noded and polygonized, and each stretch of a
+    block's outline is matched to the street it lies on."""
     traced = planar_faces(streets, source, target)
     if traced is not None:
         return traced
@@ -286,7 +285,8 @@ def planar_faces(edges: np.ndarray, source: np.ndarray, target: np.ndarray) -> F
     edge: dead ends are pruned, then from each edge side the walk turns into the next edge
     clockwise around each node, which keeps the face on its left. Returns None unless the
     result is provably a planar subdivision: as many faces as Euler's formula allows
-    (V - E + F = 2), every face a valid polygon, and their areas adding up to the outline's."""
+    (V - E + F = 2), every face a valid polygon (once an outline touching itself is made
+    valid), and their areas adding up to the outline's."""
     m = len(edges)
     no = np.zeros(0, np.int64)
     none = Faces(np.empty(0, dtype=object), no, no, np.zeros(m, bool))
@@ -363,15 +363,27 @@ def planar_faces(edges: np.ndarray, source: np.ndarray, target: np.ndarray) -> F
     polygons = shapely.polygons(rings)
     found = polygons[inner]
     outline = float(shapely.area(polygons[~inner][0]))
-    if not shapely.is_valid(found).all() or not np.isclose(
-        shapely.area(found).sum(), outline, rtol=1e-9
+    # A block whose outline touches itself (a block hanging inside it by one street, walked
+    # there and back; or one touching it at a single node) is traced as one ring: as a
+    # polygon it is invalid, and its valid form (the street walked twice dropped, the
+    # block inside as a hole) is what polygonize finds.
+    touching = ~shapely.is_valid(found)
+    if touching.any():
+        found[touching] = shapely.make_valid(
+            found[touching], method="structure", keep_collapsed=False
+        )
+    if (
+        (shapely.get_type_id(found) != shapely.GeometryType.POLYGON).any()
+        or not shapely.is_valid(found).all()
+        or not np.isclose(shapely.area(found).sum(), outline, rtol=1e-9)
     ):
         return None
     # each half-edge's face, as an index into `found` (-1: the outside, or no area)
     index = np.full(n_faces, -1, dtype=np.int64)
     index[np.flatnonzero(sized)[inner]] = np.arange(len(found))
     face = index[face_of]
-    bounds = face >= 0
+    # a street with the same block on both sides runs inside it: it bounds no block
+    bounds = (face >= 0) & (face != face[back])
     return Faces(found, np.r_[keep, keep][bounds], face[bounds], none.split)
 
 
