@@ -4,6 +4,7 @@ shapes, bad input, CLI."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -473,6 +474,20 @@ def test_buildings_outside_every_grid_count_in_the_community_they_lie_in(client:
     items = client.get("/api/v1/coverage/communities").json()["items"]
     counted = {item["code"]: item["buildings"] for item in items}
     assert counted == {"340705001001": 8, "340705001002": 8, None: 150 - 16}
+
+
+def test_ready_only_once_the_model_what_if_reads_is_loaded(lattice: Engine, settings: Settings):
+    """A load balancer waiting for /readyz sends the first what-if to a server holding its
+    model: that what-if does not wait for the load."""
+    app = create_app(settings, engine=lattice)
+    with TestClient(app) as client:
+        while (ready := client.get("/readyz")).status_code == 503:
+            assert ready.headers["Retry-After"] == "1"
+            assert set(ready.json()["warming"]) <= {"coverage model", "routes"}
+            time.sleep(0.05)
+        assert ready.status_code == 200 and ready.json()["status"] == "ready"
+        assert app.state.coverage_models.holds(lattice)
+        assert client.get("/livez").status_code == 200
 
 
 def test_what_if_answers_without_changing_stored_results(lattice: Engine, client: TestClient):

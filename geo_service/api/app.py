@@ -100,8 +100,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         app.state.reads = await Reads.open(settings.database, app.state.engine, app.state.read_pool)
         # What-if and suggest's model of the latest compute, loaded while the server starts
         # (about 1.5 s for a city): the planner's first what-if is not the slow one.
-        app.state.coverage_models.warm(app.state.engine, settings)
-        build_routes(app)  # likewise FastAPI's handling of each route, built on first use
+        # (/readyz answers 503 until both are done)
+        app.state.warming = [
+            ("coverage model", app.state.coverage_models.warm(app.state.engine, settings)),
+            ("routes", build_routes(app)),  # FastAPI's handling of each, built on first use
+        ]
         yield
         await app.state.reads.close()
         await app.state.read_pool.close()
@@ -122,6 +125,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.warming = []  # (what, thread) readied at start: see /readyz
     app.state.layers = LayerService.from_settings(settings)
     app.state.tokens = TokenCache(settings.auth.cache_s)
     app.state.metrics = Metrics()

@@ -48,7 +48,7 @@ _STAFF: Final = frozenset({"admin", "planner", "dispatcher", "worker"})
 # The permission table: endpoint group -> roles allowed. The README shows it; the tests check
 # every cell of it.
 PERMISSIONS: Final[Mapping[str, frozenset[str]]] = {
-    "health": _EVERYONE,  # GET /healthz, /livez
+    "health": _EVERYONE,  # GET /healthz, /readyz, /livez
     "map": _EVERYONE,  # GET /map pages (the data they load is checked on its own routes)
     "layers": _EVERYONE,  # /ogc, /tiles: only the layers whose `roles` admit the caller
     "open311.read": _EVERYONE,  # GET services, requests (free text only to incident readers)

@@ -49,6 +49,7 @@ from tests.benchmarks.common import (
     ROOT,
     bench_url,
     load_note,
+    ready_after,
     scratch_engine,
     served,
     settings,
@@ -245,6 +246,7 @@ def _what_if(engine: Engine, token: str, fig: Figures) -> None:
 def _suggest(engine: Engine, token: str, fig: Figures) -> None:
     path = f"/api/v1/coverage/suggest?k={SUGGEST_K}"
     with served(engine, GEO_LOG_LEVEL="WARNING") as port:
+        ready_after(port)
         client = Client(port, token, keep_alive=False)
         first, answer = client.call("GET", path)
         warm = sorted(client.call("GET", path)[0] for _ in range(SUGGEST_WARM))
@@ -324,9 +326,9 @@ compute_s | s | < 30 s | plot | `coverage compute` (second run), wall of the com
 compute_inner_s | s | | | `coverage compute`, its own clock (no start-up)
 compute_rss_mb | MB | < 8 GB | | `coverage compute` peak RSS, the process
 compute_pg_mb | MB | | | `coverage compute`, PostgreSQL backends' peak private memory
-what_if_first_ms | ms | ≤ 3× the city | plot | what-if over HTTP, first call of a fresh server
+what_if_first_ms | ms | ≤ 3× the city | plot | what-if over HTTP, first call once ready
 what_if_p95_ms | ms | ≤ 3× the city | plot | what-if over HTTP, warm p95 (40 calls)
-suggest_first_s | s | ≤ 3× the city | plot | suggest k={k} over HTTP, first call
+suggest_first_s | s | ≤ 3× the city | plot | suggest k={k} over HTTP, first call once ready
 suggest_s | s | ≤ 3× the city | | suggest k={k} over HTTP, warm (median of {warm})
 assign_{points}_s | s | | plot | `assign` {points:,} points
 assign_{points}_rss_mb | MB | | | `assign` {points:,} points, peak RSS

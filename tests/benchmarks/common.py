@@ -199,6 +199,23 @@ def wait_until_up(url: str, timeout: float = 90) -> None:
     raise RuntimeError(f"server did not answer at {url}")
 
 
+def ready_after(port: int, timeout: float = 300) -> float:
+    """Seconds until the server on `port` answers /readyz 200 (its coverage model loaded):
+    a load balancer sends it traffic from then on."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5):
+                return time.monotonic() - started
+        except urllib.error.HTTPError as e:
+            if e.code != 503:
+                raise
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"the server on port {port} was not ready in {timeout:g} s")
+
+
 def wrk_ms(value: str) -> float:
     """A wrk latency ("512.00us", "3.10ms", "1.20s", "1.01m") in milliseconds."""
     match = re.fullmatch(r"([\d.]+)(\w+)", value)
