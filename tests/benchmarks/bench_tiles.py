@@ -6,8 +6,9 @@ tables from the same PostGIS, one server process each, requests one at a time ov
   alternate between the two, tile by tile, the same tiles the same number of times;
 - items: GeoJSON pages, alternating likewise.
 There is no warm row: ours would answer from its cache and tipg has none, so it would
-compare a cache with a database query (issue 21). tipg gets the same properties and, for
-buildings, the footprints with their own GiST index.
+compare a cache with a database query (issue 21). tipg gets the same properties, ours' 64-unit
+buffer, no cap on features per tile and, for buildings, the footprints with their own GiST
+index. Every timed tile is first checked to hold the same features from both.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from pathlib import Path
 
 import httpx
 import mapbox_vector_tile
+from shapely.geometry import box, shape
 from sqlalchemy import text
 
 from geo_service.ingest import ImportOptions, import_file
+from geo_service.layers.tiles import BUFFER, EXTENT
 from tests.benchmarks.common import (
     ROOT,
     Result,
@@ -111,6 +114,10 @@ def _serve_tipg(url: str) -> tuple[subprocess.Popen[bytes], int, str]:
         "TIPG_DB_TABLES": '["public.grids", "public.buildings"]',
         "TIPG_DB_FUNCTIONS": "[]",
         "TIPG_ADD_TILES_VIEWER": "false",
+        # Every feature of the tile, as ours (tipg stops at 10,000 by default: a z13 tile of
+        # the province's buildings would be cut short), clipped at ours' buffer.
+        "TIPG_MAX_FEATURES_PER_TILE": "10000000",
+        "TIPG_TILE_BUFFER": str(BUFFER),
     }
     proc = subprocess.Popen(
         [
@@ -167,10 +174,9 @@ def _tiles(cold: str, tipg: str) -> list[Result]:
             def tipg_url(t: tuple[int, int, int], c: str = collection, q: str = query) -> str:
                 return f"{tipg}/collections/{c}/tiles/WebMercatorQuad/{t[0]}/{t[1]}/{t[2]}?{q}"
 
-            _same_features(client, our_url(tiles[4]), tipg_url(tiles[4]), layer)
             for t in tiles:  # table and index pages into PostgreSQL's buffers, for both
-                client.get(tipg_url(t))
-                client.get(our_url(t))
+                theirs = client.get(tipg_url(t)).content
+                _same_features(client.get(our_url(t)).content, theirs, layer, t)
             times: dict[str, list[float]] = {"cold": [], "tipg": []}
             for r in range(ROUNDS):
                 for t in tiles:  # in turns, who goes first changing every round
@@ -194,17 +200,46 @@ def _tiles(cold: str, tipg: str) -> list[Result]:
     return results
 
 
-def _same_features(client: httpx.Client, ours: str, tipg: str, layer: str) -> None:
-    """Both servers draw the same features (else the comparison means nothing)."""
-    a = mapbox_vector_tile.decode(client.get(ours).content).get(layer, {"features": []})
-    b = mapbox_vector_tile.decode(client.get(tipg).content).get("default", {"features": []})
-    key = "code"
-    ours_codes = {f["properties"][key] for f in a["features"]}
-    tipg_codes = {f["properties"][key] for f in b["features"]}
-    # Ours also hold the features within the tile's 64-pixel buffer (tipg's stop at its edge).
-    if not tipg_codes or not tipg_codes <= ours_codes or len(ours_codes) > 1.1 * len(tipg_codes):
+# A feature that reaches this far into the tile proper (in tile units, 4096 a side) must be in
+# both tiles: snapping to whole units can move a shape's edge by half a unit either way.
+_EDGE = 1
+
+
+def _same_features(ours: bytes, tipg: bytes, layer: str, t: tuple[int, int, int]) -> None:
+    """Both servers draw the same features (else the comparison means nothing).
+
+    Ours also hold the features that only reach into the tile's buffer (64 units around it,
+    so that strokes meet across tile edges); tipg's stop at the tile's edge. So, at any scale:
+    every feature of tipg's is one of ours, every one of ours that reaches into the tile
+    proper is one of tipg's, and ours' others lie in the buffer, never farther."""
+    a = mapbox_vector_tile.decode(ours).get(layer, {"features": []})["features"]
+    b = mapbox_vector_tile.decode(tipg).get("default", {"features": []})["features"]
+    tipg_codes = {f["properties"]["code"] for f in b}
+    ours_codes = {f["properties"]["code"] for f in a}
+    inner = box(_EDGE, _EDGE, EXTENT - _EDGE, EXTENT - _EDGE)
+    reach = box(-BUFFER, -BUFFER, EXTENT + BUFFER, EXTENT + BUFFER)
+    inside, beyond = set(), set()
+    for f in a:
+        drawn = shape(f["geometry"])
+        if drawn.intersects(inner):
+            inside.add(f["properties"]["code"])
+        if not reach.covers(drawn):
+            beyond.add(f["properties"]["code"])
+    problems = [
+        f"{what}: {sorted(codes)[:5]}"
+        for what, codes in (
+            ("tipg's, not ours", tipg_codes - ours_codes),
+            ("ours in the tile, not tipg's", inside - tipg_codes),
+            ("ours beyond the buffer", beyond),
+        )
+        if codes
+    ]
+    if len(a) != len(ours_codes) or len(b) != len(tipg_codes):
+        problems.append("a code drawn twice")
+    if problems:
         raise RuntimeError(
-            f"{layer}: ours {len(ours_codes)} features, tipg {len(tipg_codes)}: not comparable"
+            f"{layer} tile {t}: ours {len(ours_codes)} features ({len(inside)} in the tile "
+            f"proper), tipg {len(tipg_codes)}; not the same features: {'; '.join(problems)}"
         )
 
 
