@@ -111,7 +111,7 @@ def test_a_malformed_file_counts_each_row_once(
     seen: list[int] = []
 
     report = assign.assign_csv(
-        planted, source, out, parse_input_crs("wgs84"), TOLERANCE_M, workers=2, progress=seen.append
+        planted, source, out, parse_input_crs("wgs84"), TOLERANCE_M, progress=seen.append
     )
 
     assert sum(seen) == 300

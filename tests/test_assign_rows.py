@@ -212,7 +212,7 @@ def test_bad_rows_keep_their_place_across_batches_and_workers(
     source.write_text("id,lon,lat\n" + "\n".join(lines) + "\n\n")  # and a blank line at the end
     expected.append(("", "invalid"))
 
-    report = assign.assign_csv(planted, source, out, parse_input_crs("wgs84"), 50.0, workers=2)
+    report = assign.assign_csv(planted, source, out, parse_input_crs("wgs84"), 50.0)
 
     rows = list(csv.reader(io.StringIO(out.read_text())))[1:]
     assert [(r[0], r[5]) for r in rows] == expected

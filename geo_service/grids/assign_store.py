@@ -1,5 +1,5 @@
-"""All SQL of batch assignment (`assign`): a session's temp tables of points, the join that
-finds which grids cover each point, and the nearest grid of the points none covers.
+"""All SQL of batch assignment (`assign`): the grids for the in-memory index, the facts of the
+points it leaves to PostGIS, and the nearest grid of the points no grid covers.
 
 The rules are the locate door's (`store._FACTS` and `store.nearest_sql`): covered means
 `ST_Covers`, interior means `ST_Contains`, and the nearest grid is, among the three nearest in
@@ -9,45 +9,37 @@ the way the work is laid out differs, for a million points at a time.
 
 from __future__ import annotations
 
-POINTS = "assign_points"  # (i, x, y, geom): the batch's usable points, i = input row number
-LONELY = "assign_lonely"  # the same for the points no grid covers
+LONELY = "assign_lonely"  # (i, x, y, geom): a chunk's uncovered points near some grid
 PIECES = "assign_pieces"  # the grids cut into pieces of few vertices, for distances
 
-_POINTS_TABLE = (
-    "CREATE TEMP TABLE {table} (i int8, x float8, y float8, geom geometry(Point, 4326) "
-    "GENERATED ALWAYS AS (ST_SetSRID(ST_MakePoint(x, y), 4326)) STORED)"
-)
-CREATE_POINTS = _POINTS_TABLE.format(table=POINTS)
-COPY_POINTS = f"COPY {POINTS} (i, x, y) FROM STDIN (FORMAT binary)"
-# No ANALYZE: CREATE INDEX records the table's size, which is all the plans below need, and
-# the join is written so that only one plan fits it.
-INDEX_POINTS = f"CREATE INDEX ON {POINTS} USING gist (geom)"
+# The grids as the in-memory index holds them (`assign_index`), in code order.
+GRID_SHAPES = "SELECT id, code, community_code, ST_AsBinary(geom) FROM grids ORDER BY code"
 
-# Grid by grid (LATERAL): each grid is prepared once and tested against the points under its
-# box, ~15x faster than probing the grids' index point by point at a million points. A point
-# in a grid's interior (nearly all) costs one test: ST_Covers is asked only where ST_Contains
-# said no (OFFSET 0 keeps the subquery whole, so ST_Contains runs once a row). The results
-# travel as three binary arrays (`bulk.array_values`), not a million rows.
-HITS = f"""
-    SELECT array_send(array_agg(q.i)), array_send(array_agg(g.id)),
-           array_send(array_agg(q.interior))
-    FROM grids g
-    CROSS JOIN LATERAL (
-        SELECT t.i, t.geom, ST_Contains(g.geom, t.geom) AS interior
-        FROM {POINTS} t WHERE t.geom @ g.geom OFFSET 0
-    ) q
-    WHERE q.interior OR ST_Covers(g.geom, q.geom)
+# The facts of the few points the index leaves to PostGIS (within about a centimetre of a
+# boundary): each grid covering the point, and whether the point is in its interior.
+UNSURE = """
+    SELECT u.i, g.id, ST_Contains(g.geom, p.geom)
+    FROM unnest(CAST(%(i)s AS int8[]), CAST(%(x)s AS float8[]), CAST(%(y)s AS float8[]))
+         AS u(i, x, y)
+    CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(u.x, u.y), 4326) AS geom) p
+    JOIN grids g ON ST_Covers(g.geom, p.geom)
 """
 
 # The points no grid covers, indexed, and the grids cut into pieces of at most 64 vertices, so
 # that a distance on the spheroid reads a few dozen vertices rather than a whole boundary: the
 # distance to a grid is the least to its pieces.
-CREATE_LONELY = _POINTS_TABLE.format(table=LONELY)
+# A chunk's lonely points replace the last chunk's (no ANALYZE: CREATE INDEX records the
+# table's size, which is all the plan needs); the pieces are cut once a run.
+CREATE_LONELY = (
+    f"DROP TABLE IF EXISTS {LONELY}",
+    f"CREATE TEMP TABLE {LONELY} (i int8, x float8, y float8, geom geometry(Point, 4326) "
+    "GENERATED ALWAYS AS (ST_SetSRID(ST_MakePoint(x, y), 4326)) STORED)",
+)
 COPY_LONELY = f"COPY {LONELY} (i, x, y) FROM STDIN (FORMAT binary)"
-PREPARE_NEAREST = (
-    f"CREATE INDEX ON {LONELY} USING gist (geom)",
+INDEX_LONELY = f"CREATE INDEX ON {LONELY} USING gist (geom)"
+CREATE_PIECES = (
     f"CREATE TEMP TABLE {PIECES} AS "
-    "SELECT g.id, g.code, ST_Subdivide(g.geom, 64) AS geom FROM grids g",
+    "SELECT g.id, g.code, ST_Subdivide(g.geom, 64) AS geom FROM grids g"
 )
 
 # `store.nearest_sql` for all the lonely points at once, piece by piece: each piece meets the
@@ -81,5 +73,3 @@ NEAREST = f"""
     SELECT array_send(array_agg(i)), array_send(array_agg(id)), array_send(array_agg(metres))
     FROM chosen
 """
-
-GRIDS = "SELECT id, code, community_code FROM grids ORDER BY code"

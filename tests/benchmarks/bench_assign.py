@@ -91,7 +91,7 @@ def run() -> list[Result]:
     """Time both pipelines on the city's grids, then on the held-out polygons."""
     s = settings()
     folder = city_dir()
-    rows = [_compare(s, folder, "geo_bench", "3,906 city grids", seed=7)]
+    rows = [_compare(s, folder, "geo_bench_assign", "3,906 city grids", seed=7)]
     rows.append(
         _compare(
             s,
