@@ -191,13 +191,17 @@ def _check(conn: Connection, area: Any, tolerance_deg: float) -> None:
               FROM {_GRID_FACES} AND g.geom && ST_Expand(CAST(:area AS geometry), :tol)),
             own AS (  -- faces of one grid only (where grids overlap, QA reports it)
               SELECT * FROM face_grid WHERE face_id IN
-                (SELECT face_id FROM face_grid GROUP BY face_id HAVING count(*) = 1))
+                (SELECT face_id FROM face_grid GROUP BY face_id HAVING count(*) = 1)),
+            bound AS MATERIALIZED (  -- each grid's outline built once, not once per edge
+              SELECT id, ST_Boundary(topo::geometry) AS line
+              FROM (SELECT DISTINCT ON (id) id, topo FROM face_grid) x)
             SELECT e.edge_id FROM {TOPOLOGY}.edge_data e
             JOIN own l ON l.face_id = e.left_face
             JOIN own r ON r.face_id = e.right_face
+            JOIN bound lb ON lb.id = l.id
+            JOIN bound rb ON rb.id = r.id
             WHERE l.id <> r.id AND e.geom && ST_Expand(CAST(:area AS geometry), :tol)
-              AND (SELECT max(greatest(ST_Distance(d.geom, ST_Boundary(l.topo::geometry)),
-                                       ST_Distance(d.geom, ST_Boundary(r.topo::geometry))))
+              AND (SELECT max(greatest(ST_Distance(d.geom, lb.line), ST_Distance(d.geom, rb.line)))
                    FROM ST_DumpPoints(e.geom) d) > CAST(:tol AS float8)
             LIMIT 1
             """
