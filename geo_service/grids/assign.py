@@ -47,8 +47,10 @@ import csv
 import io
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import psycopg
@@ -62,7 +64,7 @@ from geo_service.crs import InputCRS
 from geo_service.db import bulk
 from geo_service.errors import InvalidInput, NotFound
 from geo_service.grids import assign_store, rules
-from geo_service.grids.assign_index import GridIndex
+from geo_service.grids.assign_index import Facts, GridIndex
 
 OUTPUT_COLUMNS = (
     "id", "lon", "lat", "grid_code", "community_code", "status", "distance_m", "reason",
@@ -178,35 +180,55 @@ class _Run:
     def write(
         self, src: _Source, output: Path, block: int, progress: Callable[[int], None]
     ) -> AssignReport:
-        """Read `src` chunk by chunk, writing each chunk's rows with their results."""
+        """Read `src` chunk by chunk, writing each chunk's rows with their results. While the
+        session settles a chunk (`_settle`: PostGIS's part), the next one is read and its
+        points tested against the grids in memory; at most two chunks are held."""
         counts = np.zeros(len(rules.STATUSES), np.int64)
         rows = 0
         output.parent.mkdir(parents=True, exist_ok=True)
-        with output.open("wb") as sink:
+        with output.open("wb") as sink, ThreadPoolExecutor(1) as session:
             sink.write((",".join(OUTPUT_COLUMNS) + "\n").encode())
-            for batch in _batches(src, block, first_read=src.reason_field is None):
-                x, y, why = _coordinates(batch, self.crs, src)
-                status, rank, distance = self._decide(x, y)
-                cells = [
-                    *(_quoted(batch.column(f)) for f in src.fields),
-                    self.grid_cells.take(rank),
-                    self.community_cells.take(rank),
-                    self.status_cells.take(status),
-                    _distances(distance),
-                    _reasons(why, batch.num_rows),
-                ]
-                sink.write(_csv_lines(cells))
-                counts += np.bincount(status, minlength=len(counts))
-                rows += batch.num_rows
-                progress(batch.num_rows)
+            pending: _Chunk | None = None
+            try:
+                for batch in _chunks(src, block, first_read=src.reason_field is None):
+                    x, y, why = _coordinates(batch, self.crs, src)
+                    settled = session.submit(self._settle, self.grids.facts(x, y), x, y)
+                    if pending is not None:
+                        counts += self._write_chunk(sink, src, pending)
+                    pending = _Chunk(batch, why, settled)
+                    rows += batch.num_rows
+                    progress(batch.num_rows)
+                if pending is not None:
+                    counts += self._write_chunk(sink, src, pending)
+            except BaseException:
+                if pending is not None:
+                    pending.settled.cancel()
+                raise
         by_status = {str(rules.STATUSES[k]): int(n) for k, n in enumerate(counts) if n}
         return AssignReport(rows, by_status, str(output))
 
-    def _decide(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _write_chunk(self, sink: BinaryIO, src: _Source, chunk: _Chunk) -> np.ndarray:
+        """Write a chunk's rows with their results, once settled; its count per status."""
+        status, rank, distance = chunk.settled.result()
+        cells = [
+            *(_quoted(chunk.batch.column(f)) for f in src.fields),
+            self.grid_cells.take(rank),
+            self.community_cells.take(rank),
+            self.status_cells.take(status),
+            _distances(distance),
+            _reasons(chunk.why, chunk.batch.num_rows),
+        ]
+        sink.write(_csv_lines(cells))
+        return np.bincount(status, minlength=len(rules.STATUSES))
+
+    def _settle(
+        self, facts: Facts, x: np.ndarray, y: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per point of a chunk: status index, rank of the chosen grid (len(grids) = none),
-        distance in metres (NaN: none). The facts are decided by `rules.classify`; the
-        smallest covering code wins, else the nearest grid."""
-        facts = self.grids.facts(x, y)
+        distance in metres (NaN: none), from what the grids in memory found and what the
+        session adds (the points they leave to PostGIS, the nearest grid of uncovered ones).
+        The facts are decided by `rules.classify`; the smallest covering code wins, else the
+        nearest grid."""
         n_cover, n_interior, rank = facts.n_cover, facts.n_interior, facts.rank
         if len(facts.unsure):
             i, grid, interior = self._unsure(facts.unsure, x, y)
@@ -257,6 +279,15 @@ class _Run:
             bulk.array_values(None if row is None else row[k], dtype)
             for k, dtype in enumerate((">i8", ">i4", ">f8"))
         )
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """A chunk read and tested in memory, waiting for the session to settle it."""
+
+    batch: pa.RecordBatch
+    why: dict[int, str]  # why each unusable row is, by its index in the chunk
+    settled: Future[tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 # -- output -----------------------------------------------------------------------------------
@@ -354,7 +385,7 @@ def _reader(src: _Source, columns: list[str], block: int) -> pacsv.CSVStreamingR
     that output row N answers input row N; quoted values may span lines."""
     return pacsv.open_csv(
         src.path,
-        read_options=pacsv.ReadOptions(encoding=src.encoding, block_size=block),
+        read_options=pacsv.ReadOptions(encoding=src.encoding, block_size=block, use_threads=False),
         parse_options=pacsv.ParseOptions(ignore_empty_lines=False, newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
             column_types={name: pa.string() for name in columns},
@@ -362,6 +393,33 @@ def _reader(src: _Source, columns: list[str], block: int) -> pacsv.CSVStreamingR
             strings_can_be_null=False,
         ),
     )
+
+
+# Arrow's reader reads up to 32 of its blocks ahead of the parsing (320 MB of a large file at
+# 10 MB blocks, whatever the chunk): it reads small blocks, joined into chunks.
+_READ_BYTES = 1 << 20
+
+
+def _chunks(src: _Source, block: int, *, first_read: bool) -> Iterator[pa.RecordBatch]:
+    """The columns of the file chunk by chunk, some `block` bytes of Arrow data each (about
+    as much CSV), each read in blocks of at most _READ_BYTES."""
+    held: list[pa.RecordBatch] = []
+    size = 0
+    for batch in _batches(src, min(block, _READ_BYTES), first_read=first_read):
+        held.append(batch)
+        size += batch.nbytes
+        if size >= block:
+            yield _joined(held)
+            held, size = [], 0
+    if held:
+        yield _joined(held)
+
+
+def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    """Record batches as one (their columns' values copied together)."""
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
 def _batches(src: _Source, block: int, *, first_read: bool) -> Iterator[pa.RecordBatch]:
