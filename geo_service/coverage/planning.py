@@ -58,6 +58,8 @@ class Model:
     node_component: np.ndarray  # network.node_components(graph)
     building_component: np.ndarray  # of each building's entry edge, -1 for none
     community_index: tuple[np.ndarray, np.ndarray]  # fig.group_index(community)
+    reach: network.TargetIndex  # the buildings a bounded walk reaches, found by edge
+    stranded: np.ndarray  # buildings on the network with no centre to walk to
     base_city: dict[str, Any]  # fig.figures of the compute
     base_communities: dict[Any, dict[str, Any]]  # fig.by_group of the compute
     # suggest's problem from street nodes, per candidate cap: made on first use, as it walks
@@ -80,32 +82,46 @@ class Model:
         _, tier = self.params.tier_of(walk)
         return walk, tier
 
-    def walks_after(self, new: Entries, removed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each building's walk and tier with the centres `removed` (a mask over
-        `center_codes`) taken away and `new` ones added.
+    def moved_after(
+        self, new: Entries, removed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The buildings whose tier or reachability changes with the centres `removed` (a
+        mask over `center_codes`) taken away and `new` ones added: (their indices, walks,
+        tiers).
 
-        Without removals only the new centres are walked, and only as far as the widest
-        tier: a longer walk changes no tier. A building that had no centre to walk to and is
-        now joined to one beyond every tier gets a finite walk past the widest tier (it is
-        reachable, in no tier): only tiers and reachability are read from these walks."""
+        Without removals only the new centres are walked, only as far as the widest tier (a
+        longer walk changes no tier), and only the buildings that walk reaches are looked at:
+        the cost is the new centres' surroundings, not the city. A building that had no
+        centre to walk to and is now joined to one beyond every tier gets a finite walk past
+        the widest tier (it is reachable, in no tier): only tiers and reachability are read
+        from these walks."""
         if removed.any():
             sources = Entries.concat([self.centers.take(np.flatnonzero(~removed)), new])
-            return self.walks(sources)
-        walk = self.base_walk.copy()
+            walk, tier = self.walks(sources)
+            moved = np.flatnonzero(
+                (tier != self.base_tier) | (np.isfinite(walk) != np.isfinite(self.base_walk))
+            )
+            return moved, walk[moved], tier[moved]
+        idx, walk = np.zeros(0, np.int64), np.zeros(0)
         on = new.edge[new.edge != network.NO_EDGE]
         if len(on):
             reach = self.params.reach_m
-            near, _ = network.nearest_source(self.graph, new, self.buildings, reach)
-            np.minimum(walk, near, out=walk)
-            stranded = np.flatnonzero(~np.isfinite(walk) & (self.building_component >= 0))
-            if len(stranded):  # none, once any centre was on the network before
-                joined = np.isin(
-                    self.building_component[stranded],
-                    self.node_component[self.graph.source[on]],
-                )
-                walk[stranded[joined]] = np.nextafter(reach, np.inf)
+            idx, walk, _ = network.walks_within(self.graph, new, self.buildings, reach, self.reach)
+            closer = walk < self.base_walk[idx]
+            idx, walk = idx[closer], walk[closer]
+            if len(self.stranded):  # none, once any centre was on the network before
+                joined = self.stranded[
+                    np.isin(
+                        self.building_component[self.stranded],
+                        self.node_component[self.graph.source[on]],
+                    )
+                ]
+                joined = np.setdiff1d(joined, idx, assume_unique=True)
+                idx = np.r_[idx, joined]
+                walk = np.r_[walk, np.full(len(joined), np.nextafter(reach, np.inf))]
         _, tier = self.params.tier_of(walk)
-        return walk, tier
+        moved = (tier != self.base_tier[idx]) | ~np.isfinite(self.base_walk[idx])
+        return idx[moved], walk[moved], tier[moved]
 
     @property
     def tiers(self) -> list[int]:
@@ -242,6 +258,8 @@ def _model(
         tree=network.routable_tree(geoms, routable),
         node_component=components,
         building_component=b_component,
+        reach=network.TargetIndex.of(graph, b),
+        stranded=np.flatnonzero(~np.isfinite(walk) & (b_component >= 0)),
         community_index=groups,
         base_city=fig.figures(tier, walk, arrays["households"], tiers),
         base_communities=fig.by_group(groups, tier, walk, arrays["households"], tiers),
@@ -272,13 +290,12 @@ def what_if(
     lon, lat = _lonlat(add, crs, "add")
     new = m.entries(lon, lat)
     far = np.flatnonzero(new.edge < 0)
-    walk, tier = m.walks_after(new, np.isin(m.center_codes, remove))
     # The figures after are those before with the buildings whose tier or reach changed
     # counted again (figures are counts: a planner's centre changes a few thousand of 120k).
-    moved = np.flatnonzero((tier != m.base_tier) | (np.isfinite(walk) != np.isfinite(m.base_walk)))
+    moved, walk, tier = m.moved_after(new, np.isin(m.center_codes, remove))
     hh = m.households[moved]
     was = (m.base_tier[moved], m.base_walk[moved], hh, m.tiers)
-    now = (tier[moved], walk[moved], hh, m.tiers)
+    now = (tier, walk, hh, m.tiers)
     before = _copied(m.base_city)  # with_shares writes into what it is given
     after = fig.moved(m.base_city, fig.figures(*was), fig.figures(*now))
     names, index = m.community_index
