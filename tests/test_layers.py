@@ -116,6 +116,17 @@ def test_a_good_file_loads_and_its_id_is_the_file_name(tmp_path):
             ),
             ["hexbin", "tile_geometry"],
         ),
+        (  # simplified copies of a shape the layer does not draw
+            lambda t: t + '[tile_simplified]\n"5" = "geom_3857_s5"\n',
+            ["tile_simplified", "tile_geometry"],
+        ),
+        (  # a copy simplified by a tolerance no zoom uses
+            lambda t: (
+                t.replace('table = "grids"', 'table = "grids"\ntile_geometry = "geom_3857"')
+                + '[simplify]\n0 = 20.0\n12 = 5.0\n[tile_simplified]\n"2" = "geom_3857_s2"\n'
+            ),
+            ["tile_simplified", "tolerance 2.0", "simplify"],
+        ),
     ],
 )
 def test_a_bad_file_is_refused_naming_the_file_and_field(tmp_path, change, fragments):

@@ -11,7 +11,7 @@ import mapbox_vector_tile
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from geo_service.api.app import create_app
@@ -236,17 +236,68 @@ def _features(data: bytes, layer_id: str) -> list[dict]:
     return sorted(found, key=lambda feat: feat["properties"]["code"])
 
 
-@pytest.mark.parametrize("z", [13, 15, 17])
+@pytest.mark.parametrize("z", [11, 12, 13, 15, 17])
 def test_stored_web_mercator_shapes_draw_the_same_tile_as_transforming_each_row(planted, db_url, z):
+    """Grids are drawn from shapes PostgreSQL stored in Web Mercator, simplified once for the
+    zooms of each tolerance (z11: 20 m, z12-13: 5 m, z15: 1 m, z17: none): the same tile as
+    transforming and simplifying every row for every tile."""
     layer_id = "grids"
     layer = load_catalogue(layers_dir()).layers[layer_id]
-    assert layer.tile_geometry is not None
-    transformed = layer.model_copy(update={"tile_geometry": None})
+    assert layer.tile_geometry is not None and layer.simplified_at(z) == (
+        {11: "geom_3857_s20", 12: "geom_3857_s5", 13: "geom_3857_s5", 15: "geom_3857_s1"}.get(z)
+    )
+    transformed = layer.model_copy(update={"tile_geometry": None, "tile_simplified": {}})
     t = Tile(*tile_of(*ORIGIN, z))
     stored = _in_postgis(db_url, lambda conn: store.tile(conn, [layer], t))
     per_row = _in_postgis(db_url, lambda conn: store.tile(conn, [transformed], t))
     assert _features(stored, layer_id)  # the planted data is in this tile
     assert _features(stored, layer_id) == _features(per_row, layer_id)
+
+
+def test_the_simplified_shapes_follow_a_grid_that_moves(planted, db_url):
+    """Whatever writes a grid's shape (an import, an edit), its simplified copies follow: the
+    tile draws the new shape, as simplifying the row at the request would."""
+    layer = load_catalogue(layers_dir()).layers["grids"]
+    per_row = layer.model_copy(update={"tile_geometry": None, "tile_simplified": {}})
+    t = Tile(*tile_of(*ORIGIN, 12))
+    before = _features(_in_postgis(db_url, lambda conn: store.tile(conn, [layer], t)), "grids")
+    code = before[0]["properties"]["code"]
+    with planted.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE grids SET geom = ST_Multi(ST_Scale(geom, 'POINT(0.5 0.5)'::geometry, "
+                "ST_Centroid(geom))) WHERE code = :code"
+            ),
+            {"code": code},
+        )
+    after = _features(_in_postgis(db_url, lambda conn: store.tile(conn, [layer], t)), "grids")
+    moved = [feat["geometry"] for feat in after if feat["properties"]["code"] == code]
+    assert moved and moved != [feat["geometry"] for feat in before[:1]]
+    assert after == _features(
+        _in_postgis(db_url, lambda conn: store.tile(conn, [per_row], t)), "grids"
+    )
+
+
+def test_a_simplified_column_of_another_tolerance_leaves_the_layer_out(planted, db_url):
+    grids = load_catalogue(layers_dir()).layers["grids"]
+    with planted.begin() as conn:  # a grid with a boundary of 2 m steps: 1 m keeps them, 5 m not
+        conn.execute(
+            text(
+                "UPDATE grids SET geom = ST_Multi(ST_Transform(ST_MakePolygon(ST_MakeLine(ARRAY["
+                " ST_Translate(ST_Transform(ST_Centroid(geom), 3857), 0, 0),"
+                " ST_Translate(ST_Transform(ST_Centroid(geom), 3857), 20, 2),"
+                " ST_Translate(ST_Transform(ST_Centroid(geom), 3857), 40, 0),"
+                " ST_Translate(ST_Transform(ST_Centroid(geom), 3857), 60, 2),"
+                " ST_Translate(ST_Transform(ST_Centroid(geom), 3857), 60, 60),"
+                " ST_Translate(ST_Transform(ST_Centroid(geom), 3857), 0, 60),"
+                " ST_Translate(ST_Transform(ST_Centroid(geom), 3857), 0, 0)])), 4326))"
+                " WHERE code = (SELECT min(code) FROM grids)"
+            )
+        )
+    assert _in_postgis(db_url, lambda conn: store.describe(conn, grids))  # as they should be
+    swapped = grids.model_copy(update={"tile_simplified": {5.0: "geom_3857_s1"}})
+    with pytest.raises(store.SourceMissing, match="'geom_3857_s1' does not hold 'geom_3857'"):
+        _in_postgis(db_url, lambda conn: store.describe(conn, swapped))
 
 
 def test_a_tile_whose_shapes_all_vanish_at_its_zoom_is_empty(planted, db_url):

@@ -101,6 +101,13 @@ grids = Table(
     _geom("MULTIPOLYGON"),
     _updated_at(),
     _web_mercator("geom_3857", "MULTIPOLYGON", "ST_Transform(geom, 3857)"),
+    # geom_3857 simplified once per tolerance of the grids' tiles (0005_layers_tile_shapes).
+    *(
+        _web_mercator(
+            f"geom_3857_s{t}", "GEOMETRY", f"ST_Simplify(ST_Transform(geom, 3857), {t}, true)"
+        )
+        for t in (20, 5, 1)
+    ),
     # The grid's version and when it took effect: set by triggers (migration
     # 0003_living_grids), which also write every version to grid_versions.
     Column("version", Integer, nullable=False, server_default="1"),

@@ -320,10 +320,12 @@ def delete_grids(conn: Connection, codes: Sequence[str]) -> None:
 
 
 def record_lineage(conn: Connection, edit: int) -> list[Row]:
-    """Which grid versions this edit ended gave area to which versions it made (m²)."""
+    """Which grid versions this edit ended gave area to which versions it made (m²), by code
+    (RETURNING alone gives the join's order, which a change of the table's layout can turn)."""
     rows = conn.execute(
         text(
             """
+            WITH added AS (
             INSERT INTO grid_lineage (edit_id, from_code, from_version, to_code, to_version,
                                       area_m2)
             SELECT :edit, o.code, o.version, n.code, n.version,
@@ -334,7 +336,8 @@ def record_lineage(conn: Connection, edit: int) -> list[Row]:
               -- interiors that meet in a sliver too thin to measure gave no area
               AND ST_Area(ST_Intersection(o.geom, n.geom)::geography) > 0
             ON CONFLICT DO NOTHING
-            RETURNING from_code, from_version, to_code, to_version, area_m2
+            RETURNING from_code, from_version, to_code, to_version, area_m2)
+            SELECT * FROM added ORDER BY from_code, from_version, to_code, to_version
             """
         ),
         {"edit": edit},

@@ -131,6 +131,13 @@ class Layer(_Strict):
         "Mercator (EPSG:3857): tiles draw it instead of transforming `geometry` row by row "
         "(a stored generated column keeps it in step); rows are still found by `geometry`",
     )
+    tile_simplified: dict[Annotated[float, Field(gt=0)], Identifier] = Field(
+        {},
+        description="by a tolerance of `simplify`: a column of the source holding "
+        "`tile_geometry` simplified once by it (ST_Simplify(shape, tolerance, true), a stored "
+        "generated column): tiles at the zooms of that tolerance draw it instead of simplifying "
+        "every row",
+    )
     geometry_type: GeometryType = "Geometry"
     fields: dict[Identifier, FieldSpec] = {}
     minzoom: int = Field(0, ge=0, le=MAX_ZOOM)
@@ -182,6 +189,13 @@ class Layer(_Strict):
             raise ValueError(f"minzoom {self.minzoom} is above maxzoom {self.maxzoom}")
         if self.hexbin is not None and self.tile_geometry is not None:
             raise ValueError("a hexbin layer draws hexagons: `tile_geometry` does not apply")
+        if self.tile_simplified and self.tile_geometry is None:
+            raise ValueError("`tile_simplified` holds `tile_geometry` simplified: give it too")
+        unused = sorted(set(self.tile_simplified) - set(self.simplify.values()))
+        if unused:
+            raise ValueError(
+                f"`tile_simplified` has tolerance {unused[0]}, which `simplify` never uses"
+            )
         if self.history_table is not None and self.hexbin is not None:
             raise ValueError(
                 "a hexbin layer aggregates today's rows: `history_table` does not apply"
@@ -245,6 +259,10 @@ class Layer(_Strict):
     def simplify_at(self, z: int) -> float:
         """Simplification tolerance (Web Mercator metres) at zoom `z`."""
         return _at(self.simplify, z)
+
+    def simplified_at(self, z: int) -> str | None:
+        """The column holding the shapes already simplified for zoom `z`, if one does."""
+        return self.tile_simplified.get(self.simplify_at(z))
 
     def resolution_at(self, z: int) -> int:
         """H3 resolution of a hexbin layer at zoom `z`."""

@@ -62,7 +62,11 @@ async def describe(conn: AsyncConnection[Any], layer: Layer) -> dict[str, Column
         )
         names = dict(await cur.fetchall())
     columns = {name: Column(name, names.get(oid, "unknown")) for name, oid in described}
-    geometries = [layer.geometry, *([layer.tile_geometry] if layer.tile_geometry else [])]
+    geometries = [
+        layer.geometry,
+        *([layer.tile_geometry] if layer.tile_geometry else []),
+        *layer.tile_simplified.values(),
+    ]
     needed = list(geometries)
     if layer.hexbin is None:
         needed += [layer.id_field, *layer.fields]
@@ -80,8 +84,9 @@ async def describe(conn: AsyncConnection[Any], layer: Layer) -> dict[str, Column
 
 
 async def _check_web_mercator(conn: AsyncConnection[Any], layer: Layer) -> None:
-    """A `tile_geometry` must be in EPSG:3857: tiles draw it as it is (checked on one row;
-    an empty source has nothing to draw wrong)."""
+    """A `tile_geometry` must be in EPSG:3857, and each `tile_simplified` column that shape
+    simplified by its tolerance: tiles draw them as they are (checked on one row, and on the 20
+    most detailed shapes; an empty source has nothing to draw wrong)."""
     assert layer.tile_geometry is not None
     query = sql.SQL("SELECT ST_SRID(s.{g}) FROM ({src}) s WHERE s.{g} IS NOT NULL LIMIT 1").format(
         g=sql.Identifier(layer.tile_geometry),
@@ -92,6 +97,28 @@ async def _check_web_mercator(conn: AsyncConnection[Any], layer: Layer) -> None:
         row = await cur.fetchone()
     if row is not None and row[0] != 3857:
         raise SourceMissing(f"column {layer.tile_geometry!r} is in SRID {row[0]}, not 3857")
+    for tolerance, column in layer.tile_simplified.items():
+        # The same shapes, bit for bit, as the tile would have simplified, on the rows with the
+        # most vertices (where tolerances differ; simple shapes come out alike at any).
+        query = sql.SQL(
+            "SELECT bool_and(ST_AsBinary(s.{c}) IS NOT DISTINCT FROM "
+            "ST_AsBinary(ST_Simplify(s.{g}, {t}, true)) AND ST_SRID(s.{c}) = 3857) FROM ("
+            " SELECT * FROM ({src}) s WHERE s.{g} IS NOT NULL"
+            " ORDER BY ST_NPoints(s.{g}) DESC LIMIT 20) s"
+        ).format(
+            c=sql.Identifier(column),
+            g=sql.Identifier(layer.tile_geometry),
+            t=sql.Literal(tolerance),
+            src=sql.SQL(layer.source_sql),  # type: ignore[arg-type]
+        )
+        async with conn.cursor() as cur:
+            await cur.execute(query)
+            row = await cur.fetchone()
+        if row is not None and row[0] is False:
+            raise SourceMissing(
+                f"column {column!r} does not hold {layer.tile_geometry!r} simplified by "
+                f"{tolerance:g} m in EPSG:3857"
+            )
 
 
 async def versions(conn: AsyncConnection[Any], kinds: list[str]) -> tuple[int, ...]:
@@ -302,7 +329,11 @@ def _tile_part(layer: Layer, z: int, columns: Mapping[str, Column]) -> sql.Compo
         else sql.SQL("ST_Transform({}, 3857)").format(geom)
     )
     tolerance = layer.simplify_at(z)
-    if tolerance > 0:
+    simplified = layer.simplified_at(z)
+    if simplified is not None:
+        # Simplified once, when written (a z12 grids tile: 3.3 ms of CPU instead of 5.3).
+        merc = sql.SQL("s.") + sql.Identifier(simplified)
+    elif tolerance > 0:
         # Preserve collapsed geometries: a small building stays a speck, not a hole in the map.
         merc = sql.SQL("ST_Simplify({}, {}, true)").format(merc, sql.Literal(tolerance))
     props = sql.SQL("").join(_tile_value(f, columns.get(f)) + sql.SQL(", ") for f in layer.fields)
