@@ -115,10 +115,7 @@ class PointLocator:
                 await self.pool.putconn(conn)
         else:
             facts = await self._queued(x, y)
-        _, candidates, n_interior, near_code = facts[:4]
-        return _location(
-            x, y, rules.status(len(candidates), n_interior, near_code is not None), facts
-        )
+        return location_of(x, y, facts)
 
     async def _queued(self, x: float, y: float) -> tuple[Any, ...]:
         loop = asyncio.get_running_loop()
@@ -206,6 +203,15 @@ def _locations(
         facts = tuple(row.values())  # a dict row keeps the columns' order
         results[i] = _location(float(x[i]), float(y[i]), str(rules.STATUSES[code]), facts)
     return results
+
+
+def location_of(x: float, y: float, facts: Sequence[Any]) -> Location:
+    """The answer for a usable WGS-84 point from its facts (one row of
+    `store.locate_rows_async`, or of a statement joining `store.LOCATE_ONE`), with the
+    status the rules give them."""
+    _, candidates, n_interior, near_code = facts[:4]
+    status = rules.status(len(candidates), n_interior, near_code is not None)
+    return _location(x, y, status, facts)
 
 
 def _location(x: float, y: float, status: str, facts: Sequence[Any]) -> Location:

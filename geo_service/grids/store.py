@@ -169,6 +169,9 @@ _FACTS = f"""
     """
 _LOCATE = _FACTS.replace("{points}", _POINTS)
 _LOCATE_ONE = _FACTS.replace("{points}", _ONE_POINT)
+# The facts of one point %(x)s, %(y)s (tolerance %(tol)s), for statements that join them to
+# their own (incident intake: `incidents.store.report_facts`).
+LOCATE_ONE = _LOCATE_ONE
 
 # The same facts among the grids as they were at %(at)s (their versions valid then), inlined
 # (NOT MATERIALIZED) so each use keeps the versions' GiST index. Workers are today's.

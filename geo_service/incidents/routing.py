@@ -14,7 +14,7 @@ from geo_service.crs import WGS84, InputCRS, parse_input_crs
 from geo_service.errors import (
     InvalidInput,
 )
-from geo_service.grids.locate import Location, locate_points
+from geo_service.grids.locate import Location, location_of
 from geo_service.incidents import store
 from geo_service.incidents.categories import Category
 from geo_service.incidents.config import calendar_of
@@ -101,23 +101,20 @@ def locate_report(
     """Where a report is: its grid, and whether it is near another grid or a likely duplicate;
     with `key`, also the incident `owner` made under it (`_Located.earlier`)."""
     x, y = point.wgs84()
-
-    def locate() -> list[Location]:
-        return locate_points(conn, [x], [y], WGS84, settings.grids.locate_tolerance_m)
-
-    # The key, the grids near the point and a likely duplicate, sent with the locate.
-    facts, [found] = store.report_facts(
+    # The key, the grids near the point, a likely duplicate and the locate: one statement.
+    facts, at = store.report_facts(
         conn,
         (x, y),
-        locate,
         category=category.code,
         near_m=settings.incidents.near_boundary_m,
         radius_m=settings.incidents.duplicate_radius_m,
         since=now - timedelta(hours=settings.incidents.duplicate_window_h),
+        tolerance_m=settings.grids.locate_tolerance_m,
         owner=owner,
         key=key,
         exclude_id=exclude_id,
     )
+    found = location_of(x, y, at)
     near = [code for code in facts["near_grids"] if code != found.grid_code]
     if not found.grid_code:
         near = []

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from sqlalchemy import (
     Connection,
@@ -25,9 +24,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from geo_service.auth.policy import REPORTER_CONTACT
 from geo_service.db.models import communities, grids, incident_events, incidents
+from geo_service.grids.store import LOCATE_ONE
 
 TERMINAL: Final = ("closed", "cancelled")
-_T = TypeVar("_T")
 _JOINED = incidents.outerjoin(grids, grids.c.code == incidents.c.grid_code).outerjoin(
     communities, communities.c.code == incidents.c.community_code
 )
@@ -84,12 +83,12 @@ EVENT_FIELDS: Final = (
 )  # fmt: skip
 
 # -- intake ---------------------------------------------------------------------------------------
-# What a report meets where it is, in one round trip: the incident its caller already made under
+# What a report meets where it is, in one statement: the incident its caller already made under
 # its Idempotency-Key, every grid within the near-boundary distance of its point (the caller
-# leaves out the grid the report goes to), and the open incident of the same category close by
-# that it likely repeats. Without a point (an address not geocoded yet), only the key is looked
-# up. Written for the driver (%(name)s placeholders): see `report_facts`.
-_REPORT_FACTS = """
+# leaves out the grid the report goes to), the open incident of the same category close by that
+# it likely repeats, and the point's locate (`grids.store.LOCATE_ONE`, its columns in their
+# order after these five). Written for the driver (%(name)s placeholders): see `report_facts`.
+_REPORT_FACTS = f"""
     SELECT earlier.id AS earlier_id, earlier.ref AS earlier_ref,
            earlier.request_hash AS earlier_hash,
            ARRAY(
@@ -114,56 +113,64 @@ _REPORT_FACTS = """
                         ST_Distance(i.geom::geography, p.geom::geography),
                         i.received_at
                LIMIT 1
-           ) AS duplicate
+           ) AS duplicate,
+           located.*
     FROM (
         SELECT ST_SetSRID(ST_MakePoint(CAST(%(x)s AS float8), CAST(%(y)s AS float8)), 4326)
                    AS geom,
                110000.0 * cos(radians(least(abs(CAST(%(y)s AS float8)), 89))) AS m_per_deg
     ) p
+    CROSS JOIN ({LOCATE_ONE}) located
     LEFT JOIN incidents earlier
            ON earlier.idempotency_owner = %(owner)s AND earlier.idempotency_key = %(key)s
 """
+_FACT_NAMES: Final = ("earlier_id", "earlier_ref", "earlier_hash", "near_grids", "duplicate")
 
 
 def report_facts(
     conn: Connection,
-    point: tuple[float, float] | None,
-    also: Callable[[], _T],
+    point: tuple[float, float],
     *,
     category: str,
     near_m: float,
     radius_m: float,
     since: datetime,
+    tolerance_m: float,
     owner: str = "",
     key: str | None = None,
     exclude_id: int | None = None,
-) -> tuple[dict[str, Any], _T]:
-    """For a report at `point` (WGS-84; None: not located yet): earlier_id, earlier_ref and
-    earlier_hash of the incident `owner` made under `key` (None when there is none);
-    near_grids, the codes of every grid within `near_m` metres; duplicate, the ref of an open
-    incident of `category` within `radius_m` received since `since` (not `exclude_id`).
-    With them, what `also` reads on `conn` (the point's locate), sent to the server in the
-    same round trip (a psycopg pipeline, on the driver connection as `grids.store.locate`)."""
-    x, y = point if point is not None else (None, None)
+) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """For a report at `point` (WGS-84): earlier_id, earlier_ref and earlier_hash of the
+    incident `owner` made under `key` (None when there is none); near_grids, the codes of
+    every grid within `near_m` metres; duplicate, the ref of an open incident of `category`
+    within `radius_m` received since `since` (not `exclude_id`); and the point's locate facts
+    within `tolerance_m` (a row of `grids.store.locate_rows_async`, for
+    `grids.locate.location_of`). One round trip, prepared, on the driver connection (as
+    `grids.store.locate`)."""
     params = {
-        "x": x,
-        "y": y,
+        "x": point[0],
+        "y": point[1],
         "near": near_m,
         "radius": radius_m,
         "category": category,
         "since": since,
+        "tol": tolerance_m,
         "exclude": exclude_id,
         "owner": owner,
         "key": key,
     }
     raw = conn.connection.driver_connection
     assert raw is not None
-    with raw.pipeline(), raw.cursor(row_factory=dict_row) as cur:
-        cur.execute(_REPORT_FACTS, params, prepare=True)  # sent with what `also` sends
-        other = also()
-        facts = cur.fetchone()
-    assert facts is not None
-    return facts, other
+    with raw.cursor() as cur:
+        cur.execute(_REPORT_FACTS, params, prepare=True)
+        return _split(cur.fetchone())
+
+
+def _split(row: tuple[Any, ...] | None) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """(the facts by name, the locate facts) of a row of `_REPORT_FACTS`."""
+    assert row is not None
+    n = len(_FACT_NAMES)
+    return dict(zip(_FACT_NAMES, row[:n], strict=True)), tuple(row[n:])
 
 
 def by_idempotency_key(conn: Connection, owner: str, key: str) -> dict[str, Any] | None:
