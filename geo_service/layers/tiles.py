@@ -85,10 +85,15 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return False
 
 
+# Tiles larger than this get gzip's fastest level: level 6 costs 3-4 times the CPU for 6-8%
+# fewer bytes (a z12 grids tile of 34 kB: 0.47 ms against 0.11; a z13 buildings tile of 1.2 MB:
+# 27 ms against 9.7); below it level 6 costs under 0.2 ms and keeps the bytes fewest.
+_FAST_ABOVE = 16384
+
+
 def compress(data: bytes) -> bytes:
-    """Gzip with a fixed mtime: the same tile always compresses to the same bytes. Large tiles
-    get the fastest level (a 1 MB tile: 30 ms at level 1, 56 ms at 5, for 10% more bytes)."""
-    return gzip.compress(data, compresslevel=1 if len(data) > 65536 else 6, mtime=0)
+    """Gzip with a fixed mtime: the same tile always compresses to the same bytes."""
+    return gzip.compress(data, compresslevel=1 if len(data) > _FAST_ABOVE else 6, mtime=0)
 
 
 @dataclass(frozen=True)
