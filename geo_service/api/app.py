@@ -235,4 +235,5 @@ def app_from_environment() -> FastAPI:
     # at 2,600 locates/s), which every request then in flight waits out: the p99.
     gc.collect()
     gc.freeze()
+    app.state.coverage_models.settle = True  # likewise each coverage model it loads
     return app

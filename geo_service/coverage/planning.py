@@ -65,6 +65,9 @@ class Model:
     # suggest's problem from street nodes, per candidate cap: made on first use, as it walks
     # from every candidate (0.3 s of a city's suggest, seconds of a province's)
     node_sitings: dict[int, Siting] = field(default_factory=dict)
+    # each community's what-if item when no building of it moves, in the answer's order
+    # (code, no community last); filled in by `_model`
+    unchanged: dict[Any, dict[str, Any]] = field(default_factory=dict)
 
     def entries(self, lon: np.ndarray, lat: np.ndarray) -> Entries:
         """Entry points of lon/lat places, by the same rule as compute."""
@@ -140,6 +143,9 @@ class Models:
         self._models: dict[tuple[int, str], Model] = {}
         self._identity: dict[str, tuple[int, str]] = {}  # engine URL -> database
         self._lock = threading.Lock()
+        # A server process sets this: each model it loads is frozen out of the cycle
+        # collector's reach (collector.settle); tests and commands leave it off.
+        self.settle = False
 
     def _key(self, engine: Engine, conn: Connection) -> tuple[int, str]:
         url = engine.url.render_as_string(hide_password=True)
@@ -164,6 +170,9 @@ class Models:
                     # committed meanwhile would have given it parts of two. Then read again.
                     if store.latest_run(conn) == run:
                         cached = self._models[key] = loaded
+                        del loaded
+                        if self.settle:
+                            collector.settle()
                     else:
                         state, run = status(conn, settings), store.latest_run(conn)
                         assert run is not None
@@ -238,7 +247,7 @@ def _model(
     community = groups[0][groups[1]]
     tiers = list(params.tiers_min)
     geoms = shapes.result()
-    return Model(
+    model = Model(
         run=(run["id"], run["computed_at"]),
         srid=run["metric_srid"],
         graph=graph,
@@ -264,6 +273,9 @@ def _model(
         base_city=fig.figures(tier, walk, arrays["households"], tiers),
         base_communities=fig.by_group(groups, tier, walk, arrays["households"], tiers),
     )
+    for code in sorted(model.base_communities, key=lambda c: (c is None, c or "")):
+        model.unchanged[code] = _community(model, code, None, None)
+    return model
 
 
 def what_if(
@@ -298,24 +310,16 @@ def what_if(
     now = (tier, walk, hh, m.tiers)
     before = _copied(m.base_city)  # with_shares writes into what it is given
     after = fig.moved(m.base_city, fig.figures(*was), fig.figures(*now))
+    # Only the communities holding a moved building are counted again; the others' items
+    # are the model's, made once (a province has 560 communities, a centre touches a few).
     names, index = m.community_index
-    groups = (names, index[moved])
-    per_before = {g: _copied(f) for g, f in m.base_communities.items()}
+    touched = np.unique(index[moved])
+    groups = (np.asarray(names)[touched], np.searchsorted(touched, index[moved]))
     per_was, per_now = fig.by_group(groups, *was), fig.by_group(groups, *now)
-    per_after = {g: fig.moved(per_before[g], per_was[g], per_now[g]) for g in per_before}
-    items = []
-    for code in sorted(per_after, key=lambda c: (c is None, c or "")):
-        delta = fig.change(per_before[code], per_after[code])
-        items.append(
-            {
-                "code": code,
-                "name": m.community_names.get(code) if code else None,
-                "before": fig.with_shares(per_before[code]),
-                "after": fig.with_shares(per_after[code]),
-                "change": delta,
-                "changed": any(d["households"] or d["buildings"] for d in delta),
-            }
-        )
+    items = [
+        _community(m, code, per_was[code], per_now[code]) if code in per_now else m.unchanged[code]
+        for code in m.unchanged
+    ]
     return {
         **state_head(state),
         "added": [
@@ -339,6 +343,24 @@ def what_if(
             "change": fig.change(before, after),
         },
         "communities": items,
+    }
+
+
+def _community(
+    m: Model, code: str | None, was: dict[str, Any] | None, now: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A community's item of a what-if: its figures before, after (some of its buildings'
+    figures `was` replaced by what they are `now`) and the change."""
+    before = _copied(m.base_communities[code])  # with_shares writes into what it is given
+    after = before if was is None or now is None else fig.moved(before, was, now)
+    delta = fig.change(before, after)
+    return {
+        "code": code,
+        "name": m.community_names.get(code) if code else None,
+        "before": fig.with_shares(before),
+        "after": fig.with_shares(_copied(after)),
+        "change": delta,
+        "changed": any(d["households"] or d["buildings"] for d in delta),
     }
 
 
