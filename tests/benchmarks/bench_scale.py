@@ -1,7 +1,8 @@
 """How each cost grows with size: the synthetic `city` at 1×, `city3` at 3× and `province`
 at 10× (issue 21). `make bench-scale`, or `python -m tests.benchmarks.bench_scale [SCALE ...]`
 to run some scales only (the others' figures are kept from their last run); `--report` writes
-the table and the plot again from the kept figures.
+the table and the plot again from the kept figures; `SCALE --again DATABASE` measures the
+steps after the imports again on a database of that scale imported before.
 
 At each scale, each through the user's door (the `geo-service` command in a process of its
 own, its peak RSS from the kernel; or HTTP on a real `geo-service serve`):
@@ -37,9 +38,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 
 from geo_service.auth.service import add_user
-from geo_service.db.engine import drop_database, reading
+from geo_service.db.engine import database_url, drop_database, make_engine, reading
 from geo_service.settings import Settings
 from tests.benchmarks import bench_coverage, bench_geocode, bench_tiles
 from tests.benchmarks.__main__ import _record
@@ -185,23 +187,48 @@ def measure(s: Settings, scale: str, keep: Callable[[Figures], None]) -> Figures
         keep(fig)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM (ANALYZE)"))
-        token = add_user(engine, s, "bench-planner", "planner", expires_days=1).token
-        steps: list[Callable[[], None]] = [
-            lambda: _compute(engine, fig),
-            lambda: _what_if(engine, token, fig),
-            lambda: _suggest(engine, token, fig),
-            lambda: _assign(engine, bench / f"scale-points-{scale}", fig),
-            lambda: _geocode(engine, s, fig),
-            lambda: _tiles(engine, fig),
-        ]
-        for step in steps:
-            step()
-            keep(fig)
+        _after_imports(s, engine, fig, keep)
     finally:
         engine.dispose()
         drop_database(bench_url(engine))
         shutil.rmtree(folder, ignore_errors=True)
     return fig
+
+
+def _after_imports(
+    s: Settings, engine: Engine, fig: Figures, keep: Callable[[Figures], None]
+) -> None:
+    """Every step after the imports, on `engine`'s database of `fig.scale`."""
+    token = add_user(engine, s, f"bench-planner-{os.getpid()}", "planner", expires_days=1).token
+    bench = s.database.data_dir / "bench"
+    steps: list[Callable[[], None]] = [
+        lambda: _compute(engine, fig),
+        lambda: _what_if(engine, token, fig),
+        lambda: _suggest(engine, token, fig),
+        lambda: _assign(engine, bench / f"scale-points-{fig.scale}", fig),
+        lambda: _geocode(engine, s, fig),
+        lambda: _tiles(engine, fig),
+    ]
+    for step in steps:
+        step()
+        keep(fig)
+
+
+def again(s: Settings, scale: str, database: str, keep: Callable[[Figures], None]) -> None:
+    """The steps after the imports measured again on `database`, a database of `scale`
+    imported before (a restored copy of a run's: the province's imports take 40 minutes);
+    the kept synth and import figures stay, and the note says so."""
+    fig = kept(results_path(s)).get(scale) or Figures(scale)
+    fig.notes["again"] = (
+        f"steps after the imports measured again {time.strftime('%Y-%m-%d %H:%M')} on "
+        f"database {database} (load {os.getloadavg()[0]:.1f} at the start)"
+    )
+    url = make_url(database_url(s)).set(database=database)
+    engine = make_engine(url.render_as_string(hide_password=False))
+    try:
+        _after_imports(s, engine, fig, keep)
+    finally:
+        engine.dispose()
 
 
 def _imports(engine: Engine, folder: Path, fig: Figures) -> None:
@@ -448,6 +475,9 @@ def main(scales: list[str]) -> None:
     report_only = scales == ["--report"]  # the table and plot again from the kept figures
     if report_only:
         scales = []
+    redo = scales[1:3] if scales[1:2] == ["--again"] and len(scales) == 3 else None
+    if redo is not None:  # SCALE --again DATABASE: the steps after the imports, on DATABASE
+        scales = scales[:1]
     unknown = [k for k in scales if k not in SCALES]
     if unknown:
         raise SystemExit(f"unknown scale {unknown[0]!r}; choose from {', '.join(SCALES)}")
@@ -463,13 +493,17 @@ def main(scales: list[str]) -> None:
         store.write_text(json.dumps({k: asdict(v) for k, v in figures.items()}, indent=1))
 
     for scale in [] if report_only else scales or list(SCALES):
-        measure(s, scale, keep)
+        if redo is not None:
+            again(s, scale, redo[1], keep)
+        else:
+            measure(s, scale, keep)
     figures = kept(store)
     took = time.perf_counter() - started
     plot(figures, DOC_PLOT)
     notes = [
         f"- {k}: compute stages (s): {f.notes.get('compute_stages', '')}; suggest: "
         f"{f.notes.get('suggest', '')}; geocode: {f.notes.get('geocode', '')}"
+        + (f"; {f.notes['again']}" if "again" in f.notes else "")
         for k, f in figures.items()
     ]
     stamp = (
