@@ -168,10 +168,9 @@ _FACTS = f"""
     ORDER BY f.i
     """
 _LOCATE = _FACTS.replace("{points}", _POINTS)
-_LOCATE_ONE = _FACTS.replace("{points}", _ONE_POINT)
-# The facts of one point %(x)s, %(y)s (tolerance %(tol)s), for statements that join them to
-# their own (incident intake: `incidents.store.report_facts`).
-LOCATE_ONE = _LOCATE_ONE
+# The facts of one point %(x)s, %(y)s (tolerance %(tol)s); public for statements that join
+# them to their own (incident intake: `incidents.store.report_facts`).
+LOCATE_ONE = _FACTS.replace("{points}", _ONE_POINT)
 
 # The same facts among the grids as they were at %(at)s (their versions valid then), inlined
 # (NOT MATERIALIZED) so each use keeps the versions' GiST index. Workers are today's.
@@ -187,7 +186,7 @@ def _as_of(sql: str) -> str:
 
 
 _LOCATE_THEN = _as_of(_LOCATE)
-_LOCATE_ONE_THEN = _as_of(_LOCATE_ONE)
+_LOCATE_ONE_THEN = _as_of(LOCATE_ONE)
 
 
 def locate(
@@ -249,7 +248,7 @@ async def _locate_on(
     params: dict[str, Any] = {"tol": tolerance_m, "at": at}
     if len(xs) == 1:
         params.update(x=xs[0], y=ys[0])
-        await cur.execute(_LOCATE_ONE if at is None else _LOCATE_ONE_THEN, params, prepare=True)
+        await cur.execute(LOCATE_ONE if at is None else _LOCATE_ONE_THEN, params, prepare=True)
     else:
         params.update(xs=xs, ys=ys)
         await cur.execute(_LOCATE if at is None else _LOCATE_THEN, params, prepare=True)
