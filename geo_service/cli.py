@@ -601,7 +601,7 @@ def assign_cmd(
     lat_field: Annotated[str, typer.Option()] = "lat",
     chunk_bytes: Annotated[
         int | None,
-        typer.Option(min=1, help="CSV bytes read, assigned and written at a time (8 MB)"),
+        typer.Option(help="CSV bytes read, assigned and written at a time (8 MB; 16 kB least)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:

@@ -113,3 +113,18 @@ def test_the_console_script_gives_the_same_file_in_small_chunks(
     assert rows[5][5] == "invalid" and "abc" in rows[5][7]
     statuses = {r[5] for r in rows}
     assert {"inside", "boundary", "nearest", "outside", "invalid"} <= statuses
+
+
+@pytest.mark.parametrize("chunk", ["0", "-5", "1", "16383"])
+def test_a_chunk_too_small_to_hold_a_row_is_refused_naming_it(
+    planted: Engine, db_url: str, tmp_path: Path, chunk: str
+):
+    source = tmp_path / "in.csv"
+    source.write_text("id,lon,lat\np1,117.801,30.93\n")
+    out = tmp_path / "out.csv"
+    args = ["assign", str(source), "--output", str(out), "--chunk-bytes", chunk]
+    done = geo(*args, cwd=tmp_path, db_url=db_url)
+    no_traceback(done)
+    assert done.returncode != 0
+    assert f"chunk_bytes={chunk} is too small" in done.stderr
+    assert not out.exists()

@@ -70,6 +70,7 @@ OUTPUT_COLUMNS = (
     "id", "lon", "lat", "grid_code", "community_code", "status", "distance_m", "reason",
 )  # fmt: skip
 BLOCK_BYTES = 8 << 20  # ~8 MB of CSV per chunk (Arrow batch) by default
+MIN_CHUNK_BYTES = 16 << 10  # Arrow reads whole rows: a chunk must hold the header and a row
 
 
 @dataclass
@@ -120,6 +121,8 @@ def assign_csv(
     cannot read whole is read again through its tolerant copy; `progress` counts each row
     once all the same.
     """
+    if chunk_bytes is not None and chunk_bytes < MIN_CHUNK_BYTES:
+        raise InvalidInput(f"chunk_bytes={chunk_bytes} is too small: at least {MIN_CHUNK_BYTES}")
     src = _check_source(source, (id_field, lon_field, lat_field))
     counted = _Counted(progress)
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
